@@ -1,0 +1,75 @@
+//! The etcd error catalogue. etcd clients match on the exact message strings and gRPC codes, so
+//! these are part of the wire contract; the mapping to a gRPC status lives in `etcd-api`.
+
+/// An error an etcd client can receive, with etcd's exact message in `Display`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// A fault inside this member (storage, codec); the message says which.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+/// The gRPC status code etcd uses for each error (numbers as in `google.rpc.Code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    OutOfRange,
+    NotFound,
+    Unavailable,
+    FailedPrecondition,
+    ResourceExhausted,
+    DataLoss,
+    Internal,
+}
+
+impl EtcdError {
+    /// Returns the gRPC code etcd answers this error with.
+    pub fn code(&self) -> ErrorCode {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | RequestTooLarge => ErrorCode::InvalidArgument,
+            Compacted | FutureRevision => ErrorCode::OutOfRange,
+            LeaseNotFound | MemberNotFound => ErrorCode::NotFound,
+            NoLeader | Timeout | Stopped => ErrorCode::Unavailable,
+            NotLeader => ErrorCode::FailedPrecondition,
+            TooManyRequests => ErrorCode::ResourceExhausted,
+            Corrupt => ErrorCode::DataLoss,
+            Internal(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Every bound Quorate enforces, each with the reason it exists. Configurable bounds have
+//! their default here; the binary may override them from flags.
+
+/// Default largest client request in bytes (etcd's `--max-request-bytes` default, 1.5 MiB).
+/// Larger requests would stall replication of everything queued behind them.
+pub const MAX_REQUEST_BYTES_DEFAULT: usize = 1536 * 1024;
+
+/// Extra room gRPC gets above `max-request-bytes` for framing, so an over-large request is
+/// refused by our precise check rather than by the transport's generic one (etcd does the same).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Default largest number of operations in one branch of a Txn (etcd's `--max-txn-ops`).
+/// Bounds the work one Raft entry can ask of every member's apply loop.
+pub const MAX_TXN_OPS_DEFAULT: usize = 128;
+
+/// Largest number of Raft entries sent in one AppendEntries message; bounds peer message size
+/// together with `MAX_REQUEST_BYTES_DEFAULT`.
+pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;
+
+/// Raft log entries kept behind a snapshot so a briefly lagging follower catches up from the
+/// log instead of receiving a whole snapshot.
+pub const RAFT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+
+/// Default number of applied entries after which a member snapshots its state machine and
+/// compacts its Raft log (etcd's `--snapshot-count` is 100 000; ours is smaller because our
+/// snapshot is a consistent copy of live data, not a full rewrite).
+pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
+
+/// Largest number of writes waiting for a leader at one member; beyond it, clients get
+/// `too many requests` instead of unbounded memory growth.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4096;
+
+/// How long a client request waits for consensus before it is answered `request timed out`
+/// (its outcome then is unknown: it may still commit).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
+
+const _: () = assert!(MAX_TXN_OPS_DEFAULT > 0);
+const _: () = assert!(GRPC_OVERHEAD_BYTES < MAX_REQUEST_BYTES_DEFAULT);

@@ -1,0 +1,175 @@
+//! The client the CLI uses to talk to members over the etcd v3 API: it picks the first reachable
+//! endpoint, bounds every call with a deadline, and retries reads on another endpoint when one
+//! is unavailable. Writes are never retried blindly: a write whose reply was lost may have
+//! committed, so it is reported as indeterminate instead.
+
+use std::time::Duration;
+
+use proto::etcdserverpb::cluster_client::ClusterClient;
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use proto::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, MemberListRequest, MemberListResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest,
+    TxnResponse,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no endpoint reachable: {0}")]
+    Unreachable(String),
+    #[error("invalid endpoint {endpoint}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+/// A connection to one member of a cluster, chosen from a list of endpoints.
+#[derive(Clone)]
+pub struct Client {
+    endpoints: Vec<String>,
+    channel: Channel,
+    endpoint: String,
+    timeout: Duration,
+}
+
+/// Returns `endpoint` with a scheme, as etcdctl accepts bare `host:port`.
+fn with_scheme(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+impl Client {
+    /// Connects to the first reachable endpoint; `timeout` bounds each call.
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, ClientError> {
+        let mut last_error = String::from("no endpoints given");
+        for endpoint in endpoints {
+            match Self::connect_one(endpoint, timeout).await {
+                Ok(channel) => {
+                    return Ok(Client {
+                        endpoints: endpoints.to_vec(),
+                        channel,
+                        endpoint: endpoint.clone(),
+                        timeout,
+                    });
+                }
+                Err(error) => last_error = format!("{endpoint}: {error}"),
+            }
+        }
+        Err(ClientError::Unreachable(last_error))
+    }
+
+    async fn connect_one(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
+        let uri = with_scheme(endpoint);
+        let endpoint_config = Endpoint::from_shared(uri.clone())
+            .map_err(|e| ClientError::BadEndpoint {
+                endpoint: uri.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        endpoint_config
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))
+    }
+
+    /// Returns the endpoint this client is connected to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Returns a client connected to each endpoint in turn, for per-member commands.
+    pub async fn each(
+        endpoints: &[String],
+        timeout: Duration,
+    ) -> Vec<(String, Result<Client, ClientError>)> {
+        let mut out = Vec::new();
+        for endpoint in endpoints {
+            let client = Client::connect(std::slice::from_ref(endpoint), timeout).await;
+            out.push((endpoint.clone(), client));
+        }
+        out
+    }
+
+    /// Reads a range; an unavailable member is skipped for the next endpoint.
+    pub async fn range(&mut self, request: RangeRequest) -> Result<RangeResponse, ClientError> {
+        let mut attempts = self.endpoints.len().max(1);
+        loop {
+            let result = KvClient::new(self.channel.clone())
+                .range(request.clone())
+                .await;
+            match result {
+                Err(status) if status.code() == tonic::Code::Unavailable && attempts > 1 => {
+                    attempts -= 1;
+                    self.rotate().await?;
+                }
+                other => return Ok(other?.into_inner()),
+            }
+        }
+    }
+
+    async fn rotate(&mut self) -> Result<(), ClientError> {
+        let position = self
+            .endpoints
+            .iter()
+            .position(|e| *e == self.endpoint)
+            .unwrap_or(0);
+        let mut rotated = self.endpoints.clone();
+        rotated.rotate_left(position + 1);
+        *self = Client::connect(&rotated, self.timeout).await?;
+        Ok(())
+    }
+
+    /// Writes a key.
+    pub async fn put(&mut self, request: PutRequest) -> Result<PutResponse, ClientError> {
+        Ok(KvClient::new(self.channel.clone())
+            .put(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Deletes a key or range.
+    pub async fn delete_range(
+        &mut self,
+        request: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, ClientError> {
+        Ok(KvClient::new(self.channel.clone())
+            .delete_range(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Runs a transaction.
+    pub async fn txn(&mut self, request: TxnRequest) -> Result<TxnResponse, ClientError> {
+        Ok(KvClient::new(self.channel.clone())
+            .txn(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Returns the connected member's status.
+    pub async fn status(&mut self) -> Result<StatusResponse, ClientError> {
+        Ok(MaintenanceClient::new(self.channel.clone())
+            .status(StatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Returns the cluster's members.
+    pub async fn member_list(
+        &mut self,
+        linearizable: bool,
+    ) -> Result<MemberListResponse, ClientError> {
+        let request = MemberListRequest { linearizable };
+        Ok(ClusterClient::new(self.channel.clone())
+            .member_list(request)
+            .await?
+            .into_inner())
+    }
+}

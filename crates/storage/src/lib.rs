@@ -1,0 +1,44 @@
+//! Durable storage of one member on redb: the Raft log with its hard state, the state machine's
+//! tables, and the latest snapshot file. Every stored value is framed with a CRC32 that is
+//! verified on read, so corruption is reported and refused, never served. It must never
+//! interpret what it stores: encodings belong to the crates that own the data.
+
+mod frame;
+mod log;
+mod snapshot;
+mod state;
+
+pub use frame::{frame, unframe};
+pub use log::LogStore;
+pub use redb::StorageBackend;
+pub use snapshot::SnapshotFile;
+pub use state::{StateStore, StateWrite};
+
+/// A storage operation that failed. A write that returns this may or may not be durable; the
+/// caller (the Raft adapters) stops the member rather than guess.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("open {path}: {source}")]
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
+    #[error("storage transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("storage table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("storage read or write: {0}")]
+    Io(#[from] redb::StorageError),
+    #[error("storage commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("snapshot file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+#[cfg(test)]
+mod tests;
