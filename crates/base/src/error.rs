@@ -73,3 +73,41 @@ impl EtcdError {
         }
     }
 }
+
+impl EtcdError {
+    /// Parses an error from its `Display` form, as carried in a forwarded reply. Unknown
+    /// messages become `Internal` with the text kept.
+    pub fn from_message(message: &str) -> EtcdError {
+        use EtcdError::*;
+        let known = [
+            EmptyKey,
+            KeyNotFound,
+            ValueProvided,
+            LeaseProvided,
+            TooManyOps,
+            DuplicateKey,
+            RequestTooLarge,
+            Compacted,
+            FutureRevision,
+            LeaseNotFound,
+            NoLeader,
+            NotLeader,
+            Timeout,
+            Stopped,
+            TooManyRequests,
+            MemberNotFound,
+            Corrupt,
+        ];
+        known
+            .into_iter()
+            .find(|error| error.to_string() == message)
+            .unwrap_or_else(|| {
+                Internal(
+                    message
+                        .strip_prefix("etcdserver: ")
+                        .unwrap_or(message)
+                        .to_string(),
+                )
+            })
+    }
+}

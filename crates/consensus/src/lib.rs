@@ -1,0 +1,16 @@
+//! The consensus layer: openraft's type config, a Raft log store and a state machine over our
+//! `storage` and `mvcc`, the network adapter over a [`Peers`] transport, and [`Replica`], the
+//! handle services use to propose writes and read at a chosen consistency. It must never open
+//! sockets itself (the `transport` crate implements [`Peers`]) nor decide etcd semantics (that is
+//! `mvcc`).
+
+pub mod codec;
+mod log_store;
+mod network;
+mod replica;
+mod state_machine;
+mod types;
+
+pub use network::{PeerError, Peers};
+pub use replica::{RaftOptions, Replica, ReplicaStatus};
+pub use types::{Member, NodeId, Request, TypeConfig};

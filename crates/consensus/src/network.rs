@@ -1,0 +1,172 @@
+//! openraft's network over the [`Peers`] trait, which the `transport` crate implements with
+//! gRPC. Each call is bounded by openraft's RPC deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use openraft::OptionalSend;
+use openraft::errors::{NetworkError, ReplicationClosed, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use proto::quorate::raft::v1 as pb;
+
+use crate::codec;
+use crate::types::*;
+
+/// Why a peer call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// The peer could not be reached (connect failed, timed out): the request did not arrive
+    /// or its answer was lost.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The peer answered with an error.
+    #[error("peer error: {0}")]
+    Remote(String),
+}
+
+/// Member-to-member calls of one group, addressed by peer URL.
+pub trait Peers: Send + Sync + 'static {
+    fn append_entries(
+        &self,
+        peer_url: &str,
+        request: pb::AppendEntriesRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>>;
+
+    fn vote(
+        &self,
+        peer_url: &str,
+        request: pb::VoteRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>>;
+
+    fn install_snapshot(
+        &self,
+        peer_url: &str,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>>;
+
+    fn forward(
+        &self,
+        peer_url: &str,
+        request: pb::ForwardRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::CommandResponse, PeerError>>;
+
+    fn read_index(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<u64, PeerError>>;
+}
+
+fn rpc_error(error: PeerError) -> RpcError {
+    match error {
+        PeerError::Unreachable(m) => RpcError::Unreachable(Unreachable::from_string(m)),
+        PeerError::Remote(m) => RpcError::Network(NetworkError::from_string(m)),
+    }
+}
+
+fn decode_error(error: codec::CodecError) -> RpcError {
+    RpcError::Network(NetworkError::from_string(error.to_string()))
+}
+
+/// Makes a client per peer for openraft.
+pub(crate) struct NetworkFactory {
+    pub(crate) peers: Arc<dyn Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = NetworkClient;
+
+    async fn new_client(&mut self, _target: NodeId, node: &Member) -> Self::Network {
+        let peer_url = node.peer_urls.first().cloned().unwrap_or_default();
+        NetworkClient {
+            peers: self.peers.clone(),
+            peer_url,
+        }
+    }
+}
+
+pub(crate) struct NetworkClient {
+    peers: Arc<dyn Peers>,
+    peer_url: String,
+}
+
+impl RaftNetworkV2<TypeConfig> for NetworkClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        let request = codec::append_request_to_pb(&rpc);
+        let response = self
+            .peers
+            .append_entries(&self.peer_url, request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        codec::append_response_from_pb(response).map_err(decode_error)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
+        let request = codec::vote_request_to_pb(&rpc, false);
+        let response = self
+            .peers
+            .vote(&self.peer_url, request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        codec::vote_response_from_pb(&response).map_err(decode_error)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
+        let request = codec::vote_request_to_pb(&rpc, true);
+        let response = self
+            .peers
+            .vote(&self.peer_url, request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        codec::vote_response_from_pb(&response).map_err(decode_error)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse, StreamingError> {
+        let send = self.peers.install_snapshot(
+            &self.peer_url,
+            codec::vote_to_pb(&vote),
+            codec::snapshot_meta_to_pb(&snapshot.meta),
+            snapshot.snapshot.into_inner(),
+            option.hard_ttl(),
+        );
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = send => {
+                let response = result.map_err(|e| StreamingError::from(rpc_error(e)))?;
+                let vote = response.vote.as_ref().ok_or_else(|| {
+                    StreamingError::from(decode_error(codec::CodecError::Missing { what: "snapshot response", field: "vote" }))
+                })?;
+                let vote = codec::vote_from_pb(vote).map_err(|e| StreamingError::from(decode_error(e)))?;
+                Ok(SnapshotResponse { vote })
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! [`Replica`]: one member's handle on one consensus group. Services propose writes through it
+//! (forwarded to the leader when this member does not lead), read at a chosen consistency, and
+//! the transport hands it the Raft messages peers send.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base::EtcdError;
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
+use proto::etcdserverpb::{RangeRequest, RangeResponse};
+use proto::quorate::raft::v1 as pb;
+use storage::{SnapshotFile, StateStore};
+use tokio::time::Instant;
+
+use crate::codec;
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, PeerError, Peers};
+use crate::state_machine::StateMachine;
+use crate::types::*;
+
+/// How a replica is configured.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub id: NodeId,
+    /// The group's initial members, used only when `bootstrap` is true.
+    pub initial_members: BTreeMap<NodeId, Member>,
+    /// Initialize the group (etcd's `--initial-cluster-state new`); a member that already has a
+    /// log ignores this.
+    pub bootstrap: bool,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Applied entries between snapshots (and log compaction).
+    pub snapshot_entries: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub logs_kept_after_snapshot: u64,
+    /// How long a request waits for consensus.
+    pub request_timeout: Duration,
+}
+
+impl RaftOptions {
+    /// Returns options with Quorate's defaults for member `id`.
+    pub fn new(
+        id: NodeId,
+        initial_members: BTreeMap<NodeId, Member>,
+        bootstrap: bool,
+    ) -> RaftOptions {
+        RaftOptions {
+            id,
+            initial_members,
+            bootstrap,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            snapshot_entries: base::limits::SNAPSHOT_ENTRIES_DEFAULT,
+            logs_kept_after_snapshot: base::limits::RAFT_LOGS_KEPT_AFTER_SNAPSHOT,
+            request_timeout: base::limits::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// What a member reports about itself (etcd's Status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub id: NodeId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub committed_index: u64,
+    pub revision: i64,
+    pub compacted_revision: i64,
+    pub is_learner: bool,
+    pub members: BTreeMap<NodeId, Member>,
+    pub learners: Vec<NodeId>,
+    pub record_count: u64,
+}
+
+/// One member's handle on its consensus group (cheap to clone).
+#[derive(Clone)]
+pub struct Replica {
+    raft: Raft,
+    state: StateMachine,
+    peers: Arc<dyn Peers>,
+    id: NodeId,
+    request_timeout: Duration,
+}
+
+fn internal(error: impl std::fmt::Display) -> EtcdError {
+    EtcdError::Internal(error.to_string())
+}
+
+impl Replica {
+    /// Opens the group's storage, starts Raft, and bootstraps a new group when asked.
+    pub async fn start(
+        options: RaftOptions,
+        log: storage::LogStore,
+        state: StateStore,
+        snapshot: SnapshotFile,
+        peers: Arc<dyn Peers>,
+    ) -> Result<Replica, EtcdError> {
+        let config = Config {
+            cluster_name: "quorate".into(),
+            heartbeat_interval: options.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: options.election_timeout_min.as_millis() as u64,
+            election_timeout_max: options.election_timeout_max.as_millis() as u64,
+            install_snapshot_timeout: 60_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_entries),
+            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
+            purge_batch_size: 256,
+            max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(internal)?);
+        let state_machine = StateMachine::open(state, snapshot).map_err(internal)?;
+        let network = NetworkFactory {
+            peers: peers.clone(),
+        };
+        let raft = Raft::new(
+            options.id,
+            config,
+            network,
+            LogStore::new(log),
+            state_machine.clone(),
+        )
+        .await
+        .map_err(internal)?;
+        if options.bootstrap && !raft.is_initialized().await.map_err(internal)? {
+            match raft.initialize(options.initial_members.clone()).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(error) => return Err(internal(error)),
+            }
+        }
+        Ok(Replica {
+            raft,
+            state: state_machine,
+            peers,
+            id: options.id,
+            request_timeout: options.request_timeout,
+        })
+    }
+
+    /// Returns this member's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Returns the leader this member knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// Returns the current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
+    /// Returns the current revision of the local keyspace.
+    pub fn revision(&self) -> i64 {
+        self.state.shared.positions().0
+    }
+
+    /// Returns this member's status.
+    pub fn status(&self) -> ReplicaStatus {
+        let (revision, compacted_revision, applied_index) = self.state.shared.positions();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let members: BTreeMap<NodeId, Member> = membership
+            .nodes()
+            .map(|(id, member)| (*id, member.clone()))
+            .collect();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        ReplicaStatus {
+            id: self.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index,
+            committed_index: m.local_committed.map_or(0, |id| id.index),
+            revision,
+            compacted_revision,
+            is_learner: !voters.contains(&self.id) && members.contains_key(&self.id),
+            members,
+            learners,
+            record_count: self.state.shared.record_count(),
+        }
+    }
+
+    /// Waits until some member leads, or the deadline passes.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let waited = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        waited.ok().and_then(|m| m.current_leader)
+    }
+
+    fn leader_url(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let leader = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, member.peer_urls.first()?.clone()))
+    }
+
+    /// Replicates a write through the leader and returns the state machine's reply. An error
+    /// after the write may have been appended is `Timeout`: its outcome is unknown.
+    pub async fn propose(&self, command: pb::Command) -> Result<pb::CommandResponse, EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.raft.client_write(Request(command.clone())).await {
+                Ok(response) => return reply_result(response.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    let leader = forward.leader_id.zip(forward.leader_node);
+                    if let Some((_, member)) = leader.filter(|(id, _)| *id != self.id) {
+                        let url = member.peer_urls.first().cloned().unwrap_or_default();
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        let request = pb::ForwardRequest {
+                            group: 0,
+                            command: Some(command.clone()),
+                        };
+                        match self.peers.forward(&url, request, remaining).await {
+                            Ok(reply) => return reply_result(reply),
+                            Err(PeerError::Remote(message)) => {
+                                let error = EtcdError::from_message(&message);
+                                if error != EtcdError::NotLeader {
+                                    return Err(error);
+                                }
+                            }
+                            // Not delivered: safe to try again once the leader is known.
+                            Err(PeerError::Unreachable(_)) => {}
+                        }
+                    }
+                    if !self.await_leader_change(deadline).await {
+                        return Err(EtcdError::NoLeader);
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                    return Err(EtcdError::Timeout);
+                }
+                Err(RaftError::APIError(other)) => return Err(internal(other)),
+                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+            }
+        }
+    }
+
+    /// Proposes on this member only, for a write forwarded by a follower.
+    pub async fn propose_local(
+        &self,
+        command: pb::Command,
+    ) -> Result<pb::CommandResponse, EtcdError> {
+        match self.raft.client_write(Request(command)).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(EtcdError::NotLeader)
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(EtcdError::Timeout)
+            }
+            Err(RaftError::APIError(other)) => Err(internal(other)),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Waits a little for the leader to change or appear; false when the deadline passed.
+    async fn await_leader_change(&self, deadline: Instant) -> bool {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        let step = remaining.min(Duration::from_millis(100));
+        let _ = self
+            .raft
+            .wait(Some(step))
+            .metrics(|m| m.current_leader.is_some(), "leader")
+            .await;
+        Instant::now() < deadline
+    }
+
+    /// On the leader: confirms leadership with a quorum (ReadIndex) and returns the index a
+    /// linearizable read must wait for.
+    pub async fn read_index(&self) -> Result<u64, EtcdError> {
+        let read = tokio::time::timeout(
+            self.request_timeout,
+            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await;
+        match read {
+            Err(_) => Err(EtcdError::Timeout),
+            Ok(Ok(read_log_id)) => Ok(read_log_id.index()),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
+                Err(EtcdError::NotLeader)
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => {
+                Err(EtcdError::NoLeader)
+            }
+            Ok(Err(RaftError::Fatal(_))) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Waits until a linearizable read on this member would see every write acknowledged
+    /// before the call: ReadIndex from the leader, then local apply up to it.
+    pub async fn linearizable_barrier(&self) -> Result<(), EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let index = match self.leader_url() {
+                Some((leader, _)) if leader == self.id => match self.read_index().await {
+                    Err(EtcdError::NotLeader) => None,
+                    other => Some(other?),
+                },
+                Some((_, url)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match self.peers.read_index(&url, remaining).await {
+                        Ok(index) => Some(index),
+                        Err(PeerError::Remote(message)) => {
+                            let error = EtcdError::from_message(&message);
+                            if error != EtcdError::NotLeader {
+                                return Err(error);
+                            }
+                            None
+                        }
+                        Err(PeerError::Unreachable(_)) => None,
+                    }
+                }
+                None => None,
+            };
+            if let Some(index) = index {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                return self
+                    .raft
+                    .wait(Some(remaining))
+                    .applied_index_at_least(Some(index), "read index applied")
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| EtcdError::Timeout);
+            }
+            if !self.await_leader_change(deadline).await {
+                return Err(EtcdError::NoLeader);
+            }
+        }
+    }
+
+    /// Reads a range from the local keyspace, after a ReadIndex barrier when `linearizable`.
+    pub async fn range(
+        &self,
+        request: &RangeRequest,
+        linearizable: bool,
+    ) -> Result<RangeResponse, EtcdError> {
+        if linearizable {
+            self.linearizable_barrier().await?;
+        }
+        self.state.shared.range(request)
+    }
+
+    /// Asks Raft to snapshot now (and compact the log behind it).
+    pub async fn trigger_snapshot(&self) -> Result<(), EtcdError> {
+        self.raft.trigger().snapshot().await.map_err(internal)
+    }
+
+    /// Handles a peer's AppendEntries.
+    pub async fn handle_append(
+        &self,
+        request: pb::AppendEntriesRequest,
+    ) -> Result<pb::AppendEntriesResponse, String> {
+        let request = codec::append_request_from_pb(request).map_err(|e| e.to_string())?;
+        let response = self
+            .raft
+            .append_entries(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(codec::append_response_to_pb(&response))
+    }
+
+    /// Handles a peer's (pre-)vote request.
+    pub async fn handle_vote(&self, request: pb::VoteRequest) -> Result<pb::VoteResponse, String> {
+        let pre_vote = request.pre_vote;
+        let request = codec::vote_request_from_pb(&request).map_err(|e| e.to_string())?;
+        let response = if pre_vote {
+            self.raft.pre_vote(request).await
+        } else {
+            self.raft.vote(request).await
+        };
+        Ok(codec::vote_response_to_pb(
+            &response.map_err(|e| e.to_string())?,
+        ))
+    }
+
+    /// Handles a whole snapshot sent by the leader.
+    pub async fn handle_snapshot(
+        &self,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<pb::SnapshotResponse, String> {
+        let vote = codec::vote_from_pb(&vote).map_err(|e| e.to_string())?;
+        let meta = codec::snapshot_meta_from_pb(&meta).map_err(|e| e.to_string())?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        };
+        let response = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pb::SnapshotResponse {
+            vote: Some(codec::vote_to_pb(&response.vote)),
+        })
+    }
+
+    /// Returns true while this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft shutdown");
+        }
+    }
+}
+
+fn reply_result(reply: pb::CommandResponse) -> Result<pb::CommandResponse, EtcdError> {
+    match &reply.op {
+        Some(pb::command_response::Op::Error(message)) => Err(EtcdError::from_message(message)),
+        _ => Ok(reply),
+    }
+}

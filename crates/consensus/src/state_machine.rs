@@ -1,0 +1,449 @@
+//! openraft's state machine: applies committed commands to the `mvcc` keyspace and persists the
+//! changes with the applied log id in one `storage::StateStore` commit per batch. Reads go to
+//! the same keyspace under a read lock, so a reader never sees an index entry whose record is
+//! not yet stored.
+
+use std::io::{self, Cursor};
+use std::sync::{Arc, RwLock};
+
+use base::EtcdError;
+use futures::{Stream, TryStreamExt};
+use mvcc::{ChangeSet, Keyspace, Record, RecordSource, Rev};
+use openraft::OptionalSend;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use prost::Message;
+use proto::etcdserverpb::RangeRequest;
+use proto::etcdserverpb::RangeResponse;
+use proto::quorate::raft::v1 as pb;
+use storage::{SnapshotFile, StateStore, StateWrite};
+
+use crate::codec;
+use crate::types::*;
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const REVISIONS: &str = "revisions";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv01";
+
+/// What the state machine holds in memory, guarded by one lock.
+struct Inner {
+    keyspace: Keyspace,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// The state shared by the state machine, its snapshot builder and readers.
+pub(crate) struct Shared {
+    store: StateStore,
+    snapshot_file: SnapshotFile,
+    inner: RwLock<Inner>,
+}
+
+/// openraft's state machine handle (cheap to clone).
+#[derive(Clone)]
+pub struct StateMachine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+struct Source<'a>(&'a StateStore);
+
+impl RecordSource for Source<'_> {
+    fn record(&self, rev: Rev) -> Result<Record, EtcdError> {
+        let bytes = self
+            .0
+            .record(&rev.to_bytes())
+            .map_err(|e| EtcdError::Internal(format!("read record {rev:?}: {e}")))?
+            .ok_or_else(|| EtcdError::Internal(format!("record {rev:?} missing from storage")))?;
+        Record::decode(&bytes).map_err(|e| EtcdError::Internal(format!("record {rev:?}: {e}")))
+    }
+}
+
+fn io_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+fn encode_revisions(keyspace: &Keyspace) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&keyspace.current_revision().to_be_bytes());
+    out.extend_from_slice(&keyspace.compacted_revision().to_be_bytes());
+    out
+}
+
+fn decode_revisions(bytes: &[u8]) -> Result<(i64, i64), io::Error> {
+    let array: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| io_error("revisions: bad length"))?;
+    let current = i64::from_be_bytes(array[..8].try_into().expect("8 bytes"));
+    let compacted = i64::from_be_bytes(array[8..].try_into().expect("8 bytes"));
+    Ok((current, compacted))
+}
+
+impl StateMachine {
+    /// Opens the state machine on its tables, rebuilding the key index from the records.
+    pub fn open(store: StateStore, snapshot_file: SnapshotFile) -> Result<StateMachine, io::Error> {
+        let mut applied = None;
+        let mut membership = StoredMembership::default();
+        let mut revisions = (1, 0);
+        let mut entries: Vec<(Rev, Vec<u8>, bool)> = Vec::new();
+        store
+            .scan(
+                |key, value| {
+                    let rev = Rev::from_bytes(key).map_err(|e| corrupt("record key", e))?;
+                    let record = Record::decode(value).map_err(|e| corrupt("record", e))?;
+                    entries.push((rev, record.key, record.tombstone));
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )
+            .map_err(io_error)?;
+        if let Some(bytes) = store.meta(APPLIED).map_err(io_error)? {
+            let id: pb::LogId = codec::decode(&bytes, "applied").map_err(io_error)?;
+            applied = Some(codec::log_id_from_pb(&id).map_err(io_error)?);
+        }
+        if let Some(bytes) = store.meta(MEMBERSHIP).map_err(io_error)? {
+            let stored: pb::StoredMembership =
+                codec::decode(&bytes, "membership").map_err(io_error)?;
+            membership = codec::stored_membership_from_pb(&stored).map_err(io_error)?;
+        }
+        if let Some(bytes) = store.meta(REVISIONS).map_err(io_error)? {
+            revisions = decode_revisions(&bytes)?;
+        }
+        let keyspace = Keyspace::restore(revisions.0, revisions.1, entries);
+        let inner = Inner {
+            keyspace,
+            applied,
+            membership,
+        };
+        let shared = Shared {
+            store,
+            snapshot_file,
+            inner: RwLock::new(inner),
+        };
+        Ok(StateMachine {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+fn corrupt(what: &str, error: impl std::fmt::Display) -> storage::StorageError {
+    storage::StorageError::Corrupt {
+        what: what.to_string(),
+        detail: error.to_string(),
+    }
+}
+
+impl Shared {
+    /// Answers a Range from the local keyspace.
+    pub(crate) fn range(&self, request: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.keyspace.range(&Source(&self.store), request)
+    }
+
+    /// Returns (current revision, compacted revision, applied index).
+    pub(crate) fn positions(&self) -> (i64, i64, u64) {
+        let inner = self.inner.read().expect("state lock poisoned");
+        let applied = inner.applied.map_or(0, |id| id.index);
+        (
+            inner.keyspace.current_revision(),
+            inner.keyspace.compacted_revision(),
+            applied,
+        )
+    }
+
+    /// Returns the number of stored records (for status and metrics).
+    pub(crate) fn record_count(&self) -> u64 {
+        self.store.record_count().unwrap_or(0)
+    }
+
+    /// Serializes the whole state (records and revisions) for a snapshot.
+    fn snapshot_bytes(&self) -> Result<(SnapshotMeta, Vec<u8>), io::Error> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        // Everything applied so far becomes durable before the log may be purged behind it.
+        self.store.sync().map_err(io_error)?;
+        let mut data = Vec::new();
+        data.extend_from_slice(SNAPSHOT_MAGIC);
+        data.extend_from_slice(&encode_revisions(&inner.keyspace));
+        self.store
+            .scan(
+                |key, value| {
+                    data.extend_from_slice(key);
+                    data.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                    data.extend_from_slice(value);
+                    Ok(())
+                },
+                |_, _| Ok(()),
+            )
+            .map_err(io_error)?;
+        let meta = SnapshotMeta {
+            last_log_id: inner.applied,
+            last_membership: inner.membership.clone(),
+        };
+        Ok((meta, data))
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
+        let meta_bytes = codec::snapshot_meta_to_pb(meta).encode_to_vec();
+        let mut file = Vec::with_capacity(4 + meta_bytes.len() + data.len());
+        file.extend_from_slice(&(meta_bytes.len() as u32).to_be_bytes());
+        file.extend_from_slice(&meta_bytes);
+        file.extend_from_slice(data);
+        self.snapshot_file.save(&file).map_err(io_error)
+    }
+
+    fn load_snapshot(&self) -> Result<Option<Snapshot>, io::Error> {
+        let Some(file) = self.snapshot_file.load().map_err(io_error)? else {
+            return Ok(None);
+        };
+        if file.len() < 4 {
+            return Err(io_error("snapshot file: truncated"));
+        }
+        let meta_len = u32::from_be_bytes(file[..4].try_into().expect("4 bytes")) as usize;
+        let meta_end = 4usize
+            .checked_add(meta_len)
+            .filter(|end| *end <= file.len());
+        let meta_end = meta_end.ok_or_else(|| io_error("snapshot file: bad meta length"))?;
+        let meta: pb::SnapshotMeta =
+            codec::decode(&file[4..meta_end], "snapshot meta").map_err(io_error)?;
+        let meta = codec::snapshot_meta_from_pb(&meta).map_err(io_error)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Cursor::new(file[meta_end..].to_vec()),
+        }))
+    }
+
+    fn install(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
+        let body = data
+            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+            .ok_or_else(|| io_error("snapshot: unknown format"))?;
+        if body.len() < 16 {
+            return Err(io_error("snapshot: truncated"));
+        }
+        let (current, compacted) = decode_revisions(&body[..16])?;
+        let mut rest = &body[16..];
+        let mut write = StateWrite::default();
+        let mut entries = Vec::new();
+        while !rest.is_empty() {
+            if rest.len() < 20 {
+                return Err(io_error("snapshot: truncated record header"));
+            }
+            let rev = Rev::from_bytes(&rest[..16]).map_err(io_error)?;
+            let len = u32::from_be_bytes(rest[16..20].try_into().expect("4 bytes")) as usize;
+            let value = rest
+                .get(20..20 + len)
+                .ok_or_else(|| io_error("snapshot: truncated record"))?;
+            let record = Record::decode(value).map_err(io_error)?;
+            entries.push((rev, record.key, record.tombstone));
+            write.puts.push((rest[..16].to_vec(), value.to_vec()));
+            rest = &rest[20 + len..];
+        }
+        let keyspace = Keyspace::restore(current, compacted, entries);
+        let mut inner = self.inner.write().expect("state lock poisoned");
+        write.meta.push((REVISIONS, encode_revisions(&keyspace)));
+        if let Some(id) = &meta.last_log_id {
+            write
+                .meta
+                .push((APPLIED, codec::log_id_to_pb(id).encode_to_vec()));
+        }
+        let membership = codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec();
+        write.meta.push((MEMBERSHIP, membership));
+        self.store.replace(&write).map_err(io_error)?;
+        *inner = Inner {
+            keyspace,
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        drop(inner);
+        self.save_snapshot(meta, data)
+    }
+
+    /// Applies one batch of committed entries and persists it in one commit; returns the
+    /// replies in entry order.
+    fn apply_batch(&self, entries: &[Entry]) -> Result<Vec<pb::CommandResponse>, io::Error> {
+        let mut inner = self.inner.write().expect("state lock poisoned");
+        let source = Source(&self.store);
+        let mut write = StateWrite::default();
+        let mut replies = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let reply = match &entry.payload {
+                EntryPayload::Blank => pb::CommandResponse::default(),
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    pb::CommandResponse::default()
+                }
+                EntryPayload::Normal(Request(command)) => {
+                    let (reply, changes) =
+                        apply_command(&mut inner.keyspace, &source, &write, command);
+                    if let Some(changes) = changes {
+                        add_changes(&mut write, changes);
+                    }
+                    reply
+                }
+            };
+            let revision = inner.keyspace.current_revision();
+            replies.push(pb::CommandResponse { revision, ..reply });
+            inner.applied = Some(entry.log_id);
+        }
+        write
+            .meta
+            .push((REVISIONS, encode_revisions(&inner.keyspace)));
+        if let Some(id) = &inner.applied {
+            write
+                .meta
+                .push((APPLIED, codec::log_id_to_pb(id).encode_to_vec()));
+        }
+        let membership = codec::stored_membership_to_pb(&inner.membership).encode_to_vec();
+        write.meta.push((MEMBERSHIP, membership));
+        // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
+        self.store.write(&write, false).map_err(io_error)?;
+        Ok(replies)
+    }
+}
+
+/// Applies one command. Records written earlier in the same batch are not yet in storage, so
+/// reads fall back to the batch's pending puts.
+fn apply_command(
+    keyspace: &mut Keyspace,
+    store: &Source<'_>,
+    pending: &StateWrite,
+    command: &pb::Command,
+) -> (pb::CommandResponse, Option<ChangeSet>) {
+    use pb::command::Op;
+    use pb::command_response::Op as Reply;
+    let source = Pending { store, pending };
+    let result = match &command.op {
+        Some(Op::Put(r)) => keyspace
+            .put(&source, r)
+            .map(|(resp, c)| (Reply::Put(resp), c)),
+        Some(Op::DeleteRange(r)) => keyspace
+            .delete_range(&source, r)
+            .map(|(resp, c)| (Reply::DeleteRange(resp), c)),
+        Some(Op::Txn(r)) => keyspace
+            .txn(&source, r)
+            .map(|(resp, c)| (Reply::Txn(resp), c)),
+        Some(Op::Compact(r)) => keyspace
+            .compact(r)
+            .map(|(resp, c)| (Reply::Compact(resp), c)),
+        None => Err(EtcdError::Internal("empty command".into())),
+    };
+    match result {
+        Ok((reply, changes)) => (
+            pb::CommandResponse {
+                op: Some(reply),
+                revision: 0,
+            },
+            Some(changes),
+        ),
+        Err(EtcdError::Internal(detail)) => {
+            // Storage failed under the apply path: continuing would let members diverge.
+            panic!("apply of a committed command failed: {detail}");
+        }
+        Err(error) => {
+            let reply = pb::CommandResponse {
+                op: Some(Reply::Error(error.to_string())),
+                revision: 0,
+            };
+            (reply, None)
+        }
+    }
+}
+
+struct Pending<'a> {
+    store: &'a Source<'a>,
+    pending: &'a StateWrite,
+}
+
+impl RecordSource for Pending<'_> {
+    fn record(&self, rev: Rev) -> Result<Record, EtcdError> {
+        let key = rev.to_bytes();
+        if let Some((_, bytes)) = self
+            .pending
+            .puts
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_slice() == key)
+        {
+            return Record::decode(bytes).map_err(|e| EtcdError::Internal(e.to_string()));
+        }
+        self.store.record(rev)
+    }
+}
+
+fn add_changes(write: &mut StateWrite, changes: ChangeSet) {
+    for (rev, record) in changes.puts {
+        write.puts.push((rev.to_bytes().to_vec(), record.encode()));
+    }
+    for rev in changes.removed {
+        let key = rev.to_bytes().to_vec();
+        write.puts.retain(|(k, _)| *k != key);
+        write.removes.push(key);
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let (meta, data) = shared.snapshot_bytes()?;
+            shared.save_snapshot(&meta, &data)?;
+            Ok(Snapshot {
+                meta,
+                snapshot: Cursor::new(data),
+            })
+        })
+        .await
+        .map_err(io_error)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let inner = self.shared.inner.read().expect("state lock poisoned");
+        Ok((inner.applied, inner.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder, io::Error>> + Unpin + OptionalSend,
+    {
+        let batch: Vec<EntryResponder> = entries.try_collect().await?;
+        let (entries, responders): (Vec<Entry>, Vec<_>) = batch.into_iter().unzip();
+        let shared = self.shared.clone();
+        let replies = tokio::task::spawn_blocking(move || shared.apply_batch(&entries))
+            .await
+            .map_err(io_error)??;
+        for (responder, reply) in responders.into_iter().zip(replies) {
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || shared.install(&meta, &snapshot.into_inner()))
+            .await
+            .map_err(io_error)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.load_snapshot())
+            .await
+            .map_err(io_error)?
+    }
+}
