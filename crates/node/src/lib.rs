@@ -1,0 +1,238 @@
+//! Wires one member: opens its storage, starts its consensus replica, serves the etcd API on
+//! the client URLs, the Raft service on the peer URLs, and `/metrics` and `/health` on the
+//! metrics URLs, until asked to stop. It makes no protocol decisions and reads no CLI or
+//! environment (the binary hands it a [`NodeConfig`]).
+
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base::{ClusterId, NodeId};
+use consensus::{Member, RaftOptions, Replica};
+use etcd_api::{ClusterService, Context, KvService, MaintenanceService};
+use storage::{LogStore, SnapshotFile, StateStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use transport::{GrpcPeers, RaftService};
+
+/// The version reported by Status: the etcd API version we are compatible with.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+
+/// Everything one member needs, already parsed.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// `name=peer_url` pairs of the initial members.
+    pub initial_cluster: Vec<(String, String)>,
+    /// True for `--initial-cluster-state new`.
+    pub initial_cluster_new: bool,
+    pub initial_cluster_token: String,
+    pub listen_metrics_urls: Vec<String>,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub snapshot_entries: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+}
+
+/// Why a member could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("open storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("start consensus: {0}")]
+    Consensus(base::EtcdError),
+    #[error("listen on {url}: {source}")]
+    Listen { url: String, source: std::io::Error },
+    #[error("serve: {0}")]
+    Serve(String),
+}
+
+/// Returns the socket address of a `http://host:port` URL.
+pub fn url_to_addr(url: &str) -> Result<SocketAddr, NodeError> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port
+        .parse()
+        .map_err(|e| NodeError::Config(format!("url {url}: {e}")))
+}
+
+impl NodeConfig {
+    /// Returns the member ids and members of the initial cluster.
+    pub fn initial_members(&self) -> BTreeMap<u64, Member> {
+        self.initial_cluster
+            .iter()
+            .map(|(name, peer_url)| {
+                let id = NodeId::from_name(name, &self.initial_cluster_token).0;
+                let client_urls = if *name == self.name {
+                    self.advertise_client_urls.clone()
+                } else {
+                    Vec::new()
+                };
+                (
+                    id,
+                    Member {
+                        name: name.clone(),
+                        peer_urls: vec![peer_url.clone()],
+                        client_urls,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), NodeError> {
+        if !self
+            .initial_cluster
+            .iter()
+            .any(|(name, _)| *name == self.name)
+        {
+            return Err(NodeError::Config(format!(
+                "--initial-cluster does not name this member ({})",
+                self.name
+            )));
+        }
+        if self.listen_client_urls.is_empty() || self.listen_peer_urls.is_empty() {
+            return Err(NodeError::Config(
+                "client and peer listen URLs are required".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a member until `shutdown` completes; returns after every server has stopped.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let id = NodeId::from_name(&config.name, &config.initial_cluster_token);
+    let members = config.initial_members();
+    let member_ids: Vec<NodeId> = members.keys().map(|id| NodeId(*id)).collect();
+    let cluster_id = ClusterId::from_members(&member_ids, &config.initial_cluster_token);
+
+    let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
+    let state = StateStore::open(&config.data_dir.join("state.redb"))?;
+    let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"));
+    let mut options = RaftOptions::new(id.0, members, config.initial_cluster_new);
+    options.snapshot_entries = config.snapshot_entries;
+    options.heartbeat_interval = config.heartbeat_interval;
+    options.election_timeout_min = config.election_timeout;
+    options.election_timeout_max = config.election_timeout * 2;
+    // Peers must be served before Raft starts, so bind first.
+    let peer_listeners = bind_all(&config.listen_peer_urls).await?;
+    let client_listeners = bind_all(&config.listen_client_urls).await?;
+    let metrics_listeners = bind_all(&config.listen_metrics_urls).await?;
+
+    let peers = Arc::new(GrpcPeers::new());
+    let replica = Arc::new(
+        Replica::start(options, log, state, snapshot, peers)
+            .await
+            .map_err(NodeError::Consensus)?,
+    );
+    tracing::info!(member = %id, cluster = %cluster_id, name = %config.name, "member started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let context = Context {
+        replica: replica.clone(),
+        cluster_id: cluster_id.0,
+        member_id: id.0,
+        max_request_bytes: config.max_request_bytes,
+        max_txn_ops: config.max_txn_ops,
+        version: ETCD_API_VERSION,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in peer_listeners {
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(RaftService::server(replica.clone()));
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            server
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    for listener in client_listeners {
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(KvService::server(context.clone()))
+            .add_service(MaintenanceService::server(context.clone()))
+            .add_service(ClusterService::server(context.clone()));
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            server
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    for listener in metrics_listeners {
+        let app = metrics::router(replica.clone());
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    shutdown.await;
+    tracing::info!("stopping member");
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => result = Err(NodeError::Serve(error)),
+            Err(error) => result = Err(NodeError::Serve(error.to_string())),
+        }
+    }
+    replica.shutdown().await;
+    result
+}
+
+async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {
+    let mut out = Vec::new();
+    for url in urls {
+        let addr = url_to_addr(url)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen {
+                url: url.clone(),
+                source,
+            })?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}

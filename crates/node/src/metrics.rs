@@ -1,0 +1,111 @@
+//! `/metrics` (Prometheus text format) and `/health` (etcd's JSON shape) over HTTP.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use consensus::Replica;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Returns the HTTP routes of the metrics listener.
+pub fn router(replica: Arc<Replica>) -> Router {
+    let for_metrics = replica.clone();
+    Router::new()
+        .route("/metrics", get(move || metrics(for_metrics.clone())))
+        .route("/health", get(move || health(replica.clone())))
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let gauge: Gauge = Gauge::default();
+    gauge.set(value);
+    registry.register(name, help, gauge);
+}
+
+async fn metrics(replica: Arc<Replica>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let status = replica.status();
+    let mut registry = Registry::with_prefix("quorate");
+    gauge(
+        &mut registry,
+        "raft_term",
+        "Current Raft term",
+        status.term as i64,
+    );
+    gauge(
+        &mut registry,
+        "raft_applied_index",
+        "Last Raft index applied",
+        status.applied_index as i64,
+    );
+    gauge(
+        &mut registry,
+        "raft_committed_index",
+        "Last Raft index known committed",
+        status.committed_index as i64,
+    );
+    gauge(
+        &mut registry,
+        "raft_last_log_index",
+        "Last Raft index in the local log",
+        status.last_log_index as i64,
+    );
+    gauge(
+        &mut registry,
+        "raft_has_leader",
+        "1 when a leader is known",
+        i64::from(status.leader.is_some()),
+    );
+    gauge(
+        &mut registry,
+        "raft_is_leader",
+        "1 when this member leads",
+        i64::from(status.leader == Some(status.id)),
+    );
+    gauge(
+        &mut registry,
+        "mvcc_revision",
+        "Current etcd revision",
+        status.revision,
+    );
+    gauge(
+        &mut registry,
+        "mvcc_compacted_revision",
+        "Compacted etcd revision",
+        status.compacted_revision,
+    );
+    gauge(
+        &mut registry,
+        "mvcc_records",
+        "Stored MVCC records",
+        status.record_count as i64,
+    );
+    let mut body = String::new();
+    match encode(&mut body, &registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            body,
+        ),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            error.to_string(),
+        ),
+    }
+}
+
+async fn health(replica: Arc<Replica>) -> (StatusCode, String) {
+    if replica.leader().is_some() {
+        (
+            StatusCode::OK,
+            r#"{"health":"true","reason":""}"#.to_string(),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"health":"false","reason":"RAFT NO LEADER"}"#.to_string(),
+        )
+    }
+}

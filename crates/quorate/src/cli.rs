@@ -1,0 +1,346 @@
+//! The command line: subcommands and the etcdctl-like client commands.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand, ValueEnum};
+use client::Client;
+use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use serde_json::json;
+
+use crate::{demo, node_cmd};
+
+/// Quorate: a distributed key-value database with consistency as an explicit choice.
+#[derive(Parser, Debug)]
+#[command(name = "quorate", version)]
+pub struct Cli {
+    /// Member client URLs, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "QUORATE_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// Output format.
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        value_enum,
+        default_value = "simple"
+    )]
+    pub write_out: Output,
+    /// Deadline of one client call, in seconds.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub command_timeout: u64,
+    /// Log format of `node`: text or json.
+    #[arg(
+        long,
+        global = true,
+        env = "QUORATE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Simple,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    Linearizable,
+    Serializable,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a member.
+    Node(Box<node_cmd::NodeArgs>),
+    /// Run a local three-member cluster until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// Write a key.
+    Put {
+        key: String,
+        value: String,
+        /// Return the previous key-value.
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Read a key or range.
+    Get {
+        key: String,
+        /// End of the range (exclusive).
+        range_end: Option<String>,
+        /// Read every key with `key` as prefix.
+        #[arg(long)]
+        prefix: bool,
+        /// Read at this revision.
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        #[arg(long, value_enum, default_value = "linearizable")]
+        consistency: Consistency,
+        /// Largest number of keys returned.
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+        /// Return only keys.
+        #[arg(long)]
+        keys_only: bool,
+        /// Return only the count.
+        #[arg(long)]
+        count_only: bool,
+    },
+    /// Delete a key or range.
+    Del {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Per-endpoint commands.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// Membership commands.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// Status of every endpoint.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// List the members.
+    List,
+}
+
+/// Returns the range end that selects every key with `key` as prefix (etcd's rule).
+pub fn prefix_end(key: &[u8]) -> Vec<u8> {
+    let mut end = key.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn range_of(key: &str, range_end: Option<String>, prefix: bool) -> (Vec<u8>, Vec<u8>) {
+    let key_bytes = if key.is_empty() && prefix {
+        vec![0]
+    } else {
+        key.as_bytes().to_vec()
+    };
+    let end = match (prefix, range_end) {
+        (true, _) => prefix_end(key.as_bytes()),
+        (false, Some(end)) => end.into_bytes(),
+        (false, None) => Vec::new(),
+    };
+    (key_bytes, end)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(cli.command_timeout);
+    let json_out = cli.write_out == Output::Json;
+    match cli.command {
+        Command::Node(args) => node_cmd::run(*args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Put {
+            key,
+            value,
+            prev_kv,
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            let request = PutRequest {
+                key: key.into_bytes(),
+                value: value.into_bytes(),
+                prev_kv,
+                ..Default::default()
+            };
+            let response = client.put(request).await?;
+            let revision = response.header.map_or(0, |h| h.revision);
+            if json_out {
+                let prev = response
+                    .prev_kv
+                    .map(|kv| json!({"key": text(&kv.key), "value": text(&kv.value)}));
+                println!("{}", json!({"revision": revision, "prev_kv": prev}));
+            } else {
+                println!("OK");
+                if let Some(kv) = response.prev_kv {
+                    println!("{}\n{}", text(&kv.key), text(&kv.value));
+                }
+            }
+            Ok(())
+        }
+        Command::Get {
+            key,
+            range_end,
+            prefix,
+            rev,
+            consistency,
+            limit,
+            keys_only,
+            count_only,
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            let (key, range_end) = range_of(&key, range_end, prefix);
+            let request = RangeRequest {
+                key,
+                range_end,
+                revision: rev,
+                limit,
+                keys_only,
+                count_only,
+                serializable: consistency == Consistency::Serializable,
+                ..Default::default()
+            };
+            let response = client.range(request).await?;
+            if json_out {
+                let kvs: Vec<_> = response
+                    .kvs
+                    .iter()
+                    .map(|kv| {
+                        json!({"key": text(&kv.key), "value": text(&kv.value), "create_revision": kv.create_revision,
+                               "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
+                    })
+                    .collect();
+                let revision = response.header.map_or(0, |h| h.revision);
+                println!(
+                    "{}",
+                    json!({"revision": revision, "count": response.count, "more": response.more, "kvs": kvs})
+                );
+            } else if count_only {
+                println!("{}", response.count);
+            } else {
+                for kv in response.kvs {
+                    println!("{}", text(&kv.key));
+                    if !keys_only {
+                        println!("{}", text(&kv.value));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Del {
+            key,
+            range_end,
+            prefix,
+            prev_kv,
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            let (key, range_end) = range_of(&key, range_end, prefix);
+            let response = client
+                .delete_range(DeleteRangeRequest {
+                    key,
+                    range_end,
+                    prev_kv,
+                })
+                .await?;
+            if json_out {
+                let revision = response.header.map_or(0, |h| h.revision);
+                println!(
+                    "{}",
+                    json!({"revision": revision, "deleted": response.deleted})
+                );
+            } else {
+                println!("{}", response.deleted);
+                for kv in response.prev_kvs {
+                    println!("{}\n{}", text(&kv.key), text(&kv.value));
+                }
+            }
+            Ok(())
+        }
+        Command::Endpoint {
+            command: EndpointCommand::Status,
+        } => {
+            let mut failed = false;
+            let mut rows = Vec::new();
+            for (endpoint, client) in Client::each(&cli.endpoints, timeout).await {
+                let status = match client {
+                    Ok(mut client) => client.status().await.map_err(anyhow::Error::from),
+                    Err(error) => Err(error.into()),
+                };
+                match status {
+                    Ok(status) => {
+                        let header = status.header.unwrap_or_default();
+                        rows.push(json!({"endpoint": endpoint, "member_id": format!("{:x}", header.member_id),
+                            "leader": format!("{:x}", status.leader), "raft_term": status.raft_term,
+                            "raft_index": status.raft_index, "raft_applied_index": status.raft_applied_index,
+                            "revision": header.revision, "is_learner": status.is_learner, "version": status.version}));
+                    }
+                    Err(error) => {
+                        failed = true;
+                        eprintln!("{endpoint}: {error:#}");
+                    }
+                }
+            }
+            if json_out {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for row in rows {
+                    println!(
+                        "{}, {}, {}, leader {}, term {}, index {}, revision {}",
+                        row["endpoint"].as_str().unwrap_or(""),
+                        row["member_id"].as_str().unwrap_or(""),
+                        row["version"].as_str().unwrap_or(""),
+                        row["leader"].as_str().unwrap_or(""),
+                        row["raft_term"],
+                        row["raft_index"],
+                        row["revision"]
+                    );
+                }
+            }
+            if failed {
+                bail!("some endpoints did not answer");
+            }
+            Ok(())
+        }
+        Command::Member {
+            command: MemberCommand::List,
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            let response = client.member_list(true).await?;
+            if json_out {
+                let members: Vec<_> = response
+                    .members
+                    .iter()
+                    .map(|m| json!({"id": format!("{:x}", m.id), "name": m.name, "peer_urls": m.peer_ur_ls,
+                                    "client_urls": m.client_ur_ls, "is_learner": m.is_learner}))
+                    .collect();
+                println!("{}", json!({"members": members}));
+            } else {
+                for m in response.members {
+                    println!(
+                        "{:x}, started, {}, {}, {}, {}",
+                        m.id,
+                        m.name,
+                        m.peer_ur_ls.join(","),
+                        m.client_ur_ls.join(","),
+                        m.is_learner
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

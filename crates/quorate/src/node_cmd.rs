@@ -1,0 +1,197 @@
+//! `quorate node`: etcd's member flags, each also read from `QUORATE_<FLAG>` and from a TOML
+//! config file (`--config-file`), turned into a `node::NodeConfig`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+/// Flags of `quorate node` (names as etcd's).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Human-readable name of this member.
+    #[arg(long, env = "QUORATE_NAME", default_value = "default")]
+    pub name: String,
+    /// Directory of this member's data.
+    #[arg(long, env = "QUORATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to serve clients on (comma-separated).
+    #[arg(
+        long,
+        env = "QUORATE_LISTEN_CLIENT_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub listen_client_urls: Vec<String>,
+    /// Client URLs this member tells others about.
+    #[arg(
+        long,
+        env = "QUORATE_ADVERTISE_CLIENT_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub advertise_client_urls: Vec<String>,
+    /// URLs to serve peers on.
+    #[arg(
+        long,
+        env = "QUORATE_LISTEN_PEER_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2380"
+    )]
+    pub listen_peer_urls: Vec<String>,
+    /// Peer URLs this member tells others about.
+    #[arg(
+        long,
+        env = "QUORATE_INITIAL_ADVERTISE_PEER_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2380"
+    )]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial members as `name=peer_url,…`.
+    #[arg(long, env = "QUORATE_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// `new` to bootstrap a cluster, `existing` to join one.
+    #[arg(long, env = "QUORATE_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Token that makes ids unique to this cluster.
+    #[arg(
+        long,
+        env = "QUORATE_INITIAL_CLUSTER_TOKEN",
+        default_value = "quorate-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// URLs serving /metrics and /health.
+    #[arg(
+        long,
+        env = "QUORATE_LISTEN_METRICS_URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2381"
+    )]
+    pub listen_metrics_urls: Vec<String>,
+    /// Largest client request in bytes.
+    #[arg(long, env = "QUORATE_MAX_REQUEST_BYTES", default_value_t = base::limits::MAX_REQUEST_BYTES_DEFAULT)]
+    pub max_request_bytes: usize,
+    /// Largest number of operations in one Txn branch.
+    #[arg(long, env = "QUORATE_MAX_TXN_OPS", default_value_t = base::limits::MAX_TXN_OPS_DEFAULT)]
+    pub max_txn_ops: usize,
+    /// Applied entries between snapshots (the log is compacted behind each).
+    #[arg(long, env = "QUORATE_SNAPSHOT_COUNT", default_value_t = base::limits::SNAPSHOT_ENTRIES_DEFAULT)]
+    pub snapshot_count: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "QUORATE_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Raft election timeout in milliseconds.
+    #[arg(long, env = "QUORATE_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
+    #[arg(long, env = "QUORATE_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// Reads `--config-file` (or `QUORATE_CONFIG_FILE`) before clap parses, exporting each key as
+/// its `QUORATE_*` variable unless the environment already sets it, so the precedence is
+/// flag > environment > file > default.
+pub fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_flag = args.iter().enumerate().find_map(|(i, arg)| {
+        arg.strip_prefix("--config-file=")
+            .map(str::to_string)
+            .or_else(|| {
+                (arg == "--config-file")
+                    .then(|| args.get(i + 1).cloned())
+                    .flatten()
+            })
+    });
+    let Some(path) = from_flag.or_else(|| std::env::var("QUORATE_CONFIG_FILE").ok()) else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read config file {path}"))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parse config file {path}"))?;
+    for (key, value) in table {
+        let variable = format!("QUORATE_{}", key.replace('-', "_").to_uppercase());
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| item.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(&variable).is_none() {
+            // SAFETY: called at start-up, before any other thread exists.
+            unsafe { std::env::set_var(&variable, value) };
+        }
+    }
+    Ok(())
+}
+
+impl NodeArgs {
+    /// Returns the member configuration these flags describe.
+    pub fn to_config(&self) -> anyhow::Result<node::NodeConfig> {
+        let initial_cluster = match &self.initial_cluster {
+            Some(text) => text
+                .split(',')
+                .map(|pair| {
+                    let (name, url) = pair.split_once('=').with_context(|| {
+                        format!("--initial-cluster entry {pair:?} is not name=url")
+                    })?;
+                    Ok((name.to_string(), url.to_string()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => vec![(
+                self.name.clone(),
+                self.initial_advertise_peer_urls[0].clone(),
+            )],
+        };
+        let initial_cluster_new = match self.initial_cluster_state.as_str() {
+            "new" => true,
+            "existing" => false,
+            other => bail!("--initial-cluster-state must be new or existing, not {other:?}"),
+        };
+        Ok(node::NodeConfig {
+            name: self.name.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.quorate", self.name))),
+            listen_client_urls: self.listen_client_urls.clone(),
+            advertise_client_urls: self.advertise_client_urls.clone(),
+            listen_peer_urls: self.listen_peer_urls.clone(),
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            initial_cluster,
+            initial_cluster_new,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            listen_metrics_urls: self.listen_metrics_urls.clone(),
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            snapshot_entries: self.snapshot_count,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+        })
+    }
+}
+
+/// Runs a member until SIGTERM or SIGINT.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    node::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,269 @@
+//! Member-to-member gRPC: [`GrpcPeers`] implements `consensus::Peers` over pooled tonic channels,
+//! and [`RaftService`] serves the `quorate.raft.v1.Raft` service into a local `Replica`. It makes
+//! no protocol decisions: every message is handed to openraft through the replica.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use consensus::{PeerError, Peers, Replica};
+use futures::future::BoxFuture;
+use proto::quorate::raft::v1 as pb;
+use proto::quorate::raft::v1::raft_client::RaftClient;
+use proto::quorate::raft::v1::raft_server::{Raft, RaftServer};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest snapshot chunk sent in one gRPC message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest message a peer accepts: a full AppendEntries batch or a snapshot chunk.
+pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Peer channels by URL; connections are made lazily and reused.
+#[derive(Default)]
+pub struct GrpcPeers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl GrpcPeers {
+    /// Returns an empty pool.
+    pub fn new() -> GrpcPeers {
+        GrpcPeers::default()
+    }
+
+    fn client(&self, url: &str) -> Result<RaftClient<Channel>, PeerError> {
+        let mut channels = self.channels.lock().expect("channel pool poisoned");
+        let channel = match channels.get(url) {
+            Some(channel) => channel.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(url.to_string())
+                    .map_err(|e| PeerError::Unreachable(format!("{url}: {e}")))?
+                    .connect_timeout(Duration::from_millis(500))
+                    .tcp_nodelay(true);
+                let channel = endpoint.connect_lazy();
+                channels.insert(url.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(RaftClient::new(channel)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
+    }
+}
+
+fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// A status that means the request was not delivered is `Unreachable` (safe to resend);
+/// anything else carries the peer's message.
+fn peer_error(status: Status) -> PeerError {
+    match status.code() {
+        tonic::Code::Unavailable => PeerError::Unreachable(status.message().to_string()),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            PeerError::Remote(base::EtcdError::Timeout.to_string())
+        }
+        _ => PeerError::Remote(status.message().to_string()),
+    }
+}
+
+impl Peers for GrpcPeers {
+    fn append_entries(
+        &self,
+        peer_url: &str,
+        request: pb::AppendEntriesRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?.append_entries(with_timeout(request, timeout)).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn vote(
+        &self,
+        peer_url: &str,
+        request: pb::VoteRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?.request_vote(with_timeout(request, timeout)).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn install_snapshot(
+        &self,
+        peer_url: &str,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let data = bytes_chunks(data);
+            let mut chunks = Vec::with_capacity(data.len().max(1));
+            for (i, piece) in data.into_iter().enumerate() {
+                let first = i == 0;
+                chunks.push(pb::SnapshotChunk {
+                    group: 0,
+                    vote: first.then_some(vote),
+                    meta: first.then(|| meta.clone()),
+                    data: piece,
+                });
+            }
+            if chunks.is_empty() {
+                chunks.push(pb::SnapshotChunk {
+                    group: 0,
+                    vote: Some(vote),
+                    meta: Some(meta),
+                    data: Default::default(),
+                });
+            }
+            let stream = tokio_stream::iter(chunks);
+            let response = client?
+                .install_snapshot(with_timeout(stream, timeout))
+                .await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn forward(
+        &self,
+        peer_url: &str,
+        request: pb::ForwardRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::CommandResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?.forward(with_timeout(request, timeout)).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn read_index(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<u64, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let request = with_timeout(pb::ReadIndexRequest { group: 0 }, timeout);
+            let response = client?.read_index(request).await;
+            response.map(|r| r.into_inner().index).map_err(peer_error)
+        })
+    }
+}
+
+fn bytes_chunks(data: Vec<u8>) -> Vec<prost_bytes::Bytes> {
+    let data = prost_bytes::Bytes::from(data);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + SNAPSHOT_CHUNK_BYTES).min(data.len());
+        out.push(data.slice(offset..end));
+        offset = end;
+    }
+    out
+}
+
+use prost::bytes as prost_bytes;
+
+/// Serves peers' Raft messages into the local replica.
+pub struct RaftService {
+    replica: Arc<Replica>,
+}
+
+impl RaftService {
+    /// Returns the tonic server for `replica`.
+    pub fn server(replica: Arc<Replica>) -> RaftServer<RaftService> {
+        RaftServer::new(RaftService { replica })
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+    }
+}
+
+fn status_from_etcd(error: base::EtcdError) -> Status {
+    Status::failed_precondition(error.to_string())
+}
+
+#[tonic::async_trait]
+impl Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let response = self
+            .replica
+            .handle_append(request.into_inner())
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(response))
+    }
+
+    async fn request_vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let response = self
+            .replica
+            .handle_vote(request.into_inner())
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(response))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut vote = None;
+        let mut meta = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            if vote.is_none() {
+                vote = chunk.vote;
+                meta = chunk.meta;
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let vote = vote.ok_or_else(|| Status::invalid_argument("snapshot stream without vote"))?;
+        let meta = meta.ok_or_else(|| Status::invalid_argument("snapshot stream without meta"))?;
+        let response = self
+            .replica
+            .handle_snapshot(vote, meta, data)
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(response))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::CommandResponse>, Status> {
+        let command = request
+            .into_inner()
+            .command
+            .ok_or_else(|| Status::invalid_argument("forward without command"))?;
+        match self.replica.propose_local(command).await {
+            Ok(reply) => Ok(Response::new(reply)),
+            Err(error) => Err(status_from_etcd(error)),
+        }
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        match self.replica.read_index().await {
+            Ok(index) => Ok(Response::new(pb::ReadIndexResponse { index })),
+            Err(error) => Err(status_from_etcd(error)),
+        }
+    }
+}
