@@ -1,0 +1,233 @@
+//! Real-cluster tests: three `quorate node` processes on free loopback ports with temporary data
+//! directories and real fsync, driven by the `etcd-client` crate and Debian's `etcdctl`. Faults
+//! are real: SIGKILL of members. Every wait polls against a deadline.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    metrics: u16,
+    dir: PathBuf,
+    process: Option<Child>,
+}
+
+/// A cluster of real member processes, stopped when dropped.
+struct Cluster {
+    _root: tempfile::TempDir,
+    members: Vec<Member>,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let members: Vec<Member> = (1..=size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                metrics: free_port(),
+                dir: root.path().join(format!("m{i}")),
+                process: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            _root: root,
+            members,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let m = &self.members[i];
+        let child = Command::new(env!("CARGO_BIN_EXE_quorate"))
+            .arg("node")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.dir)
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", m.client),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{}", m.client),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", m.peer),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", m.peer),
+            ])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{}", m.metrics),
+            ])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.extra_args)
+            .env("QUORATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn quorate node");
+        self.members[i].process = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].process.take() {
+            child.kill().expect("SIGKILL member");
+            child.wait().expect("reap member");
+        }
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client)
+    }
+
+    fn endpoints_except(&self, skip: Option<usize>) -> Vec<String> {
+        (0..self.members.len())
+            .filter(|i| Some(*i) != skip)
+            .map(|i| self.endpoint(i))
+            .collect()
+    }
+
+    async fn client(&self, i: usize) -> Client {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match Client::connect([self.endpoint(i)], None).await {
+                Ok(client) => return client,
+                Err(error) if Instant::now() > deadline => panic!("connect to member {i}: {error}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Polls every live member's Status until one reports a leader; returns its index.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.process.is_none() {
+                    continue;
+                }
+                let Ok(mut client) = Client::connect([self.endpoint(i)], None).await else {
+                    continue;
+                };
+                let Ok(status) = client.status().await else {
+                    continue;
+                };
+                let leader = status.leader();
+                if leader == 0 {
+                    continue;
+                }
+                if let Some(j) = self.index_of(leader).await
+                    && self.members[j].process.is_some()
+                {
+                    return j;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn index_of(&self, member_id: u64) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.process.is_none() {
+                continue;
+            }
+            if let Ok(mut client) = Client::connect([self.endpoint(i)], None).await
+                && let Ok(status) = client.status().await
+                && status.header().map(|h| h.member_id()) == Some(member_id)
+            {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Retries a write until it succeeds or the deadline passes (used only across faults, where
+/// "unavailable for a while" is the documented behaviour).
+async fn put_eventually(endpoints: Vec<String>, key: &str, value: &str) -> i64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(mut client) = Client::connect(endpoints.clone(), None).await {
+            match client.put(key, value, None).await {
+                Ok(response) => return response.header().expect("header").revision(),
+                Err(error) => assert!(
+                    Instant::now() < deadline,
+                    "put {key} never succeeded: {error}"
+                ),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a member's serializable (local) read until `key` has `value`.
+async fn await_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(mut client) = Client::connect([cluster.endpoint(i)], None).await
+            && let Ok(response) = client
+                .get(key, Some(GetOptions::new().with_serializable()))
+                .await
+            && response.kvs().first().map(|kv| kv.value()) == Some(value.as_bytes())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {i} never saw {key}={value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => (status.code(), status.message().to_string()),
+        other => panic!("expected a gRPC status, got {other}"),
+    }
+}
+
+mod etcdctl;
+mod faults;
+mod kv;
