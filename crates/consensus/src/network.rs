@@ -98,6 +98,24 @@ pub(crate) struct NetworkClient {
     peer_url: String,
 }
 
+impl NetworkClient {
+    /// Sends a vote or pre-vote request; the receiver tells them apart by the flag.
+    async fn send_vote(
+        &self,
+        rpc: VoteRequest,
+        option: RPCOption,
+        pre_vote: bool,
+    ) -> Result<VoteResponse, RpcError> {
+        let request = codec::vote_request_to_pb(&rpc, pre_vote);
+        let response = self
+            .peers
+            .vote(&self.peer_url, request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        codec::vote_response_from_pb(&response).map_err(decode_error)
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for NetworkClient {
     type SnapshotData = SnapshotData;
 
@@ -120,13 +138,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RpcError> {
-        let request = codec::vote_request_to_pb(&rpc, false);
-        let response = self
-            .peers
-            .vote(&self.peer_url, request, option.hard_ttl())
-            .await
-            .map_err(rpc_error)?;
-        codec::vote_response_from_pb(&response).map_err(decode_error)
+        self.send_vote(rpc, option, false).await
     }
 
     async fn pre_vote(
@@ -134,13 +146,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         rpc: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RpcError> {
-        let request = codec::vote_request_to_pb(&rpc, true);
-        let response = self
-            .peers
-            .vote(&self.peer_url, request, option.hard_ttl())
-            .await
-            .map_err(rpc_error)?;
-        codec::vote_response_from_pb(&response).map_err(decode_error)
+        self.send_vote(rpc, option, true).await
     }
 
     async fn full_snapshot(

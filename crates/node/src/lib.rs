@@ -167,30 +167,18 @@ pub async fn run(
     };
     let mut tasks = tokio::task::JoinSet::new();
     for listener in peer_listeners {
-        let server = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(RaftService::server(replica.clone()));
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            server
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
-                .await
-                .map_err(|e| e.to_string())
-        });
+        spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
-        let server = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(KvService::server(context.clone()))
             .add_service(MaintenanceService::server(context.clone()))
             .add_service(ClusterService::server(context.clone()));
-        let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            server
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
-                .await
-                .map_err(|e| e.to_string())
-        });
+        spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {
         let app = metrics::router(replica.clone());
@@ -231,6 +219,21 @@ async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {
         out.push(listener);
     }
     Ok(out)
+}
+
+/// Serves `router` on `listener` until `stop` turns true.
+fn spawn_grpc(
+    tasks: &mut tokio::task::JoinSet<Result<(), String>>,
+    listener: TcpListener,
+    router: tonic::transport::server::Router,
+    stop: watch::Receiver<bool>,
+) {
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .await
+            .map_err(|e| e.to_string())
+    });
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
