@@ -8,7 +8,7 @@ use client::Client;
 use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use serde_json::json;
 
-use crate::{demo, node_cmd};
+use crate::{bench, demo, node_cmd};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -105,6 +105,11 @@ pub enum Command {
         #[arg(long)]
         prev_kv: bool,
     },
+    /// Measure throughput and latency.
+    Bench {
+        #[command(subcommand)]
+        workload: BenchWorkload,
+    },
     /// Per-endpoint commands.
     Endpoint {
         #[command(subcommand)]
@@ -115,6 +120,12 @@ pub enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWorkload {
+    /// Concurrent puts of random keys.
+    Put(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +176,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench {
+            workload: BenchWorkload::Put(args),
+        } => bench::run(&cli.endpoints, args).await,
         Command::Put {
             key,
             value,

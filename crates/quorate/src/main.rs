@@ -2,6 +2,7 @@
 //! sets up tracing and the abort-on-panic hook, and runs a member, the local demo cluster or a
 //! client command. It must hold no database logic of its own.
 
+mod bench;
 mod cli;
 mod demo;
 mod node_cmd;
