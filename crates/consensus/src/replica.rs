@@ -228,14 +228,7 @@ impl Replica {
                         };
                         match self.peers.forward(&url, request, remaining).await {
                             Ok(reply) => return reply_result(reply),
-                            Err(PeerError::Remote(message)) => {
-                                let error = EtcdError::from_message(&message);
-                                if error != EtcdError::NotLeader {
-                                    return Err(error);
-                                }
-                            }
-                            // Not delivered: safe to try again once the leader is known.
-                            Err(PeerError::Unreachable(_)) => {}
+                            Err(error) => retry_after(error)?,
                         }
                     }
                     if !self.await_leader_change(deadline).await {
@@ -319,14 +312,10 @@ impl Replica {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     match self.peers.read_index(&url, remaining).await {
                         Ok(index) => Some(index),
-                        Err(PeerError::Remote(message)) => {
-                            let error = EtcdError::from_message(&message);
-                            if error != EtcdError::NotLeader {
-                                return Err(error);
-                            }
+                        Err(error) => {
+                            retry_after(error)?;
                             None
                         }
-                        Err(PeerError::Unreachable(_)) => None,
                     }
                 }
                 None => None,
@@ -425,6 +414,19 @@ impl Replica {
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
         }
+    }
+}
+
+/// Decides whether a failed call to the leader may be retried: yes when it was not
+/// delivered (safe to resend once the leader is known) or when the peer no longer leads;
+/// any other answer is the request's final error.
+fn retry_after(error: PeerError) -> Result<(), EtcdError> {
+    match error {
+        PeerError::Unreachable(_) => Ok(()),
+        PeerError::Remote(message) => match EtcdError::from_message(&message) {
+            EtcdError::NotLeader => Ok(()),
+            other => Err(other),
+        },
     }
 }
 

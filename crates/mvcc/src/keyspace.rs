@@ -133,7 +133,7 @@ impl Keyspace {
         request: &PutRequest,
     ) -> Result<(PutResponse, ChangeSet), EtcdError> {
         let mut write = self.begin_write();
-        write.check_put(source, request)?;
+        write.check_put(request)?;
         let response = write.put(source, request)?;
         Ok((response, write.finish()))
     }
@@ -261,11 +261,7 @@ impl Write<'_> {
     }
 
     /// Checks what a Put needs from existing state (ignore_value, ignore_lease, lease).
-    pub(crate) fn check_put(
-        &self,
-        source: &dyn RecordSource,
-        request: &PutRequest,
-    ) -> Result<(), EtcdError> {
+    pub(crate) fn check_put(&self, request: &PutRequest) -> Result<(), EtcdError> {
         if (request.ignore_value || request.ignore_lease)
             && self
                 .keyspace
@@ -278,7 +274,6 @@ impl Write<'_> {
         if request.lease != 0 {
             return Err(EtcdError::LeaseNotFound);
         }
-        let _ = source;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ impl Keyspace {
         self.choose_path(source, request, &mut path)?;
         let mut write = self.begin_write();
         let mut cursor = 0;
-        check_path(&write, source, request, &path, &mut cursor)?;
+        check_path(&write, request, &path, &mut cursor)?;
         cursor = 0;
         let response = execute(&mut write, source, request, &path, &mut cursor)?;
         Ok((response, write.finish()))
@@ -116,7 +116,6 @@ fn compare_one(compare: &Compare, target: CompareTarget, kv: &KeyValue) -> bool 
 /// is written, so a Txn either applies whole or not at all.
 fn check_path(
     write: &Write<'_>,
-    source: &dyn RecordSource,
     request: &TxnRequest,
     path: &[bool],
     cursor: &mut usize,
@@ -130,8 +129,8 @@ fn check_path(
     };
     for op in branch {
         match &op.request {
-            Some(Request::RequestPut(put)) => write.check_put(source, put)?,
-            Some(Request::RequestTxn(nested)) => check_path(write, source, nested, path, cursor)?,
+            Some(Request::RequestPut(put)) => write.check_put(put)?,
+            Some(Request::RequestTxn(nested)) => check_path(write, nested, path, cursor)?,
             Some(Request::RequestRange(range)) => check_range(write, range)?,
             _ => {}
         }

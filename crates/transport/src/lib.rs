@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use consensus::{PeerError, Peers, Replica};
 use futures::future::BoxFuture;
+use prost::bytes::Bytes;
 use proto::quorate::raft::v1 as pb;
 use proto::quorate::raft::v1::raft_client::RaftClient;
 use proto::quorate::raft::v1::raft_server::{Raft, RaftServer};
@@ -106,25 +107,17 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let data = bytes_chunks(data);
-            let mut chunks = Vec::with_capacity(data.len().max(1));
-            for (i, piece) in data.into_iter().enumerate() {
-                let first = i == 0;
-                chunks.push(pb::SnapshotChunk {
+            // The first chunk carries vote and meta; every chunk carries data.
+            let chunks: Vec<pb::SnapshotChunk> = snapshot_pieces(data)
+                .into_iter()
+                .enumerate()
+                .map(|(i, piece)| pb::SnapshotChunk {
                     group: 0,
-                    vote: first.then_some(vote),
-                    meta: first.then(|| meta.clone()),
+                    vote: (i == 0).then_some(vote),
+                    meta: (i == 0).then(|| meta.clone()),
                     data: piece,
-                });
-            }
-            if chunks.is_empty() {
-                chunks.push(pb::SnapshotChunk {
-                    group: 0,
-                    vote: Some(vote),
-                    meta: Some(meta),
-                    data: Default::default(),
-                });
-            }
+                })
+                .collect();
             let stream = tokio_stream::iter(chunks);
             let response = client?
                 .install_snapshot(with_timeout(stream, timeout))
@@ -160,19 +153,18 @@ impl Peers for GrpcPeers {
     }
 }
 
-fn bytes_chunks(data: Vec<u8>) -> Vec<prost_bytes::Bytes> {
-    let data = prost_bytes::Bytes::from(data);
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < data.len() {
-        let end = (offset + SNAPSHOT_CHUNK_BYTES).min(data.len());
-        out.push(data.slice(offset..end));
-        offset = end;
+/// Splits snapshot data into chunks of at most `SNAPSHOT_CHUNK_BYTES`, without copying; an
+/// empty snapshot is one empty chunk, so the stream always has a first chunk.
+fn snapshot_pieces(data: Vec<u8>) -> Vec<Bytes> {
+    let data = Bytes::from(data);
+    if data.is_empty() {
+        return vec![data];
     }
-    out
+    (0..data.len())
+        .step_by(SNAPSHOT_CHUNK_BYTES)
+        .map(|start| data.slice(start..(start + SNAPSHOT_CHUNK_BYTES).min(data.len())))
+        .collect()
 }
-
-use prost::bytes as prost_bytes;
 
 /// Serves peers' Raft messages into the local replica.
 pub struct RaftService {
