@@ -80,6 +80,22 @@ pub fn vote_from_pb(vote: &pb::Vote) -> Result<Vote, CodecError> {
     })
 }
 
+pub fn member_to_pb(member: &Member) -> pb::Member {
+    pb::Member {
+        name: member.name.clone(),
+        peer_urls: member.peer_urls.clone(),
+        client_urls: member.client_urls.clone(),
+    }
+}
+
+pub fn member_from_pb(member: &pb::Member) -> Member {
+    Member {
+        name: member.name.clone(),
+        peer_urls: member.peer_urls.clone(),
+        client_urls: member.client_urls.clone(),
+    }
+}
+
 pub fn membership_to_pb(membership: &Membership) -> pb::Membership {
     pb::Membership {
         configs: membership
@@ -91,14 +107,7 @@ pub fn membership_to_pb(membership: &Membership) -> pb::Membership {
             .collect(),
         nodes: membership
             .nodes()
-            .map(|(id, member)| {
-                let member = pb::Member {
-                    name: member.name.clone(),
-                    peer_urls: member.peer_urls.clone(),
-                    client_urls: member.client_urls.clone(),
-                };
-                (*id, member)
-            })
+            .map(|(id, member)| (*id, member_to_pb(member)))
             .collect(),
     }
 }
@@ -112,14 +121,7 @@ pub fn membership_from_pb(membership: &pb::Membership) -> Result<Membership, Cod
     let nodes: BTreeMap<NodeId, Member> = membership
         .nodes
         .iter()
-        .map(|(id, m)| {
-            let member = Member {
-                name: m.name.clone(),
-                peer_urls: m.peer_urls.clone(),
-                client_urls: m.client_urls.clone(),
-            };
-            (*id, member)
-        })
+        .map(|(id, m)| (*id, member_from_pb(m)))
         .collect();
     Membership::new(configs, nodes).map_err(|e| CodecError::Membership(e.to_string()))
 }

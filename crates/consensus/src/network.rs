@@ -63,6 +63,13 @@ pub trait Peers: Send + Sync + 'static {
         peer_url: &str,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<u64, PeerError>>;
+
+    fn change_members(
+        &self,
+        peer_url: &str,
+        request: pb::MemberChangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::MemberChangeResponse, PeerError>>;
 }
 
 fn rpc_error(error: PeerError) -> RpcError {

@@ -77,6 +77,9 @@ pub struct ReplicaStatus {
     pub members: BTreeMap<NodeId, Member>,
     pub learners: Vec<NodeId>,
     pub record_count: u64,
+    /// The state file's size and the bytes of it in use.
+    pub db_size: u64,
+    pub db_size_in_use: u64,
 }
 
 /// One member's handle on its consensus group (cheap to clone).
@@ -167,6 +170,7 @@ impl Replica {
     /// Returns this member's status.
     pub fn status(&self) -> ReplicaStatus {
         let (revision, compacted_revision, applied_index) = self.state.shared.positions();
+        let sizes = self.state.shared.sizes();
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
@@ -189,6 +193,8 @@ impl Replica {
             members,
             learners,
             record_count: self.state.shared.record_count(),
+            db_size: sizes.file_bytes,
+            db_size_in_use: sizes.in_use_bytes,
         }
     }
 
@@ -215,7 +221,13 @@ impl Replica {
     pub async fn propose(&self, command: pb::Command) -> Result<pb::CommandResponse, EtcdError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            match self.raft.client_write(Request(command.clone())).await {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let write = self.raft.client_write(Request(command.clone()));
+            let Ok(written) = tokio::time::timeout(remaining, write).await else {
+                // The entry may be in the log already: the outcome is unknown.
+                return Err(EtcdError::Timeout);
+            };
+            match written {
                 Ok(response) => return reply_result(response.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     let leader = forward.leader_id.zip(forward.leader_node);
@@ -249,8 +261,97 @@ impl Replica {
         &self,
         command: pb::Command,
     ) -> Result<pb::CommandResponse, EtcdError> {
-        match self.raft.client_write(Request(command)).await {
+        let write = self.raft.client_write(Request(command));
+        let Ok(written) = tokio::time::timeout(self.request_timeout, write).await else {
+            return Err(EtcdError::Timeout);
+        };
+        match written {
             Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(EtcdError::NotLeader)
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(EtcdError::Timeout)
+            }
+            Err(RaftError::APIError(other)) => Err(internal(other)),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Changes the group's membership through the leader and returns the membership once the
+    /// change is committed.
+    pub async fn change_members(
+        &self,
+        change: pb::MemberChange,
+    ) -> Result<pb::Membership, EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.leader_url() {
+                Some((leader, _)) if leader == self.id => {
+                    match self.change_members_local(change.clone()).await {
+                        Err(EtcdError::NotLeader) => {}
+                        other => return other,
+                    }
+                }
+                Some((_, url)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let request = pb::MemberChangeRequest {
+                        group: 0,
+                        change: Some(change.clone()),
+                    };
+                    match self.peers.change_members(&url, request, remaining).await {
+                        Ok(response) => {
+                            return response.membership.ok_or_else(|| {
+                                internal("member change answer without membership")
+                            });
+                        }
+                        Err(error) => retry_after(error)?,
+                    }
+                }
+                None => {}
+            }
+            if !self.await_leader_change(deadline).await {
+                return Err(EtcdError::NoLeader);
+            }
+        }
+    }
+
+    /// Applies a membership change on this member, which must lead.
+    pub async fn change_members_local(
+        &self,
+        change: pb::MemberChange,
+    ) -> Result<pb::Membership, EtcdError> {
+        use pb::member_change::Change;
+        let changes = match change.change {
+            Some(Change::SetMember(set)) => {
+                let member = set
+                    .member
+                    .as_ref()
+                    .ok_or_else(|| internal("set_member without member"))?;
+                let known = {
+                    let metrics = self.raft.metrics();
+                    let m = metrics.borrow_watched();
+                    m.membership_config.membership().get_node(&set.id).is_some()
+                };
+                if !known {
+                    return Err(EtcdError::MemberNotFound);
+                }
+                let nodes = BTreeMap::from([(set.id, codec::member_from_pb(member))]);
+                openraft::ChangeMembers::SetNodes(nodes)
+            }
+            None => return Err(internal("empty member change")),
+        };
+        let change = self.raft.change_membership(changes, true);
+        let Ok(changed) = tokio::time::timeout(self.request_timeout, change).await else {
+            return Err(EtcdError::Timeout);
+        };
+        match changed {
+            Ok(response) => {
+                let membership = response
+                    .membership
+                    .ok_or_else(|| internal("membership change committed without membership"))?;
+                Ok(codec::membership_to_pb(&membership))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(EtcdError::NotLeader)
             }

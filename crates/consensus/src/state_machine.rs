@@ -150,6 +150,14 @@ impl Shared {
         )
     }
 
+    /// Returns the state file's size and bytes in use (zero when unreadable, logged).
+    pub(crate) fn sizes(&self) -> storage::StoreSizes {
+        self.store.sizes().unwrap_or_else(|error| {
+            tracing::warn!(%error, "state file size");
+            storage::StoreSizes::default()
+        })
+    }
+
     /// Returns the number of stored records (for status and metrics).
     pub(crate) fn record_count(&self) -> u64 {
         self.store.record_count().unwrap_or(0)

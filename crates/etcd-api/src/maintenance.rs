@@ -41,13 +41,13 @@ impl Maintenance for MaintenanceService {
         let response = StatusResponse {
             header: Some(self.context.header(Some(status.revision))),
             version: self.context.version.to_string(),
-            db_size: 0,
+            db_size: status.db_size as i64,
             leader: status.leader.unwrap_or(0),
             raft_index: status.committed_index,
             raft_term: status.term,
             raft_applied_index: status.applied_index,
             errors: Vec::new(),
-            db_size_in_use: 0,
+            db_size_in_use: status.db_size_in_use as i64,
             is_learner: status.is_learner,
             ..Default::default()
         };

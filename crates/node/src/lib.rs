@@ -15,6 +15,7 @@ use std::time::Duration;
 use base::{ClusterId, NodeId};
 use consensus::{Member, RaftOptions, Replica};
 use etcd_api::{ClusterService, Context, KvService, MaintenanceService};
+use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -44,6 +45,8 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
+    /// How long a client request waits for consensus before `request timed out`.
+    pub request_timeout: Duration,
 }
 
 /// Why a member could not start or stopped with an error.
@@ -143,6 +146,7 @@ pub async fn run(
     options.heartbeat_interval = config.heartbeat_interval;
     options.election_timeout_min = config.election_timeout;
     options.election_timeout_max = config.election_timeout * 2;
+    options.request_timeout = config.request_timeout;
     // Peers must be served before Raft starts, so bind first.
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
     let client_listeners = bind_all(&config.listen_client_urls).await?;
@@ -191,6 +195,13 @@ pub async fn run(
         });
     }
 
+    let attributes = Member {
+        name: config.name.clone(),
+        peer_urls: config.initial_advertise_peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+    };
+    tasks.spawn(publish(replica.clone(), attributes, stop_rx.clone()));
+
     shutdown.await;
     tracing::info!("stopping member");
     let _ = stop_tx.send(true);
@@ -204,6 +215,57 @@ pub async fn run(
     }
     replica.shutdown().await;
     result
+}
+
+/// Records this member's name and client URLs in the group's membership (etcd's "publish"),
+/// so every member's MemberList shows where to reach it. Retries with backoff until the
+/// membership holds them or the member stops.
+async fn publish(
+    replica: Arc<Replica>,
+    wanted: Member,
+    stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Until this member has caught up with the leader, its membership may be the one it
+        // bootstrapped with and not the group's.
+        let caught_up = tokio::select! {
+            result = replica.linearizable_barrier() => result.is_ok(),
+            _ = stopped(stop.clone()) => return Ok(()),
+        };
+        let current = replica.status().members.get(&replica.id()).cloned();
+        if let Some(current) = current.filter(|_| caught_up) {
+            if current.name == wanted.name && current.client_urls == wanted.client_urls {
+                return Ok(());
+            }
+            // Peer URLs are the membership's business (MemberUpdate); keep them.
+            let member = Member {
+                peer_urls: current.peer_urls,
+                ..wanted.clone()
+            };
+            let change = pb::MemberChange {
+                change: Some(pb::member_change::Change::SetMember(pb::SetMember {
+                    id: replica.id(),
+                    member: Some(consensus::codec::member_to_pb(&member)),
+                })),
+            };
+            tokio::select! {
+                result = replica.change_members(change) => match result {
+                    Ok(_) => {
+                        tracing::info!(client_urls = ?member.client_urls, "published member attributes");
+                        return Ok(());
+                    }
+                    Err(error) => tracing::debug!(%error, "publish member attributes; will retry"),
+                },
+                _ = stopped(stop.clone()) => return Ok(()),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(stop.clone()) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {

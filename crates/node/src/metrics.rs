@@ -77,6 +77,18 @@ async fn metrics(replica: Arc<Replica>) -> (StatusCode, [(&'static str, &'static
     );
     gauge(
         &mut registry,
+        "mvcc_db_size_bytes",
+        "Size of the state file on disk",
+        status.db_size as i64,
+    );
+    gauge(
+        &mut registry,
+        "mvcc_db_size_in_use_bytes",
+        "Bytes of the state file holding live data",
+        status.db_size_in_use as i64,
+    );
+    gauge(
+        &mut registry,
         "mvcc_records",
         "Stored MVCC records",
         status.record_count as i64,

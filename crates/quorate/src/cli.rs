@@ -5,10 +5,15 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
 use client::Client;
-use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use proto::etcdserverpb::response_op::Response as OpResponse;
+use proto::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnResponse,
+};
+use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, demo, node_cmd};
+use crate::{bench, demo, node_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -105,6 +110,13 @@ pub enum Command {
         #[arg(long)]
         prev_kv: bool,
     },
+    /// Run a transaction read from stdin in etcdctl's format: compares, a blank line, success
+    /// requests, a blank line, failure requests.
+    Txn {
+        /// Prompt for each section.
+        #[arg(short, long)]
+        interactive: bool,
+    },
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -192,17 +204,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let response = client.put(request).await?;
-            let revision = response.header.map_or(0, |h| h.revision);
             if json_out {
-                let prev = response
-                    .prev_kv
-                    .map(|kv| json!({"key": text(&kv.key), "value": text(&kv.value)}));
-                println!("{}", json!({"revision": revision, "prev_kv": prev}));
+                println!("{}", put_json(&response));
             } else {
-                println!("OK");
-                if let Some(kv) = response.prev_kv {
-                    println!("{}\n{}", text(&kv.key), text(&kv.value));
-                }
+                print_put(&response);
             }
             Ok(())
         }
@@ -230,28 +235,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let response = client.range(request).await?;
             if json_out {
-                let kvs: Vec<_> = response
-                    .kvs
-                    .iter()
-                    .map(|kv| {
-                        json!({"key": text(&kv.key), "value": text(&kv.value), "create_revision": kv.create_revision,
-                               "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
-                    })
-                    .collect();
-                let revision = response.header.map_or(0, |h| h.revision);
-                println!(
-                    "{}",
-                    json!({"revision": revision, "count": response.count, "more": response.more, "kvs": kvs})
-                );
-            } else if count_only {
-                println!("{}", response.count);
+                println!("{}", range_json(&response));
             } else {
-                for kv in response.kvs {
-                    println!("{}", text(&kv.key));
-                    if !keys_only {
-                        println!("{}", text(&kv.value));
-                    }
-                }
+                print_range(&response, keys_only, count_only);
             }
             Ok(())
         }
@@ -271,16 +257,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             if json_out {
-                let revision = response.header.map_or(0, |h| h.revision);
-                println!(
-                    "{}",
-                    json!({"revision": revision, "deleted": response.deleted})
-                );
+                println!("{}", delete_json(&response));
             } else {
-                println!("{}", response.deleted);
-                for kv in response.prev_kvs {
-                    println!("{}\n{}", text(&kv.key), text(&kv.value));
-                }
+                print_delete(&response);
+            }
+            Ok(())
+        }
+        Command::Txn { interactive } => {
+            let request = txn::parse(&read_txn(interactive)?)?;
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            let response = client.txn(request).await?;
+            if json_out {
+                println!("{}", txn_json(&response));
+            } else {
+                print_txn(&response);
             }
             Ok(())
         }
@@ -300,7 +290,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         rows.push(json!({"endpoint": endpoint, "member_id": format!("{:x}", header.member_id),
                             "leader": format!("{:x}", status.leader), "raft_term": status.raft_term,
                             "raft_index": status.raft_index, "raft_applied_index": status.raft_applied_index,
-                            "revision": header.revision, "is_learner": status.is_learner, "version": status.version}));
+                            "revision": header.revision, "is_learner": status.is_learner, "version": status.version,
+                            "db_size": status.db_size, "db_size_in_use": status.db_size_in_use}));
                     }
                     Err(error) => {
                         failed = true;
@@ -355,6 +346,129 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+/// Reads a transaction from stdin; with `interactive`, prompts for each section on stderr.
+fn read_txn(interactive: bool) -> anyhow::Result<String> {
+    use std::io::{BufRead, Read, Write};
+    let stdin = std::io::stdin();
+    if !interactive {
+        let mut text = String::new();
+        stdin.lock().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    let prompts = [
+        "compares:",
+        "success requests (get, put, del):",
+        "failure requests (get, put, del):",
+    ];
+    let mut text = String::new();
+    let mut lines = stdin.lock().lines();
+    for prompt in prompts {
+        eprintln!("{prompt}");
+        std::io::stderr().flush()?;
+        loop {
+            let Some(line) = lines.next().transpose()? else {
+                return Ok(text);
+            };
+            text.push_str(&line);
+            text.push('\n');
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        eprintln!();
+    }
+    Ok(text)
+}
+
+fn kv_json(kv: &KeyValue) -> serde_json::Value {
+    json!({"key": text(&kv.key), "value": text(&kv.value), "create_revision": kv.create_revision,
+           "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
+}
+
+fn put_json(response: &PutResponse) -> serde_json::Value {
+    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+    json!({"revision": revision, "prev_kv": response.prev_kv.as_ref().map(kv_json)})
+}
+
+fn range_json(response: &RangeResponse) -> serde_json::Value {
+    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+    let kvs: Vec<_> = response.kvs.iter().map(kv_json).collect();
+    json!({"revision": revision, "count": response.count, "more": response.more, "kvs": kvs})
+}
+
+fn delete_json(response: &DeleteRangeResponse) -> serde_json::Value {
+    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+    let prev: Vec<_> = response.prev_kvs.iter().map(kv_json).collect();
+    json!({"revision": revision, "deleted": response.deleted, "prev_kvs": prev})
+}
+
+fn txn_json(response: &TxnResponse) -> serde_json::Value {
+    let revision = response.header.as_ref().map_or(0, |h| h.revision);
+    let responses: Vec<_> = response
+        .responses
+        .iter()
+        .map(|r| match &r.response {
+            Some(OpResponse::ResponsePut(put)) => json!({"put": put_json(put)}),
+            Some(OpResponse::ResponseRange(range)) => json!({"range": range_json(range)}),
+            Some(OpResponse::ResponseDeleteRange(del)) => json!({"delete_range": delete_json(del)}),
+            Some(OpResponse::ResponseTxn(txn)) => json!({"txn": txn_json(txn)}),
+            None => serde_json::Value::Null,
+        })
+        .collect();
+    json!({"revision": revision, "succeeded": response.succeeded, "responses": responses})
+}
+
+fn print_put(response: &PutResponse) {
+    println!("OK");
+    if let Some(kv) = &response.prev_kv {
+        println!("{}\n{}", text(&kv.key), text(&kv.value));
+    }
+}
+
+fn print_range(response: &RangeResponse, keys_only: bool, count_only: bool) {
+    if count_only {
+        println!("{}", response.count);
+        return;
+    }
+    for kv in &response.kvs {
+        println!("{}", text(&kv.key));
+        if !keys_only {
+            println!("{}", text(&kv.value));
+        }
+    }
+}
+
+fn print_delete(response: &DeleteRangeResponse) {
+    println!("{}", response.deleted);
+    for kv in &response.prev_kvs {
+        println!("{}\n{}", text(&kv.key), text(&kv.value));
+    }
+}
+
+/// Prints as `etcdctl txn` does: SUCCESS or FAILURE, then each response after a blank line.
+/// As in etcdctl, a range inside a transaction prints every key and value line, whatever its
+/// keys-only or count-only options.
+fn print_txn(response: &TxnResponse) {
+    println!(
+        "{}",
+        if response.succeeded {
+            "SUCCESS"
+        } else {
+            "FAILURE"
+        }
+    );
+    for r in &response.responses {
+        println!();
+        match &r.response {
+            Some(OpResponse::ResponsePut(put)) => print_put(put),
+            Some(OpResponse::ResponseRange(range)) => print_range(range, false, false),
+            Some(OpResponse::ResponseDeleteRange(del)) => print_delete(del),
+            Some(OpResponse::ResponseTxn(txn)) => println!("{}", txn_json(txn)),
+            None => {}
         }
     }
 }

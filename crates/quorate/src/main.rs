@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod demo;
 mod node_cmd;
+mod txn;
 
 use clap::Parser;
 

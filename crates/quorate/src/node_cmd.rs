@@ -84,6 +84,10 @@ pub struct NodeArgs {
     /// Raft election timeout in milliseconds.
     #[arg(long, env = "QUORATE_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
+    /// How long a client request waits for consensus, in milliseconds, before it fails with
+    /// `request timed out` (or `no leader` when none is known).
+    #[arg(long, env = "QUORATE_REQUEST_TIMEOUT", default_value_t = base::limits::REQUEST_TIMEOUT.as_millis() as u64)]
+    pub request_timeout: u64,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -176,6 +180,7 @@ impl NodeArgs {
             snapshot_entries: self.snapshot_count,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
+            request_timeout: Duration::from_millis(self.request_timeout),
         })
     }
 }

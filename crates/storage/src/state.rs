@@ -3,7 +3,7 @@
 //! skip fsync because the Raft log can replay them, and [`StateStore::sync`] makes everything
 //! durable before the log is purged past it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -17,6 +17,18 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The state machine's durable tables.
 pub struct StateStore {
     db: Database,
+    /// The file, when the backend is one (for its size).
+    path: Option<PathBuf>,
+}
+
+/// How big the state file is, and how much of it holds live data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSizes {
+    /// Bytes the file takes on disk (etcd's `dbSize`).
+    pub file_bytes: u64,
+    /// Bytes of keys, values and tree metadata (etcd's `dbSizeInUse`); the rest is free
+    /// space the file will reuse.
+    pub in_use_bytes: u64,
 }
 
 /// What one applied batch changes, committed atomically.
@@ -34,7 +46,7 @@ impl StateStore {
             path: path.display().to_string(),
             source,
         })?;
-        Self::with_db(db)
+        Self::with_db(db, Some(path.to_path_buf()))
     }
 
     /// Opens state tables on a caller-provided backend (the simulator's disk).
@@ -47,15 +59,15 @@ impl StateStore {
                 path: "<backend>".into(),
                 source,
             })?;
-        Self::with_db(db)
+        Self::with_db(db, None)
     }
 
-    fn with_db(db: Database) -> Result<StateStore, StorageError> {
+    fn with_db(db: Database, path: Option<PathBuf>) -> Result<StateStore, StorageError> {
         let tx = db.begin_write()?;
         tx.open_table(RECORDS)?;
         tx.open_table(META)?;
         tx.commit()?;
-        Ok(StateStore { db })
+        Ok(StateStore { db, path })
     }
 
     /// Commits one batch. With `durable` false the commit is atomic but not fsync'd: a crash
@@ -133,6 +145,32 @@ impl StateStore {
     pub fn record_count(&self) -> Result<u64, StorageError> {
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(RECORDS)?.len()?)
+    }
+
+    /// Returns the file's size and the bytes in use. Walks the tables' pages, so it costs a
+    /// little more as the state grows.
+    pub fn sizes(&self) -> Result<StoreSizes, StorageError> {
+        let tx = self.db.begin_read()?;
+        let mut in_use = 0;
+        for stats in [
+            tx.open_table(RECORDS)?.stats()?,
+            tx.open_table(META)?.stats()?,
+        ] {
+            in_use += stats.stored_bytes() + stats.metadata_bytes();
+        }
+        let file_bytes = match &self.path {
+            Some(path) => std::fs::metadata(path)
+                .map_err(|source| StorageError::File {
+                    path: path.display().to_string(),
+                    source,
+                })?
+                .len(),
+            None => in_use,
+        };
+        Ok(StoreSizes {
+            file_bytes,
+            in_use_bytes: in_use.min(file_bytes),
+        })
     }
 
     /// Replaces every table's content with `write`'s, durably (installing a snapshot).

@@ -151,6 +151,19 @@ impl Peers for GrpcPeers {
             response.map(|r| r.into_inner().index).map_err(peer_error)
         })
     }
+
+    fn change_members(
+        &self,
+        peer_url: &str,
+        request: pb::MemberChangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::MemberChangeResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?.change_members(with_timeout(request, timeout)).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
 }
 
 /// Splits snapshot data into chunks of at most `SNAPSHOT_CHUNK_BYTES`, without copying; an
@@ -245,6 +258,22 @@ impl Raft for RaftService {
             .ok_or_else(|| Status::invalid_argument("forward without command"))?;
         match self.replica.propose_local(command).await {
             Ok(reply) => Ok(Response::new(reply)),
+            Err(error) => Err(status_from_etcd(error)),
+        }
+    }
+
+    async fn change_members(
+        &self,
+        request: Request<pb::MemberChangeRequest>,
+    ) -> Result<Response<pb::MemberChangeResponse>, Status> {
+        let change = request
+            .into_inner()
+            .change
+            .ok_or_else(|| Status::invalid_argument("member change request without change"))?;
+        match self.replica.change_members_local(change).await {
+            Ok(membership) => Ok(Response::new(pb::MemberChangeResponse {
+                membership: Some(membership),
+            })),
             Err(error) => Err(status_from_etcd(error)),
         }
     }

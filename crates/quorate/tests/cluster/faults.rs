@@ -140,3 +140,31 @@ async fn member_down_during_log_compaction_catches_up_by_snapshot() {
         "the restarted member holds every write"
     );
 }
+
+#[tokio::test]
+async fn without_a_quorum_writes_and_linearizable_reads_fail_with_etcds_unavailable_errors() {
+    let mut cluster = Cluster::start(3, &["--request-timeout", "1500"]);
+    let leader = cluster.leader().await;
+    put_eventually(cluster.endpoints_except(None), "q/before", "1").await;
+    // Leave one member alone: whether it led or followed, nothing can commit.
+    let survivor = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.kill(i);
+        }
+    }
+    let mut client = cluster.client(survivor).await;
+    let unavailable = ["etcdserver: request timed out", "etcdserver: no leader"];
+    let (code, message) = status_of(client.put("q/after", "2", None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::Unavailable, "{message}");
+    assert!(unavailable.contains(&message.as_str()), "{message}");
+    let (code, message) = status_of(client.get("q/before", None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::Unavailable, "{message}");
+    assert!(unavailable.contains(&message.as_str()), "{message}");
+    // A serializable read is still served from the survivor's own state.
+    let local = client
+        .get("q/before", Some(GetOptions::new().with_serializable()))
+        .await
+        .expect("serializable read without a quorum");
+    assert_eq!(local.kvs()[0].value(), b"1");
+}

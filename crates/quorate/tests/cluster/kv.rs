@@ -119,6 +119,7 @@ async fn kv_operations_answer_as_etcd_does() {
 
     let status = client.status().await.expect("status");
     assert_ne!(status.leader(), 0);
+    assert!(status.db_size() > 0, "db size {}", status.db_size());
     let members = client.member_list().await.expect("member list");
     assert_eq!(members.members().len(), 3);
 }
@@ -214,4 +215,33 @@ async fn bad_requests_get_etcds_codes_and_messages() {
         .expect_err("future");
     let future_message = "etcdserver: mvcc: required revision is a future revision";
     assert_eq!(status_of(future), (Code::OutOfRange, future_message.into()));
+}
+
+#[tokio::test]
+async fn every_member_publishes_its_client_urls_in_member_list() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let expected: std::collections::BTreeMap<String, Vec<String>> = (0..3)
+        .map(|i| (cluster.members[i].name.clone(), vec![cluster.endpoint(i)]))
+        .collect();
+    let deadline = Instant::now() + DEADLINE;
+    for i in 0..3 {
+        let mut client = cluster.client(i).await;
+        loop {
+            let list = client.member_list().await.expect("member list");
+            let published: std::collections::BTreeMap<String, Vec<String>> = list
+                .members()
+                .iter()
+                .map(|m| (m.name().to_string(), m.client_urls().to_vec()))
+                .collect();
+            if published == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} lists {published:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

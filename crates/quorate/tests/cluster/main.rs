@@ -228,6 +228,7 @@ fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
     }
 }
 
+mod cli;
 mod etcdctl;
 mod faults;
 mod kv;

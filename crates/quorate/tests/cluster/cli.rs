@@ -1,0 +1,160 @@
+//! The `quorate` client commands against a real cluster: put/get/del/txn/endpoint status/member
+//! list, in both output formats. `quorate txn` is checked against `etcdctl txn` on the same text.
+
+use std::io::Write;
+
+use super::*;
+
+fn quorate(endpoints: &str, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["--endpoints", endpoints])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run quorate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("quorate output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "quorate {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn etcdctl_txn(endpoint: &str, text: &str) -> String {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("txn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl (apt-get install etcd-client)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("etcdctl output");
+    assert!(
+        output.status.success(),
+        "etcdctl txn failed on {text:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn client_commands_read_write_and_report() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoints = cluster.endpoints_except(None).join(",");
+    let run = |args: &[&str]| quorate(&endpoints, args, "");
+
+    assert_eq!(run(&["put", "cli/a", "1"]), "OK\n");
+    assert_eq!(run(&["put", "cli/b", "2"]), "OK\n");
+    assert_eq!(run(&["get", "cli/", "--prefix"]), "cli/a\n1\ncli/b\n2\n");
+    assert_eq!(
+        run(&[
+            "get",
+            "cli/",
+            "--prefix",
+            "--consistency",
+            "serializable",
+            "--keys-only"
+        ]),
+        "cli/a\ncli/b\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["-w", "json", "get", "cli/a"])).expect("json");
+    assert_eq!(json["kvs"][0]["value"], "1");
+    assert_eq!(json["kvs"][0]["version"], 1);
+    let first_rev = json["kvs"][0]["mod_revision"].as_i64().expect("revision");
+    assert_eq!(run(&["put", "cli/a", "3", "--prev-kv"]), "OK\ncli/a\n1\n");
+    assert_eq!(
+        run(&["get", "cli/a", "--rev", &first_rev.to_string()]),
+        "cli/a\n1\n"
+    );
+
+    let status: serde_json::Value =
+        serde_json::from_str(&run(&["-w", "json", "endpoint", "status"])).expect("json");
+    let rows = status.as_array().expect("one row per endpoint");
+    assert_eq!(rows.len(), 3);
+    let leaders: std::collections::BTreeSet<_> =
+        rows.iter().map(|row| row["leader"].to_string()).collect();
+    assert_eq!(leaders.len(), 1, "members disagree on the leader: {status}");
+    for row in rows {
+        let size = row["db_size"].as_i64().expect("db_size");
+        let in_use = row["db_size_in_use"].as_i64().expect("db_size_in_use");
+        assert!(size > 0 && (1..=size).contains(&in_use), "{row}");
+    }
+
+    let members: serde_json::Value =
+        serde_json::from_str(&run(&["-w", "json", "member", "list"])).expect("json");
+    assert_eq!(members["members"].as_array().expect("members").len(), 3);
+
+    assert_eq!(run(&["del", "cli/", "--prefix"]), "2\n");
+    assert_eq!(run(&["get", "cli/", "--prefix", "--count-only"]), "0\n");
+}
+
+#[tokio::test]
+async fn quorate_txn_prints_what_etcdctl_txn_prints() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoint = format!("127.0.0.1:{}", cluster.members[0].client);
+    let run = |args: &[&str], stdin: &str| quorate(&endpoint, args, stdin);
+    run(&["put", "t/k1", "v1"], "");
+    run(&["put", "t/k2", "v2"], "");
+
+    // Each text runs twice, through quorate and through etcdctl; it is written so that the
+    // second run takes the same branch with the same output.
+    let texts = [
+        "value(\"t/k1\") = \"v1\"\n\nput t/k3 \"three\"\nget t/k2\n\nput t/k3 \"never\"\n\n",
+        "version(\"t/k1\") > \"5\"\n\nput t/x y\n\nget t/ --prefix --keys-only\ndel t/nothing\n\n",
+        "mod(\"t/k2\") > \"0\"\ncreate(\"t/k1\") != \"0\"\n\nget t/k1 t/k3\n\n\n",
+    ];
+    for text in texts {
+        let ours = run(&["txn"], text);
+        let theirs = etcdctl_txn(&endpoint, text);
+        assert_eq!(ours, theirs, "txn text {text:?}");
+    }
+    let first = run(&["txn"], texts[0]);
+    assert_eq!(first, "SUCCESS\n\nOK\n\nt/k2\nv2\n");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["-w", "json", "txn"], texts[1])).expect("json");
+    assert_eq!(json["succeeded"], false);
+    assert_eq!(json["responses"].as_array().expect("responses").len(), 2);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["--endpoints", &endpoint, "txn"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run quorate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"size(\"t/k1\") = \"1\"\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("unknown comparison target"),
+        "{stderr}"
+    );
+}

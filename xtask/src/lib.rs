@@ -1,0 +1,199 @@
+//! Tidy checks of the repository's own rules (STYLE.md), run as tests by `xtask/tests/tidy.rs`:
+//! every Rust file opens with a `//!` header, no unbounded channels, to-do markers only with an
+//! issue number, and the crate layering of ARCHITECTURE.md. It reads files only; it never edits them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One broken rule, with where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: PathBuf,
+    pub line: usize,
+    pub rule: &'static str,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.rule)
+    }
+}
+
+/// Returns the repository root (the parent of `xtask/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository root")
+        .to_path_buf()
+}
+
+/// Returns every `.rs` file under `dir`, skipping build output.
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == "target" || name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Checks the text of one Rust file against the per-file rules.
+pub fn check_source(path: &Path, text: &str) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let violation = |line: usize, rule: &'static str| Violation {
+        path: path.to_path_buf(),
+        line,
+        rule,
+    };
+    let first = text.lines().find(|line| !line.trim().is_empty());
+    if !first.is_some_and(|line| line.starts_with("//!")) {
+        out.push(violation(
+            1,
+            "file must open with a `//!` header saying what it owns",
+        ));
+    }
+    // Split so this file does not trip its own rules.
+    let unbounded = concat!("unbounded", "_channel");
+    let todo = concat!("TO", "DO");
+    for (number, line) in text.lines().enumerate() {
+        if line.contains(unbounded) {
+            out.push(violation(
+                number + 1,
+                "unbounded channels are not allowed (STYLE §4)",
+            ));
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find(todo) {
+            let after = &rest[at + todo.len()..];
+            let numbered = after
+                .strip_prefix("(#")
+                .is_some_and(|tail| tail.starts_with(|c: char| c.is_ascii_digit()));
+            if !numbered {
+                out.push(violation(
+                    number + 1,
+                    concat!("write TO", "DO(#issue), not a bare marker"),
+                ));
+            }
+            rest = after;
+        }
+    }
+    out
+}
+
+/// Returns each workspace crate's normal dependencies (names), read from its Cargo.toml.
+pub fn crate_dependencies(root: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(root.join("crates")) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("parse {}: {e}", manifest.display()));
+        let name = table["package"]["name"]
+            .as_str()
+            .expect("package name")
+            .to_string();
+        let deps = table
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        out.insert(name, deps);
+    }
+    out
+}
+
+/// The layering rules of STYLE §1 that a dependency list can show: (crate, forbidden
+/// dependency, why).
+pub const LAYERING: &[(&str, &str, &str)] = &[
+    ("base", "tokio", "pure crates have no runtime"),
+    ("base", "tonic", "pure crates have no transport"),
+    ("base", "redb", "only storage touches redb"),
+    ("mvcc", "tokio", "pure crates have no runtime"),
+    ("mvcc", "tonic", "pure crates have no transport"),
+    ("mvcc", "redb", "only storage touches redb"),
+    (
+        "mvcc",
+        "storage",
+        "mvcc is pure; the state machine wires it to storage",
+    ),
+    ("consensus", "redb", "only storage touches redb"),
+    ("transport", "redb", "only storage touches redb"),
+    ("etcd-api", "redb", "only storage touches redb"),
+    ("node", "redb", "only storage touches redb"),
+    ("client", "redb", "only storage touches redb"),
+    ("quorate", "redb", "only storage touches redb"),
+    ("storage", "tonic", "storage knows nothing of the network"),
+    (
+        "base",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "mvcc",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "storage",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "consensus",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "transport",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "etcd-api",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "node",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "client",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    ("base", "clap", "only quorate reads the command line"),
+    ("node", "clap", "only quorate reads the command line"),
+];
+
+/// Returns the layering rules the dependency lists break.
+pub fn check_layering(deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    LAYERING
+        .iter()
+        .filter(|(krate, dep, _)| deps.get(*krate).is_some_and(|d| d.iter().any(|x| x == dep)))
+        .map(|(krate, dep, why)| format!("{krate} depends on {dep}: {why}"))
+        .collect()
+}
