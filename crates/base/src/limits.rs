@@ -34,5 +34,29 @@ pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4096;
 /// (its outcome then is unknown: it may still commit).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
 
+/// Events of recent revisions kept in memory for watchers that are in sync; a watcher behind
+/// them replays history from the keyspace instead. Bounds the feed's memory by count.
+pub const WATCH_FEED_EVENTS_MAX: usize = 65_536;
+
+/// Bytes of keys and values the in-memory watch feed may hold (bounds it by size).
+pub const WATCH_FEED_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Events read for one watcher in one step (a revision's events are never split, so a step may
+/// exceed it by one revision); bounds the work one lagging watcher takes from others.
+pub const WATCH_BATCH_EVENTS_MAX: usize = 1000;
+
+/// Responses queued for one Watch stream's client before its sender waits; a slow client
+/// then holds up only its own stream.
+pub const WATCH_STREAM_BUFFER: usize = 16;
+
+/// Watchers one Watch stream may hold; beyond it a create is refused.
+pub const WATCHES_PER_STREAM_MAX: usize = 10_000;
+
+/// Default interval of progress notifications to idle watchers that asked for them (etcd's).
+pub const WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(600);
+
 const _: () = assert!(MAX_TXN_OPS_DEFAULT > 0);
+// A feed smaller than one batch would send every watcher to storage.
+const _: () = assert!(WATCH_BATCH_EVENTS_MAX < WATCH_FEED_EVENTS_MAX);
 const _: () = assert!(GRPC_OVERHEAD_BYTES < MAX_REQUEST_BYTES_DEFAULT);

@@ -5,6 +5,7 @@
 //! `mvcc`).
 
 pub mod codec;
+mod feed;
 mod log_store;
 mod network;
 mod replica;

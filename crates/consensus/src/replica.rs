@@ -90,6 +90,9 @@ pub struct Replica {
     peers: Arc<dyn Peers>,
     id: NodeId,
     request_timeout: Duration,
+    /// Serializes membership changes on the leader: openraft refuses a change while another
+    /// is uncommitted, so concurrent ones wait here instead.
+    membership_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn internal(error: impl std::fmt::Display) -> EtcdError {
@@ -144,6 +147,7 @@ impl Replica {
             peers,
             id: options.id,
             request_timeout: options.request_timeout,
+            membership_changes: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -341,8 +345,12 @@ impl Replica {
             }
             None => return Err(internal("empty member change")),
         };
-        let change = self.raft.change_membership(changes, true);
-        let Ok(changed) = tokio::time::timeout(self.request_timeout, change).await else {
+        let changed = tokio::time::timeout(self.request_timeout, async {
+            let _serialized = self.membership_changes.lock().await;
+            self.raft.change_membership(changes, true).await
+        })
+        .await;
+        let Ok(changed) = changed else {
             return Err(EtcdError::Timeout);
         };
         match changed {
@@ -447,6 +455,38 @@ impl Replica {
             self.linearizable_barrier().await?;
         }
         self.state.shared.range(request)
+    }
+
+    /// Returns a receiver of the latest applied revision, for watchers to wait on.
+    pub fn subscribe_revision(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.state.shared.feed.subscribe()
+    }
+
+    /// Returns the changes `filter` selects from revision `from` on, at most about
+    /// `max_changes` (a revision is never split), and where the next read starts. Fails with
+    /// `Compacted` when that history is gone.
+    pub fn changes(
+        &self,
+        filter: &mvcc::WatchFilter,
+        from: i64,
+        max_changes: usize,
+    ) -> Result<mvcc::History, EtcdError> {
+        self.state.shared.changes(filter, from, max_changes)
+    }
+
+    /// Returns the key-value written at `rev` (for a watch event's `prev_kv`); `None` once
+    /// compaction removed it.
+    pub fn key_value_at(
+        &self,
+        rev: mvcc::Rev,
+    ) -> Result<Option<proto::mvccpb::KeyValue>, EtcdError> {
+        self.state.shared.key_value_at(rev)
+    }
+
+    /// Returns the current and compacted revisions of the local keyspace.
+    pub fn revisions(&self) -> (i64, i64) {
+        let (current, compacted, _) = self.state.shared.positions();
+        (current, compacted)
     }
 
     /// Asks Raft to snapshot now (and compact the log behind it).

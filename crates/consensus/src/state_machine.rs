@@ -8,16 +8,18 @@ use std::sync::{Arc, RwLock};
 
 use base::EtcdError;
 use futures::{Stream, TryStreamExt};
-use mvcc::{ChangeSet, Keyspace, Record, RecordSource, Rev};
+use mvcc::{Change, ChangeSet, History, Keyspace, Record, RecordSource, Rev, WatchFilter};
 use openraft::OptionalSend;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use prost::Message;
 use proto::etcdserverpb::RangeRequest;
 use proto::etcdserverpb::RangeResponse;
+use proto::mvccpb::KeyValue;
 use proto::quorate::raft::v1 as pb;
 use storage::{SnapshotFile, StateStore, StateWrite};
 
 use crate::codec;
+use crate::feed::EventFeed;
 use crate::types::*;
 
 const APPLIED: &str = "applied";
@@ -37,6 +39,7 @@ pub(crate) struct Shared {
     store: StateStore,
     snapshot_file: SnapshotFile,
     inner: RwLock<Inner>,
+    pub(crate) feed: EventFeed,
 }
 
 /// openraft's state machine handle (cheap to clone).
@@ -109,6 +112,7 @@ impl StateMachine {
             revisions = decode_revisions(&bytes)?;
         }
         let keyspace = Keyspace::restore(revisions.0, revisions.1, entries);
+        let feed = EventFeed::new(keyspace.current_revision(), keyspace.compacted_revision());
         let inner = Inner {
             keyspace,
             applied,
@@ -118,6 +122,7 @@ impl StateMachine {
             store,
             snapshot_file,
             inner: RwLock::new(inner),
+            feed,
         };
         Ok(StateMachine {
             shared: Arc::new(shared),
@@ -137,6 +142,43 @@ impl Shared {
     pub(crate) fn range(&self, request: &RangeRequest) -> Result<RangeResponse, EtcdError> {
         let inner = self.inner.read().expect("state lock poisoned");
         inner.keyspace.range(&Source(&self.store), request)
+    }
+
+    /// Replays the changes `filter` selects from `from` on: from the in-memory feed when it
+    /// holds them, otherwise from the keyspace's history.
+    pub(crate) fn changes(
+        &self,
+        filter: &WatchFilter,
+        from: i64,
+        max_changes: usize,
+    ) -> Result<History, EtcdError> {
+        if let Some(history) = self.feed.read(filter, from, max_changes)? {
+            return Ok(history);
+        }
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner
+            .keyspace
+            .history(&Source(&self.store), filter, from, max_changes)
+    }
+
+    /// Returns the key-value written at `rev`, if compaction has not removed it.
+    pub(crate) fn key_value_at(&self, rev: Rev) -> Result<Option<KeyValue>, EtcdError> {
+        match self.store.record(&rev.to_bytes()) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => {
+                let record = Record::decode(&bytes)
+                    .map_err(|e| EtcdError::Internal(format!("record {rev:?}: {e}")))?;
+                Ok(Some(KeyValue {
+                    key: record.key,
+                    create_revision: record.create_revision,
+                    mod_revision: record.mod_revision,
+                    version: record.version,
+                    value: record.value,
+                    lease: record.lease,
+                }))
+            }
+            Err(e) => Err(EtcdError::Internal(format!("read record {rev:?}: {e}"))),
+        }
     }
 
     /// Returns (current revision, compacted revision, applied index).
@@ -260,6 +302,7 @@ impl Shared {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        self.feed.reset(current, compacted);
         drop(inner);
         self.save_snapshot(meta, data)
     }
@@ -271,6 +314,7 @@ impl Shared {
         let source = Source(&self.store);
         let mut write = StateWrite::default();
         let mut replies = Vec::with_capacity(entries.len());
+        let mut published = Vec::new();
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => pb::CommandResponse::default(),
@@ -282,6 +326,14 @@ impl Shared {
                     let (reply, changes) =
                         apply_command(&mut inner.keyspace, &source, &write, command);
                     if let Some(changes) = changes {
+                        for (rev, record) in &changes.puts {
+                            let prev = inner.keyspace.previous_live(&record.key, *rev);
+                            published.push(Change {
+                                rev: *rev,
+                                record: record.clone(),
+                                prev,
+                            });
+                        }
                         add_changes(&mut write, changes);
                     }
                     reply
@@ -303,6 +355,12 @@ impl Shared {
         write.meta.push((MEMBERSHIP, membership));
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;
+        // Watchers learn of the batch only once it is stored and visible to readers.
+        self.feed.publish(
+            published,
+            inner.keyspace.current_revision(),
+            inner.keyspace.compacted_revision(),
+        );
         Ok(replies)
     }
 }

@@ -1,4 +1,4 @@
-//! The etcd v3 gRPC services a member serves (KV, Maintenance, Cluster) and the one place
+//! The etcd v3 gRPC services a member serves (KV, Watch, Maintenance, Cluster) and the one place
 //! internal errors become gRPC statuses with etcd's exact codes and messages. It must never
 //! implement KV semantics (that is `mvcc`) or consensus (that is `consensus`).
 
@@ -6,6 +6,7 @@ mod cluster;
 mod kv;
 mod maintenance;
 mod status;
+mod watch;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
 pub use status::to_status;
+pub use watch::WatchService;
 
 /// What every service needs: the replica and the member's identity and limits.
 #[derive(Clone)]

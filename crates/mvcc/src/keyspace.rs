@@ -164,10 +164,16 @@ impl Keyspace {
         let mut removed = Vec::new();
         self.index.retain(|_, entries| {
             // The last entry at or before `at` stays when it is live: it is the key's value
-            // at the compacted revision. Everything before it, and a tombstone, goes.
+            // at the compacted revision. Everything before it goes, and so does a tombstone
+            // before `at`; a tombstone written at `at` itself stays until the next compaction,
+            // so a watch may still start at the compacted revision and miss nothing.
             let keep_from = match entries.iter().rposition(|entry| entry.rev.main <= at) {
                 None => 0,
-                Some(position) if entries[position].tombstone => position + 1,
+                Some(position)
+                    if entries[position].tombstone && entries[position].rev.main < at =>
+                {
+                    position + 1
+                }
                 Some(position) => position,
             };
             removed.extend(entries.drain(..keep_from).map(|entry| entry.rev));

@@ -8,9 +8,11 @@ mod keyspace;
 mod range;
 mod txn;
 pub mod validate;
+mod watch;
 
 pub use codec::{CodecError, Record, Rev};
 pub use keyspace::{ChangeSet, Keyspace, RecordSource};
+pub use watch::{Change, History, WatchFilter};
 
 #[cfg(test)]
 mod tests;

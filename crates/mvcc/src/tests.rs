@@ -14,7 +14,7 @@ use proto::etcdserverpb::{
 };
 use proto::mvccpb::KeyValue;
 
-use crate::{ChangeSet, Keyspace, Record, RecordSource, Rev};
+use crate::{ChangeSet, Keyspace, Record, RecordSource, Rev, WatchFilter};
 
 /// The records a keyspace wrote, kept in memory as storage would keep them.
 #[derive(Default)]
@@ -373,6 +373,47 @@ fn restore_rebuilds_the_same_index() {
 
 // ---- Property test against a model ----
 
+type WatchedEvent = (i64, bool, KeyValue, Option<KeyValue>);
+
+/// Replays history in batches of `batch`, as a lagging watcher would, resolving prev_kv.
+fn replay(
+    check: &Check,
+    filter: &WatchFilter,
+    from: i64,
+    batch: usize,
+) -> Result<Vec<WatchedEvent>, EtcdError> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next <= check.keyspace.current_revision() {
+        let history = check
+            .keyspace
+            .history(&check.records, filter, next, batch)?;
+        assert!(history.next > next, "history made no progress from {next}");
+        for change in history.changes {
+            let event = change.to_event(None);
+            let prev = match change.prev {
+                Some(rev) => Some(to_kv(check.records.record(rev)?)),
+                None => None,
+            };
+            let deleted = event.r#type == proto::mvccpb::event::EventType::Delete as i32;
+            out.push((change.rev.main, deleted, event.kv.expect("kv"), prev));
+        }
+        next = history.next;
+    }
+    Ok(out)
+}
+
+fn to_kv(record: Record) -> KeyValue {
+    KeyValue {
+        key: record.key,
+        create_revision: record.create_revision,
+        mod_revision: record.mod_revision,
+        version: record.version,
+        value: record.value,
+        lease: record.lease,
+    }
+}
+
 /// The model: a full copy of the keyspace at every revision; index = revision.
 struct Model {
     states: Vec<BTreeMap<Vec<u8>, KeyValue>>,
@@ -408,6 +449,44 @@ impl Model {
         next.insert(key.into_bytes(), kv);
         self.states.push(next);
     }
+    /// Returns every change since `from` as (revision, deleted, key-value, previous
+    /// key-value), derived by comparing consecutive states.
+    fn events(&self, filter: &WatchFilter, from: i64) -> Vec<WatchedEvent> {
+        let mut out = Vec::new();
+        for revision in from.max(2)..=self.current() {
+            let before = &self.states[revision as usize - 1];
+            let after = &self.states[revision as usize];
+            let keys: std::collections::BTreeSet<&Vec<u8>> =
+                before.keys().chain(after.keys()).collect();
+            for key in keys {
+                let deleted = !after.contains_key(key);
+                if !filter.matches(key, deleted) {
+                    continue;
+                }
+                // Compaction at `revision` removed what preceded the changes made at it.
+                let prev = before
+                    .get(key)
+                    .cloned()
+                    .filter(|_| revision > self.compacted);
+                match after.get(key) {
+                    Some(kv) if kv.mod_revision == revision => {
+                        out.push((revision, false, kv.clone(), prev));
+                    }
+                    Some(_) => {}
+                    None if before.contains_key(key) => {
+                        let kv = KeyValue {
+                            key: key.clone(),
+                            mod_revision: revision,
+                            ..Default::default()
+                        };
+                        out.push((revision, true, kv, prev));
+                    }
+                    None => {}
+                }
+            }
+        }
+        out
+    }
     fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
         match end {
             [] => key == start,
@@ -424,6 +503,7 @@ enum Op {
     Range(String, String, i64),
     Compact(i64),
     SwapIfVersion(String, i64, String),
+    Watch(String, String, i64, usize, u8),
 }
 
 fn key_strategy() -> impl Strategy<Value = String> {
@@ -441,6 +521,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (key_strategy(), end_strategy(), 0i64..12).prop_map(|(k, e, r)| Op::Range(k, e, r)),
         1 => (0i64..12).prop_map(Op::Compact),
         2 => (key_strategy(), 0i64..3, "[x-z]{1}").prop_map(|(k, v, s)| Op::SwapIfVersion(k, v, s)),
+        2 => (key_strategy(), end_strategy(), 1i64..12, 1usize..4, 0u8..3)
+            .prop_map(|(k, e, from, batch, filters)| Op::Watch(k, e, from, batch, filters)),
     ]
 }
 
@@ -497,6 +579,20 @@ proptest! {
                     } else {
                         prop_assert_eq!(got, Ok(()));
                         model.compacted = revision;
+                    }
+                }
+                Op::Watch(key, end, from, batch, filters) => {
+                    let filter = WatchFilter {
+                        key: key.clone().into(),
+                        range_end: end.clone().into(),
+                        no_put: filters == 1,
+                        no_delete: filters == 2,
+                    };
+                    let got = replay(&check, &filter, from, batch);
+                    if from < model.compacted {
+                        prop_assert_eq!(got, Err(EtcdError::Compacted));
+                    } else {
+                        prop_assert_eq!(got, Ok(model.events(&filter, from)));
                     }
                 }
                 Op::SwapIfVersion(key, version, value) => {

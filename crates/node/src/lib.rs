@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base::{ClusterId, NodeId};
 use consensus::{Member, RaftOptions, Replica};
-use etcd_api::{ClusterService, Context, KvService, MaintenanceService};
+use etcd_api::{ClusterService, Context, KvService, MaintenanceService, WatchService};
 use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// How long a client request waits for consensus before `request timed out`.
     pub request_timeout: Duration,
+    /// How often idle watchers that asked for it get a progress notification.
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// Why a member could not start or stopped with an error.
@@ -180,6 +182,10 @@ pub async fn run(
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(KvService::server(context.clone()))
+            .add_service(WatchService::server(
+                context.clone(),
+                config.watch_progress_notify_interval,
+            ))
             .add_service(MaintenanceService::server(context.clone()))
             .add_service(ClusterService::server(context.clone()));
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());

@@ -88,6 +88,10 @@ pub struct NodeArgs {
     /// `request timed out` (or `no leader` when none is known).
     #[arg(long, env = "QUORATE_REQUEST_TIMEOUT", default_value_t = base::limits::REQUEST_TIMEOUT.as_millis() as u64)]
     pub request_timeout: u64,
+    /// Interval of progress notifications to idle watchers that ask for them (`10m`, `5s`,
+    /// `500ms`); etcd's flag of the same name.
+    #[arg(long, env = "QUORATE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -181,8 +185,31 @@ impl NodeArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             request_timeout: Duration::from_millis(self.request_timeout),
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
         })
     }
+}
+
+/// Parses a duration as etcd writes them: a number with `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(duration)
 }
 
 /// Runs a member until SIGTERM or SIGINT.

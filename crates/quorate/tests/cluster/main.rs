@@ -232,3 +232,4 @@ mod cli;
 mod etcdctl;
 mod faults;
 mod kv;
+mod watch;
