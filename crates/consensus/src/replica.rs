@@ -243,7 +243,10 @@ impl Replica {
                             command: Some(command.clone()),
                         };
                         match self.peers.forward(&url, request, remaining).await {
-                            Ok(reply) => return reply_result(reply),
+                            Ok(reply) => {
+                                self.await_applied(reply.index, deadline).await;
+                                return reply_result(reply);
+                            }
                             Err(error) => retry_after(error)?,
                         }
                     }
@@ -257,6 +260,24 @@ impl Replica {
                 Err(RaftError::APIError(other)) => return Err(internal(other)),
                 Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
             }
+        }
+    }
+
+    /// Waits (until `deadline` at most) for this member to apply the entry at `index`, so a
+    /// client that wrote through this member reads its write here, even serializably. The
+    /// write is committed either way; past the deadline the caller answers anyway.
+    async fn await_applied(&self, index: u64, deadline: Instant) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let applied = self
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "forwarded write applied locally")
+            .await;
+        if applied.is_err() {
+            tracing::debug!(
+                index,
+                "forwarded write not yet applied here at the deadline"
+            );
         }
     }
 

@@ -340,7 +340,11 @@ impl Shared {
                 }
             };
             let revision = inner.keyspace.current_revision();
-            replies.push(pb::CommandResponse { revision, ..reply });
+            replies.push(pb::CommandResponse {
+                revision,
+                index: entry.log_id.index,
+                ..reply
+            });
             inner.applied = Some(entry.log_id);
         }
         write
@@ -395,7 +399,7 @@ fn apply_command(
         Ok((reply, changes)) => (
             pb::CommandResponse {
                 op: Some(reply),
-                revision: 0,
+                ..Default::default()
             },
             Some(changes),
         ),
@@ -406,7 +410,7 @@ fn apply_command(
         Err(error) => {
             let reply = pb::CommandResponse {
                 op: Some(Reply::Error(error.to_string())),
-                revision: 0,
+                ..Default::default()
             };
             (reply, None)
         }

@@ -245,3 +245,27 @@ async fn every_member_publishes_its_client_urls_in_member_list() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_write_through_a_follower_is_visible_to_its_serializable_reads_at_once() {
+    // Goal: read-your-writes on the member a client writes through, as etcd gives (the
+    // follower answers only after applying the write itself). Method: write through a
+    // follower, read serializably from it right away, many times.
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut client = cluster.client(follower).await;
+    for i in 0..30 {
+        let value = format!("v{i}");
+        client.put("ryw", value.as_str(), None).await.expect("put");
+        let read = client
+            .get("ryw", Some(GetOptions::new().with_serializable()))
+            .await
+            .expect("serializable get");
+        assert_eq!(
+            read.kvs()[0].value(),
+            value.as_bytes(),
+            "write {i} not visible"
+        );
+    }
+}

@@ -13,9 +13,28 @@ use etcd_client::{
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Returns a loopback port no other test process is likely to take. Ports come from below the
+/// kernel's ephemeral range (so outgoing connections and port-0 binds never reuse them), from a
+/// slice chosen by this process's id (so concurrent test processes use different slices), and
+/// are checked free before use. Restarted members keep their ports.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 10_000;
+    const SLICE: u16 = 64;
+    const SLICES: u16 = 300;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = FIRST + (std::process::id() % u32::from(SLICES)) as u16 * SLICE;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            offset < SLICE,
+            "this test process used up its {SLICE} ports"
+        );
+        let port = base + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Member {
