@@ -5,13 +5,15 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use proto::etcdserverpb::cluster_client::ClusterClient;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, MemberListRequest, MemberListResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest,
-    TxnResponse,
+    TxnResponse, WatchCreateRequest, WatchRequest, WatchResponse, watch_request,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -151,6 +153,35 @@ impl Client {
             .txn(request)
             .await?
             .into_inner())
+    }
+
+    /// Opens a watch on the connected member. The stream has no deadline (only connecting
+    /// has); it ends when the member goes away, and the caller resumes from the last revision
+    /// it saw plus one.
+    pub async fn watch(
+        &self,
+        create: WatchCreateRequest,
+    ) -> Result<tonic::Streaming<WatchResponse>, ClientError> {
+        let uri = with_scheme(&self.endpoint);
+        let channel = Endpoint::from_shared(uri.clone())
+            .map_err(|e| ClientError::BadEndpoint {
+                endpoint: uri.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(self.timeout)
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))?;
+        let request = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        };
+        // The request side stays open (and empty) for as long as the stream is read.
+        let requests = futures::stream::iter([request]).chain(futures::stream::pending());
+        let response = WatchClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .watch(requests)
+            .await?;
+        Ok(response.into_inner())
     }
 
     /// Returns the connected member's status.

@@ -117,6 +117,23 @@ pub enum Command {
         #[arg(short, long)]
         interactive: bool,
     },
+    /// Print changes of a key or range as they happen (from `--rev` when given), resuming on
+    /// another endpoint after a failure without losing or repeating an event.
+    Watch {
+        key: String,
+        range_end: Option<String>,
+        #[arg(long)]
+        prefix: bool,
+        /// First revision to print (0: from now).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Print each event's previous key-value.
+        #[arg(long)]
+        prev_kv: bool,
+        /// Stop after this many events (0: never).
+        #[arg(long, default_value_t = 0)]
+        max_events: u64,
+    },
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -262,6 +279,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_delete(&response);
             }
             Ok(())
+        }
+        Command::Watch {
+            key,
+            range_end,
+            prefix,
+            rev,
+            prev_kv,
+            max_events,
+        } => {
+            let (key, range_end) = range_of(&key, range_end, prefix);
+            let options = WatchArgs {
+                key,
+                range_end,
+                rev,
+                prev_kv,
+                max_events,
+            };
+            watch(&cli.endpoints, timeout, options, json_out).await
         }
         Command::Txn { interactive } => {
             let request = txn::parse(&read_txn(interactive)?)?;
@@ -470,5 +505,110 @@ fn print_txn(response: &TxnResponse) {
             Some(OpResponse::ResponseTxn(txn)) => println!("{}", txn_json(txn)),
             None => {}
         }
+    }
+}
+
+struct WatchArgs {
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    rev: i64,
+    prev_kv: bool,
+    max_events: u64,
+}
+
+/// Prints events until `max_events` (or forever). When a stream breaks, reconnects to any
+/// endpoint and resumes at the revision after the last one printed, so nothing is lost or
+/// printed twice; a compacted start revision is an error.
+async fn watch(
+    endpoints: &[String],
+    timeout: Duration,
+    args: WatchArgs,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    use proto::etcdserverpb::WatchCreateRequest;
+    use proto::mvccpb::event::EventType;
+    let mut next = args.rev;
+    let mut printed = 0u64;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let create = WatchCreateRequest {
+            key: args.key.clone(),
+            range_end: args.range_end.clone(),
+            start_revision: next,
+            prev_kv: args.prev_kv,
+            ..Default::default()
+        };
+        let stream = match Client::connect(endpoints, timeout).await {
+            Ok(client) => client.watch(create).await.map_err(anyhow::Error::from),
+            Err(error) => Err(error.into()),
+        };
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                eprintln!("watch: {error:#}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        loop {
+            let response = match stream.message().await {
+                Ok(Some(response)) => response,
+                Ok(None) => break,
+                Err(status) => {
+                    eprintln!("watch: {}; resuming at revision {next}", status.message());
+                    break;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if response.compact_revision != 0 {
+                bail!(
+                    "watch: revision {next} was compacted (compacted revision {}); start at {} or later",
+                    response.compact_revision,
+                    response.compact_revision
+                );
+            }
+            if response.canceled {
+                bail!("watch cancelled: {}", response.cancel_reason);
+            }
+            if response.created && next <= 0 {
+                // From now on: pin the start so a resume neither skips nor repeats.
+                next = response.header.as_ref().map_or(0, |h| h.revision) + 1;
+            }
+            for event in &response.events {
+                let Some(kv) = &event.kv else { continue };
+                if json_out {
+                    let kind = if event.r#type == EventType::Delete as i32 {
+                        "DELETE"
+                    } else {
+                        "PUT"
+                    };
+                    println!(
+                        "{}",
+                        json!({"type": kind, "kv": kv_json(kv), "prev_kv": event.prev_kv.as_ref().map(kv_json)})
+                    );
+                } else {
+                    println!(
+                        "{}",
+                        if event.r#type == EventType::Delete as i32 {
+                            "DELETE"
+                        } else {
+                            "PUT"
+                        }
+                    );
+                    if let Some(prev) = &event.prev_kv {
+                        println!("{}\n{}", text(&prev.key), text(&prev.value));
+                    }
+                    println!("{}\n{}", text(&kv.key), text(&kv.value));
+                }
+                next = kv.mod_revision + 1;
+                printed += 1;
+                if args.max_events != 0 && printed >= args.max_events {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
