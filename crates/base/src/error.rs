@@ -24,6 +24,10 @@ pub enum EtcdError {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: no leader")]
     NoLeader,
     #[error("etcdserver: not leader")]
@@ -65,6 +69,8 @@ impl EtcdError {
             | RequestTooLarge => ErrorCode::InvalidArgument,
             Compacted | FutureRevision => ErrorCode::OutOfRange,
             LeaseNotFound | MemberNotFound => ErrorCode::NotFound,
+            LeaseExists => ErrorCode::FailedPrecondition,
+            LeaseTtlTooLarge => ErrorCode::OutOfRange,
             NoLeader | Timeout | Stopped => ErrorCode::Unavailable,
             NotLeader => ErrorCode::FailedPrecondition,
             TooManyRequests => ErrorCode::ResourceExhausted,
@@ -90,6 +96,8 @@ impl EtcdError {
             Compacted,
             FutureRevision,
             LeaseNotFound,
+            LeaseExists,
+            LeaseTtlTooLarge,
             NoLeader,
             NotLeader,
             Timeout,

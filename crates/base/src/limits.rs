@@ -56,6 +56,11 @@ pub const WATCHES_PER_STREAM_MAX: usize = 10_000;
 pub const WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT: std::time::Duration =
     std::time::Duration::from_secs(600);
 
+/// Default interval at which the leader records remaining lease TTLs through Raft (etcd's
+/// checkpoint interval), so a new leader or a restarted cluster resumes from them.
+pub const LEASE_CHECKPOINT_INTERVAL_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(300);
+
 const _: () = assert!(MAX_TXN_OPS_DEFAULT > 0);
 // A feed smaller than one batch would send every watcher to storage.
 const _: () = assert!(WATCH_BATCH_EVENTS_MAX < WATCH_FEED_EVENTS_MAX);

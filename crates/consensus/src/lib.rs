@@ -6,6 +6,7 @@
 
 pub mod codec;
 mod feed;
+mod lessor;
 mod log_store;
 mod network;
 mod replica;

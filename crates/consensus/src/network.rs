@@ -70,6 +70,13 @@ pub trait Peers: Send + Sync + 'static {
         request: pb::MemberChangeRequest,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::MemberChangeResponse, PeerError>>;
+
+    fn lease_call(
+        &self,
+        peer_url: &str,
+        request: pb::LeaseCallRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::LeaseCallResponse, PeerError>>;
 }
 
 fn rpc_error(error: PeerError) -> RpcError {

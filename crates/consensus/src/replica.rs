@@ -16,6 +16,7 @@ use storage::{SnapshotFile, StateStore};
 use tokio::time::Instant;
 
 use crate::codec;
+use crate::lessor::{Lessor, SharedLessor, TICK, revoke_command};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerError, Peers};
 use crate::state_machine::StateMachine;
@@ -39,6 +40,8 @@ pub struct RaftOptions {
     pub logs_kept_after_snapshot: u64,
     /// How long a request waits for consensus.
     pub request_timeout: Duration,
+    /// How often the leader records remaining lease TTLs through Raft.
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl RaftOptions {
@@ -58,6 +61,7 @@ impl RaftOptions {
             snapshot_entries: base::limits::SNAPSHOT_ENTRIES_DEFAULT,
             logs_kept_after_snapshot: base::limits::RAFT_LOGS_KEPT_AFTER_SNAPSHOT,
             request_timeout: base::limits::REQUEST_TIMEOUT,
+            lease_checkpoint_interval: base::limits::LEASE_CHECKPOINT_INTERVAL_DEFAULT,
         }
     }
 }
@@ -93,6 +97,10 @@ pub struct Replica {
     /// Serializes membership changes on the leader: openraft refuses a change while another
     /// is uncommitted, so concurrent ones wait here instead.
     membership_changes: Arc<tokio::sync::Mutex<()>>,
+    lessor: SharedLessor,
+    /// The smallest TTL a lease is granted (etcd's: 1.5 election timeouts).
+    lease_ttl_min: i64,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn internal(error: impl std::fmt::Display) -> EtcdError {
@@ -141,14 +149,27 @@ impl Replica {
                 Err(error) => return Err(internal(error)),
             }
         }
-        Ok(Replica {
+        let lessor = Arc::new(Lessor::new(
+            options.election_timeout_max,
+            options.lease_checkpoint_interval,
+        ));
+        let lease_ttl_min = (options.election_timeout_min * 3 / 2)
+            .as_millis()
+            .div_ceil(1000)
+            .max(1) as i64;
+        let replica = Replica {
             raft,
             state: state_machine,
             peers,
             id: options.id,
             request_timeout: options.request_timeout,
             membership_changes: Arc::new(tokio::sync::Mutex::new(())),
-        })
+            lessor,
+            lease_ttl_min,
+            stop: Arc::new(tokio::sync::watch::Sender::new(false)),
+        };
+        tokio::spawn(replica.clone().run_lessor());
+        Ok(replica)
     }
 
     /// Returns this member's id.
@@ -571,8 +592,184 @@ impl Replica {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
+    /// Drives the lease timers until the replica stops: revokes expired leases and records
+    /// checkpoints, both through Raft, while this member leads.
+    async fn run_lessor(self) {
+        let mut stop = self.stop.subscribe();
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            // Leadership first, then the table: the table read is then at least as new as
+            // the applied entry that made this member ready.
+            let leading = self.leads_with_current_state();
+            let leases = self.state.shared.lease_ttls();
+            let work = self.lessor.tick(Instant::now(), leading, &leases);
+            for id in work.revokes {
+                let replica = self.clone();
+                tokio::spawn(async move {
+                    match replica.propose_local(revoke_command(id)).await {
+                        Ok(_) => tracing::info!(
+                            lease = format_args!("{id:x}"),
+                            "lease expired and revoked"
+                        ),
+                        Err(error) => tracing::debug!(%error, "lease revoke not committed"),
+                    }
+                    replica.lessor.revoke_done(id);
+                });
+            }
+            if let Some(checkpoint) = work.checkpoint {
+                let replica = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = replica.propose_local(checkpoint).await {
+                        tracing::debug!(%error, "lease checkpoint not committed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Returns true when this member leads and has applied an entry of its own term, so every
+    /// committed lease change (grants, checkpoints) is in its state. A new leader's lease
+    /// timers start only then.
+    fn leads_with_current_state(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.state == ServerState::Leader
+            && m.last_applied
+                .is_some_and(|applied| applied.leader_id.term == m.current_term)
+    }
+
+    /// Returns the smallest TTL a lease is granted, in seconds.
+    pub fn lease_ttl_min(&self) -> i64 {
+        self.lease_ttl_min
+    }
+
+    /// Returns every lease id in the local state.
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.state
+            .shared
+            .lease_ttls()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    /// Answers a keep-alive or time-to-live call, which only the leader's timers can: here
+    /// when this member leads, otherwise at the leader.
+    pub async fn lease_call(
+        &self,
+        call: pb::lease_call_request::Call,
+    ) -> Result<pb::lease_call_response::Reply, EtcdError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.leader_url() {
+                Some((leader, _)) if leader == self.id => match self.lease_call_local(call) {
+                    Err(EtcdError::NotLeader) => {}
+                    other => return other,
+                },
+                Some((_, url)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let request = pb::LeaseCallRequest {
+                        group: 0,
+                        call: Some(call),
+                    };
+                    match self.peers.lease_call(&url, request, remaining).await {
+                        Ok(pb::LeaseCallResponse { reply: Some(reply) }) => return Ok(reply),
+                        Ok(_) => return Err(internal("lease call answer without reply")),
+                        Err(error) => retry_after(error)?,
+                    }
+                }
+                None => {}
+            }
+            if !self.await_leader_change(deadline).await {
+                return Err(EtcdError::NoLeader);
+            }
+        }
+    }
+
+    /// Answers a lease call on this member, which must lead.
+    pub fn lease_call_local(
+        &self,
+        call: pb::lease_call_request::Call,
+    ) -> Result<pb::lease_call_response::Reply, EtcdError> {
+        use pb::lease_call_request::Call;
+        use pb::lease_call_response::Reply;
+        use proto::etcdserverpb::{LeaseKeepAliveResponse, LeaseTimeToLiveResponse};
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        let now = Instant::now();
+        match call {
+            Call::KeepAlive(request) => {
+                let Some(lease) = self.state.shared.lease(request.id) else {
+                    // etcd answers an unknown lease with TTL 0.
+                    return Ok(Reply::KeepAlive(LeaseKeepAliveResponse {
+                        header: None,
+                        id: request.id,
+                        ttl: 0,
+                    }));
+                };
+                let ttl = match self.lessor.renew(now, lease.id, lease.ttl) {
+                    Err(EtcdError::LeaseNotFound) => 0,
+                    other => other?,
+                };
+                if ttl > 0 && lease.remaining != 0 {
+                    // The checkpoint is stale now: a next leader must start from the full TTL.
+                    let replica = self.clone();
+                    let clear = pb::Command {
+                        op: Some(pb::command::Op::LeaseCheckpoint(
+                            proto::etcdserverpb::LeaseCheckpointRequest {
+                                checkpoints: vec![proto::etcdserverpb::LeaseCheckpoint {
+                                    id: lease.id,
+                                    remaining_ttl: 0,
+                                }],
+                            },
+                        )),
+                    };
+                    tokio::spawn(async move {
+                        let _ = replica.propose_local(clear).await;
+                    });
+                }
+                Ok(Reply::KeepAlive(LeaseKeepAliveResponse {
+                    header: None,
+                    id: request.id,
+                    ttl,
+                }))
+            }
+            Call::TimeToLive(request) => {
+                let Some(lease) = self.state.shared.lease(request.id) else {
+                    return Ok(Reply::TimeToLive(LeaseTimeToLiveResponse {
+                        header: None,
+                        id: request.id,
+                        ttl: -1,
+                        granted_ttl: 0,
+                        keys: Vec::new(),
+                    }));
+                };
+                let remaining = self.lessor.remaining(now, lease.id)?.unwrap_or(lease.ttl);
+                let keys = if request.keys {
+                    lease.keys.into_iter().collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Reply::TimeToLive(LeaseTimeToLiveResponse {
+                    header: None,
+                    id: request.id,
+                    ttl: remaining,
+                    granted_ttl: lease.ttl,
+                    keys,
+                }))
+            }
+        }
+    }
+
     /// Stops Raft.
     pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
         }

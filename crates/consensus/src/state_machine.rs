@@ -25,7 +25,10 @@ use crate::types::*;
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const REVISIONS: &str = "revisions";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv01";
+const LEASES: &str = "leases";
+/// Snapshot layout: magic, revisions (16 bytes), lease table (u32 length + `LeaseTable`), then
+/// records (16-byte revision key, u32 length, record bytes).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv02";
 
 /// What the state machine holds in memory, guarded by one lock.
 struct Inner {
@@ -88,11 +91,13 @@ impl StateMachine {
         let mut membership = StoredMembership::default();
         let mut revisions = (1, 0);
         let mut entries: Vec<(Rev, Vec<u8>, bool)> = Vec::new();
+        let mut latest = LatestLeases::default();
         store
             .scan(
                 |key, value| {
                     let rev = Rev::from_bytes(key).map_err(|e| corrupt("record key", e))?;
                     let record = Record::decode(value).map_err(|e| corrupt("record", e))?;
+                    latest.see(rev, &record);
                     entries.push((rev, record.key, record.tombstone));
                     Ok(())
                 },
@@ -111,7 +116,12 @@ impl StateMachine {
         if let Some(bytes) = store.meta(REVISIONS).map_err(io_error)? {
             revisions = decode_revisions(&bytes)?;
         }
-        let keyspace = Keyspace::restore(revisions.0, revisions.1, entries);
+        let mut keyspace = Keyspace::restore(revisions.0, revisions.1, entries);
+        let table = match store.meta(LEASES).map_err(io_error)? {
+            Some(bytes) => codec::decode(&bytes, "leases").map_err(io_error)?,
+            None => pb::LeaseTable::default(),
+        };
+        restore_leases(&mut keyspace, &table, latest);
         let feed = EventFeed::new(keyspace.current_revision(), keyspace.compacted_revision());
         let inner = Inner {
             keyspace,
@@ -128,6 +138,45 @@ impl StateMachine {
             shared: Arc::new(shared),
         })
     }
+}
+
+/// Tracks each key's latest record while records are scanned in any order, to learn which live
+/// keys hold which lease.
+#[derive(Default)]
+struct LatestLeases(std::collections::BTreeMap<Vec<u8>, (Rev, i64)>);
+
+impl LatestLeases {
+    fn see(&mut self, rev: Rev, record: &Record) {
+        let lease = if record.tombstone { 0 } else { record.lease };
+        let slot = self.0.entry(record.key.clone()).or_insert((rev, lease));
+        if rev >= slot.0 {
+            *slot = (rev, lease);
+        }
+    }
+}
+
+fn restore_leases(keyspace: &mut Keyspace, table: &pb::LeaseTable, latest: LatestLeases) {
+    let leases = table.leases.iter().map(|l| (l.id, l.ttl, l.remaining));
+    let keys = latest
+        .0
+        .into_iter()
+        .filter(|(_, (_, lease))| *lease != 0)
+        .map(|(key, (_, lease))| (key, lease));
+    keyspace.restore_leases(leases, keys);
+}
+
+fn encode_leases(keyspace: &Keyspace) -> Vec<u8> {
+    let table = pb::LeaseTable {
+        leases: keyspace
+            .leases()
+            .map(|l| pb::LeaseRecord {
+                id: l.id,
+                ttl: l.ttl,
+                remaining: l.remaining,
+            })
+            .collect(),
+    };
+    table.encode_to_vec()
 }
 
 fn corrupt(what: &str, error: impl std::fmt::Display) -> storage::StorageError {
@@ -181,6 +230,22 @@ impl Shared {
         }
     }
 
+    /// Returns the lease with `id`, with its attached keys.
+    pub(crate) fn lease(&self, id: i64) -> Option<mvcc::Lease> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.keyspace.lease(id).cloned()
+    }
+
+    /// Returns every lease's (id, granted TTL, checkpointed remaining TTL).
+    pub(crate) fn lease_ttls(&self) -> Vec<(i64, i64, i64)> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner
+            .keyspace
+            .leases()
+            .map(|l| (l.id, l.ttl, l.remaining))
+            .collect()
+    }
+
     /// Returns (current revision, compacted revision, applied index).
     pub(crate) fn positions(&self) -> (i64, i64, u64) {
         let inner = self.inner.read().expect("state lock poisoned");
@@ -213,6 +278,9 @@ impl Shared {
         let mut data = Vec::new();
         data.extend_from_slice(SNAPSHOT_MAGIC);
         data.extend_from_slice(&encode_revisions(&inner.keyspace));
+        let leases = encode_leases(&inner.keyspace);
+        data.extend_from_slice(&(leases.len() as u32).to_be_bytes());
+        data.extend_from_slice(&leases);
         self.store
             .scan(
                 |key, value| {
@@ -270,6 +338,16 @@ impl Shared {
         }
         let (current, compacted) = decode_revisions(&body[..16])?;
         let mut rest = &body[16..];
+        if rest.len() < 4 {
+            return Err(io_error("snapshot: truncated lease table"));
+        }
+        let leases_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let leases_bytes = rest
+            .get(4..4 + leases_len)
+            .ok_or_else(|| io_error("snapshot: truncated lease table"))?;
+        let table: pb::LeaseTable = codec::decode(leases_bytes, "leases").map_err(io_error)?;
+        rest = &rest[4 + leases_len..];
+        let mut latest = LatestLeases::default();
         let mut write = StateWrite::default();
         let mut entries = Vec::new();
         while !rest.is_empty() {
@@ -282,13 +360,16 @@ impl Shared {
                 .get(20..20 + len)
                 .ok_or_else(|| io_error("snapshot: truncated record"))?;
             let record = Record::decode(value).map_err(io_error)?;
+            latest.see(rev, &record);
             entries.push((rev, record.key, record.tombstone));
             write.puts.push((rest[..16].to_vec(), value.to_vec()));
             rest = &rest[20 + len..];
         }
-        let keyspace = Keyspace::restore(current, compacted, entries);
+        let mut keyspace = Keyspace::restore(current, compacted, entries);
+        restore_leases(&mut keyspace, &table, latest);
         let mut inner = self.inner.write().expect("state lock poisoned");
         write.meta.push((REVISIONS, encode_revisions(&keyspace)));
+        write.meta.push((LEASES, encode_leases(&keyspace)));
         if let Some(id) = &meta.last_log_id {
             write
                 .meta
@@ -315,6 +396,7 @@ impl Shared {
         let mut write = StateWrite::default();
         let mut replies = Vec::with_capacity(entries.len());
         let mut published = Vec::new();
+        let mut leases_changed = false;
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => pb::CommandResponse::default(),
@@ -323,6 +405,11 @@ impl Shared {
                     pb::CommandResponse::default()
                 }
                 EntryPayload::Normal(Request(command)) => {
+                    use pb::command::Op;
+                    leases_changed |= matches!(
+                        command.op,
+                        Some(Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_))
+                    );
                     let (reply, changes) =
                         apply_command(&mut inner.keyspace, &source, &write, command);
                     if let Some(changes) = changes {
@@ -357,6 +444,9 @@ impl Shared {
         }
         let membership = codec::stored_membership_to_pb(&inner.membership).encode_to_vec();
         write.meta.push((MEMBERSHIP, membership));
+        if leases_changed {
+            write.meta.push((LEASES, encode_leases(&inner.keyspace)));
+        }
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;
         // Watchers learn of the batch only once it is stored and visible to readers.
@@ -393,6 +483,19 @@ fn apply_command(
         Some(Op::Compact(r)) => keyspace
             .compact(r)
             .map(|(resp, c)| (Reply::Compact(resp), c)),
+        Some(Op::LeaseGrant(r)) => keyspace
+            .lease_grant(r)
+            .map(|resp| (Reply::LeaseGrant(resp), ChangeSet::default())),
+        Some(Op::LeaseRevoke(r)) => keyspace
+            .lease_revoke(&source, r)
+            .map(|(resp, c)| (Reply::LeaseRevoke(resp), c)),
+        Some(Op::LeaseCheckpoint(r)) => {
+            keyspace.lease_checkpoint(r);
+            Ok((
+                Reply::LeaseCheckpoint(Default::default()),
+                ChangeSet::default(),
+            ))
+        }
         None => Err(EtcdError::Internal("empty command".into())),
     };
     match result {

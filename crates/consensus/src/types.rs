@@ -27,6 +27,11 @@ impl fmt::Display for Request {
             Some(pb::command::Op::DeleteRange(_)) => write!(f, "delete_range"),
             Some(pb::command::Op::Txn(_)) => write!(f, "txn"),
             Some(pb::command::Op::Compact(c)) => write!(f, "compact({})", c.revision),
+            Some(pb::command::Op::LeaseGrant(g)) => write!(f, "lease_grant({:x})", g.id),
+            Some(pb::command::Op::LeaseRevoke(r)) => write!(f, "lease_revoke({:x})", r.id),
+            Some(pb::command::Op::LeaseCheckpoint(c)) => {
+                write!(f, "lease_checkpoint({})", c.checkpoints.len())
+            }
             None => write!(f, "empty"),
         }
     }

@@ -1,9 +1,10 @@
-//! The etcd v3 gRPC services a member serves (KV, Watch, Maintenance, Cluster) and the one place
+//! The etcd v3 gRPC services a member serves (KV, Watch, Lease, Maintenance, Cluster) and the one place
 //! internal errors become gRPC statuses with etcd's exact codes and messages. It must never
 //! implement KV semantics (that is `mvcc`) or consensus (that is `consensus`).
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod status;
 mod watch;
@@ -15,6 +16,7 @@ use proto::etcdserverpb::ResponseHeader;
 
 pub use cluster::ClusterService;
 pub use kv::KvService;
+pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use status::to_status;
 pub use watch::WatchService;

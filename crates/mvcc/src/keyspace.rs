@@ -53,6 +53,7 @@ pub struct Keyspace {
     pub(crate) index: BTreeMap<Vec<u8>, Vec<IndexEntry>>,
     pub(crate) current: Revision,
     pub(crate) compacted: Revision,
+    pub(crate) leases: crate::lease::Leases,
 }
 
 impl Default for Keyspace {
@@ -68,6 +69,7 @@ impl Keyspace {
             index: BTreeMap::new(),
             current: 1,
             compacted: 0,
+            leases: Default::default(),
         }
     }
 
@@ -91,6 +93,7 @@ impl Keyspace {
             index,
             current,
             compacted,
+            leases: Default::default(),
         }
     }
 
@@ -258,6 +261,8 @@ impl Write<'_> {
 
     fn push(&mut self, rev: Rev, record: Record) {
         let tombstone = record.tombstone;
+        let lease = if tombstone { 0 } else { record.lease };
+        self.keyspace.leases.attach(&record.key, lease);
         self.keyspace
             .index
             .entry(record.key.clone())
@@ -276,8 +281,7 @@ impl Write<'_> {
         {
             return Err(EtcdError::KeyNotFound);
         }
-        // Leases arrive with the coordination issue; until then no lease id exists.
-        if request.lease != 0 {
+        if request.lease != 0 && !self.keyspace.leases.by_id.contains_key(&request.lease) {
             return Err(EtcdError::LeaseNotFound);
         }
         Ok(())

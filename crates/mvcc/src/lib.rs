@@ -5,6 +5,7 @@
 
 pub mod codec;
 mod keyspace;
+mod lease;
 mod range;
 mod txn;
 pub mod validate;
@@ -12,6 +13,7 @@ mod watch;
 
 pub use codec::{CodecError, Record, Rev};
 pub use keyspace::{ChangeSet, Keyspace, RecordSource};
+pub use lease::{LEASE_TTL_MAX, Lease};
 pub use watch::{Change, History, WatchFilter};
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use base::{ClusterId, NodeId};
 use consensus::{Member, RaftOptions, Replica};
-use etcd_api::{ClusterService, Context, KvService, MaintenanceService, WatchService};
+use etcd_api::{
+    ClusterService, Context, KvService, LeaseService, MaintenanceService, WatchService,
+};
 use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
@@ -49,6 +51,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How often idle watchers that asked for it get a progress notification.
     pub watch_progress_notify_interval: Duration,
+    /// How often the leader records remaining lease TTLs through Raft.
+    pub lease_checkpoint_interval: Duration,
 }
 
 /// Why a member could not start or stopped with an error.
@@ -149,6 +153,7 @@ pub async fn run(
     options.election_timeout_min = config.election_timeout;
     options.election_timeout_max = config.election_timeout * 2;
     options.request_timeout = config.request_timeout;
+    options.lease_checkpoint_interval = config.lease_checkpoint_interval;
     // Peers must be served before Raft starts, so bind first.
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
     let client_listeners = bind_all(&config.listen_client_urls).await?;
@@ -186,6 +191,7 @@ pub async fn run(
                 context.clone(),
                 config.watch_progress_notify_interval,
             ))
+            .add_service(LeaseService::server(context.clone()))
             .add_service(MaintenanceService::server(context.clone()))
             .add_service(ClusterService::server(context.clone()));
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());

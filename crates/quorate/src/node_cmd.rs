@@ -92,6 +92,10 @@ pub struct NodeArgs {
     /// `500ms`); etcd's flag of the same name.
     #[arg(long, env = "QUORATE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// Interval at which the leader records remaining lease TTLs, so they survive leader
+    /// changes and restarts; etcd's flag of the same name.
+    #[arg(long, env = "QUORATE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub experimental_lease_checkpoint_interval: Duration,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -186,6 +190,7 @@ impl NodeArgs {
             election_timeout: Duration::from_millis(self.election_timeout),
             request_timeout: Duration::from_millis(self.request_timeout),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            lease_checkpoint_interval: self.experimental_lease_checkpoint_interval,
         })
     }
 }

@@ -164,6 +164,19 @@ impl Peers for GrpcPeers {
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
+
+    fn lease_call(
+        &self,
+        peer_url: &str,
+        request: pb::LeaseCallRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::LeaseCallResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?.lease_call(with_timeout(request, timeout)).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
 }
 
 /// Splits snapshot data into chunks of at most `SNAPSHOT_CHUNK_BYTES`, without copying; an
@@ -274,6 +287,20 @@ impl Raft for RaftService {
             Ok(membership) => Ok(Response::new(pb::MemberChangeResponse {
                 membership: Some(membership),
             })),
+            Err(error) => Err(status_from_etcd(error)),
+        }
+    }
+
+    async fn lease_call(
+        &self,
+        request: Request<pb::LeaseCallRequest>,
+    ) -> Result<Response<pb::LeaseCallResponse>, Status> {
+        let call = request
+            .into_inner()
+            .call
+            .ok_or_else(|| Status::invalid_argument("lease call without call"))?;
+        match self.replica.lease_call_local(call) {
+            Ok(reply) => Ok(Response::new(pb::LeaseCallResponse { reply: Some(reply) })),
             Err(error) => Err(status_from_etcd(error)),
         }
     }

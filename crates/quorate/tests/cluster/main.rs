@@ -251,4 +251,5 @@ mod cli;
 mod etcdctl;
 mod faults;
 mod kv;
+mod lease;
 mod watch;
