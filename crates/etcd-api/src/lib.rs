@@ -1,8 +1,9 @@
-//! The etcd v3 gRPC services a member serves (KV, Watch, Lease, Maintenance, Cluster) and the one place
+//! The etcd v3 gRPC services a member serves (KV, Watch, Lease, Lock, Election, Maintenance, Cluster) and the one place
 //! internal errors become gRPC statuses with etcd's exact codes and messages. It must never
 //! implement KV semantics (that is `mvcc`) or consensus (that is `consensus`).
 
 mod cluster;
+mod concurrency;
 mod kv;
 mod lease;
 mod maintenance;
@@ -15,6 +16,7 @@ use consensus::Replica;
 use proto::etcdserverpb::ResponseHeader;
 
 pub use cluster::ClusterService;
+pub use concurrency::{ElectionService, LockService};
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;

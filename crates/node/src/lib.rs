@@ -15,7 +15,8 @@ use std::time::Duration;
 use base::{ClusterId, NodeId};
 use consensus::{Member, RaftOptions, Replica};
 use etcd_api::{
-    ClusterService, Context, KvService, LeaseService, MaintenanceService, WatchService,
+    ClusterService, Context, ElectionService, KvService, LeaseService, LockService,
+    MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
@@ -192,6 +193,8 @@ pub async fn run(
                 config.watch_progress_notify_interval,
             ))
             .add_service(LeaseService::server(context.clone()))
+            .add_service(LockService::server(context.clone()))
+            .add_service(ElectionService::server(context.clone()))
             .add_service(MaintenanceService::server(context.clone()))
             .add_service(ClusterService::server(context.clone()));
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());

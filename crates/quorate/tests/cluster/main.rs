@@ -252,4 +252,5 @@ mod etcdctl;
 mod faults;
 mod kv;
 mod lease;
+mod lock;
 mod watch;
