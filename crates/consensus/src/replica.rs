@@ -525,6 +525,32 @@ impl Replica {
         self.state.shared.key_value_at(rev)
     }
 
+    /// Returns (hash, compacted revision, revision hashed) of the local keyspace's history up
+    /// to `revision` (0: current); equal on members that applied the same entries.
+    pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let shared = self.state.shared.clone();
+        tokio::task::spawn_blocking(move || shared.hash_kv(revision))
+            .await
+            .map_err(internal)?
+    }
+
+    /// Returns a hash of the whole local state (history, revisions, leases).
+    pub async fn hash_all(&self) -> Result<u32, EtcdError> {
+        let shared = self.state.shared.clone();
+        tokio::task::spawn_blocking(move || shared.hash_all())
+            .await
+            .map_err(internal)?
+    }
+
+    /// Returns (revision, bytes) of a consistent copy of the local state in Quorate's snapshot
+    /// format.
+    pub async fn snapshot_data(&self) -> Result<(i64, Vec<u8>), EtcdError> {
+        let shared = self.state.shared.clone();
+        tokio::task::spawn_blocking(move || shared.snapshot_data())
+            .await
+            .map_err(internal)?
+    }
+
     /// Returns the current and compacted revisions of the local keyspace.
     pub fn revisions(&self) -> (i64, i64) {
         let (current, compacted, _) = self.state.shared.positions();

@@ -230,6 +230,35 @@ impl Shared {
         }
     }
 
+    /// Returns the HashKV of the local keyspace at `revision` and the compacted revision.
+    pub(crate) fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        let (hash, at) = inner.keyspace.hash_kv(&Source(&self.store), revision)?;
+        Ok((hash, inner.keyspace.compacted_revision(), at))
+    }
+
+    /// Returns a CRC32 of the whole replicated state: history, revisions and lease table.
+    pub(crate) fn hash_all(&self) -> Result<u32, EtcdError> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        let (history, _) = inner.keyspace.hash_kv(&Source(&self.store), 0)?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&history.to_be_bytes());
+        hasher.update(&encode_revisions(&inner.keyspace));
+        hasher.update(&encode_leases(&inner.keyspace));
+        Ok(hasher.finalize())
+    }
+
+    /// Returns a consistent copy of the state in the snapshot format (for Maintenance.Snapshot).
+    pub(crate) fn snapshot_data(&self) -> Result<(i64, Vec<u8>), EtcdError> {
+        let (_, data) = self
+            .snapshot_bytes()
+            .map_err(|e| EtcdError::Internal(format!("build snapshot: {e}")))?;
+        let body = &data[SNAPSHOT_MAGIC.len()..];
+        let (current, _) = decode_revisions(&body[..16])
+            .map_err(|e| EtcdError::Internal(format!("build snapshot: {e}")))?;
+        Ok((current, data))
+    }
+
     /// Returns the lease with `id`, with its attached keys.
     pub(crate) fn lease(&self, id: i64) -> Option<mvcc::Lease> {
         let inner = self.inner.read().expect("state lock poisoned");

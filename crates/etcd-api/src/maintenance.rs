@@ -1,11 +1,16 @@
-//! The etcd Maintenance service. Status is served now; the other calls arrive with the
-//! coordination issue and answer `Unimplemented` with a message until then.
+//! The etcd Maintenance service: Status, Alarm, Hash and HashKV (members that applied the same
+//! entries hash equal), Snapshot (a consistent copy of the state, streamed), Defragment
+//! (accepted; nothing to rewrite). MoveLeader and Downgrade answer `Unimplemented` with a
+//! message.
 
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use crate::Context;
+use crate::{Context, to_status};
+
+/// Bytes per Snapshot response message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The Maintenance service of one member.
 pub struct MaintenanceService {
@@ -58,15 +63,38 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(later("Defragment"))
+        // redb reuses freed pages for new writes, so there is nothing to rewrite; the call is
+        // accepted so tools that defragment after compaction keep working.
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.context.header(None)),
+        }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(later("Hash"))
+        let hash = self.context.replica.hash_all().await.map_err(to_status)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.context.header(None)),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(later("HashKV"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let (hash, compact_revision, hash_revision) = self
+            .context
+            .replica
+            .hash_kv(revision)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.context.header(None)),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
@@ -75,7 +103,28 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(later("Snapshot"))
+        let (revision, data) = self
+            .context
+            .replica
+            .snapshot_data()
+            .await
+            .map_err(to_status)?;
+        let header = self.context.header(Some(revision));
+        let version = self.context.version.to_string();
+        let total = data.len();
+        let chunks: Vec<Result<SnapshotResponse, Status>> = (0..total.max(1))
+            .step_by(SNAPSHOT_CHUNK_BYTES)
+            .map(|start| {
+                let end = (start + SNAPSHOT_CHUNK_BYTES).min(total);
+                Ok(SnapshotResponse {
+                    header: Some(header),
+                    remaining_bytes: (total - end) as u64,
+                    blob: data[start..end].to_vec(),
+                    version: version.clone(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn move_leader(

@@ -151,3 +151,35 @@ impl Keyspace {
         Ok(History { changes, next })
     }
 }
+
+impl Keyspace {
+    /// Returns a CRC32 over every key's history up to `revision` (0: the current one) and the
+    /// compacted revision, for comparing members: members that applied the same log hash
+    /// equal. Reads every record, so it costs a pass over the data.
+    pub fn hash_kv(
+        &self,
+        source: &dyn RecordSource,
+        revision: Revision,
+    ) -> Result<(u32, Revision), EtcdError> {
+        let at = if revision <= 0 {
+            self.current
+        } else {
+            revision
+        };
+        if at > self.current {
+            return Err(EtcdError::FutureRevision);
+        }
+        if at < self.compacted {
+            return Err(EtcdError::Compacted);
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&self.compacted.to_be_bytes());
+        for entries in self.index.values() {
+            for entry in entries.iter().take_while(|e| e.rev.main <= at) {
+                hasher.update(&entry.rev.to_bytes());
+                hasher.update(&source.record(entry.rev)?.encode());
+            }
+        }
+        Ok((hasher.finalize(), at))
+    }
+}

@@ -253,4 +253,5 @@ mod faults;
 mod kv;
 mod lease;
 mod lock;
+mod maintenance;
 mod watch;
