@@ -127,6 +127,11 @@ impl Replica {
             purge_batch_size: 256,
             max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
             enable_pre_vote: Some(true),
+            // A restarted leader must win an election and commit a fresh entry before it
+            // serves reads: restoring leadership would let it answer a ReadIndex from the
+            // committed index it persisted without fsync, which may be stale (a lost
+            // acknowledged write in a read after a whole-cluster crash showed this).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(internal)?);

@@ -148,6 +148,7 @@ async fn without_a_quorum_writes_and_linearizable_reads_fail_with_etcds_unavaila
     put_eventually(cluster.endpoints_except(None), "q/before", "1").await;
     // Leave one member alone: whether it led or followed, nothing can commit.
     let survivor = (leader + 1) % 3;
+    await_local_value(&cluster, survivor, "q/before", "1").await;
     for i in 0..3 {
         if i != survivor {
             cluster.kill(i);

@@ -50,8 +50,23 @@ async fn members_hash_equal_at_a_revision_and_snapshot_streams_the_state() {
     );
 
     client.compact(last - 5, None).await.expect("compact");
-    let after: Vec<(u32, i64)> =
-        futures::future::join_all((0..3).map(|i| hash_kv_at(&cluster, i, last))).await;
+    // Each member answers once it has applied the compaction too.
+    let mut after = Vec::new();
+    for i in 0..3 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let hash = hash_kv_at(&cluster, i, last).await;
+            if hash.1 == last - 5 {
+                after.push(hash);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} never applied the compaction"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     assert!(
         after.iter().all(|h| *h == after[0]),
         "members differ after compaction: {after:?}"
