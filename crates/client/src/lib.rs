@@ -155,6 +155,26 @@ impl Client {
             .into_inner())
     }
 
+    /// Returns the channel to the connected member (every call on it has the deadline).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Opens a second channel to the connected member without a per-call deadline, for
+    /// long-lived streams (keep-alives, observe) and calls that wait (Lock, Campaign).
+    pub async fn stream_channel(&self) -> Result<Channel, ClientError> {
+        let uri = with_scheme(&self.endpoint);
+        Endpoint::from_shared(uri.clone())
+            .map_err(|e| ClientError::BadEndpoint {
+                endpoint: uri.clone(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(self.timeout)
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))
+    }
+
     /// Opens a watch on the connected member. The stream has no deadline (only connecting
     /// has); it ends when the member goes away, and the caller resumes from the last revision
     /// it saw plus one.

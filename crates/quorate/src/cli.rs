@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, demo, node_cmd, txn};
+use crate::{bench, coord, demo, node_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -134,6 +134,38 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         max_events: u64,
     },
+    /// Compact the history up to a revision.
+    Compaction { revision: i64 },
+    /// Lease commands.
+    Lease {
+        #[command(subcommand)]
+        command: coord::LeaseCommand,
+    },
+    /// Take a lock and hold it until Ctrl-C, or run a command while holding it (`-- CMD…`;
+    /// the command gets QUORATE_LOCK_KEY and QUORATE_LOCK_TOKEN, the fencing token).
+    Lock {
+        name: String,
+        /// Session lease TTL in seconds.
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Campaign with PROPOSAL and hold leadership until Ctrl-C, or --listen for leaders.
+    Elect {
+        name: String,
+        proposal: Option<String>,
+        #[arg(short, long)]
+        listen: bool,
+        /// Session lease TTL in seconds.
+        #[arg(long, default_value_t = 10)]
+        ttl: i64,
+    },
+    /// Snapshot commands.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
@@ -161,6 +193,17 @@ pub enum BenchWorkload {
 pub enum EndpointCommand {
     /// Status of every endpoint.
     Status,
+    /// HashKV of every endpoint (equal on members that applied the same entries).
+    Hashkv {
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Stream a member's state into FILE.
+    Save { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,6 +352,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Compaction { revision } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            coord::compaction(&mut client, revision, json_out).await
+        }
+        Command::Lease { command } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            coord::lease(&mut client, command, json_out).await
+        }
+        Command::Lock { name, ttl, command } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            coord::lock(&mut client, name, ttl, command).await
+        }
+        Command::Elect {
+            name,
+            proposal,
+            listen,
+            ttl,
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            coord::elect(&mut client, name, proposal, listen, ttl).await
+        }
+        Command::Snapshot {
+            command: SnapshotCommand::Save { file },
+        } => {
+            let mut client = Client::connect(&cli.endpoints, timeout).await?;
+            coord::snapshot_save(&mut client, file).await
+        }
+        Command::Endpoint {
+            command: EndpointCommand::Hashkv { rev },
+        } => coord::endpoint_hashkv(&cli.endpoints, timeout, rev, json_out).await,
         Command::Endpoint {
             command: EndpointCommand::Status,
         } => {

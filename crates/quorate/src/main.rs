@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod coord;
 mod demo;
 mod node_cmd;
 mod txn;

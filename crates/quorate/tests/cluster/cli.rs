@@ -229,3 +229,129 @@ async fn quorate_watch_resumes_on_another_member_without_losing_or_repeating_eve
         .collect();
     assert_eq!(lines, expected);
 }
+
+#[tokio::test]
+async fn coordination_and_maintenance_commands() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoints = cluster.endpoints_except(None).join(",");
+    let run = |args: &[&str]| quorate(&endpoints, args, "");
+
+    let granted = run(&["lease", "grant", "60"]);
+    let id = granted
+        .strip_prefix("lease ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("lease id")
+        .to_string();
+    assert_eq!(granted, format!("lease {id} granted with TTL(60s)\n"));
+    let lease = i64::from_str_radix(&id, 16).expect("hex id");
+    let mut client = cluster.client(0).await;
+    client
+        .put("cc/k", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put with lease");
+    let ttl = run(&["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        ttl.starts_with(&format!("lease {id} granted with TTL(60s), remaining("))
+            && ttl.ends_with(", attached keys([cc/k])\n"),
+        "{ttl}"
+    );
+    assert!(run(&["lease", "list"]).contains(&id));
+    assert_eq!(
+        run(&["lease", "keep-alive", &id, "--once"]),
+        format!("lease {id} keepalived with TTL(60)\n")
+    );
+    assert_eq!(
+        run(&["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
+    assert_eq!(run(&["get", "cc/k"]), "");
+
+    let revision = client
+        .put("cc/x", "1", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    assert_eq!(
+        run(&["compaction", &revision.to_string()]),
+        format!("compacted revision {revision}\n")
+    );
+    let hashes: serde_json::Value = serde_json::from_str(&run(&[
+        "-w",
+        "json",
+        "endpoint",
+        "hashkv",
+        "--rev",
+        &revision.to_string(),
+    ]))
+    .expect("json");
+    let hashes = hashes.as_array().expect("rows");
+    assert_eq!(hashes.len(), 3);
+    assert!(
+        hashes.iter().all(|r| r["hash"] == hashes[0]["hash"]),
+        "{hashes:?}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("state.snap");
+    let saved = run(&["snapshot", "save", file.to_str().expect("utf-8 path")]);
+    assert!(saved.starts_with("Snapshot saved at"), "{saved}");
+    let bytes = std::fs::read(&file).expect("snapshot file");
+    assert!(bytes.starts_with(b"QSNAPv02"));
+}
+
+#[tokio::test]
+async fn quorate_lock_runs_commands_one_at_a_time_with_growing_fencing_tokens() {
+    // Goal: `quorate lock NAME -- CMD` excludes concurrent holders and hands each a larger
+    // token. Method: three processes append start/end lines with their token to one file.
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoints = cluster.endpoints_except(None).join(",");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let script = format!(
+        "echo start $QUORATE_LOCK_TOKEN >> {0}; sleep 0.2; echo end $QUORATE_LOCK_TOKEN >> {0}",
+        log.display()
+    );
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_quorate"))
+                .args([
+                    "--endpoints",
+                    &endpoints,
+                    "lock",
+                    "cl/lock",
+                    "--",
+                    "sh",
+                    "-c",
+                    &script,
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("quorate lock")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<(&str, i64)> = text
+        .lines()
+        .map(|l| {
+            let (what, token) = l.split_once(' ').expect("two words");
+            (what, token.parse().expect("token"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0].0, "start", "{text}");
+        assert_eq!(pair[1], ("end", pair[0].1), "interleaved holders: {text}");
+    }
+    let tokens: Vec<i64> = lines.iter().step_by(2).map(|l| l.1).collect();
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens must grow: {tokens:?}"
+    );
+}
