@@ -698,7 +698,7 @@ impl Replica {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             match self.leader_url() {
-                Some((leader, _)) if leader == self.id => match self.lease_call_local(call) {
+                Some((leader, _)) if leader == self.id => match self.lease_call_local(call).await {
                     Err(EtcdError::NotLeader) => {}
                     other => return other,
                 },
@@ -723,7 +723,7 @@ impl Replica {
     }
 
     /// Answers a lease call on this member, which must lead.
-    pub fn lease_call_local(
+    pub async fn lease_call_local(
         &self,
         call: pb::lease_call_request::Call,
     ) -> Result<pb::lease_call_response::Reply, EtcdError> {
@@ -772,6 +772,16 @@ impl Replica {
                 }))
             }
             Call::TimeToLive(request) => {
+                // Linearizable: a revoke or expiry committed before the call is seen (the
+                // leader may apply a little after its followers).
+                let index = self.read_index().await?;
+                let remaining = self.request_timeout;
+                self.raft
+                    .wait(Some(remaining))
+                    .applied_index_at_least(Some(index), "time-to-live read index applied")
+                    .await
+                    .map_err(|_| EtcdError::Timeout)?;
+                let now = Instant::now();
                 let Some(lease) = self.state.shared.lease(request.id) else {
                     return Ok(Reply::TimeToLive(LeaseTimeToLiveResponse {
                         header: None,

@@ -299,7 +299,7 @@ impl Raft for RaftService {
             .into_inner()
             .call
             .ok_or_else(|| Status::invalid_argument("lease call without call"))?;
-        match self.replica.lease_call_local(call) {
+        match self.replica.lease_call_local(call).await {
             Ok(reply) => Ok(Response::new(pb::LeaseCallResponse { reply: Some(reply) })),
             Err(error) => Err(status_from_etcd(error)),
         }

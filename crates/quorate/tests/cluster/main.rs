@@ -248,6 +248,7 @@ fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
 }
 
 mod cli;
+mod differential;
 mod etcdctl;
 mod faults;
 mod kv;
