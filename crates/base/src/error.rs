@@ -26,6 +26,8 @@ pub enum EtcdError {
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
     LeaseExists,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
     #[error("etcdserver: no leader")]
@@ -73,7 +75,7 @@ impl EtcdError {
             LeaseTtlTooLarge => ErrorCode::OutOfRange,
             NoLeader | Timeout | Stopped => ErrorCode::Unavailable,
             NotLeader => ErrorCode::FailedPrecondition,
-            TooManyRequests => ErrorCode::ResourceExhausted,
+            TooManyRequests | NoSpace => ErrorCode::ResourceExhausted,
             Corrupt => ErrorCode::DataLoss,
             Internal(_) => ErrorCode::Internal,
         }
@@ -98,6 +100,7 @@ impl EtcdError {
             LeaseNotFound,
             LeaseExists,
             LeaseTtlTooLarge,
+            NoSpace,
             NoLeader,
             NotLeader,
             Timeout,

@@ -61,6 +61,13 @@ pub const WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT: std::time::Duration =
 pub const LEASE_CHECKPOINT_INTERVAL_DEFAULT: std::time::Duration =
     std::time::Duration::from_secs(300);
 
+/// Default backend quota (etcd's `--quota-backend-bytes` default, 2 GiB): live bytes in the
+/// state file above which a member raises the NOSPACE alarm and writes that add data stop.
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+
+/// How often a member compares its live bytes with the quota.
+pub const QUOTA_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 const _: () = assert!(MAX_TXN_OPS_DEFAULT > 0);
 // A feed smaller than one batch would send every watcher to storage.
 const _: () = assert!(WATCH_BATCH_EVENTS_MAX < WATCH_FEED_EVENTS_MAX);

@@ -674,6 +674,11 @@ impl Replica {
                 .is_some_and(|applied| applied.leader_id.term == m.current_term)
     }
 
+    /// Returns the raised alarms of `member` (0: all) and `kind` (0: all) in the local state.
+    pub fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
+        self.state.shared.alarms(member, kind)
+    }
+
     /// Returns the smallest TTL a lease is granted, in seconds.
     pub fn lease_ttl_min(&self) -> i64 {
         self.lease_ttl_min

@@ -26,9 +26,11 @@ const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const REVISIONS: &str = "revisions";
 const LEASES: &str = "leases";
-/// Snapshot layout: magic, revisions (16 bytes), lease table (u32 length + `LeaseTable`), then
-/// records (16-byte revision key, u32 length, record bytes).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv02";
+const ALARMS: &str = "alarms";
+/// Snapshot layout: magic, revisions (16 bytes), lease table (u32 length + `LeaseTable`),
+/// alarms (u32 length + etcd `AlarmResponse`), then records (16-byte revision key, u32
+/// length, record bytes).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv03";
 
 /// What the state machine holds in memory, guarded by one lock.
 struct Inner {
@@ -122,6 +124,9 @@ impl StateMachine {
             None => pb::LeaseTable::default(),
         };
         restore_leases(&mut keyspace, &table, latest);
+        if let Some(bytes) = store.meta(ALARMS).map_err(io_error)? {
+            restore_alarms(&mut keyspace, &bytes)?;
+        }
         let feed = EventFeed::new(keyspace.current_revision(), keyspace.compacted_revision());
         let inner = Inner {
             keyspace,
@@ -163,6 +168,17 @@ fn restore_leases(keyspace: &mut Keyspace, table: &pb::LeaseTable, latest: Lates
         .filter(|(_, (_, lease))| *lease != 0)
         .map(|(key, (_, lease))| (key, lease));
     keyspace.restore_leases(leases, keys);
+}
+
+fn encode_alarms(keyspace: &Keyspace) -> Vec<u8> {
+    keyspace.alarm_list(0, 0).encode_to_vec()
+}
+
+fn restore_alarms(keyspace: &mut Keyspace, bytes: &[u8]) -> Result<(), io::Error> {
+    let alarms: proto::etcdserverpb::AlarmResponse =
+        codec::decode(bytes, "alarms").map_err(io_error)?;
+    keyspace.restore_alarms(alarms.alarms.iter().map(|a| (a.member_id, a.alarm)));
+    Ok(())
 }
 
 fn encode_leases(keyspace: &Keyspace) -> Vec<u8> {
@@ -259,6 +275,12 @@ impl Shared {
         Ok((current, data))
     }
 
+    /// Returns the raised alarms of `member` (0: all) and `kind` (0: all).
+    pub(crate) fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.keyspace.alarm_list(member, kind)
+    }
+
     /// Returns the lease with `id`, with its attached keys.
     pub(crate) fn lease(&self, id: i64) -> Option<mvcc::Lease> {
         let inner = self.inner.read().expect("state lock poisoned");
@@ -307,9 +329,13 @@ impl Shared {
         let mut data = Vec::new();
         data.extend_from_slice(SNAPSHOT_MAGIC);
         data.extend_from_slice(&encode_revisions(&inner.keyspace));
-        let leases = encode_leases(&inner.keyspace);
-        data.extend_from_slice(&(leases.len() as u32).to_be_bytes());
-        data.extend_from_slice(&leases);
+        for section in [
+            encode_leases(&inner.keyspace),
+            encode_alarms(&inner.keyspace),
+        ] {
+            data.extend_from_slice(&(section.len() as u32).to_be_bytes());
+            data.extend_from_slice(&section);
+        }
         self.store
             .scan(
                 |key, value| {
@@ -376,6 +402,15 @@ impl Shared {
             .ok_or_else(|| io_error("snapshot: truncated lease table"))?;
         let table: pb::LeaseTable = codec::decode(leases_bytes, "leases").map_err(io_error)?;
         rest = &rest[4 + leases_len..];
+        if rest.len() < 4 {
+            return Err(io_error("snapshot: truncated alarms"));
+        }
+        let alarms_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let alarms_bytes = rest
+            .get(4..4 + alarms_len)
+            .ok_or_else(|| io_error("snapshot: truncated alarms"))?
+            .to_vec();
+        rest = &rest[4 + alarms_len..];
         let mut latest = LatestLeases::default();
         let mut write = StateWrite::default();
         let mut entries = Vec::new();
@@ -396,9 +431,11 @@ impl Shared {
         }
         let mut keyspace = Keyspace::restore(current, compacted, entries);
         restore_leases(&mut keyspace, &table, latest);
+        restore_alarms(&mut keyspace, &alarms_bytes)?;
         let mut inner = self.inner.write().expect("state lock poisoned");
         write.meta.push((REVISIONS, encode_revisions(&keyspace)));
         write.meta.push((LEASES, encode_leases(&keyspace)));
+        write.meta.push((ALARMS, encode_alarms(&keyspace)));
         if let Some(id) = &meta.last_log_id {
             write
                 .meta
@@ -426,6 +463,7 @@ impl Shared {
         let mut replies = Vec::with_capacity(entries.len());
         let mut published = Vec::new();
         let mut leases_changed = false;
+        let mut alarms_changed = false;
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => pb::CommandResponse::default(),
@@ -439,6 +477,7 @@ impl Shared {
                         command.op,
                         Some(Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_))
                     );
+                    alarms_changed |= matches!(command.op, Some(Op::Alarm(_)));
                     let (reply, changes) =
                         apply_command(&mut inner.keyspace, &source, &write, command);
                     if let Some(changes) = changes {
@@ -475,6 +514,9 @@ impl Shared {
         write.meta.push((MEMBERSHIP, membership));
         if leases_changed {
             write.meta.push((LEASES, encode_leases(&inner.keyspace)));
+        }
+        if alarms_changed {
+            write.meta.push((ALARMS, encode_alarms(&inner.keyspace)));
         }
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;
@@ -518,6 +560,7 @@ fn apply_command(
         Some(Op::LeaseRevoke(r)) => keyspace
             .lease_revoke(&source, r)
             .map(|(resp, c)| (Reply::LeaseRevoke(resp), c)),
+        Some(Op::Alarm(r)) => Ok((Reply::Alarm(keyspace.alarm(r)), ChangeSet::default())),
         Some(Op::LeaseCheckpoint(r)) => {
             keyspace.lease_checkpoint(r);
             Ok((

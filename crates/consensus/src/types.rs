@@ -29,6 +29,7 @@ impl fmt::Display for Request {
             Some(pb::command::Op::Compact(c)) => write!(f, "compact({})", c.revision),
             Some(pb::command::Op::LeaseGrant(g)) => write!(f, "lease_grant({:x})", g.id),
             Some(pb::command::Op::LeaseRevoke(r)) => write!(f, "lease_revoke({:x})", r.id),
+            Some(pb::command::Op::Alarm(a)) => write!(f, "alarm({:?})", a.action),
             Some(pb::command::Op::LeaseCheckpoint(c)) => {
                 write!(f, "lease_checkpoint({})", c.checkpoints.len())
             }

@@ -1,4 +1,4 @@
-//! The etcd Maintenance service: Status, Alarm, Hash and HashKV (members that applied the same
+//! The etcd Maintenance service: Status, Alarm (raised through Raft, listed locally), Hash and HashKV (members that applied the same
 //! entries hash equal), Snapshot (a consistent copy of the state, streamed), Defragment
 //! (accepted; nothing to rewrite). MoveLeader and Downgrade answer `Unimplemented` with a
 //! message.
@@ -6,6 +6,8 @@
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
+
+use proto::quorate::raft::v1 as pb;
 
 use crate::{Context, to_status};
 
@@ -33,12 +35,45 @@ type SnapshotStream =
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm can be raised yet (no backend quota): report none, as etcd does when clear.
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.context.header(None)),
-            alarms: vec![],
-        }))
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        let request = request.into_inner();
+        let mut response = match alarm_request::AlarmAction::try_from(request.action) {
+            Ok(alarm_request::AlarmAction::Get) => {
+                self.context
+                    .replica
+                    .linearizable_barrier()
+                    .await
+                    .map_err(to_status)?;
+                self.context
+                    .replica
+                    .alarms(request.member_id, request.alarm)
+            }
+            Ok(_) => {
+                let command = pb::Command {
+                    op: Some(pb::command::Op::Alarm(request)),
+                };
+                let reply = self
+                    .context
+                    .replica
+                    .propose(command)
+                    .await
+                    .map_err(to_status)?;
+                match reply.op {
+                    Some(pb::command_response::Op::Alarm(response)) => response,
+                    _ => {
+                        return Err(to_status(base::EtcdError::Internal(
+                            "unexpected reply from the state machine".into(),
+                        )));
+                    }
+                }
+            }
+            Err(_) => return Err(Status::invalid_argument("quorate: unknown alarm action")),
+        };
+        response.header = Some(self.context.header(None));
+        Ok(Response::new(response))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

@@ -54,6 +54,8 @@ pub struct Keyspace {
     pub(crate) current: Revision,
     pub(crate) compacted: Revision,
     pub(crate) leases: crate::lease::Leases,
+    /// Raised alarms: (member id, etcd `AlarmType`).
+    pub(crate) alarms: std::collections::BTreeSet<(u64, i32)>,
 }
 
 impl Default for Keyspace {
@@ -70,6 +72,7 @@ impl Keyspace {
             current: 1,
             compacted: 0,
             leases: Default::default(),
+            alarms: Default::default(),
         }
     }
 
@@ -94,6 +97,7 @@ impl Keyspace {
             current,
             compacted,
             leases: Default::default(),
+            alarms: Default::default(),
         }
     }
 
@@ -280,6 +284,9 @@ impl Write<'_> {
                 .is_none()
         {
             return Err(EtcdError::KeyNotFound);
+        }
+        if self.keyspace.no_space() {
+            return Err(EtcdError::NoSpace);
         }
         if request.lease != 0 && !self.keyspace.leases.by_id.contains_key(&request.lease) {
             return Err(EtcdError::LeaseNotFound);

@@ -6,9 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use base::EtcdError;
+use proto::etcdserverpb::alarm_request::AlarmAction;
 use proto::etcdserverpb::{
-    DeleteRangeRequest, LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DeleteRangeRequest,
+    LeaseCheckpointRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse,
 };
 
 use crate::keyspace::{ChangeSet, Keyspace, RecordSource};
@@ -69,6 +71,9 @@ impl Keyspace {
         }
         if request.ttl > LEASE_TTL_MAX {
             return Err(EtcdError::LeaseTtlTooLarge);
+        }
+        if self.no_space() {
+            return Err(EtcdError::NoSpace);
         }
         if self.leases.by_id.contains_key(&request.id) {
             return Err(EtcdError::LeaseExists);
@@ -151,5 +156,53 @@ impl Keyspace {
         for (key, lease) in key_leases {
             self.leases.attach(&key, lease);
         }
+    }
+}
+
+impl Keyspace {
+    /// Raises or clears an alarm; answers the alarms after the change. While a NOSPACE alarm is
+    /// raised, writes that add data (Put, Txn with a Put, LeaseGrant) fail with `NoSpace`;
+    /// deletes and compaction still work, so space can be freed.
+    pub fn alarm(&mut self, request: &AlarmRequest) -> AlarmResponse {
+        let entry = (request.member_id, request.alarm);
+        match AlarmAction::try_from(request.action) {
+            Ok(AlarmAction::Activate) if request.alarm != AlarmType::None as i32 => {
+                self.alarms.insert(entry);
+            }
+            Ok(AlarmAction::Deactivate) => {
+                self.alarms.remove(&entry);
+            }
+            _ => {}
+        }
+        self.alarm_list(request.member_id, request.alarm)
+    }
+
+    /// Returns the raised alarms, of `member` (0: every member) and `kind` (NONE: every kind).
+    pub fn alarm_list(&self, member: u64, kind: i32) -> AlarmResponse {
+        let alarms = self
+            .alarms
+            .iter()
+            .filter(|(m, k)| (member == 0 || *m == member) && (kind == 0 || *k == kind))
+            .map(|(member_id, alarm)| AlarmMember {
+                member_id: *member_id,
+                alarm: *alarm,
+            })
+            .collect();
+        AlarmResponse {
+            header: None,
+            alarms,
+        }
+    }
+
+    /// Returns true while a NOSPACE alarm is raised.
+    pub fn no_space(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|(_, kind)| *kind == AlarmType::Nospace as i32)
+    }
+
+    /// Replaces the alarms (restore from storage or a snapshot).
+    pub fn restore_alarms(&mut self, alarms: impl IntoIterator<Item = (u64, i32)>) {
+        self.alarms = alarms.into_iter().collect();
     }
 }

@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub watch_progress_notify_interval: Duration,
     /// How often the leader records remaining lease TTLs through Raft.
     pub lease_checkpoint_interval: Duration,
+    /// Live state bytes above which this member raises the NOSPACE alarm.
+    pub quota_backend_bytes: u64,
 }
 
 /// Why a member could not start or stopped with an error.
@@ -216,6 +218,11 @@ pub async fn run(
         client_urls: config.advertise_client_urls.clone(),
     };
     tasks.spawn(publish(replica.clone(), attributes, stop_rx.clone()));
+    tasks.spawn(watch_quota(
+        replica.clone(),
+        config.quota_backend_bytes,
+        stop_rx.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("stopping member");
@@ -280,6 +287,49 @@ async fn publish(
             _ = stopped(stop.clone()) => return Ok(()),
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Raises the NOSPACE alarm through Raft when this member's live state bytes exceed the quota
+/// (checked every `QUOTA_CHECK_INTERVAL`, so a burst may pass the quota by what it writes
+/// meanwhile). While it is raised, every member refuses writes that add data; an operator
+/// compacts (deletes first if needed) and disarms it, as with etcd.
+async fn watch_quota(
+    replica: Arc<Replica>,
+    quota: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    use proto::etcdserverpb::alarm_request::AlarmAction;
+    use proto::etcdserverpb::{AlarmRequest, AlarmType};
+    let mut ticker = tokio::time::interval(base::limits::QUOTA_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        }
+        let in_use = replica.status().db_size_in_use;
+        let raised = !replica
+            .alarms(replica.id(), AlarmType::Nospace as i32)
+            .alarms
+            .is_empty();
+        if in_use <= quota || raised {
+            continue;
+        }
+        tracing::warn!(
+            in_use,
+            quota,
+            "backend quota exceeded; raising the NOSPACE alarm"
+        );
+        let command = pb::Command {
+            op: Some(pb::command::Op::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: replica.id(),
+                alarm: AlarmType::Nospace as i32,
+            })),
+        };
+        if let Err(error) = replica.propose(command).await {
+            tracing::warn!(%error, "raise the NOSPACE alarm; will retry");
+        }
     }
 }
 

@@ -96,6 +96,10 @@ pub struct NodeArgs {
     /// changes and restarts; etcd's flag of the same name.
     #[arg(long, env = "QUORATE_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub experimental_lease_checkpoint_interval: Duration,
+    /// Live state bytes above which the member raises the NOSPACE alarm (0: the default,
+    /// 2 GiB), as etcd's flag.
+    #[arg(long, env = "QUORATE_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -191,6 +195,10 @@ impl NodeArgs {
             request_timeout: Duration::from_millis(self.request_timeout),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             lease_checkpoint_interval: self.experimental_lease_checkpoint_interval,
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => base::limits::QUOTA_BACKEND_BYTES_DEFAULT,
+                bytes => bytes,
+            },
         })
     }
 }

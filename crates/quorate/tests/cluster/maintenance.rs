@@ -105,7 +105,7 @@ async fn members_hash_equal_at_a_revision_and_snapshot_streams_the_state() {
         remaining = part.remaining_bytes();
     }
     assert_eq!(remaining, 0);
-    assert!(data.starts_with(b"QSNAPv02"), "snapshot format");
+    assert!(data.starts_with(b"QSNAPv03"), "snapshot format");
     assert!(data.len() > 100, "{} bytes", data.len());
 
     let endpoints = (0..3)
@@ -135,4 +135,85 @@ async fn members_hash_equal_at_a_revision_and_snapshot_streams_the_state() {
         hashes.iter().all(|h| *h == hashes[0] && h.is_u64()),
         "{rows}"
     );
+}
+
+#[tokio::test]
+async fn the_backend_quota_raises_nospace_and_compaction_plus_disarm_recover() {
+    // Goal: etcd's quota behaviour without a stop-the-world defrag. Method: a 400 kB quota,
+    // 50 kB values until writes fail with NOSPACE; deletes still work; delete, compact, disarm;
+    // writes work again.
+    use etcd_client::{AlarmAction, AlarmOptions, AlarmType};
+    let cluster = Cluster::start(3, &["--quota-backend-bytes", "400000"]);
+    cluster.leader().await;
+    let mut client = cluster.client(0).await;
+    let value = "q".repeat(50_000);
+    let deadline = Instant::now() + DEADLINE;
+    let mut written = 0;
+    let error = loop {
+        match client
+            .put(format!("quota/{written:03}"), value.as_str(), None)
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(error) => break error,
+        }
+        assert!(written < 200, "the quota never applied");
+        assert!(Instant::now() < deadline, "no NOSPACE in time");
+    };
+    let (code, message) = status_of(error);
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            tonic::Code::ResourceExhausted,
+            "etcdserver: mvcc: database space exceeded"
+        )
+    );
+    let alarms = client
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .expect("alarm list");
+    assert!(
+        alarms
+            .alarms()
+            .iter()
+            .any(|a| a.alarm() == AlarmType::Nospace),
+        "{alarms:?}"
+    );
+    let (code, _) = status_of(client.lease_grant(60, None).await.unwrap_err());
+    assert_eq!(code, tonic::Code::ResourceExhausted);
+
+    // Free space: deletes are allowed, then compaction removes the history.
+    let deleted = client
+        .delete(
+            "quota/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("delete under NOSPACE");
+    let revision = deleted.header().unwrap().revision();
+    client
+        .compact(revision, None)
+        .await
+        .expect("compact under NOSPACE");
+    // Disarm every member's alarm; a member still over quota would raise it again.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let alarms = client
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .expect("alarm list");
+        for alarm in alarms.alarms() {
+            let mut options = AlarmOptions::new();
+            options.with_member(alarm.member_id());
+            client
+                .alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options))
+                .await
+                .expect("disarm");
+        }
+        if client.put("quota/after", "small", None).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
