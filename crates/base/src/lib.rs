@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod limits;
 
 pub use error::EtcdError;

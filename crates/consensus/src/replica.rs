@@ -81,6 +81,8 @@ pub struct ReplicaStatus {
     pub members: BTreeMap<NodeId, Member>,
     pub learners: Vec<NodeId>,
     pub record_count: u64,
+    /// The last log index purged behind a snapshot (0: none).
+    pub purged_index: u64,
     /// The state file's size and the bytes of it in use.
     pub db_size: u64,
     pub db_size_in_use: u64,
@@ -101,6 +103,8 @@ pub struct Replica {
     /// The smallest TTL a lease is granted (etcd's: 1.5 election timeouts).
     lease_ttl_min: i64,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Snapshots received from a leader and installed since start.
+    snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn internal(error: impl std::fmt::Display) -> EtcdError {
@@ -172,6 +176,7 @@ impl Replica {
             lessor,
             lease_ttl_min,
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
+            snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         tokio::spawn(replica.clone().run_lessor());
         Ok(replica)
@@ -223,6 +228,7 @@ impl Replica {
             members,
             learners,
             record_count: self.state.shared.record_count(),
+            purged_index: m.purged.map_or(0, |id| id.index),
             db_size: sizes.file_bytes,
             db_size_in_use: sizes.in_use_bytes,
         }
@@ -335,36 +341,22 @@ impl Replica {
         &self,
         change: pb::MemberChange,
     ) -> Result<pb::Membership, EtcdError> {
-        let deadline = Instant::now() + self.request_timeout;
-        loop {
-            match self.leader_url() {
-                Some((leader, _)) if leader == self.id => {
-                    match self.change_members_local(change.clone()).await {
-                        Err(EtcdError::NotLeader) => {}
-                        other => return other,
-                    }
+        self.at_leader(
+            || self.change_members_local(change.clone()),
+            |url, remaining| {
+                let request = pb::MemberChangeRequest {
+                    group: 0,
+                    change: Some(change.clone()),
+                };
+                async move {
+                    let response = self.peers.change_members(&url, request, remaining).await?;
+                    response.membership.ok_or_else(|| {
+                        PeerError::Remote("member change answer without membership".into())
+                    })
                 }
-                Some((_, url)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let request = pb::MemberChangeRequest {
-                        group: 0,
-                        change: Some(change.clone()),
-                    };
-                    match self.peers.change_members(&url, request, remaining).await {
-                        Ok(response) => {
-                            return response.membership.ok_or_else(|| {
-                                internal("member change answer without membership")
-                            });
-                        }
-                        Err(error) => retry_after(error)?,
-                    }
-                }
-                None => {}
-            }
-            if !self.await_leader_change(deadline).await {
-                return Err(EtcdError::NoLeader);
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Applies a membership change on this member, which must lead.
@@ -415,6 +407,38 @@ impl Replica {
             }
             Err(RaftError::APIError(other)) => Err(internal(other)),
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Runs `local` when this member leads, otherwise `remote` at the leader's peer URL with the
+    /// time left; retries until the request deadline while the leader is unknown, changing or
+    /// unreachable (the one retry rule: `retry_after`).
+    async fn at_leader<T, L, LF, R, RF>(&self, mut local: L, mut remote: R) -> Result<T, EtcdError>
+    where
+        L: FnMut() -> LF,
+        LF: std::future::Future<Output = Result<T, EtcdError>>,
+        R: FnMut(String, Duration) -> RF,
+        RF: std::future::Future<Output = Result<T, PeerError>>,
+    {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.leader_url() {
+                Some((leader, _)) if leader == self.id => match local().await {
+                    Err(EtcdError::NotLeader) => {}
+                    other => return other,
+                },
+                Some((_, url)) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match remote(url, remaining).await {
+                        Ok(value) => return Ok(value),
+                        Err(error) => retry_after(error)?,
+                    }
+                }
+                None => {}
+            }
+            if !self.await_leader_change(deadline).await {
+                return Err(EtcdError::NoLeader);
+            }
         }
     }
 
@@ -613,9 +637,17 @@ impl Replica {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| e.to_string())?;
+        self.snapshots_installed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(pb::SnapshotResponse {
             vote: Some(codec::vote_to_pb(&response.vote)),
         })
+    }
+
+    /// Returns how many snapshots this member received from a leader since it started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Returns true while this member leads.
@@ -700,31 +732,22 @@ impl Replica {
         &self,
         call: pb::lease_call_request::Call,
     ) -> Result<pb::lease_call_response::Reply, EtcdError> {
-        let deadline = Instant::now() + self.request_timeout;
-        loop {
-            match self.leader_url() {
-                Some((leader, _)) if leader == self.id => match self.lease_call_local(call).await {
-                    Err(EtcdError::NotLeader) => {}
-                    other => return other,
-                },
-                Some((_, url)) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let request = pb::LeaseCallRequest {
-                        group: 0,
-                        call: Some(call),
-                    };
-                    match self.peers.lease_call(&url, request, remaining).await {
-                        Ok(pb::LeaseCallResponse { reply: Some(reply) }) => return Ok(reply),
-                        Ok(_) => return Err(internal("lease call answer without reply")),
-                        Err(error) => retry_after(error)?,
-                    }
+        self.at_leader(
+            || self.lease_call_local(call),
+            |url, remaining| {
+                let request = pb::LeaseCallRequest {
+                    group: 0,
+                    call: Some(call),
+                };
+                async move {
+                    let response = self.peers.lease_call(&url, request, remaining).await?;
+                    response
+                        .reply
+                        .ok_or_else(|| PeerError::Remote("lease call answer without reply".into()))
                 }
-                None => {}
-            }
-            if !self.await_leader_change(deadline).await {
-                return Err(EtcdError::NoLeader);
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Answers a lease call on this member, which must lead.

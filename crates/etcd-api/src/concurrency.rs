@@ -8,6 +8,7 @@
 use std::pin::Pin;
 
 use base::EtcdError;
+use base::keys::prefix_end;
 use futures::Stream;
 use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -39,18 +40,6 @@ fn not_leader() -> Status {
 
 fn no_leader() -> Status {
     Status::new(Code::Unknown, "election: no leader")
-}
-
-/// Returns the prefix end that selects every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn waiter_key(name: &[u8], lease: i64) -> (Vec<u8>, Vec<u8>) {

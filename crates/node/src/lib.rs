@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_entries: u64,
+    /// Entries kept in the log behind each snapshot.
+    pub snapshot_catchup_entries: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// How long a client request waits for consensus before `request timed out`.
@@ -152,6 +154,7 @@ pub async fn run(
     let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"));
     let mut options = RaftOptions::new(id.0, members, config.initial_cluster_new);
     options.snapshot_entries = config.snapshot_entries;
+    options.logs_kept_after_snapshot = config.snapshot_catchup_entries;
     options.heartbeat_interval = config.heartbeat_interval;
     options.election_timeout_min = config.election_timeout;
     options.election_timeout_max = config.election_timeout * 2;

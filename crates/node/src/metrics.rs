@@ -65,6 +65,18 @@ async fn metrics(replica: Arc<Replica>) -> (StatusCode, [(&'static str, &'static
     );
     gauge(
         &mut registry,
+        "raft_purged_index",
+        "Last Raft index purged from the log behind a snapshot",
+        status.purged_index as i64,
+    );
+    gauge(
+        &mut registry,
+        "raft_snapshots_installed",
+        "Snapshots received from a leader and installed since start",
+        replica.snapshots_installed() as i64,
+    );
+    gauge(
+        &mut registry,
         "mvcc_revision",
         "Current etcd revision",
         status.revision,

@@ -212,17 +212,7 @@ pub enum MemberCommand {
     List,
 }
 
-/// Returns the range end that selects every key with `key` as prefix (etcd's rule).
-pub fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+use base::keys::prefix_end;
 
 fn range_of(key: &str, range_end: Option<String>, prefix: bool) -> (Vec<u8>, Vec<u8>) {
     let key_bytes = if key.is_empty() && prefix {

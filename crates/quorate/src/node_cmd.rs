@@ -78,6 +78,10 @@ pub struct NodeArgs {
     /// Applied entries between snapshots (the log is compacted behind each).
     #[arg(long, env = "QUORATE_SNAPSHOT_COUNT", default_value_t = base::limits::SNAPSHOT_ENTRIES_DEFAULT)]
     pub snapshot_count: u64,
+    /// Entries kept in the log behind each snapshot, so a briefly lagging member catches up
+    /// from the log; one further behind is sent a snapshot (etcd's flag of the same name).
+    #[arg(long, env = "QUORATE_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = base::limits::RAFT_LOGS_KEPT_AFTER_SNAPSHOT)]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "QUORATE_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -190,6 +194,7 @@ impl NodeArgs {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             snapshot_entries: self.snapshot_count,
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             request_timeout: Duration::from_millis(self.request_timeout),

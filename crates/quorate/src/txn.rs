@@ -19,7 +19,7 @@ use proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 
-use crate::cli::prefix_end;
+use base::keys::prefix_end;
 
 /// Parses the three sections of a transaction from `text`.
 pub fn parse(text: &str) -> anyhow::Result<TxnRequest> {

@@ -278,6 +278,10 @@ async fn coordination_and_maintenance_commands() {
         run(&["compaction", &revision.to_string()]),
         format!("compacted revision {revision}\n")
     );
+    // HashKV at a revision needs every member to have applied it.
+    for i in 0..3 {
+        await_local_value(&cluster, i, "cc/x", "1").await;
+    }
     let hashes: serde_json::Value = serde_json::from_str(&run(&[
         "-w",
         "json",

@@ -100,20 +100,44 @@ async fn crash_of_every_member_loses_no_acknowledged_write() {
 
 #[tokio::test]
 async fn member_down_during_log_compaction_catches_up_by_snapshot() {
+    const WRITES: usize = 400;
     // Goal: a member whose missing entries were compacted away is sent a snapshot. Method:
-    // snapshot every 20 entries, keep one member down for 150 writes, restart it, check its
-    // local state and that it received a snapshot file.
-    let mut cluster = Cluster::start(3, &["--snapshot-count", "20"]);
+    // snapshot every 20 entries keeping 10 behind, keep one member down for 400 writes,
+    // restart it, check its local state and that it installed a snapshot from the leader
+    // (its metrics count them).
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--snapshot-count",
+            "20",
+            "--experimental-snapshot-catchup-entries",
+            "10",
+        ],
+    );
     let leader = cluster.leader().await;
     let down = (leader + 1) % 3;
     cluster.kill(down);
-    for i in 0..150 {
-        put_eventually(
-            cluster.endpoints_except(Some(down)),
-            &format!("s{i:04}"),
-            &format!("v{i}"),
-        )
-        .await;
+    // More than the purge batch (256 entries), so the log really is purged behind the
+    // snapshots; eight writers in parallel.
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let endpoints = cluster.endpoints_except(Some(down));
+        writers.spawn(async move {
+            for i in (w..WRITES).step_by(8) {
+                put_eventually(endpoints.clone(), &format!("s{i:04}"), &format!("v{i}")).await;
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+    put_eventually(cluster.endpoints_except(Some(down)), "t-end", "done").await;
+    // Restart only once the leader purged what the down member misses.
+    let leader = cluster.leader().await;
+    let deadline = Instant::now() + DEADLINE;
+    while metric(cluster.members[leader].metrics, "quorate_raft_purged_index") < 100 {
+        assert!(Instant::now() < deadline, "the leader never purged its log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let snapshot_file = cluster.members[down].dir.join("snapshot");
     assert!(
@@ -121,10 +145,15 @@ async fn member_down_during_log_compaction_catches_up_by_snapshot() {
         "the member went down before any snapshot was due"
     );
     cluster.spawn(down);
-    await_local_value(&cluster, down, "s0149", "v149").await;
+    await_local_value(&cluster, down, "t-end", "done").await;
+    let installed = metric(
+        cluster.members[down].metrics,
+        "quorate_raft_snapshots_installed",
+    );
+    assert!(installed >= 1, "the lagging member installed no snapshot");
     assert!(
         snapshot_file.exists(),
-        "the lagging member received no snapshot"
+        "an installed snapshot is kept on disk"
     );
     let mut client = cluster.client(down).await;
     let local = client
@@ -136,7 +165,7 @@ async fn member_down_during_log_compaction_catches_up_by_snapshot() {
         .expect("local read");
     assert_eq!(
         local.kvs().len(),
-        150,
+        WRITES,
         "the restarted member holds every write"
     );
 }

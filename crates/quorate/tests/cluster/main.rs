@@ -240,6 +240,20 @@ async fn await_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) 
     }
 }
 
+/// Reads one value from a member's `/metrics` with a plain HTTP/1.0 request.
+fn metric(port: u16, name: &str) -> i64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
     match error {
         etcd_client::Error::GRpcStatus(status) => (status.code(), status.message().to_string()),
