@@ -22,6 +22,7 @@ use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use transport::{GrpcPeers, RaftService};
 
@@ -358,9 +359,17 @@ fn spawn_grpc(
     router: tonic::transport::server::Router,
     stop: watch::Receiver<bool>,
 ) {
+    // tonic applies `tcp_nodelay` only to listeners it binds itself; on accepted streams it
+    // must be set here, or small responses wait for Nagle and the peer's delayed ACK (~40 ms).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        accepted.and_then(|stream| {
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+    });
     tasks.spawn(async move {
         router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop))
+            .serve_with_incoming_shutdown(incoming, stopped(stop))
             .await
             .map_err(|e| e.to_string())
     });
