@@ -1,26 +1,12 @@
 //! The `quorate` client commands against a real cluster: put/get/del/txn/endpoint status/member
 //! list, in both output formats. `quorate txn` is checked against `etcdctl txn` on the same text.
 
-use std::io::Write;
-
 use super::*;
 
 fn quorate(endpoints: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quorate"))
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run quorate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("quorate output");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quorate"));
+    command.args(["--endpoints", endpoints]).args(args);
+    let output = run_with_stdin(command, stdin);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -31,22 +17,9 @@ fn quorate(endpoints: &str, args: &[&str], stdin: &str) -> String {
 }
 
 fn etcdctl_txn(endpoint: &str, text: &str) -> String {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("txn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etcdctl (apt-get install etcd-client)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write stdin");
-    let output = child.wait_with_output().expect("etcdctl output");
+    let mut command = etcdctl_at(endpoint);
+    command.arg("txn");
+    let output = run_with_stdin(command, text);
     assert!(
         output.status.success(),
         "etcdctl txn failed on {text:?}: {}",
@@ -137,20 +110,9 @@ async fn quorate_txn_prints_what_etcdctl_txn_prints() {
     assert_eq!(json["succeeded"], false);
     assert_eq!(json["responses"].as_array().expect("responses").len(), 2);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quorate"))
-        .args(["--endpoints", &endpoint, "txn"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run quorate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"size(\"t/k1\") = \"1\"\n")
-        .expect("write");
-    let output = child.wait_with_output().expect("output");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quorate"));
+    command.args(["--endpoints", &endpoint, "txn"]);
+    let output = run_with_stdin(command, "size(\"t/k1\") = \"1\"\n");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -88,10 +88,8 @@ impl Drop for Processes {
 }
 
 fn etcdctl_command(endpoint: &str, args: &[String]) -> Command {
-    let mut command = Command::new("etcdctl");
+    let mut command = etcdctl_at(endpoint);
     command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -60,22 +60,10 @@ async fn etcdctl_drives_a_quorate_cluster() {
     let members = run(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     // A Txn through etcdctl's interactive form: compares, success ops, failure ops.
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("txn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("etcdctl txn");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"value(\"greeting\") = \"hello\"\n\nput greeting bye\n\nput greeting never\n\n")
-        .expect("write txn");
-    let output = child.wait_with_output().expect("txn output");
+    let mut command = etcdctl_at(&endpoint);
+    command.arg("txn");
+    let text = "value(\"greeting\") = \"hello\"\n\nput greeting bye\n\nput greeting never\n\n";
+    let output = run_with_stdin(command, text);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("SUCCESS"), "{text}");
     assert_eq!(

@@ -240,6 +240,33 @@ async fn await_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) 
     }
 }
 
+/// Runs `command` with `stdin` as its input and returns its output.
+fn run_with_stdin(mut command: Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("child output")
+}
+
+/// Returns an etcdctl command (API v3) aimed at `endpoint`.
+fn etcdctl_at(endpoint: &str) -> Command {
+    let mut command = Command::new("etcdctl");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"));
+    command
+}
+
 /// Reads one value from a member's `/metrics` with a plain HTTP/1.0 request.
 fn metric(port: u16, name: &str) -> i64 {
     use std::io::{Read, Write};
