@@ -42,6 +42,12 @@ pub enum EtcdError {
     TooManyRequests,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
     /// A fault inside this member (storage, codec); the message says which.
@@ -74,7 +80,9 @@ impl EtcdError {
             LeaseExists => ErrorCode::FailedPrecondition,
             LeaseTtlTooLarge => ErrorCode::OutOfRange,
             NoLeader | Timeout | Stopped => ErrorCode::Unavailable,
-            NotLeader => ErrorCode::FailedPrecondition,
+            NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady => {
+                ErrorCode::FailedPrecondition
+            }
             TooManyRequests | NoSpace => ErrorCode::ResourceExhausted,
             Corrupt => ErrorCode::DataLoss,
             Internal(_) => ErrorCode::Internal,
@@ -107,6 +115,9 @@ impl EtcdError {
             Stopped,
             TooManyRequests,
             MemberNotFound,
+            PeerUrlExists,
+            MemberNotLearner,
+            LearnerNotReady,
             Corrupt,
         ];
         known

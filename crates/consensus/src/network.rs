@@ -90,29 +90,46 @@ fn decode_error(error: codec::CodecError) -> RpcError {
     RpcError::Network(NetworkError::from_string(error.to_string()))
 }
 
+/// Each member's current peer URL, kept up to date from the membership by the replica, so a
+/// MemberUpdate takes effect on replication streams that were opened before it.
+pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<NodeId, String>>>;
+
 /// Makes a client per peer for openraft.
 pub(crate) struct NetworkFactory {
     pub(crate) peers: Arc<dyn Peers>,
+    pub(crate) book: AddressBook,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = NetworkClient;
 
-    async fn new_client(&mut self, _target: NodeId, node: &Member) -> Self::Network {
-        let peer_url = node.peer_urls.first().cloned().unwrap_or_default();
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
+        let fallback = node.peer_urls.first().cloned().unwrap_or_default();
         NetworkClient {
             peers: self.peers.clone(),
-            peer_url,
+            target,
+            fallback,
+            book: self.book.clone(),
         }
     }
 }
 
 pub(crate) struct NetworkClient {
     peers: Arc<dyn Peers>,
-    peer_url: String,
+    target: NodeId,
+    /// The URL the membership named when the client was made.
+    fallback: String,
+    book: AddressBook,
 }
 
 impl NetworkClient {
+    fn peer_url(&self) -> String {
+        let book = self.book.read().expect("address book poisoned");
+        book.get(&self.target)
+            .cloned()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+
     /// Sends a vote or pre-vote request; the receiver tells them apart by the flag.
     async fn send_vote(
         &self,
@@ -123,7 +140,7 @@ impl NetworkClient {
         let request = codec::vote_request_to_pb(&rpc, pre_vote);
         let response = self
             .peers
-            .vote(&self.peer_url, request, option.hard_ttl())
+            .vote(&self.peer_url(), request, option.hard_ttl())
             .await
             .map_err(rpc_error)?;
         codec::vote_response_from_pb(&response).map_err(decode_error)
@@ -141,7 +158,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         let request = codec::append_request_to_pb(&rpc);
         let response = self
             .peers
-            .append_entries(&self.peer_url, request, option.hard_ttl())
+            .append_entries(&self.peer_url(), request, option.hard_ttl())
             .await
             .map_err(rpc_error)?;
         codec::append_response_from_pb(response).map_err(decode_error)
@@ -171,7 +188,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         option: RPCOption,
     ) -> Result<SnapshotResponse, StreamingError> {
         let send = self.peers.install_snapshot(
-            &self.peer_url,
+            &self.peer_url(),
             codec::vote_to_pb(&vote),
             codec::snapshot_meta_to_pb(&snapshot.meta),
             snapshot.snapshot.into_inner(),

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::codec;
 use crate::lessor::{Lessor, SharedLessor, TICK, revoke_command};
 use crate::log_store::LogStore;
-use crate::network::{NetworkFactory, PeerError, Peers};
+use crate::network::{AddressBook, NetworkFactory, PeerError, Peers};
 use crate::state_machine::StateMachine;
 use crate::types::*;
 
@@ -140,8 +140,10 @@ impl Replica {
         };
         let config = Arc::new(config.validate().map_err(internal)?);
         let state_machine = StateMachine::open(state, snapshot).map_err(internal)?;
+        let book: AddressBook = Default::default();
         let network = NetworkFactory {
             peers: peers.clone(),
+            book: book.clone(),
         };
         let raft = Raft::new(
             options.id,
@@ -179,6 +181,7 @@ impl Replica {
             snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         tokio::spawn(replica.clone().run_lessor());
+        tokio::spawn(replica.clone().follow_addresses(book));
         Ok(replica)
     }
 
@@ -364,34 +367,18 @@ impl Replica {
         &self,
         change: pb::MemberChange,
     ) -> Result<pb::Membership, EtcdError> {
-        use pb::member_change::Change;
-        let changes = match change.change {
-            Some(Change::SetMember(set)) => {
-                let member = set
-                    .member
-                    .as_ref()
-                    .ok_or_else(|| internal("set_member without member"))?;
-                let known = {
-                    let metrics = self.raft.metrics();
-                    let m = metrics.borrow_watched();
-                    m.membership_config.membership().get_node(&set.id).is_some()
-                };
-                if !known {
-                    return Err(EtcdError::MemberNotFound);
-                }
-                let nodes = BTreeMap::from([(set.id, codec::member_from_pb(member))]);
-                openraft::ChangeMembers::SetNodes(nodes)
-            }
-            None => return Err(internal("empty member change")),
-        };
         let changed = tokio::time::timeout(self.request_timeout, async {
+            // Checks and change under one lock, so they see the membership they change.
             let _serialized = self.membership_changes.lock().await;
-            self.raft.change_membership(changes, true).await
+            let (changes, retain) = self.member_change_plan(change.change)?;
+            Ok(self.raft.change_membership(changes, retain).await)
         })
         .await;
         let Ok(changed) = changed else {
             return Err(EtcdError::Timeout);
         };
+        let changed: Result<_, EtcdError> = changed;
+        let changed = changed?;
         match changed {
             Ok(response) => {
                 let membership = response
@@ -408,6 +395,95 @@ impl Replica {
             Err(RaftError::APIError(other)) => Err(internal(other)),
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
         }
+    }
+
+    /// Checks a membership change against the current membership and returns openraft's
+    /// change and whether removed voters stay as learners.
+    fn member_change_plan(
+        &self,
+        change: Option<pb::member_change::Change>,
+    ) -> Result<(openraft::ChangeMembers<NodeId, Member>, bool), EtcdError> {
+        use pb::member_change::Change;
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let known = |id: &NodeId| membership.get_node(id).is_some();
+        let voter = |id: &NodeId| membership.voter_ids().any(|v| v == *id);
+        Ok(match change {
+            Some(Change::SetMember(set)) => {
+                let member = set
+                    .member
+                    .as_ref()
+                    .ok_or_else(|| internal("set_member without member"))?;
+                if !known(&set.id) {
+                    return Err(EtcdError::MemberNotFound);
+                }
+                let nodes = BTreeMap::from([(set.id, codec::member_from_pb(member))]);
+                (openraft::ChangeMembers::SetNodes(nodes), true)
+            }
+            Some(Change::AddMember(add)) => {
+                let member = codec::member_from_pb(
+                    add.member
+                        .as_ref()
+                        .ok_or_else(|| internal("add_member without member"))?,
+                );
+                let taken = membership.nodes().any(|(_, existing)| {
+                    existing
+                        .peer_urls
+                        .iter()
+                        .any(|u| member.peer_urls.contains(u))
+                });
+                if taken || known(&add.id) {
+                    return Err(EtcdError::PeerUrlExists);
+                }
+                let nodes = BTreeMap::from([(add.id, member)]);
+                if add.learner {
+                    (openraft::ChangeMembers::AddNodes(nodes), true)
+                } else {
+                    (openraft::ChangeMembers::AddVoters(nodes), true)
+                }
+            }
+            Some(Change::RemoveMember(id)) => {
+                if !known(&id) {
+                    return Err(EtcdError::MemberNotFound);
+                }
+                if voter(&id) {
+                    let ids = std::collections::BTreeSet::from([id]);
+                    (openraft::ChangeMembers::RemoveVoters(ids), false)
+                } else {
+                    let ids = std::collections::BTreeSet::from([id]);
+                    (openraft::ChangeMembers::RemoveNodes(ids), false)
+                }
+            }
+            Some(Change::PromoteMember(id)) => {
+                if !known(&id) {
+                    return Err(EtcdError::MemberNotFound);
+                }
+                if voter(&id) {
+                    return Err(EtcdError::MemberNotLearner);
+                }
+                // As etcd: the learner must have 90% of the leader's log.
+                let last = m.last_log_index.unwrap_or(0);
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |log_id| log_id.index);
+                if matched * 10 < last * 9 {
+                    return Err(EtcdError::LearnerNotReady);
+                }
+                let ids = std::collections::BTreeSet::from([id]);
+                (openraft::ChangeMembers::AddVoterIds(ids), true)
+            }
+            None => return Err(internal("empty member change")),
+        })
+    }
+
+    /// Returns the group's membership as this member knows it.
+    pub fn membership(&self) -> pb::Membership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        codec::membership_to_pb(m.membership_config.membership())
     }
 
     /// Runs `local` when this member leads, otherwise `remote` at the leader's peer URL with the
@@ -709,6 +785,30 @@ impl Replica {
     /// Returns the raised alarms of `member` (0: all) and `kind` (0: all) in the local state.
     pub fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
         self.state.shared.alarms(member, kind)
+    }
+
+    /// Keeps the address book the network uses in step with the membership's peer URLs.
+    async fn follow_addresses(self, book: AddressBook) {
+        let mut metrics = self.raft.metrics();
+        let mut stop = self.stop.subscribe();
+        loop {
+            {
+                let m = metrics.borrow_watched();
+                let urls: std::collections::BTreeMap<NodeId, String> = m
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .filter_map(|(id, member)| Some((*id, member.peer_urls.first()?.clone())))
+                    .collect();
+                if *book.read().expect("address book poisoned") != urls {
+                    *book.write().expect("address book poisoned") = urls;
+                }
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// Returns the smallest TTL a lease is granted, in seconds.

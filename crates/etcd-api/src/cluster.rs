@@ -1,9 +1,12 @@
-//! The etcd Cluster service. MemberList is served now; membership changes arrive with the
-//! coordination issue and answer `Unimplemented` with a message until then.
+//! The etcd Cluster service: MemberList, and MemberAdd (voter or learner), MemberRemove,
+//! MemberUpdate (peer URLs) and MemberPromote as membership changes through consensus
+//! (forwarded to the leader, one at a time).
 
 use proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
 use proto::etcdserverpb::*;
 use tonic::{Request, Response, Status};
+
+use proto::quorate::raft::v1 as pb;
 
 use crate::{Context, to_status};
 
@@ -19,31 +22,113 @@ impl ClusterService {
     }
 }
 
-fn later(call: &str) -> Status {
-    Status::unimplemented(format!("quorate: Cluster.{call} is not served yet"))
+/// Returns etcd's member list for a membership as the group records it.
+fn members_of(membership: &pb::Membership) -> Vec<Member> {
+    let voters: std::collections::BTreeSet<u64> = membership
+        .configs
+        .iter()
+        .flat_map(|set| set.ids.iter().copied())
+        .collect();
+    membership
+        .nodes
+        .iter()
+        .map(|(id, member)| Member {
+            id: *id,
+            name: member.name.clone(),
+            peer_ur_ls: member.peer_urls.clone(),
+            client_ur_ls: member.client_urls.clone(),
+            is_learner: !voters.contains(id),
+        })
+        .collect()
+}
+
+impl ClusterService {
+    async fn change(&self, change: pb::member_change::Change) -> Result<Vec<Member>, Status> {
+        let membership = self
+            .context
+            .replica
+            .change_members(pb::MemberChange {
+                change: Some(change),
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(members_of(&membership))
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(later("MemberAdd"))
+        let request = request.into_inner();
+        if request.peer_ur_ls.is_empty() {
+            return Err(Status::invalid_argument(
+                "quorate: MemberAdd needs peer URLs",
+            ));
+        }
+        // etcd derives the id from the URLs and the time; any unused non-zero id will do.
+        let id = (rand::random::<u64>() >> 1).max(1);
+        let member = pb::Member {
+            name: String::new(),
+            peer_urls: request.peer_ur_ls.clone(),
+            client_urls: Vec::new(),
+        };
+        let members = self
+            .change(pb::member_change::Change::AddMember(pb::AddMember {
+                id,
+                member: Some(member),
+                learner: request.is_learner,
+            }))
+            .await?;
+        let added = members.iter().find(|m| m.id == id).cloned();
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.context.header(None)),
+            member: added,
+            members,
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(later("MemberRemove"))
+        let id = request.into_inner().id;
+        let members = self
+            .change(pb::member_change::Change::RemoveMember(id))
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.context.header(None)),
+            members,
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(later("MemberUpdate"))
+        let request = request.into_inner();
+        let current = self.context.replica.membership();
+        let existing = current
+            .nodes
+            .get(&request.id)
+            .cloned()
+            .ok_or_else(|| to_status(base::EtcdError::MemberNotFound))?;
+        let member = pb::Member {
+            peer_urls: request.peer_ur_ls,
+            ..existing
+        };
+        let members = self
+            .change(pb::member_change::Change::SetMember(pb::SetMember {
+                id: request.id,
+                member: Some(member),
+            }))
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.context.header(None)),
+            members,
+        }))
     }
 
     async fn member_list(
@@ -57,18 +142,7 @@ impl Cluster for ClusterService {
                 .await
                 .map_err(to_status)?;
         }
-        let status = self.context.replica.status();
-        let members = status
-            .members
-            .iter()
-            .map(|(id, member)| Member {
-                id: *id,
-                name: member.name.clone(),
-                peer_ur_ls: member.peer_urls.clone(),
-                client_ur_ls: member.client_urls.clone(),
-                is_learner: status.learners.contains(id),
-            })
-            .collect();
+        let members = members_of(&self.context.replica.membership());
         Ok(Response::new(MemberListResponse {
             header: Some(self.context.header(None)),
             members,
@@ -77,8 +151,15 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(later("MemberPromote"))
+        let id = request.into_inner().id;
+        let members = self
+            .change(pb::member_change::Change::PromoteMember(id))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.context.header(None)),
+            members,
+        }))
     }
 }

@@ -145,10 +145,9 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let id = NodeId::from_name(&config.name, &config.initial_cluster_token);
     let members = config.initial_members();
-    let member_ids: Vec<NodeId> = members.keys().map(|id| NodeId(*id)).collect();
-    let cluster_id = ClusterId::from_members(&member_ids, &config.initial_cluster_token);
+    let peers = Arc::new(GrpcPeers::new());
+    let (id, cluster_id) = identity(&config, &peers).await?;
 
     let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
     let state = StateStore::open(&config.data_dir.join("state.redb"))?;
@@ -166,7 +165,6 @@ pub async fn run(
     let client_listeners = bind_all(&config.listen_client_urls).await?;
     let metrics_listeners = bind_all(&config.listen_metrics_urls).await?;
 
-    let peers = Arc::new(GrpcPeers::new());
     let replica = Arc::new(
         Replica::start(options, log, state, snapshot, peers)
             .await
@@ -187,7 +185,7 @@ pub async fn run(
     for listener in peer_listeners {
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(RaftService::server(replica.clone()));
+            .add_service(RaftService::server(replica.clone(), cluster_id.0));
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
@@ -241,6 +239,75 @@ pub async fn run(
     }
     replica.shutdown().await;
     result
+}
+
+/// Returns this member's id and its cluster's id: remembered in the data dir (`member`, an
+/// atomically replaced, checksummed file) once known. A member of a new cluster derives both
+/// from its name, the initial members and the token (as etcd does); a member joining an
+/// existing cluster (`--initial-cluster-state existing`) asks the members listed in
+/// `--initial-cluster` for the membership and finds itself by its peer URL, which MemberAdd
+/// recorded.
+async fn identity(
+    config: &NodeConfig,
+    peers: &GrpcPeers,
+) -> Result<(NodeId, ClusterId), NodeError> {
+    let file = SnapshotFile::new(&config.data_dir.join("member"));
+    if let Some(bytes) = file.load()? {
+        let pair: Option<[u8; 16]> = bytes.as_slice().try_into().ok();
+        let pair = pair.ok_or_else(|| NodeError::Config("member file: bad length".into()))?;
+        let id = u64::from_be_bytes(pair[..8].try_into().expect("8 bytes"));
+        let cluster = u64::from_be_bytes(pair[8..].try_into().expect("8 bytes"));
+        return Ok((NodeId(id), ClusterId(cluster)));
+    }
+    let (id, cluster_id) = if config.initial_cluster_new {
+        let id = NodeId::from_name(&config.name, &config.initial_cluster_token);
+        let member_ids: Vec<NodeId> = config
+            .initial_members()
+            .keys()
+            .map(|id| NodeId(*id))
+            .collect();
+        let cluster = ClusterId::from_members(&member_ids, &config.initial_cluster_token);
+        (id, cluster)
+    } else {
+        discover_identity(config, peers).await?
+    };
+    let mut bytes = id.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&cluster_id.0.to_be_bytes());
+    file.save(&bytes)?;
+    Ok((id, cluster_id))
+}
+
+/// Asks the other members for the membership until one lists this member's peer URL.
+async fn discover_identity(
+    config: &NodeConfig,
+    peers: &GrpcPeers,
+) -> Result<(NodeId, ClusterId), NodeError> {
+    let own = config
+        .initial_advertise_peer_urls
+        .first()
+        .ok_or_else(|| NodeError::Config("--initial-advertise-peer-urls is empty".into()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for (name, url) in &config.initial_cluster {
+            if *name == config.name {
+                continue;
+            }
+            let Ok(response) = peers.members(url, Duration::from_secs(2)).await else {
+                continue;
+            };
+            let nodes = response.membership.map(|m| m.nodes).unwrap_or_default();
+            if let Some((id, _)) = nodes.iter().find(|(_, m)| m.peer_urls.contains(own)) {
+                return Ok((NodeId(*id), ClusterId(response.cluster_id)));
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(NodeError::Config(format!(
+                "no member of --initial-cluster lists peer URL {own}; add this member first \
+                 (MemberAdd) or start it with --initial-cluster-state new"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Records this member's name and client URLs in the group's membership (etcd's "publish"),

@@ -210,6 +210,20 @@ pub enum SnapshotCommand {
 pub enum MemberCommand {
     /// List the members.
     List,
+    /// Add a member by its peer URLs (comma-separated); start it afterwards with
+    /// `--initial-cluster-state existing`.
+    Add {
+        peer_urls: String,
+        /// Add it as a learner (a non-voting replica; promote it once in sync).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a member (hexadecimal id).
+    Remove { id: String },
+    /// Make a learner that is in sync a voter.
+    Promote { id: String },
+    /// Change a member's peer URLs.
+    Update { id: String, peer_urls: String },
 }
 
 use base::keys::prefix_end;
@@ -419,6 +433,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Member {
+            command:
+                command @ (MemberCommand::Add { .. }
+                | MemberCommand::Remove { .. }
+                | MemberCommand::Promote { .. }
+                | MemberCommand::Update { .. }),
+        } => {
+            let client = Client::connect(&cli.endpoints, timeout).await?;
+            member_change(&client, command).await
+        }
+        Command::Member {
             command: MemberCommand::List,
         } => {
             let mut client = Client::connect(&cli.endpoints, timeout).await?;
@@ -434,8 +458,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 for m in response.members {
                     println!(
-                        "{:x}, started, {}, {}, {}, {}",
+                        "{:x}, {}, {}, {}, {}, {}",
                         m.id,
+                        // As etcdctl: a member that has not published its name yet.
+                        if m.name.is_empty() {
+                            "unstarted"
+                        } else {
+                            "started"
+                        },
                         m.name,
                         m.peer_ur_ls.join(","),
                         m.client_ur_ls.join(","),
@@ -674,4 +704,65 @@ async fn watch(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+fn member_id(text: &str) -> anyhow::Result<u64> {
+    u64::from_str_radix(text.trim_start_matches("0x"), 16)
+        .map_err(|_| anyhow::anyhow!("member id {text:?} is not hexadecimal"))
+}
+
+/// `quorate member add|remove|promote|update`, printed as etcdctl prints them.
+async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
+    use proto::etcdserverpb::cluster_client::ClusterClient;
+    use proto::etcdserverpb::{
+        MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest,
+    };
+    let mut cluster = ClusterClient::new(client.channel());
+    let urls = |text: &str| text.split(',').map(str::to_string).collect::<Vec<_>>();
+    match command {
+        MemberCommand::Add { peer_urls, learner } => {
+            let response = cluster
+                .member_add(MemberAddRequest {
+                    peer_ur_ls: urls(&peer_urls),
+                    is_learner: learner,
+                })
+                .await?
+                .into_inner();
+            let id = response.member.map_or(0, |m| m.id);
+            let cluster_id = response.header.map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} added to cluster {cluster_id:16x}");
+        }
+        MemberCommand::Remove { id } => {
+            let id = member_id(&id)?;
+            let response = cluster
+                .member_remove(MemberRemoveRequest { id })
+                .await?
+                .into_inner();
+            let cluster_id = response.header.map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} removed from cluster {cluster_id:16x}");
+        }
+        MemberCommand::Promote { id } => {
+            let id = member_id(&id)?;
+            let response = cluster
+                .member_promote(MemberPromoteRequest { id })
+                .await?
+                .into_inner();
+            let cluster_id = response.header.map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} promoted in cluster {cluster_id:16x}");
+        }
+        MemberCommand::Update { id, peer_urls } => {
+            let id = member_id(&id)?;
+            let response = cluster
+                .member_update(MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: urls(&peer_urls),
+                })
+                .await?
+                .into_inner();
+            let cluster_id = response.header.map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} updated in cluster {cluster_id:16x}");
+        }
+        MemberCommand::List => unreachable!("listed separately"),
+    }
+    Ok(())
 }

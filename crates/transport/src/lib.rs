@@ -50,6 +50,18 @@ impl GrpcPeers {
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
     }
+
+    /// Asks the member at `peer_url` for the cluster id and membership (used by a member
+    /// joining an existing cluster to learn its own id).
+    pub async fn members(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> Result<pb::MembersResponse, PeerError> {
+        let request = with_timeout(pb::MembersRequest { group: 0 }, timeout);
+        let response = self.client(peer_url)?.members(request).await;
+        response.map(Response::into_inner).map_err(peer_error)
+    }
 }
 
 fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
@@ -195,14 +207,18 @@ fn snapshot_pieces(data: Vec<u8>) -> Vec<Bytes> {
 /// Serves peers' Raft messages into the local replica.
 pub struct RaftService {
     replica: Arc<Replica>,
+    cluster_id: u64,
 }
 
 impl RaftService {
     /// Returns the tonic server for `replica`.
-    pub fn server(replica: Arc<Replica>) -> RaftServer<RaftService> {
-        RaftServer::new(RaftService { replica })
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+    pub fn server(replica: Arc<Replica>, cluster_id: u64) -> RaftServer<RaftService> {
+        RaftServer::new(RaftService {
+            replica,
+            cluster_id,
+        })
+        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
     }
 }
 
@@ -303,6 +319,16 @@ impl Raft for RaftService {
             Ok(reply) => Ok(Response::new(pb::LeaseCallResponse { reply: Some(reply) })),
             Err(error) => Err(status_from_etcd(error)),
         }
+    }
+
+    async fn members(
+        &self,
+        _request: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        Ok(Response::new(pb::MembersResponse {
+            cluster_id: self.cluster_id,
+            membership: Some(self.replica.membership()),
+        }))
     }
 
     async fn read_index(

@@ -321,3 +321,26 @@ async fn quorate_lock_runs_commands_one_at_a_time_with_growing_fencing_tokens() 
         "tokens must grow: {tokens:?}"
     );
 }
+
+#[tokio::test]
+async fn quorate_member_add_and_remove_a_learner() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoints = cluster.endpoints_except(None).join(",");
+    let run = |args: &[&str]| quorate(&endpoints, args, "");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let added = run(&["member", "add", &url, "--learner"]);
+    let id = added
+        .strip_prefix("Member ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{added}"))
+        .to_string();
+    let list = run(&["member", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&url) && l.ends_with("true")),
+        "the learner is listed: {list}"
+    );
+    assert!(run(&["member", "remove", &id]).starts_with(&format!("Member {id} removed")));
+    assert!(!run(&["member", "list"]).contains(&url));
+}

@@ -78,6 +78,29 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    /// Adds a slot for one more member (ports and data dir), not started; returns its index.
+    fn add_slot(&mut self) -> usize {
+        let i = self.members.len();
+        let dir = self.members[0]
+            .dir
+            .parent()
+            .expect("cluster root")
+            .join(format!("m{}", i + 1));
+        self.members.push(Member {
+            name: format!("m{}", i + 1),
+            client: free_port(),
+            peer: free_port(),
+            metrics: free_port(),
+            dir,
+            process: None,
+        });
+        i
+    }
+
+    fn spawn_with(&mut self, i: usize, extra: &[&str]) {
         let initial_cluster = self
             .members
             .iter()
@@ -113,6 +136,7 @@ impl Cluster {
             .args(["--initial-cluster", &initial_cluster])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.extra_args)
+            .args(extra)
             .env("QUORATE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -296,4 +320,5 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod membership;
 mod watch;
