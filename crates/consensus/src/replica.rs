@@ -370,8 +370,17 @@ impl Replica {
         let changed = tokio::time::timeout(self.request_timeout, async {
             // Checks and change under one lock, so they see the membership they change.
             let _serialized = self.membership_changes.lock().await;
-            let (changes, retain) = self.member_change_plan(change.change)?;
-            Ok(self.raft.change_membership(changes, retain).await)
+            loop {
+                let (changes, retain) = self.member_change_plan(change.change.clone())?;
+                match self.raft.change_membership(changes, retain).await {
+                    // The previous change (or, on a fresh leader, the initial membership) is
+                    // not committed yet: wait for it instead of failing the request.
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                        openraft::errors::ChangeMembershipError::InProgress(_),
+                    ))) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    other => return Ok(other),
+                }
+            }
         })
         .await;
         let Ok(changed) = changed else {

@@ -730,7 +730,7 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
                 .into_inner();
             let id = response.member.map_or(0, |m| m.id);
             let cluster_id = response.header.map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} added to cluster {cluster_id:16x}");
+            println!("Member {id:x} added to cluster {cluster_id:x}");
         }
         MemberCommand::Remove { id } => {
             let id = member_id(&id)?;
@@ -739,7 +739,7 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
                 .await?
                 .into_inner();
             let cluster_id = response.header.map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} removed from cluster {cluster_id:16x}");
+            println!("Member {id:x} removed from cluster {cluster_id:x}");
         }
         MemberCommand::Promote { id } => {
             let id = member_id(&id)?;
@@ -748,7 +748,7 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
                 .await?
                 .into_inner();
             let cluster_id = response.header.map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} promoted in cluster {cluster_id:16x}");
+            println!("Member {id:x} promoted in cluster {cluster_id:x}");
         }
         MemberCommand::Update { id, peer_urls } => {
             let id = member_id(&id)?;
@@ -760,7 +760,7 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
                 .await?
                 .into_inner();
             let cluster_id = response.header.map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} updated in cluster {cluster_id:16x}");
+            println!("Member {id:x} updated in cluster {cluster_id:x}");
         }
         MemberCommand::List => unreachable!("listed separately"),
     }
