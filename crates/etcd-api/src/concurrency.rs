@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Context, to_status};
+use crate::{Context, to_status, unexpected_reply};
 
 /// Leader changes queued for one Observe stream's client.
 const OBSERVE_BUFFER: usize = 16;
@@ -70,15 +70,10 @@ fn get(key: &[u8]) -> RequestOp {
 }
 
 async fn txn(context: &Context, request: TxnRequest) -> Result<(TxnResponse, i64), Status> {
-    let command = pb::Command {
-        op: Some(pb::command::Op::Txn(request)),
-    };
-    let reply = context.replica.propose(command).await.map_err(to_status)?;
+    let reply = context.propose(pb::command::Op::Txn(request)).await?;
     match reply.op {
         Some(pb::command_response::Op::Txn(response)) => Ok((response, reply.revision)),
-        _ => Err(to_status(EtcdError::Internal(
-            "unexpected reply from the state machine".into(),
-        ))),
+        _ => Err(unexpected_reply()),
     }
 }
 
@@ -208,18 +203,11 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let command = pb::Command {
-            op: Some(pb::command::Op::DeleteRange(DeleteRangeRequest {
-                key: request.into_inner().key,
-                ..Default::default()
-            })),
-        };
-        let reply = self
-            .context
-            .replica
-            .propose(command)
-            .await
-            .map_err(to_status)?;
+        let op = pb::command::Op::DeleteRange(DeleteRangeRequest {
+            key: request.into_inner().key,
+            ..Default::default()
+        });
+        let reply = self.context.propose(op).await?;
         Ok(Response::new(UnlockResponse {
             header: Some(self.context.header(Some(reply.revision))),
         }))

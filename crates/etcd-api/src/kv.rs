@@ -8,7 +8,7 @@ use proto::etcdserverpb::*;
 use proto::quorate::raft::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::{Context, to_status};
+use crate::{Context, to_status, unexpected_reply};
 
 /// The KV service of one member.
 pub struct KvService {
@@ -33,18 +33,8 @@ impl KvService {
     }
 
     async fn propose(&self, op: pb::command::Op) -> Result<pb::CommandResponse, Status> {
-        self.context
-            .replica
-            .propose(pb::Command { op: Some(op) })
-            .await
-            .map_err(to_status)
+        self.context.propose(op).await
     }
-}
-
-fn unexpected() -> Status {
-    to_status(EtcdError::Internal(
-        "unexpected reply from the state machine".into(),
-    ))
 }
 
 #[tonic::async_trait]
@@ -72,7 +62,7 @@ impl Kv for KvService {
         mvcc::validate::put(&request).map_err(to_status)?;
         let reply = self.propose(pb::command::Op::Put(request)).await?;
         let Some(pb::command_response::Op::Put(mut response)) = reply.op else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         response.header = Some(self.context.header(Some(reply.revision)));
         Ok(Response::new(response))
@@ -87,7 +77,7 @@ impl Kv for KvService {
         mvcc::validate::delete_range(&request).map_err(to_status)?;
         let reply = self.propose(pb::command::Op::DeleteRange(request)).await?;
         let Some(pb::command_response::Op::DeleteRange(mut response)) = reply.op else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         response.header = Some(self.context.header(Some(reply.revision)));
         Ok(Response::new(response))
@@ -99,7 +89,7 @@ impl Kv for KvService {
         mvcc::validate::txn(&request, self.context.max_txn_ops).map_err(to_status)?;
         let reply = self.propose(pb::command::Op::Txn(request)).await?;
         let Some(pb::command_response::Op::Txn(mut response)) = reply.op else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         let header = self.context.header(Some(reply.revision));
         fill_headers(&mut response, &header);
@@ -113,7 +103,7 @@ impl Kv for KvService {
         let request = request.into_inner();
         let reply = self.propose(pb::command::Op::Compact(request)).await?;
         let Some(pb::command_response::Op::Compact(mut response)) = reply.op else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         response.header = Some(self.context.header(Some(reply.revision)));
         Ok(Response::new(response))

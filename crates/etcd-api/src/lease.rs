@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{Context, to_status};
+use crate::{Context, to_status, unexpected_reply};
 
 /// Lease grants retried with a fresh id when a chosen id is taken.
 const GRANT_ID_ATTEMPTS: usize = 8;
@@ -29,12 +29,6 @@ impl LeaseService {
     pub fn server(context: Context) -> LeaseServer<LeaseService> {
         LeaseServer::new(LeaseService { context })
     }
-}
-
-fn unexpected() -> Status {
-    to_status(EtcdError::Internal(
-        "unexpected reply from the state machine".into(),
-    ))
 }
 
 /// Returns a random positive lease id (etcd's ids are positive int64).
@@ -79,7 +73,7 @@ impl Lease for LeaseService {
             match self.context.replica.propose(command).await {
                 Ok(reply) => {
                     let Some(pb::command_response::Op::LeaseGrant(mut response)) = reply.op else {
-                        return Err(unexpected());
+                        return Err(unexpected_reply());
                     };
                     response.header = Some(self.context.header(Some(reply.revision)));
                     return Ok(Response::new(response));
@@ -105,7 +99,7 @@ impl Lease for LeaseService {
             .await
             .map_err(to_status)?;
         let Some(pb::command_response::Op::LeaseRevoke(mut response)) = reply.op else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         response.header = Some(self.context.header(Some(reply.revision)));
         Ok(Response::new(response))
@@ -154,7 +148,7 @@ impl Lease for LeaseService {
             .await
             .map_err(to_status)?;
         let pb::lease_call_response::Reply::TimeToLive(mut response) = reply else {
-            return Err(unexpected());
+            return Err(unexpected_reply());
         };
         response.header = Some(self.context.header(None));
         Ok(Response::new(response))

@@ -34,7 +34,23 @@ pub struct Context {
     pub version: &'static str,
 }
 
+/// The status for a state-machine reply of the wrong kind (a broken invariant, reported).
+pub(crate) fn unexpected_reply() -> tonic::Status {
+    to_status(base::EtcdError::Internal(
+        "unexpected reply from the state machine".into(),
+    ))
+}
+
 impl Context {
+    /// Proposes one command through consensus; its etcd error becomes the gRPC status.
+    pub(crate) async fn propose(
+        &self,
+        op: proto::quorate::raft::v1::command::Op,
+    ) -> Result<proto::quorate::raft::v1::CommandResponse, tonic::Status> {
+        let command = proto::quorate::raft::v1::Command { op: Some(op) };
+        self.replica.propose(command).await.map_err(to_status)
+    }
+
     /// Returns a response header at `revision` (the member's current one when `None`).
     pub fn header(&self, revision: Option<i64>) -> ResponseHeader {
         ResponseHeader {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use proto::quorate::raft::v1 as pb;
 
-use crate::{Context, to_status};
+use crate::{Context, to_status, unexpected_reply};
 
 /// Bytes per Snapshot response message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -52,22 +52,13 @@ impl Maintenance for MaintenanceService {
                     .alarms(request.member_id, request.alarm)
             }
             Ok(_) => {
-                let command = pb::Command {
-                    op: Some(pb::command::Op::Alarm(request)),
-                };
                 let reply = self
                     .context
-                    .replica
-                    .propose(command)
-                    .await
-                    .map_err(to_status)?;
+                    .propose(pb::command::Op::Alarm(request))
+                    .await?;
                 match reply.op {
                     Some(pb::command_response::Op::Alarm(response)) => response,
-                    _ => {
-                        return Err(to_status(base::EtcdError::Internal(
-                            "unexpected reply from the state machine".into(),
-                        )));
-                    }
+                    _ => return Err(unexpected_reply()),
                 }
             }
             Err(_) => return Err(Status::invalid_argument("quorate: unknown alarm action")),
