@@ -389,48 +389,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Endpoint {
             command: EndpointCommand::Status,
         } => {
-            let mut failed = false;
-            let mut rows = Vec::new();
-            for (endpoint, client) in Client::each(&cli.endpoints, timeout).await {
-                let status = match client {
-                    Ok(mut client) => client.status().await.map_err(anyhow::Error::from),
-                    Err(error) => Err(error.into()),
-                };
-                match status {
-                    Ok(status) => {
-                        let header = status.header.unwrap_or_default();
-                        rows.push(json!({"endpoint": endpoint, "member_id": format!("{:x}", header.member_id),
-                            "leader": format!("{:x}", status.leader), "raft_term": status.raft_term,
-                            "raft_index": status.raft_index, "raft_applied_index": status.raft_applied_index,
-                            "revision": header.revision, "is_learner": status.is_learner, "version": status.version,
-                            "db_size": status.db_size, "db_size_in_use": status.db_size_in_use}));
-                    }
-                    Err(error) => {
-                        failed = true;
-                        eprintln!("{endpoint}: {error:#}");
-                    }
-                }
-            }
-            if json_out {
-                println!("{}", serde_json::Value::Array(rows));
-            } else {
-                for row in rows {
-                    println!(
-                        "{}, {}, {}, leader {}, term {}, index {}, revision {}",
-                        row["endpoint"].as_str().unwrap_or(""),
-                        row["member_id"].as_str().unwrap_or(""),
-                        row["version"].as_str().unwrap_or(""),
-                        row["leader"].as_str().unwrap_or(""),
-                        row["raft_term"],
-                        row["raft_index"],
-                        row["revision"]
-                    );
-                }
-            }
-            if failed {
-                bail!("some endpoints did not answer");
-            }
-            Ok(())
+            let ask = async |mut client: Client,
+                             endpoint: &str|
+                   -> anyhow::Result<serde_json::Value> {
+                let status = client.status().await?;
+                let header = status.header.unwrap_or_default();
+                Ok(
+                    json!({"endpoint": endpoint, "member_id": format!("{:x}", header.member_id),
+                    "leader": format!("{:x}", status.leader), "raft_term": status.raft_term,
+                    "raft_index": status.raft_index, "raft_applied_index": status.raft_applied_index,
+                    "revision": header.revision, "is_learner": status.is_learner, "version": status.version,
+                    "db_size": status.db_size, "db_size_in_use": status.db_size_in_use}),
+                )
+            };
+            let line = |row: &serde_json::Value| {
+                format!(
+                    "{}, {}, {}, leader {}, term {}, index {}, revision {}",
+                    row["endpoint"].as_str().unwrap_or(""),
+                    row["member_id"].as_str().unwrap_or(""),
+                    row["version"].as_str().unwrap_or(""),
+                    row["leader"].as_str().unwrap_or(""),
+                    row["raft_term"],
+                    row["raft_index"],
+                    row["revision"]
+                )
+            };
+            coord::per_endpoint(&cli.endpoints, timeout, json_out, ask, line).await
         }
         Command::Member {
             command:

@@ -353,27 +353,24 @@ pub async fn elect(
     Ok(())
 }
 
-/// `quorate endpoint hashkv [--rev N]`: one line per endpoint.
-pub async fn endpoint_hashkv(
+/// Asks every endpoint in turn with `ask`, then prints the rows as one JSON array or one
+/// `line` each; endpoints that fail are reported on stderr and make the command fail.
+pub async fn per_endpoint(
     endpoints: &[String],
     timeout: Duration,
-    revision: i64,
     json_out: bool,
+    ask: impl AsyncFn(Client, &str) -> anyhow::Result<serde_json::Value>,
+    line: impl Fn(&serde_json::Value) -> String,
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut failed = false;
     for (endpoint, client) in Client::each(endpoints, timeout).await {
         let answer = match client {
-            Ok(client) => MaintenanceClient::new(client.channel())
-                .hash_kv(HashKvRequest { revision })
-                .await
-                .map(|r| r.into_inner())
-                .map_err(anyhow::Error::from),
+            Ok(client) => ask(client, &endpoint).await,
             Err(error) => Err(error.into()),
         };
         match answer {
-            Ok(response) => rows.push(json!({"endpoint": endpoint, "hash": response.hash,
-                "compact_revision": response.compact_revision, "hash_revision": response.hash_revision})),
+            Ok(row) => rows.push(row),
             Err(error) => {
                 failed = true;
                 eprintln!("{endpoint}: {error:#}");
@@ -383,18 +380,39 @@ pub async fn endpoint_hashkv(
     if json_out {
         println!("{}", serde_json::Value::Array(rows));
     } else {
-        for row in rows {
-            println!(
-                "{}, {}",
-                row["endpoint"].as_str().unwrap_or(""),
-                row["hash"]
-            );
+        for row in &rows {
+            println!("{}", line(row));
         }
     }
     if failed {
         bail!("some endpoints did not answer");
     }
     Ok(())
+}
+
+/// `quorate endpoint hashkv [--rev N]`: one line per endpoint.
+pub async fn endpoint_hashkv(
+    endpoints: &[String],
+    timeout: Duration,
+    revision: i64,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let ask = async |client: Client, endpoint: &str| -> anyhow::Result<serde_json::Value> {
+        let response = MaintenanceClient::new(client.channel())
+            .hash_kv(HashKvRequest { revision })
+            .await?
+            .into_inner();
+        Ok(json!({"endpoint": endpoint, "hash": response.hash,
+            "compact_revision": response.compact_revision, "hash_revision": response.hash_revision}))
+    };
+    let line = |row: &serde_json::Value| {
+        format!(
+            "{}, {}",
+            row["endpoint"].as_str().unwrap_or(""),
+            row["hash"]
+        )
+    };
+    per_endpoint(endpoints, timeout, json_out, ask, line).await
 }
 
 /// `quorate snapshot save FILE`: streams a member's state to FILE (written whole, fsync'd,
