@@ -48,6 +48,12 @@ pub enum EtcdError {
     MemberNotLearner,
     #[error("etcdserver: can only promote a learner member which is in sync with leader")]
     LearnerNotReady,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
     /// A fault inside this member (storage, codec); the message says which.
@@ -79,10 +85,11 @@ impl EtcdError {
             LeaseNotFound | MemberNotFound => ErrorCode::NotFound,
             LeaseExists => ErrorCode::FailedPrecondition,
             LeaseTtlTooLarge => ErrorCode::OutOfRange,
-            NoLeader | Timeout | Stopped => ErrorCode::Unavailable,
-            NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady => {
-                ErrorCode::FailedPrecondition
+            NoLeader | Timeout | Stopped | LeaderTransferTimeout | NotSupportedForLearner => {
+                ErrorCode::Unavailable
             }
+            NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady
+            | BadLeaderTransferee => ErrorCode::FailedPrecondition,
             TooManyRequests | NoSpace => ErrorCode::ResourceExhausted,
             Corrupt => ErrorCode::DataLoss,
             Internal(_) => ErrorCode::Internal,
@@ -118,6 +125,9 @@ impl EtcdError {
             PeerUrlExists,
             MemberNotLearner,
             LearnerNotReady,
+            BadLeaderTransferee,
+            LeaderTransferTimeout,
+            NotSupportedForLearner,
             Corrupt,
         ];
         known

@@ -72,3 +72,6 @@ const _: () = assert!(MAX_TXN_OPS_DEFAULT > 0);
 // A feed smaller than one batch would send every watcher to storage.
 const _: () = assert!(WATCH_BATCH_EVENTS_MAX < WATCH_FEED_EVENTS_MAX);
 const _: () = assert!(GRPC_OVERHEAD_BYTES < MAX_REQUEST_BYTES_DEFAULT);
+
+/// How often a member checks whether it was removed from its group (and asks one peer).
+pub const REMOVAL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

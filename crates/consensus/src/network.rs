@@ -77,6 +77,20 @@ pub trait Peers: Send + Sync + 'static {
         request: pb::LeaseCallRequest,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::LeaseCallResponse, PeerError>>;
+
+    fn transfer_leader(
+        &self,
+        peer_url: &str,
+        request: pb::TransferLeaderRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>>;
+
+    /// Asks the member at `peer_url` for the cluster id and its memberships.
+    fn members(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::MembersResponse, PeerError>>;
 }
 
 fn rpc_error(error: PeerError) -> RpcError {
@@ -204,6 +218,33 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
                 let vote = codec::vote_from_pb(vote).map_err(|e| StreamingError::from(decode_error(e)))?;
                 Ok(SnapshotResponse { vote })
             }
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: openraft::raft::TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RpcError> {
+        let request = pb::TransferLeaderRequest {
+            group: 0,
+            from_leader: Some(codec::vote_to_pb(request.from_leader())),
+            to: *request.to_node_id(),
+            last_log_id: request.last_log_id().map(codec::log_id_to_pb),
+        };
+        let response = self
+            .peers
+            .transfer_leader(&self.peer_url(), request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?;
+        // openraft only logs the answer; a refusal is reported as a network error with the
+        // receiver's reason.
+        if response.refused.is_empty() {
+            Ok(Ok(()))
+        } else {
+            Err(RpcError::Network(NetworkError::from_string(
+                response.refused,
+            )))
         }
     }
 }

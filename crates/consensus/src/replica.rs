@@ -42,6 +42,8 @@ pub struct RaftOptions {
     pub request_timeout: Duration,
     /// How often the leader records remaining lease TTLs through Raft.
     pub lease_checkpoint_interval: Duration,
+    /// The cluster's id: a peer of another cluster never counts as evidence of removal.
+    pub cluster_id: u64,
 }
 
 impl RaftOptions {
@@ -62,6 +64,7 @@ impl RaftOptions {
             logs_kept_after_snapshot: base::limits::RAFT_LOGS_KEPT_AFTER_SNAPSHOT,
             request_timeout: base::limits::REQUEST_TIMEOUT,
             lease_checkpoint_interval: base::limits::LEASE_CHECKPOINT_INTERVAL_DEFAULT,
+            cluster_id: 0,
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Replica {
     stop: Arc<tokio::sync::watch::Sender<bool>>,
     /// Snapshots received from a leader and installed since start.
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
+    cluster_id: u64,
+    /// Set (with the evidence) once this member learns it was removed from the group.
+    removed: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 fn internal(error: impl std::fmt::Display) -> EtcdError {
@@ -179,9 +185,12 @@ impl Replica {
             lease_ttl_min,
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
             snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            cluster_id: options.cluster_id,
+            removed: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
         tokio::spawn(replica.clone().run_lessor());
         tokio::spawn(replica.clone().follow_addresses(book));
+        tokio::spawn(replica.clone().watch_removal());
         Ok(replica)
     }
 
@@ -943,6 +952,140 @@ impl Replica {
                 }))
             }
         }
+    }
+
+    /// Returns true when this member is a learner of the group.
+    pub fn is_learner(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        membership.get_node(&self.id).is_some() && !membership.voter_ids().any(|v| v == self.id)
+    }
+
+    /// Hands leadership to voter `to` (etcd's MoveLeader) and waits until it leads. Only the
+    /// leader can; a learner or unknown member is a bad transferee.
+    pub async fn move_leader(&self, to: NodeId) -> Result<(), EtcdError> {
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        let is_voter = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == to)
+        };
+        if !is_voter {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        if to == self.id {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|_| EtcdError::Stopped)?;
+        self.raft
+            .wait(Some(self.request_timeout))
+            .metrics(|m| m.current_leader == Some(to), "leader transferred")
+            .await
+            .map(|_| ())
+            .map_err(|_| EtcdError::LeaderTransferTimeout)
+    }
+
+    /// Handles the leader's request to let another member take over.
+    pub async fn handle_transfer_leader(
+        &self,
+        request: pb::TransferLeaderRequest,
+    ) -> Result<pb::TransferLeaderResponse, String> {
+        let vote = request
+            .from_leader
+            .as_ref()
+            .ok_or("transfer leader request without vote")?;
+        let vote = codec::vote_from_pb(vote).map_err(|e| e.to_string())?;
+        let last_log_id =
+            codec::opt_log_id_from_pb(&request.last_log_id).map_err(|e| e.to_string())?;
+        let request = openraft::raft::TransferLeaderRequest::new(vote, request.to, last_log_id);
+        let answer = self
+            .raft
+            .handle_transfer_leader(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pb::TransferLeaderResponse {
+            refused: answer.err().map(|e| e.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// Resolves once this member learns it was removed from the group, with the evidence.
+    pub async fn removed(&self) -> String {
+        let mut removed = self.removed.subscribe();
+        match removed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The sender lives as long as the replica; never resolve without evidence.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Returns the members committed membership changes removed.
+    pub fn removed_members(&self) -> Vec<NodeId> {
+        self.state.shared.removed_members().into_iter().collect()
+    }
+
+    /// Watches for this member's removal: every member records the ids committed membership
+    /// changes removed. A removed member may never apply the change that removed it (the
+    /// leader stops replicating to it as soon as it appends that entry), so besides its own
+    /// record it asks one peer per check (ids are never reused, so a peer's record is proof).
+    async fn watch_removal(self) {
+        let mut stop = self.stop.subscribe();
+        let mut ticker = tokio::time::interval(base::limits::REMOVAL_CHECK_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_peer = 0usize;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if self.state.shared.removed_members().contains(&self.id) {
+                self.declare_removed("this member applied the change that removed it".into());
+                return;
+            }
+            if self.is_leader() {
+                continue;
+            }
+            let urls: Vec<(NodeId, String)> = self
+                .membership()
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .filter_map(|(id, member)| Some((*id, member.peer_urls.first()?.clone())))
+                .collect();
+            if urls.is_empty() {
+                continue;
+            }
+            let (peer, url) = &urls[next_peer % urls.len()];
+            next_peer = next_peer.wrapping_add(1);
+            let Ok(answer) = self
+                .peers
+                .members(url, base::limits::REMOVAL_CHECK_INTERVAL)
+                .await
+            else {
+                continue;
+            };
+            let same_cluster = self.cluster_id == 0 || answer.cluster_id == self.cluster_id;
+            if same_cluster && answer.removed.contains(&self.id) {
+                self.declare_removed(format!(
+                    "member {peer:x} applied the change that removed this member"
+                ));
+                return;
+            }
+        }
+    }
+
+    fn declare_removed(&self, reason: String) {
+        tracing::error!(%reason, "this member was removed from the cluster");
+        self.removed.send_replace(Some(reason));
     }
 
     /// Stops Raft.

@@ -3,6 +3,7 @@
 //! the same keyspace under a read lock, so a reader never sees an index entry whose record is
 //! not yet stored.
 
+use std::collections::BTreeSet;
 use std::io::{self, Cursor};
 use std::sync::{Arc, RwLock};
 
@@ -27,16 +28,20 @@ const MEMBERSHIP: &str = "membership";
 const REVISIONS: &str = "revisions";
 const LEASES: &str = "leases";
 const ALARMS: &str = "alarms";
+const REMOVED: &str = "removed";
 /// Snapshot layout: magic, revisions (16 bytes), lease table (u32 length + `LeaseTable`),
-/// alarms (u32 length + etcd `AlarmResponse`), then records (16-byte revision key, u32
-/// length, record bytes).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv03";
+/// alarms (u32 length + etcd `AlarmResponse`), removed member ids (u32 length + 8 bytes per
+/// id), then records (16-byte revision key, u32 length, record bytes).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv04";
 
 /// What the state machine holds in memory, guarded by one lock.
 struct Inner {
     keyspace: Keyspace,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// Members a committed membership change removed (ids are never reused), so a removed
+    /// member that asks learns it.
+    removed: BTreeSet<NodeId>,
 }
 
 /// The state shared by the state machine, its snapshot builder and readers.
@@ -127,11 +132,16 @@ impl StateMachine {
         if let Some(bytes) = store.meta(ALARMS).map_err(io_error)? {
             restore_alarms(&mut keyspace, &bytes)?;
         }
+        let removed = match store.meta(REMOVED).map_err(io_error)? {
+            Some(bytes) => decode_removed(&bytes)?,
+            None => BTreeSet::new(),
+        };
         let feed = EventFeed::new(keyspace.current_revision(), keyspace.compacted_revision());
         let inner = Inner {
             keyspace,
             applied,
             membership,
+            removed,
         };
         let shared = Shared {
             store,
@@ -179,6 +189,20 @@ fn restore_alarms(keyspace: &mut Keyspace, bytes: &[u8]) -> Result<(), io::Error
         codec::decode(bytes, "alarms").map_err(io_error)?;
     keyspace.restore_alarms(alarms.alarms.iter().map(|a| (a.member_id, a.alarm)));
     Ok(())
+}
+
+fn encode_removed(removed: &BTreeSet<NodeId>) -> Vec<u8> {
+    removed.iter().flat_map(|id| id.to_be_bytes()).collect()
+}
+
+fn decode_removed(bytes: &[u8]) -> Result<BTreeSet<NodeId>, io::Error> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(io_error("removed members: bad length"));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|id| u64::from_be_bytes(id.try_into().expect("8 bytes")))
+        .collect())
 }
 
 fn encode_leases(keyspace: &Keyspace) -> Vec<u8> {
@@ -275,6 +299,12 @@ impl Shared {
         Ok((current, data))
     }
 
+    /// Returns the members committed membership changes removed.
+    pub(crate) fn removed_members(&self) -> BTreeSet<NodeId> {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.removed.clone()
+    }
+
     /// Returns the raised alarms of `member` (0: all) and `kind` (0: all).
     pub(crate) fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
         let inner = self.inner.read().expect("state lock poisoned");
@@ -332,6 +362,7 @@ impl Shared {
         for section in [
             encode_leases(&inner.keyspace),
             encode_alarms(&inner.keyspace),
+            encode_removed(&inner.removed),
         ] {
             data.extend_from_slice(&(section.len() as u32).to_be_bytes());
             data.extend_from_slice(&section);
@@ -411,6 +442,15 @@ impl Shared {
             .ok_or_else(|| io_error("snapshot: truncated alarms"))?
             .to_vec();
         rest = &rest[4 + alarms_len..];
+        if rest.len() < 4 {
+            return Err(io_error("snapshot: truncated removed members"));
+        }
+        let removed_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let removed = decode_removed(
+            rest.get(4..4 + removed_len)
+                .ok_or_else(|| io_error("snapshot: truncated removed members"))?,
+        )?;
+        rest = &rest[4 + removed_len..];
         let mut latest = LatestLeases::default();
         let mut write = StateWrite::default();
         let mut entries = Vec::new();
@@ -436,6 +476,7 @@ impl Shared {
         write.meta.push((REVISIONS, encode_revisions(&keyspace)));
         write.meta.push((LEASES, encode_leases(&keyspace)));
         write.meta.push((ALARMS, encode_alarms(&keyspace)));
+        write.meta.push((REMOVED, encode_removed(&removed)));
         if let Some(id) = &meta.last_log_id {
             write
                 .meta
@@ -448,6 +489,7 @@ impl Shared {
             keyspace,
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            removed,
         };
         self.feed.reset(current, compacted);
         drop(inner);
@@ -464,10 +506,20 @@ impl Shared {
         let mut published = Vec::new();
         let mut leases_changed = false;
         let mut alarms_changed = false;
+        let mut removed_changed = false;
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => pb::CommandResponse::default(),
                 EntryPayload::Membership(m) => {
+                    let gone: Vec<NodeId> = inner
+                        .membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .filter(|id| m.get_node(id).is_none())
+                        .collect();
+                    removed_changed |= !gone.is_empty();
+                    inner.removed.extend(gone);
                     inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     pb::CommandResponse::default()
                 }
@@ -517,6 +569,9 @@ impl Shared {
         }
         if alarms_changed {
             write.meta.push((ALARMS, encode_alarms(&inner.keyspace)));
+        }
+        if removed_changed {
+            write.meta.push((REMOVED, encode_removed(&inner.removed)));
         }
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;

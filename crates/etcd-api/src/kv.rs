@@ -46,6 +46,9 @@ impl Kv for KvService {
         let request = request.into_inner();
         mvcc::validate::range(&request).map_err(to_status)?;
         let linearizable = !request.serializable;
+        if linearizable && self.context.replica.is_learner() {
+            return Err(to_status(base::EtcdError::NotSupportedForLearner));
+        }
         let mut response = self
             .context
             .replica

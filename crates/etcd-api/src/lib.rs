@@ -5,6 +5,7 @@
 mod cluster;
 mod concurrency;
 mod kv;
+mod learner;
 mod lease;
 mod maintenance;
 mod status;
@@ -18,6 +19,7 @@ use proto::etcdserverpb::ResponseHeader;
 pub use cluster::ClusterService;
 pub use concurrency::{ElectionService, LockService};
 pub use kv::KvService;
+pub use learner::LearnerGateLayer;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use status::to_status;

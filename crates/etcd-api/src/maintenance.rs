@@ -1,7 +1,7 @@
 //! The etcd Maintenance service: Status, Alarm (raised through Raft, listed locally), Hash and HashKV (members that applied the same
 //! entries hash equal), Snapshot (a consistent copy of the state, streamed), Defragment
-//! (accepted; nothing to rewrite). MoveLeader and Downgrade answer `Unimplemented` with a
-//! message.
+//! (accepted; nothing to rewrite), MoveLeader (on the leader, to a voter; returns once the
+//! target leads). Downgrade answers `Unimplemented`: there is no older storage version.
 
 use proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use proto::etcdserverpb::*;
@@ -26,8 +26,10 @@ impl MaintenanceService {
     }
 }
 
-fn later(call: &str) -> Status {
-    Status::unimplemented(format!("quorate: Maintenance.{call} is not served yet"))
+fn not_applicable(call: &str) -> Status {
+    Status::unimplemented(format!(
+        "quorate: Maintenance.{call} does not apply: Quorate has one storage version"
+    ))
 }
 
 type SnapshotStream =
@@ -155,15 +157,23 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(later("MoveLeader"))
+        let target = request.into_inner().target_id;
+        self.context
+            .replica
+            .move_leader(target)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.context.header(None)),
+        }))
     }
 
     async fn downgrade(
         &self,
         _: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        Err(later("Downgrade"))
+        Err(not_applicable("Downgrade"))
     }
 }

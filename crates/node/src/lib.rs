@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base::{ClusterId, NodeId};
-use consensus::{Member, RaftOptions, Replica};
+use consensus::{Member, Peers, RaftOptions, Replica};
 use etcd_api::{
-    ClusterService, Context, ElectionService, KvService, LeaseService, LockService,
-    MaintenanceService, WatchService,
+    ClusterService, Context, ElectionService, KvService, LearnerGateLayer, LeaseService,
+    LockService, MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
@@ -79,6 +79,12 @@ pub enum NodeError {
     Listen { url: String, source: std::io::Error },
     #[error("serve: {0}")]
     Serve(String),
+    /// This member was removed from its cluster (now, or before: the data dir remembers).
+    #[error(
+        "the member has been permanently removed from the cluster ({0}); to rejoin, remove its \
+         data dir, add it again (member add) and start it with --initial-cluster-state existing"
+    )]
+    Removed(String),
 }
 
 /// Returns the socket address of a `http://host:port` URL.
@@ -145,6 +151,12 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let removed_marker = SnapshotFile::new(&config.data_dir.join("removed"));
+    if let Some(reason) = removed_marker.load()? {
+        return Err(NodeError::Removed(
+            String::from_utf8_lossy(&reason).into_owned(),
+        ));
+    }
     let members = config.initial_members();
     let peers = Arc::new(GrpcPeers::new());
     let (id, cluster_id) = identity(&config, &peers).await?;
@@ -160,6 +172,7 @@ pub async fn run(
     options.election_timeout_max = config.election_timeout * 2;
     options.request_timeout = config.request_timeout;
     options.lease_checkpoint_interval = config.lease_checkpoint_interval;
+    options.cluster_id = cluster_id.0;
     // Peers must be served before Raft starts, so bind first.
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
     let client_listeners = bind_all(&config.listen_client_urls).await?;
@@ -189,18 +202,19 @@ pub async fn run(
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
+        let gate = LearnerGateLayer::new(replica.clone());
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(KvService::server(context.clone()))
-            .add_service(WatchService::server(
+            .add_service(gate.wrap(KvService::server(context.clone())))
+            .add_service(gate.wrap(WatchService::server(
                 context.clone(),
                 config.watch_progress_notify_interval,
-            ))
-            .add_service(LeaseService::server(context.clone()))
-            .add_service(LockService::server(context.clone()))
-            .add_service(ElectionService::server(context.clone()))
-            .add_service(MaintenanceService::server(context.clone()))
-            .add_service(ClusterService::server(context.clone()));
+            )))
+            .add_service(gate.wrap(LeaseService::server(context.clone())))
+            .add_service(gate.wrap(LockService::server(context.clone())))
+            .add_service(gate.wrap(ElectionService::server(context.clone())))
+            .add_service(gate.wrap(MaintenanceService::server(context.clone())))
+            .add_service(gate.wrap(ClusterService::server(context.clone())));
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {
@@ -226,7 +240,15 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    shutdown.await;
+    // A removed member stops by itself (as etcd's does) instead of lingering with stale data,
+    // and remembers it so a restart does not bring it back.
+    let removed = tokio::select! {
+        _ = shutdown => None,
+        reason = replica.removed() => Some(reason),
+    };
+    if let Some(reason) = &removed {
+        removed_marker.save(reason.as_bytes())?;
+    }
     tracing::info!("stopping member");
     let _ = stop_tx.send(true);
     let mut result = Ok(());
@@ -238,7 +260,10 @@ pub async fn run(
         }
     }
     replica.shutdown().await;
-    result
+    match removed {
+        Some(reason) => Err(NodeError::Removed(reason)),
+        None => result,
+    }
 }
 
 /// Returns this member's id and its cluster's id: remembered in the data dir (`member`, an

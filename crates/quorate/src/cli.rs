@@ -176,6 +176,8 @@ pub enum Command {
         #[command(subcommand)]
         command: EndpointCommand,
     },
+    /// Hand leadership to member ID (hexadecimal); the leader must be among the endpoints.
+    MoveLeader { id: String },
     /// Membership commands.
     Member {
         #[command(subcommand)]
@@ -382,6 +384,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut client = Client::connect(&cli.endpoints, timeout).await?;
             coord::snapshot_save(&mut client, file).await
+        }
+        Command::MoveLeader { id } => {
+            coord::move_leader(&cli.endpoints, timeout, member_id(&id)?).await
         }
         Command::Endpoint {
             command: EndpointCommand::Hashkv { rev },

@@ -415,6 +415,28 @@ pub async fn endpoint_hashkv(
     per_endpoint(endpoints, timeout, json_out, ask, line).await
 }
 
+/// `quorate move-leader ID`: finds the leader among the endpoints (MoveLeader must be sent to
+/// it) and asks it to hand leadership to member ID; printed as etcdctl prints it.
+pub async fn move_leader(endpoints: &[String], timeout: Duration, to: u64) -> anyhow::Result<()> {
+    for (endpoint, client) in Client::each(endpoints, timeout).await {
+        let Ok(mut client) = client else { continue };
+        let Ok(status) = client.status().await else {
+            continue;
+        };
+        let member = status.header.map_or(0, |h| h.member_id);
+        if status.leader == 0 || status.leader != member {
+            continue;
+        }
+        MaintenanceClient::new(client.channel())
+            .move_leader(MoveLeaderRequest { target_id: to })
+            .await
+            .with_context(|| format!("move leader at {endpoint}"))?;
+        println!("Leadership transferred from {member:x} to {to:x}");
+        return Ok(());
+    }
+    bail!("no leader endpoint given at {endpoints:?}")
+}
+
 /// `quorate snapshot save FILE`: streams a member's state to FILE (written whole, fsync'd,
 /// then renamed into place).
 pub async fn snapshot_save(client: &mut Client, path: PathBuf) -> anyhow::Result<()> {

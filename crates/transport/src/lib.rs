@@ -50,18 +50,6 @@ impl GrpcPeers {
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
     }
-
-    /// Asks the member at `peer_url` for the cluster id and membership (used by a member
-    /// joining an existing cluster to learn its own id).
-    pub async fn members(
-        &self,
-        peer_url: &str,
-        timeout: Duration,
-    ) -> Result<pb::MembersResponse, PeerError> {
-        let request = with_timeout(pb::MembersRequest { group: 0 }, timeout);
-        let response = self.client(peer_url)?.members(request).await;
-        response.map(Response::into_inner).map_err(peer_error)
-    }
 }
 
 fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
@@ -83,6 +71,34 @@ fn peer_error(status: Status) -> PeerError {
 }
 
 impl Peers for GrpcPeers {
+    fn members(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::MembersResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let request = with_timeout(pb::MembersRequest { group: 0 }, timeout);
+            let response = client?.members(request).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn transfer_leader(
+        &self,
+        peer_url: &str,
+        request: pb::TransferLeaderRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = client?
+                .transfer_leader(with_timeout(request, timeout))
+                .await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
     fn append_entries(
         &self,
         peer_url: &str,
@@ -328,7 +344,20 @@ impl Raft for RaftService {
         Ok(Response::new(pb::MembersResponse {
             cluster_id: self.cluster_id,
             membership: Some(self.replica.membership()),
+            removed: self.replica.removed_members(),
         }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let response = self
+            .replica
+            .handle_transfer_leader(request.into_inner())
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(response))
     }
 
     async fn read_index(

@@ -137,7 +137,10 @@ impl Cluster {
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.extra_args)
             .args(extra)
-            .env("QUORATE_LOG", "warn")
+            .env(
+                "QUORATE_LOG",
+                std::env::var("TEST_QUORATE_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn quorate node");
@@ -148,6 +151,20 @@ impl Cluster {
         if let Some(mut child) = self.members[i].process.take() {
             child.kill().expect("SIGKILL member");
             child.wait().expect("reap member");
+        }
+    }
+
+    /// Waits until member `i` exits by itself and returns how.
+    async fn await_exit(&mut self, i: usize) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        let child = self.members[i].process.as_mut().expect("member running");
+        loop {
+            if let Some(status) = child.try_wait().expect("poll member") {
+                self.members[i].process = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "member {i} did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

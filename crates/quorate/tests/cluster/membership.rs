@@ -1,7 +1,8 @@
 //! Membership changes against real processes with the `etcd-client` crate: a learner is added
-//! and started with `--initial-cluster-state existing`, catches up, is promoted; a voter is
-//! removed; a member's peer URL is updated and it keeps replicating; writes succeed throughout
-//! and nothing acknowledged is lost.
+//! and started with `--initial-cluster-state existing`, catches up, serves only serializable
+//! reads, is promoted; a voter is removed and stops by itself (and refuses to restart); a
+//! member's peer URL is updated and it keeps replicating; leadership is moved with etcdctl and
+//! the leader removed; writes succeed throughout and nothing acknowledged is lost.
 
 use etcd_client::MemberAddOptions;
 
@@ -47,6 +48,37 @@ async fn add_a_learner_promote_it_remove_a_voter_and_update_a_peer_url() {
     );
     cluster.spawn_with(joiner, &["--initial-cluster-state", "existing"]);
     await_local_value(&cluster, joiner, "mb/19", "before").await;
+
+    // A learner answers serializable reads, Status and MemberList, and refuses the rest as
+    // etcd's does (Unavailable, so clients try another endpoint).
+    let mut at_learner = cluster.client(joiner).await;
+    let refused = |error| {
+        assert_eq!(
+            status_of(error),
+            (
+                tonic::Code::Unavailable,
+                "etcdserver: rpc not supported for learner".to_string()
+            )
+        )
+    };
+    refused(at_learner.get("mb/19", None).await.unwrap_err());
+    refused(at_learner.put("mb/x", "1", None).await.unwrap_err());
+    refused(at_learner.lease_grant(10, None).await.unwrap_err());
+    let local = at_learner
+        .get("mb/19", Some(GetOptions::new().with_serializable()))
+        .await
+        .expect("serializable read on a learner");
+    assert_eq!(local.kvs()[0].value(), b"before");
+    assert!(at_learner.status().await.expect("status").is_learner());
+    assert_eq!(
+        at_learner
+            .member_list()
+            .await
+            .expect("list")
+            .members()
+            .len(),
+        4
+    );
 
     // It publishes its name and client URL; it is still a learner.
     let deadline = Instant::now() + DEADLINE;
@@ -113,7 +145,13 @@ async fn add_a_learner_promote_it_remove_a_voter_and_update_a_peer_url() {
         .expect("member remove");
     assert_eq!(after.members().len(), 3);
     assert!(after.members().iter().all(|m| m.id() != removed_id));
-    cluster.kill(removed);
+    // The removed member learns it from its peers and stops by itself; its data dir remembers,
+    // so a restart is refused instead of rejoining with stale data.
+    let stopped = cluster.await_exit(removed).await;
+    assert!(!stopped.success(), "a removed member exits with an error");
+    cluster.spawn(removed);
+    let again = cluster.await_exit(removed).await;
+    assert!(!again.success());
     client
         .put("mb/after-remove", "1", None)
         .await
@@ -140,4 +178,84 @@ async fn add_a_learner_promote_it_remove_a_voter_and_update_a_peer_url() {
     let list = client.member_list().await.expect("member list");
     let m4 = list.members().iter().find(|m| m.id() == new_id).unwrap();
     assert_eq!(m4.peer_urls(), [new_url]);
+}
+
+#[tokio::test]
+async fn leadership_moves_with_etcdctl_and_a_removed_leader_stops_by_itself() {
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.leader().await;
+    let mut client = cluster.client(leader).await;
+    client.put("ml/0", "0", None).await.expect("put");
+    let ids = member_ids(&mut client).await;
+    let target = (0..3).find(|i| *i != leader).expect("a follower");
+
+    // etcdctl finds the leader among the endpoints and moves leadership to the target.
+    let bare: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", cluster.members[i].client))
+        .collect();
+    let output = etcdctl_at(&bare.join(","))
+        .args(["move-leader", &format!("{:x}", ids[target])])
+        .output()
+        .expect("run etcdctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "Leadership transferred from {:x} to {:x}",
+            ids[leader], ids[target]
+        )
+    );
+    assert_eq!(cluster.leader().await, target);
+    let mut client = cluster.client(target).await;
+    client.put("ml/1", "1", None).await.expect("put after move");
+
+    // Only the leader moves leadership, and only to a voter.
+    let mut follower = cluster.client(leader).await;
+    let (code, message) = status_of(follower.move_leader(ids[target]).await.unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (tonic::Code::FailedPrecondition, "etcdserver: not leader")
+    );
+    let (code, message) = status_of(client.move_leader(0xdead).await.unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            tonic::Code::FailedPrecondition,
+            "etcdserver: bad leader transferee"
+        )
+    );
+
+    // Remove the leader itself: the change commits, the others elect a new leader, and the
+    // removed member stops by itself.
+    client
+        .member_remove(ids[target])
+        .await
+        .expect("remove the leader");
+    let stopped = cluster.await_exit(target).await;
+    assert!(!stopped.success());
+    let rest = cluster.endpoints_except(Some(target));
+    put_eventually(rest.clone(), "ml/2", "2").await;
+    let mut client = Client::connect(rest, None).await.expect("connect");
+    for (key, value) in [("ml/0", "0"), ("ml/1", "1"), ("ml/2", "2")] {
+        let got = client.get(key, None).await.expect("get");
+        assert_eq!(got.kvs()[0].value(), value.as_bytes(), "{key}");
+    }
+    assert_eq!(client.member_list().await.unwrap().members().len(), 2);
+}
+
+/// Returns each member's id, by index.
+async fn member_ids(client: &mut Client) -> Vec<u64> {
+    let list = client.member_list().await.expect("member list");
+    let mut named: Vec<(String, u64)> = list
+        .members()
+        .iter()
+        .map(|m| (m.name().to_string(), m.id()))
+        .collect();
+    named.sort();
+    named.into_iter().map(|(_, id)| id).collect()
 }
