@@ -10,9 +10,11 @@ mod lessor;
 mod log_store;
 mod network;
 mod replica;
+mod restore;
 mod state_machine;
 mod types;
 
 pub use network::{PeerError, Peers};
 pub use replica::{RaftOptions, Replica, ReplicaStatus};
+pub use restore::{SnapshotSummary, inspect, restore_member};
 pub use types::{Member, NodeId, Request, TypeConfig};

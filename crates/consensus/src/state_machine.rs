@@ -416,6 +416,12 @@ impl Shared {
     }
 
     fn install(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
+        self.install_state(meta, data)?;
+        self.save_snapshot(meta, data)
+    }
+
+    /// Replaces the state with a snapshot's (without saving it as this member's snapshot).
+    pub(crate) fn install_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
         let body = data
             .strip_prefix(SNAPSHOT_MAGIC.as_slice())
             .ok_or_else(|| io_error("snapshot: unknown format"))?;
@@ -492,8 +498,23 @@ impl Shared {
             removed,
         };
         self.feed.reset(current, compacted);
-        drop(inner);
-        self.save_snapshot(meta, data)
+        Ok(())
+    }
+
+    /// Forgets what belonged to the source cluster of a restored snapshot (its removed member
+    /// ids, alarms raised by its members), then saves the state as this member's snapshot.
+    pub(crate) fn begin_new_cluster(&self) -> Result<(), io::Error> {
+        {
+            let mut inner = self.inner.write().expect("state lock poisoned");
+            inner.removed.clear();
+            inner.keyspace.restore_alarms(std::iter::empty());
+            let mut write = StateWrite::default();
+            write.meta.push((REMOVED, encode_removed(&inner.removed)));
+            write.meta.push((ALARMS, encode_alarms(&inner.keyspace)));
+            self.store.write(&write, true).map_err(io_error)?;
+        }
+        let (meta, data) = self.snapshot_bytes()?;
+        self.save_snapshot(&meta, &data)
     }
 
     /// Applies one batch of committed entries and persists it in one commit; returns the

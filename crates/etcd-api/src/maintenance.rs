@@ -139,6 +139,11 @@ impl Maintenance for MaintenanceService {
             .map_err(to_status)?;
         let header = self.context.header(Some(revision));
         let version = self.context.version.to_string();
+        // As etcd: the stream ends with the SHA-256 of what came before, so a restore can
+        // refuse a truncated or damaged file.
+        let mut data = data;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&data);
+        data.extend_from_slice(&digest);
         let total = data.len();
         let chunks: Vec<Result<SnapshotResponse, Status>> = (0..total.max(1))
             .step_by(SNAPSHOT_CHUNK_BYTES)

@@ -79,6 +79,8 @@ pub enum NodeError {
     Listen { url: String, source: std::io::Error },
     #[error("serve: {0}")]
     Serve(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// This member was removed from its cluster (now, or before: the data dir remembers).
     #[error(
         "the member has been permanently removed from the cluster ({0}); to rejoin, remove its \
@@ -266,6 +268,99 @@ pub async fn run(
     }
 }
 
+pub use consensus::SnapshotSummary;
+
+/// Bytes of the SHA-256 that ends a snapshot stream (and a saved snapshot file).
+const SNAPSHOT_DIGEST_BYTES: usize = 32;
+
+/// Checks the SHA-256 that ends a saved snapshot and returns the snapshot without it.
+pub fn verify_snapshot(file: &[u8]) -> Result<&[u8], NodeError> {
+    use sha2::Digest;
+    let Some(split) = file.len().checked_sub(SNAPSHOT_DIGEST_BYTES) else {
+        return Err(NodeError::Snapshot(format!(
+            "{} bytes is too short to be a snapshot",
+            file.len()
+        )));
+    };
+    let (body, digest) = file.split_at(split);
+    if sha2::Sha256::digest(body).as_slice() != digest {
+        return Err(NodeError::Snapshot(
+            "SHA-256 mismatch: the file is truncated or damaged".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// Summarizes a snapshot (already verified by [`verify_snapshot`]).
+pub fn inspect_snapshot(body: &[u8]) -> Result<SnapshotSummary, NodeError> {
+    consensus::inspect(body).map_err(|e| NodeError::Snapshot(e.to_string()))
+}
+
+/// Builds the data dir of one member of a new cluster from a snapshot (`quorate snapshot
+/// restore`, as etcd's): each member of the new cluster is restored from the same snapshot with
+/// the same `initial_cluster` and token, then started as usual (the flags that describe the
+/// initial cluster are then ignored: the data dir knows). Refuses a data dir that holds anything.
+pub fn restore(
+    name: &str,
+    data_dir: &std::path::Path,
+    initial_cluster: &[(String, String)],
+    initial_cluster_token: &str,
+    snapshot: &[u8],
+) -> Result<consensus::SnapshotSummary, NodeError> {
+    if !initial_cluster.iter().any(|(n, _)| n == name) {
+        return Err(NodeError::Config(format!(
+            "--initial-cluster does not name this member ({name})"
+        )));
+    }
+    let occupied = std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        return Err(NodeError::Config(format!(
+            "data dir {} is not empty; restore needs a new one",
+            data_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let members: BTreeMap<u64, Member> = initial_cluster
+        .iter()
+        .map(|(member, peer_url)| {
+            let id = NodeId::from_name(member, initial_cluster_token).0;
+            let member = Member {
+                name: member.clone(),
+                peer_urls: vec![peer_url.clone()],
+                client_urls: Vec::new(),
+            };
+            (id, member)
+        })
+        .collect();
+    let ids: Vec<NodeId> = members.keys().map(|id| NodeId(*id)).collect();
+    let cluster = ClusterId::from_members(&ids, initial_cluster_token);
+    let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
+    let state = StateStore::open(&data_dir.join("state.redb"))?;
+    let snapshot_file = SnapshotFile::new(&data_dir.join("snapshot"));
+    let summary = consensus::restore_member(log, state, snapshot_file, snapshot, members)
+        .map_err(NodeError::Consensus)?;
+    save_identity(
+        data_dir,
+        NodeId::from_name(name, initial_cluster_token),
+        cluster,
+    )?;
+    Ok(summary)
+}
+
+fn save_identity(
+    data_dir: &std::path::Path,
+    id: NodeId,
+    cluster: ClusterId,
+) -> Result<(), NodeError> {
+    let mut bytes = id.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&cluster.0.to_be_bytes());
+    SnapshotFile::new(&data_dir.join("member")).save(&bytes)?;
+    Ok(())
+}
+
 /// Returns this member's id and its cluster's id: remembered in the data dir (`member`, an
 /// atomically replaced, checksummed file) once known. A member of a new cluster derives both
 /// from its name, the initial members and the token (as etcd does); a member joining an
@@ -296,9 +391,7 @@ async fn identity(
     } else {
         discover_identity(config, peers).await?
     };
-    let mut bytes = id.0.to_be_bytes().to_vec();
-    bytes.extend_from_slice(&cluster_id.0.to_be_bytes());
-    file.save(&bytes)?;
+    save_identity(&config.data_dir, id, cluster_id)?;
     Ok((id, cluster_id))
 }
 

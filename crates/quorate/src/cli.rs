@@ -206,6 +206,12 @@ pub enum EndpointCommand {
 pub enum SnapshotCommand {
     /// Stream a member's state into FILE.
     Save { file: std::path::PathBuf },
+    /// Check a saved snapshot and print its hash (HashKV at its revision), revision, live
+    /// keys and size.
+    Status { file: std::path::PathBuf },
+    /// Build the data dir of one member of a new cluster from a saved snapshot; run it for
+    /// every member with the same --initial-cluster and token, then start each member.
+    Restore(coord::RestoreArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -385,6 +391,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = Client::connect(&cli.endpoints, timeout).await?;
             coord::snapshot_save(&mut client, file).await
         }
+        Command::Snapshot {
+            command: SnapshotCommand::Status { file },
+        } => coord::snapshot_status(&file, json_out),
+        Command::Snapshot {
+            command: SnapshotCommand::Restore(args),
+        } => coord::snapshot_restore(args, json_out),
         Command::MoveLeader { id } => {
             coord::move_leader(&cli.endpoints, timeout, member_id(&id)?).await
         }

@@ -464,10 +464,108 @@ pub async fn snapshot_save(client: &mut Client, path: PathBuf) -> anyhow::Result
     }
     file.sync_all()?;
     drop(file);
+    let saved = std::fs::read(&partial)?;
+    if let Err(error) = node::verify_snapshot(&saved) {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{error}");
+    }
     std::fs::rename(&partial, &path)?;
     println!(
         "Snapshot saved at {} ({total} bytes, revision {revision})",
         path.display()
     );
+    Ok(())
+}
+
+/// Reads and verifies a saved snapshot file.
+fn read_snapshot(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let file = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let body = node::verify_snapshot(&file).with_context(|| format!("{}", path.display()))?;
+    Ok(body.to_vec())
+}
+
+fn summary_json(summary: &node::SnapshotSummary, size: usize) -> serde_json::Value {
+    json!({"hash": summary.hash, "revision": summary.revision,
+        "compact_revision": summary.compacted_revision, "total_keys": summary.keys,
+        "records": summary.records, "total_size": size})
+}
+
+/// `quorate snapshot status FILE`: `hash, revision, total keys, total size` as etcdctl's, the
+/// hash being HashKV at the snapshot's revision (compare with `endpoint hashkv --rev`).
+pub fn snapshot_status(path: &std::path::Path, json_out: bool) -> anyhow::Result<()> {
+    let body = read_snapshot(path)?;
+    let summary = node::inspect_snapshot(&body)?;
+    if json_out {
+        println!("{}", summary_json(&summary, body.len()));
+    } else {
+        println!(
+            "{}, {}, {}, {}",
+            summary.hash,
+            summary.revision,
+            summary.keys,
+            body.len()
+        );
+    }
+    Ok(())
+}
+
+/// Flags of `quorate snapshot restore` (names as etcdctl's).
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// The snapshot file (from `snapshot save`).
+    pub file: PathBuf,
+    /// The member this data dir is for.
+    #[arg(long)]
+    pub name: String,
+    /// Where to write it (must not exist or be empty); default NAME.quorate.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Every member of the new cluster as name=peer_url, comma-separated.
+    #[arg(long)]
+    pub initial_cluster: String,
+    #[arg(long, default_value = "quorate-cluster")]
+    pub initial_cluster_token: String,
+    /// This member's peer URL; checked against --initial-cluster when given.
+    #[arg(long)]
+    pub initial_advertise_peer_urls: Option<String>,
+}
+
+/// `quorate snapshot restore FILE --name … --initial-cluster …`: verifies the file, builds the
+/// member's data dir and prints the restored revision and HashKV, which must equal the
+/// source's `endpoint hashkv --rev REVISION` and every other restored member's.
+pub fn snapshot_restore(args: RestoreArgs, json_out: bool) -> anyhow::Result<()> {
+    let members = crate::node_cmd::parse_initial_cluster(&args.initial_cluster)?;
+    if let Some(own) = &args.initial_advertise_peer_urls {
+        let listed = members.iter().find(|(name, _)| *name == args.name);
+        if listed.is_some_and(|(_, url)| url != own) {
+            bail!(
+                "--initial-advertise-peer-urls {own} differs from --initial-cluster's URL for {}",
+                args.name
+            );
+        }
+    }
+    let body = read_snapshot(&args.file)?;
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("{}.quorate", args.name)));
+    let summary = node::restore(
+        &args.name,
+        &data_dir,
+        &members,
+        &args.initial_cluster_token,
+        &body,
+    )?;
+    if json_out {
+        println!("{}", summary_json(&summary, body.len()));
+    } else {
+        println!(
+            "Restored {} at revision {} into {}: {} keys, hash {}",
+            args.file.display(),
+            summary.revision,
+            data_dir.display(),
+            summary.keys,
+            summary.hash
+        );
+    }
     Ok(())
 }

@@ -158,15 +158,7 @@ impl NodeArgs {
     /// Returns the member configuration these flags describe.
     pub fn to_config(&self) -> anyhow::Result<node::NodeConfig> {
         let initial_cluster = match &self.initial_cluster {
-            Some(text) => text
-                .split(',')
-                .map(|pair| {
-                    let (name, url) = pair.split_once('=').with_context(|| {
-                        format!("--initial-cluster entry {pair:?} is not name=url")
-                    })?;
-                    Ok((name.to_string(), url.to_string()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?,
+            Some(text) => parse_initial_cluster(text)?,
             None => vec![(
                 self.name.clone(),
                 self.initial_advertise_peer_urls[0].clone(),
@@ -209,6 +201,18 @@ impl NodeArgs {
 }
 
 /// Parses a duration as etcd writes them: a number with `ms`, `s`, `m` or `h`.
+/// Parses `--initial-cluster`: comma-separated `name=peer_url` pairs.
+pub fn parse_initial_cluster(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .map(|pair| {
+            let (name, url) = pair
+                .split_once('=')
+                .with_context(|| format!("--initial-cluster entry {pair:?} is not name=url"))?;
+            Ok((name.to_string(), url.to_string()))
+        })
+        .collect()
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())

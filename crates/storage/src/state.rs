@@ -49,6 +49,11 @@ impl StateStore {
         Self::with_db(db, Some(path.to_path_buf()))
     }
 
+    /// Opens empty state tables in memory (to inspect a snapshot without a data dir).
+    pub fn in_memory() -> Result<StateStore, StorageError> {
+        Self::open_with_backend(redb::backends::InMemoryBackend::new())
+    }
+
     /// Opens state tables on a caller-provided backend (the simulator's disk).
     pub fn open_with_backend(
         backend: impl redb::StorageBackend,

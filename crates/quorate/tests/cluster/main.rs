@@ -55,6 +55,15 @@ struct Cluster {
 
 impl Cluster {
     fn start(size: usize, extra_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::stopped(size, extra_args);
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// Returns a cluster's ports and data dirs without starting any member.
+    fn stopped(size: usize, extra_args: &[&str]) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let members: Vec<Member> = (1..=size)
             .map(|i| Member {
@@ -66,15 +75,20 @@ impl Cluster {
                 process: None,
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             _root: root,
             members,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..size {
-            cluster.spawn(i);
         }
-        cluster
+    }
+
+    /// Returns `--initial-cluster` for the current members.
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn spawn(&mut self, i: usize) {
@@ -101,12 +115,7 @@ impl Cluster {
     }
 
     fn spawn_with(&mut self, i: usize, extra: &[&str]) {
-        let initial_cluster = self
-            .members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster = self.initial_cluster();
         let m = &self.members[i];
         let child = Command::new(env!("CARGO_BIN_EXE_quorate"))
             .arg("node")
