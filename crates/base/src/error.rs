@@ -48,6 +48,10 @@ pub enum EtcdError {
     MemberNotLearner,
     #[error("etcdserver: can only promote a learner member which is in sync with leader")]
     LearnerNotReady,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
     #[error("etcdserver: request timed out, leader transfer took too long")]
@@ -85,11 +89,18 @@ impl EtcdError {
             LeaseNotFound | MemberNotFound => ErrorCode::NotFound,
             LeaseExists => ErrorCode::FailedPrecondition,
             LeaseTtlTooLarge => ErrorCode::OutOfRange,
-            NoLeader | Timeout | Stopped | LeaderTransferTimeout | NotSupportedForLearner => {
-                ErrorCode::Unavailable
-            }
-            NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady
-            | BadLeaderTransferee => ErrorCode::FailedPrecondition,
+            NoLeader
+            | Timeout
+            | Stopped
+            | LeaderTransferTimeout
+            | NotSupportedForLearner
+            | Unhealthy => ErrorCode::Unavailable,
+            NotLeader
+            | PeerUrlExists
+            | MemberNotLearner
+            | LearnerNotReady
+            | BadLeaderTransferee
+            | NotEnoughStartedMembers => ErrorCode::FailedPrecondition,
             TooManyRequests | NoSpace => ErrorCode::ResourceExhausted,
             Corrupt => ErrorCode::DataLoss,
             Internal(_) => ErrorCode::Internal,
@@ -125,6 +136,8 @@ impl EtcdError {
             PeerUrlExists,
             MemberNotLearner,
             LearnerNotReady,
+            NotEnoughStartedMembers,
+            Unhealthy,
             BadLeaderTransferee,
             LeaderTransferTimeout,
             NotSupportedForLearner,

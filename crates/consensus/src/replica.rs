@@ -109,6 +109,9 @@ pub struct Replica {
     /// Snapshots received from a leader and installed since start.
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     cluster_id: u64,
+    /// A voter that has not acknowledged the leader for this long counts as down when a
+    /// membership change is checked for safety.
+    election_timeout: Duration,
     /// Set (with the evidence) once this member learns it was removed from the group.
     removed: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
@@ -186,6 +189,7 @@ impl Replica {
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
             snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             cluster_id: options.cluster_id,
+            election_timeout: options.election_timeout_max,
             removed: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
         tokio::spawn(replica.clone().run_lessor());
@@ -379,8 +383,20 @@ impl Replica {
         let changed = tokio::time::timeout(self.request_timeout, async {
             // Checks and change under one lock, so they see the membership they change.
             let _serialized = self.membership_changes.lock().await;
+            // A voter that has not acknowledged this leader yet (a fresh leader, a member
+            // just restarted) gets one election timeout to do so before it counts as down.
+            let patience = Instant::now() + self.election_timeout;
             loop {
-                let (changes, retain) = self.member_change_plan(change.change.clone())?;
+                let plan = self.member_change_plan(change.change.clone());
+                let (changes, retain) = match plan {
+                    Err(EtcdError::Unhealthy | EtcdError::NotEnoughStartedMembers)
+                        if Instant::now() < patience =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    other => other?,
+                };
                 match self.raft.change_membership(changes, retain).await {
                     // The previous change (or, on a fresh leader, the initial membership) is
                     // not committed yet: wait for it instead of failing the request.
@@ -427,6 +443,17 @@ impl Replica {
         let membership = m.membership_config.membership();
         let known = |id: &NodeId| membership.get_node(id).is_some();
         let voter = |id: &NodeId| membership.voter_ids().any(|v| v == *id);
+        // As etcd's strict reconfiguration check: a voter counts as started when it is this
+        // leader or acknowledged it within an election timeout.
+        let started = |id: &NodeId| {
+            *id == self.id
+                || m.heartbeat
+                    .as_ref()
+                    .and_then(|acks| acks.get(id).cloned().flatten())
+                    .is_some_and(|ack| openraft::Instant::elapsed(&*ack) < self.election_timeout)
+        };
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let quorum = |voters: usize| voters / 2 + 1;
         Ok(match change {
             Some(Change::SetMember(set)) => {
                 let member = set
@@ -454,6 +481,14 @@ impl Replica {
                 if taken || known(&add.id) {
                     return Err(EtcdError::PeerUrlExists);
                 }
+                if !voters.iter().all(started) {
+                    return Err(EtcdError::Unhealthy);
+                }
+                // The new voter is not started yet: the others must still make a quorum (a
+                // single member may take a second, as etcd allows, to rebuild a cluster).
+                if !add.learner && voters.len() > 1 && voters.len() < quorum(voters.len() + 1) {
+                    return Err(EtcdError::NotEnoughStartedMembers);
+                }
                 let nodes = BTreeMap::from([(add.id, member)]);
                 if add.learner {
                     (openraft::ChangeMembers::AddNodes(nodes), true)
@@ -466,6 +501,11 @@ impl Replica {
                     return Err(EtcdError::MemberNotFound);
                 }
                 if voter(&id) {
+                    let remaining: Vec<&NodeId> = voters.iter().filter(|v| **v != id).collect();
+                    let up = remaining.iter().filter(|v| started(v)).count();
+                    if up < quorum(remaining.len()) {
+                        return Err(EtcdError::NotEnoughStartedMembers);
+                    }
                     let ids = std::collections::BTreeSet::from([id]);
                     (openraft::ChangeMembers::RemoveVoters(ids), false)
                 } else {

@@ -15,6 +15,8 @@ struct Processes {
     _root: tempfile::TempDir,
     children: Vec<Child>,
     endpoint: String,
+    /// Every member's endpoint, comma-separated.
+    all: String,
 }
 
 impl Processes {
@@ -74,6 +76,11 @@ impl Processes {
             _root: root,
             children,
             endpoint: format!("127.0.0.1:{}", ports[0].0),
+            all: ports
+                .iter()
+                .map(|(client, _, _)| format!("127.0.0.1:{client}"))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }
@@ -127,8 +134,9 @@ fn words(line: &str) -> Vec<String> {
     out
 }
 
-/// Runs the script against `endpoint` and returns one normalized transcript.
-fn run_script(endpoint: &str, script: &str) -> Vec<String> {
+/// Runs the script against `endpoint` (`all` lines against `all`) and returns one normalized
+/// transcript.
+fn run_script(endpoint: &str, all: &str, script: &str) -> Vec<String> {
     let mut variables: BTreeMap<String, String> = BTreeMap::new();
     let id = Regex::new(r"\b[0-9a-f]{12,16}\b").expect("regex");
     let mut transcript = Vec::new();
@@ -143,6 +151,20 @@ fn run_script(endpoint: &str, script: &str) -> Vec<String> {
             line = line.replace(&format!("${name}"), value);
         }
         let mut args = words(&line);
+        let retry = args[0] == "retry";
+        if retry {
+            args.remove(0);
+        }
+        let run = |endpoint: &str, args: &[String], stdin: Option<&str>| {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let output = run(endpoint, args, stdin);
+                if !retry || output.ends_with("[exit 0]") || Instant::now() > deadline {
+                    return output;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
         let (output, sort) = match args[0].as_str() {
             "capture" => {
                 let name = args[1].clone();
@@ -153,6 +175,16 @@ fn run_script(endpoint: &str, script: &str) -> Vec<String> {
                 variables.insert(name, found.as_str().to_string());
                 (output, false)
             }
+            "quiet" => {
+                let name = args[1].clone();
+                let output = run(endpoint, &args[2..], None);
+                let found = id
+                    .find(&output)
+                    .unwrap_or_else(|| panic!("no id in {output:?}"));
+                variables.insert(name, found.as_str().to_string());
+                ("<ID>".to_string(), false)
+            }
+            "all" => (run(all, &args[1..], None), false),
             "lines" => {
                 let count: usize = args[1].parse().expect("line count");
                 (run_lines(endpoint, &args[2..], count), false)
@@ -240,6 +272,11 @@ fn normalize(text: &str) -> String {
         (r"remaining\(\d+s\)", "remaining(<N>s)"),
         (r#""(cluster_id|member_id|raft_term)":\d+"#, "\"$1\":<N>"),
         (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, "\"$1\" : <N>"),
+        // Endpoint status: version, database size, term and indexes are the product's own.
+        (
+            r"(<ID>), [0-9.]+, [0-9.]+ [kMGT]?B, (true|false), (true|false), \d+, \d+, \d+,",
+            "$1, <VERSION>, <SIZE>, $2, $3, <TERM>, <INDEX>, <APPLIED>,",
+        ),
     ];
     let mut out = text.to_string();
     for (pattern, replacement) in rules {
@@ -248,7 +285,15 @@ fn normalize(text: &str) -> String {
             .replace_all(&out, replacement)
             .into_owned();
     }
-    out
+    // MemberAdd's environment lists the members in id order, and ids differ.
+    let listed = Regex::new(r#"ETCD_INITIAL_CLUSTER="([^"]*)""#).expect("regex");
+    listed
+        .replace_all(&out, |found: &regex::Captures| {
+            let mut members: Vec<&str> = found[1].split(',').collect();
+            members.sort_unstable();
+            format!("ETCD_INITIAL_CLUSTER=\"{}\"", members.join(","))
+        })
+        .into_owned()
 }
 
 /// Polls until `endpoint` answers a put (the cluster has a leader).
@@ -275,8 +320,11 @@ fn etcdctl_answers_the_same_from_etcd_and_quorate() {
     let quorate = Processes::start(env!("CARGO_BIN_EXE_quorate"), true);
     await_ready(&etcd.endpoint);
     await_ready(&quorate.endpoint);
-    let theirs = run_script(&etcd.endpoint, script);
-    let ours = run_script(&quorate.endpoint, script);
+    let theirs = run_script(&etcd.endpoint, &etcd.all, script);
+    let ours = run_script(&quorate.endpoint, &quorate.all, script);
+    if std::env::var_os("DIFFERENTIAL_PRINT").is_some() {
+        eprintln!("{}", ours.join("\n"));
+    }
     let mut differences = Vec::new();
     for (i, (a, b)) in theirs.iter().zip(&ours).enumerate() {
         if a != b {

@@ -418,3 +418,66 @@ async fn membership_changes_under_write_load_and_a_member_kill_lose_no_acknowled
         "members differ: {hashes:?}"
     );
 }
+
+#[tokio::test]
+async fn changes_that_would_leave_no_quorum_of_started_members_are_refused() {
+    // As etcd's strict reconfiguration check: with one of three members down, removing another
+    // voter would leave one started voter of two, and adding anything needs every voter up.
+    let mut cluster = Cluster::start(3, &[]);
+    let leader = cluster.leader().await;
+    let mut client = cluster.client(leader).await;
+    let ids = member_ids(&mut client).await;
+    let mut followers = (0..3).filter(|i| *i != leader);
+    let (down, other) = (followers.next().unwrap(), followers.next().unwrap());
+    // The probe: adding a learner (removed again at once) succeeds only while the leader
+    // counts every voter as started. First all up, then with `down` killed until it notices.
+    let mut probe = async |client: &mut Client| -> bool {
+        let added = client
+            .member_add(
+                ["http://127.0.0.1:1".to_string()],
+                Some(MemberAddOptions::new().with_is_learner()),
+            )
+            .await;
+        match added {
+            Ok(added) => {
+                let id = added.member().expect("added").id();
+                client.member_remove(id).await.expect("remove the probe");
+                true
+            }
+            Err(error) => {
+                assert_eq!(
+                    status_of(error),
+                    (
+                        tonic::Code::Unavailable,
+                        "etcdserver: unhealthy cluster".to_string()
+                    )
+                );
+                false
+            }
+        }
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !probe(&mut client).await {
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill(down);
+    while probe(&mut client).await {
+        assert!(Instant::now() < deadline, "the leader never noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, message) = status_of(client.member_remove(ids[other]).await.unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            tonic::Code::FailedPrecondition,
+            "etcdserver: re-configuration failed due to not enough started members"
+        )
+    );
+    // Removing the member that is down is allowed: the other two still make a quorum.
+    client
+        .member_remove(ids[down])
+        .await
+        .expect("remove the member that is down");
+    assert_eq!(client.member_list().await.unwrap().members().len(), 2);
+}
