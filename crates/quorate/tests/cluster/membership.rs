@@ -431,7 +431,7 @@ async fn changes_that_would_leave_no_quorum_of_started_members_are_refused() {
     let (down, other) = (followers.next().unwrap(), followers.next().unwrap());
     // The probe: adding a learner (removed again at once) succeeds only while the leader
     // counts every voter as started. First all up, then with `down` killed until it notices.
-    let mut probe = async |client: &mut Client| -> bool {
+    let probe = async |client: &mut Client| -> bool {
         let added = client
             .member_add(
                 ["http://127.0.0.1:1".to_string()],
