@@ -267,6 +267,8 @@ fn normalize(text: &str) -> String {
         (r#""ts":"[^"]*""#, "\"ts\":<TS>"),
         (r"client-[0-9a-f-]+", "client-<UUID>"),
         (r"\b[0-9a-f]{12,16}\b", "<ID>"),
+        // etcdctl pads ids to 16 digits in some messages; ids with leading zeros differ.
+        (r"Member +<ID>", "Member <ID>"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:<PORT>"),
         (r"took = \S+", "took = <T>"),
         (r"remaining\(\d+s\)", "remaining(<N>s)"),
