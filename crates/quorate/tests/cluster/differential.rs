@@ -166,23 +166,19 @@ fn run_script(endpoint: &str, all: &str, script: &str) -> Vec<String> {
             }
         };
         let (output, sort) = match args[0].as_str() {
-            "capture" => {
+            directive @ ("capture" | "quiet") => {
                 let name = args[1].clone();
                 let output = run(endpoint, &args[2..], None);
                 let found = id
                     .find(&output)
                     .unwrap_or_else(|| panic!("no id in {output:?}"));
                 variables.insert(name, found.as_str().to_string());
-                (output, false)
-            }
-            "quiet" => {
-                let name = args[1].clone();
-                let output = run(endpoint, &args[2..], None);
-                let found = id
-                    .find(&output)
-                    .unwrap_or_else(|| panic!("no id in {output:?}"));
-                variables.insert(name, found.as_str().to_string());
-                ("<ID>".to_string(), false)
+                let shown = if directive == "quiet" {
+                    "<ID>".to_string()
+                } else {
+                    output
+                };
+                (shown, false)
             }
             "all" => (run(all, &args[1..], None), false),
             "lines" => {
