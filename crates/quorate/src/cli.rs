@@ -189,6 +189,9 @@ pub enum Command {
 pub enum BenchWorkload {
     /// Concurrent puts of random keys.
     Put(bench::BenchArgs),
+    /// This machine's floor for one durable write: fdatasync of a small append plus one
+    /// loopback round trip.
+    Floor(bench::FloorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,6 +263,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench {
+            workload: BenchWorkload::Floor(args),
+        } => bench::floor(args),
         Command::Bench {
             workload: BenchWorkload::Put(args),
         } => bench::run(&cli.endpoints, args).await,

@@ -344,3 +344,33 @@ async fn quorate_member_add_and_remove_a_learner() {
     assert!(run(&["member", "remove", &id]).starts_with(&format!("Member {id} removed")));
     assert!(!run(&["member", "list"]).contains(&url));
 }
+
+#[test]
+fn bench_floor_reports_fdatasync_and_loopback_percentiles() {
+    // A smoke run (no speed is asserted): the report has every field, positive and ordered,
+    // and the scratch file is gone afterwards.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["bench", "floor", "--samples", "20", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run quorate bench floor");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let field = |name: &str| {
+        report[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+    };
+    assert!(field("fdatasync_p50_us") > 0.0);
+    assert!(field("loopback_rtt_p50_us") > 0.0);
+    assert!(field("fdatasync_p99_us") >= field("fdatasync_p50_us"));
+    assert!(field("loopback_rtt_p99_us") >= field("loopback_rtt_p50_us"));
+    let sum = field("fdatasync_p50_us") + field("loopback_rtt_p50_us");
+    assert!((field("floor_p50_us") - sum).abs() < 0.5, "{report}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
