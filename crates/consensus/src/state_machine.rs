@@ -191,6 +191,23 @@ fn restore_alarms(keyspace: &mut Keyspace, bytes: &[u8]) -> Result<(), io::Error
     Ok(())
 }
 
+/// Splits one length-prefixed section (u32 length, bytes) off the front of `rest`.
+fn take_section<'a>(rest: &mut &'a [u8], what: &str) -> Result<&'a [u8], io::Error> {
+    let truncated = || io_error(format!("snapshot: truncated {what}"));
+    let length: [u8; 4] = rest
+        .get(..4)
+        .ok_or_else(truncated)?
+        .try_into()
+        .expect("4 bytes");
+    let end = 4usize
+        .checked_add(u32::from_be_bytes(length) as usize)
+        .filter(|end| *end <= rest.len())
+        .ok_or_else(truncated)?;
+    let section = &rest[4..end];
+    *rest = &rest[end..];
+    Ok(section)
+}
+
 fn encode_removed(removed: &BTreeSet<NodeId>) -> Vec<u8> {
     removed.iter().flat_map(|id| id.to_be_bytes()).collect()
 }
@@ -430,33 +447,10 @@ impl Shared {
         }
         let (current, compacted) = decode_revisions(&body[..16])?;
         let mut rest = &body[16..];
-        if rest.len() < 4 {
-            return Err(io_error("snapshot: truncated lease table"));
-        }
-        let leases_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let leases_bytes = rest
-            .get(4..4 + leases_len)
-            .ok_or_else(|| io_error("snapshot: truncated lease table"))?;
-        let table: pb::LeaseTable = codec::decode(leases_bytes, "leases").map_err(io_error)?;
-        rest = &rest[4 + leases_len..];
-        if rest.len() < 4 {
-            return Err(io_error("snapshot: truncated alarms"));
-        }
-        let alarms_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let alarms_bytes = rest
-            .get(4..4 + alarms_len)
-            .ok_or_else(|| io_error("snapshot: truncated alarms"))?
-            .to_vec();
-        rest = &rest[4 + alarms_len..];
-        if rest.len() < 4 {
-            return Err(io_error("snapshot: truncated removed members"));
-        }
-        let removed_len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let removed = decode_removed(
-            rest.get(4..4 + removed_len)
-                .ok_or_else(|| io_error("snapshot: truncated removed members"))?,
-        )?;
-        rest = &rest[4 + removed_len..];
+        let table: pb::LeaseTable =
+            codec::decode(take_section(&mut rest, "lease table")?, "leases").map_err(io_error)?;
+        let alarms_bytes = take_section(&mut rest, "alarms")?;
+        let removed = decode_removed(take_section(&mut rest, "removed members")?)?;
         let mut latest = LatestLeases::default();
         let mut write = StateWrite::default();
         let mut entries = Vec::new();
@@ -477,7 +471,7 @@ impl Shared {
         }
         let mut keyspace = Keyspace::restore(current, compacted, entries);
         restore_leases(&mut keyspace, &table, latest);
-        restore_alarms(&mut keyspace, &alarms_bytes)?;
+        restore_alarms(&mut keyspace, alarms_bytes)?;
         let mut inner = self.inner.write().expect("state lock poisoned");
         write.meta.push((REVISIONS, encode_revisions(&keyspace)));
         write.meta.push((LEASES, encode_leases(&keyspace)));

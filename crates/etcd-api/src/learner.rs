@@ -19,33 +19,23 @@ const SERVED_BY_LEARNERS: &[&str] = &[
     "/etcdserverpb.KV/Range",
 ];
 
-/// Wraps the client-facing services of a member with the learner gate.
+/// Puts the learner gate in front of each client-facing service of a member.
 #[derive(Clone)]
-pub struct LearnerGateLayer {
+pub struct LearnerGates {
     replica: Arc<Replica>,
 }
 
-impl LearnerGateLayer {
-    pub fn new(replica: Arc<Replica>) -> LearnerGateLayer {
-        LearnerGateLayer { replica }
+impl LearnerGates {
+    pub fn new(replica: Arc<Replica>) -> LearnerGates {
+        LearnerGates { replica }
     }
-}
 
-impl<S> tower_layer::Layer<S> for LearnerGateLayer {
-    type Service = LearnerGate<S>;
-
-    fn layer(&self, inner: S) -> LearnerGate<S> {
+    /// Wraps one service (tonic's `add_service` takes named services one by one).
+    pub fn wrap<S>(&self, inner: S) -> LearnerGate<S> {
         LearnerGate {
             inner,
             replica: self.replica.clone(),
         }
-    }
-}
-
-impl LearnerGateLayer {
-    /// Wraps one service.
-    pub fn wrap<S>(&self, inner: S) -> LearnerGate<S> {
-        tower_layer::Layer::layer(self, inner)
     }
 }
 

@@ -19,7 +19,7 @@ use proto::etcdserverpb::ResponseHeader;
 pub use cluster::ClusterService;
 pub use concurrency::{ElectionService, LockService};
 pub use kv::KvService;
-pub use learner::LearnerGateLayer;
+pub use learner::LearnerGates;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use status::to_status;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use base::{ClusterId, NodeId};
 use consensus::{Member, Peers, RaftOptions, Replica};
 use etcd_api::{
-    ClusterService, Context, ElectionService, KvService, LearnerGateLayer, LeaseService,
-    LockService, MaintenanceService, WatchService,
+    ClusterService, Context, ElectionService, KvService, LearnerGates, LeaseService, LockService,
+    MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
 use storage::{LogStore, SnapshotFile, StateStore};
@@ -99,28 +99,37 @@ pub fn url_to_addr(url: &str) -> Result<SocketAddr, NodeError> {
         .map_err(|e| NodeError::Config(format!("url {url}: {e}")))
 }
 
+/// Returns the member ids and members `name=peer_url` pairs describe (ids derived from the
+/// names and the token, as every member derives them; client URLs not known yet).
+fn members_named(initial_cluster: &[(String, String)], token: &str) -> BTreeMap<u64, Member> {
+    initial_cluster
+        .iter()
+        .map(|(name, peer_url)| {
+            let member = Member {
+                name: name.clone(),
+                peer_urls: vec![peer_url.clone()],
+                client_urls: Vec::new(),
+            };
+            (NodeId::from_name(name, token).0, member)
+        })
+        .collect()
+}
+
+/// Returns the id of the cluster `members` start with `token`.
+fn cluster_of(members: &BTreeMap<u64, Member>, token: &str) -> ClusterId {
+    let ids: Vec<NodeId> = members.keys().map(|id| NodeId(*id)).collect();
+    ClusterId::from_members(&ids, token)
+}
+
 impl NodeConfig {
     /// Returns the member ids and members of the initial cluster.
     pub fn initial_members(&self) -> BTreeMap<u64, Member> {
-        self.initial_cluster
-            .iter()
-            .map(|(name, peer_url)| {
-                let id = NodeId::from_name(name, &self.initial_cluster_token).0;
-                let client_urls = if *name == self.name {
-                    self.advertise_client_urls.clone()
-                } else {
-                    Vec::new()
-                };
-                (
-                    id,
-                    Member {
-                        name: name.clone(),
-                        peer_urls: vec![peer_url.clone()],
-                        client_urls,
-                    },
-                )
-            })
-            .collect()
+        let mut members = members_named(&self.initial_cluster, &self.initial_cluster_token);
+        let own = NodeId::from_name(&self.name, &self.initial_cluster_token).0;
+        if let Some(member) = members.get_mut(&own) {
+            member.client_urls = self.advertise_client_urls.clone();
+        }
+        members
     }
 
     fn validate(&self) -> Result<(), NodeError> {
@@ -204,7 +213,7 @@ pub async fn run(
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
-        let gate = LearnerGateLayer::new(replica.clone());
+        let gate = LearnerGates::new(replica.clone());
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(gate.wrap(KvService::server(context.clone())))
@@ -323,20 +332,8 @@ pub fn restore(
         path: data_dir.display().to_string(),
         source,
     })?;
-    let members: BTreeMap<u64, Member> = initial_cluster
-        .iter()
-        .map(|(member, peer_url)| {
-            let id = NodeId::from_name(member, initial_cluster_token).0;
-            let member = Member {
-                name: member.clone(),
-                peer_urls: vec![peer_url.clone()],
-                client_urls: Vec::new(),
-            };
-            (id, member)
-        })
-        .collect();
-    let ids: Vec<NodeId> = members.keys().map(|id| NodeId(*id)).collect();
-    let cluster = ClusterId::from_members(&ids, initial_cluster_token);
+    let members = members_named(initial_cluster, initial_cluster_token);
+    let cluster = cluster_of(&members, initial_cluster_token);
     let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
     let state = StateStore::open(&data_dir.join("state.redb"))?;
     let snapshot_file = SnapshotFile::new(&data_dir.join("snapshot"));
@@ -381,12 +378,7 @@ async fn identity(
     }
     let (id, cluster_id) = if config.initial_cluster_new {
         let id = NodeId::from_name(&config.name, &config.initial_cluster_token);
-        let member_ids: Vec<NodeId> = config
-            .initial_members()
-            .keys()
-            .map(|id| NodeId(*id))
-            .collect();
-        let cluster = ClusterId::from_members(&member_ids, &config.initial_cluster_token);
+        let cluster = cluster_of(&config.initial_members(), &config.initial_cluster_token);
         (id, cluster)
     } else {
         discover_identity(config, peers).await?
