@@ -17,6 +17,19 @@ pub const MAX_TXN_OPS_DEFAULT: usize = 128;
 /// together with `MAX_REQUEST_BYTES_DEFAULT`.
 pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;
 
+/// Recent Raft log entries kept in memory (beyond those not yet durable), so replication and
+/// apply read them without touching disk; bounded by count and by bytes.
+pub const RAFT_LOG_CACHE_ENTRIES_MAX: usize = 8192;
+/// See [`RAFT_LOG_CACHE_ENTRIES_MAX`].
+pub const RAFT_LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Log writes (appends, votes, truncations) queued for the log writer thread; a full queue
+/// makes Raft wait instead of growing memory.
+pub const RAFT_LOG_WRITE_QUEUE_MAX: usize = 1024;
+
+/// Most entries one group commit of the log writer takes, so one fsync's batch stays bounded.
+pub const RAFT_LOG_GROUP_COMMIT_ENTRIES_MAX: usize = 4096;
+
 /// Raft log entries kept behind a snapshot so a briefly lagging follower catches up from the
 /// log instead of receiving a whole snapshot.
 pub const RAFT_LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;

@@ -1,16 +1,26 @@
-//! openraft's log storage over `storage::LogStore`: entries and hard state in a redb file,
-//! fsync'd before openraft is told they are durable. Blocking storage calls run on tokio's
-//! blocking pool so they never stall the Raft core.
+//! openraft's log storage over `storage::LogStore`: entries and hard state in a redb file.
+//! Appends are pipelined: `append` puts the entries in an in-memory cache (readable at once,
+//! so the leader replicates them while its own fsync runs) and queues them for one log
+//! writer thread, which group-commits everything queued in one fsync'd transaction and only
+//! then tells openraft they are durable. Every write goes through that thread in order
+//! (openraft requires write IO serialized); votes, truncations and purges wait for it. It
+//! never reports an entry durable before its fsync returned.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use base::limits::{
+    RAFT_LOG_CACHE_BYTES_MAX, RAFT_LOG_CACHE_ENTRIES_MAX, RAFT_LOG_GROUP_COMMIT_ENTRIES_MAX,
+    RAFT_LOG_WRITE_QUEUE_MAX,
+};
 use openraft::OptionalSend;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 use prost::Message;
 use proto::quorate::raft::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec;
 use crate::types::*;
@@ -22,7 +32,119 @@ const PURGED: &str = "purged";
 /// The Raft log of one group.
 #[derive(Clone)]
 pub struct LogStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Write>,
+}
+
+struct Shared {
     store: Arc<storage::LogStore>,
+    cache: Mutex<Cache>,
+}
+
+/// The newest entries: every entry not yet durable, plus recent durable ones up to the
+/// bounds. Entries below `first` are durable in the file.
+struct Cache {
+    /// Index of the first cached entry (the next index when empty).
+    first: u64,
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+    /// Highest index the writer has made durable.
+    durable: u64,
+    /// Counts truncations: a write queued before one must not mark the entries that
+    /// replaced its own durable.
+    generation: u64,
+}
+
+impl Cache {
+    fn next(&self) -> u64 {
+        self.first + self.entries.len() as u64
+    }
+
+    /// Drops cached entries at or after `from`.
+    fn truncate_from(&mut self, from: u64) {
+        if from < self.next() {
+            self.generation += 1;
+            self.durable = self.durable.min(from.saturating_sub(1));
+        }
+        while self.next() > from.max(self.first) {
+            let (_, size) = self
+                .entries
+                .pop_back()
+                .expect("next > first means non-empty");
+            self.bytes -= size;
+        }
+        if from < self.first {
+            self.first = from;
+        }
+    }
+
+    /// Drops cached entries at or before `upto`.
+    fn purge_upto(&mut self, upto: u64) {
+        while self.first <= upto {
+            match self.entries.pop_front() {
+                Some((_, size)) => self.bytes -= size,
+                None => {
+                    self.first = upto + 1;
+                    return;
+                }
+            }
+            self.first += 1;
+        }
+    }
+
+    /// Evicts durable entries from the front while the cache is over its bounds.
+    fn evict(&mut self) {
+        while (self.entries.len() > RAFT_LOG_CACHE_ENTRIES_MAX
+            || self.bytes > RAFT_LOG_CACHE_BYTES_MAX)
+            && self.first <= self.durable
+        {
+            let (_, size) = self
+                .entries
+                .pop_front()
+                .expect("over a bound means non-empty");
+            self.bytes -= size;
+            self.first += 1;
+        }
+    }
+
+    /// Clones the cached entries in `start..end` (`start` at or after `first`).
+    fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry> {
+        let end = end.map_or(self.next(), |end| end.min(self.next()));
+        if start >= end {
+            return Vec::new();
+        }
+        let from = (start - self.first) as usize;
+        let to = (end - self.first) as usize;
+        self.entries
+            .range(from..to)
+            .map(|(entry, _)| entry.clone())
+            .collect()
+    }
+}
+
+/// One request to the log writer, executed in queue order.
+enum Write {
+    /// Entries to make durable; `callback` learns when they are.
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        generation: u64,
+        callback: IOFlushed,
+    },
+    /// The committed log id (not fsync'd on its own).
+    Committed(Vec<u8>),
+    Vote {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: u64,
+        bytes: Vec<u8>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 fn io_error(error: impl std::fmt::Display) -> io::Error {
@@ -52,22 +174,174 @@ fn bounds(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
     Some((start, end))
 }
 
-impl LogStore {
-    /// Wraps an opened log file.
-    pub fn new(store: storage::LogStore) -> LogStore {
-        LogStore {
-            store: Arc::new(store),
+/// Appends, commits and fsyncs in one transaction everything queued together: consecutive
+/// appends and committed ids form one group commit; a vote, truncation or purge runs alone,
+/// after the group before it.
+fn writer_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        let mut entries = match &batch[0] {
+            Write::Append { entries, .. } => entries.len(),
+            _ => 0,
+        };
+        while entries < RAFT_LOG_GROUP_COMMIT_ENTRIES_MAX {
+            let Ok(next) = queue.try_recv() else { break };
+            if let Write::Append { entries: more, .. } = &next {
+                entries += more.len();
+            }
+            batch.push(next);
         }
+        let mut group = Group::default();
+        for write in batch.drain(..) {
+            match write {
+                Write::Append {
+                    entries,
+                    generation,
+                    callback,
+                } => {
+                    if let Some((last, _)) = entries.last() {
+                        group.appended.push((*last, generation));
+                    }
+                    group.entries.extend(entries);
+                    group.callbacks.push(callback);
+                }
+                Write::Committed(bytes) => group.committed = Some(bytes),
+                other => {
+                    flush(&shared, std::mem::take(&mut group));
+                    run_alone(&shared, other);
+                }
+            }
+        }
+        flush(&shared, group);
+    }
+}
+
+/// Consecutive appends and committed ids written as one transaction.
+#[derive(Default)]
+struct Group {
+    entries: Vec<(u64, Vec<u8>)>,
+    /// The last index of each append, with the cache generation it was queued in.
+    appended: Vec<(u64, u64)>,
+    callbacks: Vec<IOFlushed>,
+    committed: Option<Vec<u8>>,
+}
+
+/// Writes one group commit and reports it to openraft.
+fn flush(shared: &Shared, group: Group) {
+    let result = if group.entries.is_empty() && group.committed.is_none() {
+        Ok(())
+    } else {
+        let hard_state: Vec<(&str, &[u8])> = group
+            .committed
+            .as_deref()
+            .map(|bytes| (COMMITTED, bytes))
+            .into_iter()
+            .collect();
+        // Only entries need the fsync; a committed id alone rides on the next durable commit.
+        let durable = !group.entries.is_empty();
+        shared
+            .store
+            .write_batch(&group.entries, &hard_state, durable)
+    };
+    match &result {
+        Ok(()) => {
+            let mut cache = shared.cache.lock().expect("log cache lock poisoned");
+            let generation = cache.generation;
+            let durable = group
+                .appended
+                .iter()
+                .filter(|(_, g)| *g == generation)
+                .map(|(last, _)| *last)
+                .max();
+            if let Some(durable) = durable {
+                cache.durable = cache.durable.max(durable);
+                cache.evict();
+            }
+        }
+        Err(error) => tracing::error!(%error, "raft log write failed"),
+    }
+    for callback in group.callbacks {
+        callback.io_completed(result.as_ref().map(|_| ()).map_err(io_error));
+    }
+}
+
+fn run_alone(shared: &Shared, write: Write) {
+    let store = &shared.store;
+    match write {
+        Write::Append { .. } | Write::Committed(_) => unreachable!("grouped by the caller"),
+        Write::Vote { bytes, done } => {
+            let _ = done.send(store.put_hard_state(VOTE, &bytes, true).map_err(io_error));
+        }
+        Write::Truncate { from, done } => {
+            let _ = done.send(store.truncate_from(from).map_err(io_error));
+        }
+        Write::Purge { upto, bytes, done } => {
+            let _ = done.send(store.purge_upto(upto, &bytes).map_err(io_error));
+        }
+    }
+}
+
+impl LogStore {
+    /// Wraps an opened log file and starts its writer thread (which ends when the last clone
+    /// of this store is dropped).
+    pub fn new(store: storage::LogStore) -> Result<LogStore, io::Error> {
+        let purged_next = match store.hard_state(PURGED).map_err(io_error)? {
+            None => 0,
+            Some(bytes) => {
+                let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
+                codec::log_id_from_pb(&id).map_err(io_error)?.index + 1
+            }
+        };
+        let next = match store.last().map_err(io_error)? {
+            Some((index, _)) => (index + 1).max(purged_next),
+            None => purged_next,
+        };
+        let shared = Arc::new(Shared {
+            store: Arc::new(store),
+            cache: Mutex::new(Cache {
+                first: next,
+                entries: VecDeque::new(),
+                bytes: 0,
+                durable: next.saturating_sub(1),
+                generation: 0,
+            }),
+        });
+        let (writer, queue) = mpsc::channel(RAFT_LOG_WRITE_QUEUE_MAX);
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(thread_shared, queue))?;
+        Ok(LogStore { shared, writer })
     }
 
     fn read_log_id(&self, name: &str) -> Result<Option<LogId>, io::Error> {
-        match self.store.hard_state(name).map_err(io_error)? {
+        match self.shared.store.hard_state(name).map_err(io_error)? {
             None => Ok(None),
             Some(bytes) => {
                 let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
                 Ok(Some(codec::log_id_from_pb(&id).map_err(io_error)?))
             }
         }
+    }
+
+    async fn send(&self, write: Write) -> Result<(), io::Error> {
+        self.writer
+            .send(write)
+            .await
+            .map_err(|_| io::Error::other("the raft log writer has stopped"))
+    }
+
+    /// Queues a write that reports back, and waits for its outcome.
+    async fn send_and_wait(
+        &self,
+        write: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Write,
+    ) -> Result<(), io::Error> {
+        let (done, outcome) = oneshot::channel();
+        self.send(write(done)).await?;
+        outcome
+            .await
+            .map_err(|_| io::Error::other("the raft log writer has stopped"))?
     }
 }
 
@@ -79,22 +353,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let Some((start, end)) = bounds(&range) else {
             return Ok(Vec::new());
         };
-        let store = self.store.clone();
-        blocking(move || {
-            let raw = match end {
-                Some(end) => store.entries(start..end),
-                None => store.entries(start..),
-            }
-            .map_err(io_error)?;
-            raw.iter()
+        // The cached part is taken first: whatever is evicted afterwards is durable, so the
+        // file read below finds it.
+        let (first, cached) = {
+            let cache = self.shared.cache.lock().expect("log cache lock poisoned");
+            (cache.first, cache.range(start.max(cache.first), end))
+        };
+        if start >= first {
+            return Ok(cached);
+        }
+        let store = self.shared.store.clone();
+        let file_end = end.map_or(first, |end| end.min(first));
+        let mut entries: Vec<Entry> = blocking(move || {
+            store
+                .entries(start..file_end)
+                .map_err(io_error)?
+                .iter()
                 .map(|(_, bytes)| codec::decode_entry(bytes).map_err(io_error))
                 .collect()
         })
-        .await
+        .await?;
+        entries.extend(cached);
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        let store = self.store.clone();
+        let store = self.shared.store.clone();
         blocking(move || match store.hard_state(VOTE).map_err(io_error)? {
             None => Ok(None),
             Some(bytes) => {
@@ -110,12 +394,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState, io::Error> {
+        let cached_last = {
+            let cache = self.shared.cache.lock().expect("log cache lock poisoned");
+            cache.entries.back().map(|(entry, _)| entry.log_id)
+        };
         let this = self.clone();
         blocking(move || {
             let purged = this.read_log_id(PURGED)?;
-            let last = match this.store.last().map_err(io_error)? {
-                Some((_, bytes)) => Some(codec::decode_entry(&bytes).map_err(io_error)?.log_id),
-                None => purged,
+            let last = match cached_last {
+                Some(last) => Some(last),
+                None => match this.shared.store.last().map_err(io_error)? {
+                    Some((_, bytes)) => Some(codec::decode_entry(&bytes).map_err(io_error)?.log_id),
+                    None => purged,
+                },
             };
             Ok(LogState {
                 last_purged_log_id: purged,
@@ -131,24 +422,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let bytes = codec::vote_to_pb(vote).encode_to_vec();
-        let store = self.store.clone();
-        blocking(move || store.put_hard_state(VOTE, &bytes, true).map_err(io_error)).await
+        self.send_and_wait(|done| Write::Vote { bytes, done }).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let Some(committed) = committed else {
             return Ok(());
         };
-        let bytes = codec::log_id_to_pb(&committed).encode_to_vec();
-        let store = self.store.clone();
         // Not fsync'd on its own: it rides on the next durable append, and losing it only
         // makes a restarted member wait for the leader to tell it again.
-        blocking(move || {
-            store
-                .put_hard_state(COMMITTED, &bytes, false)
-                .map_err(io_error)
-        })
-        .await
+        let bytes = codec::log_id_to_pb(&committed).encode_to_vec();
+        self.send(Write::Committed(bytes)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -161,34 +445,66 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, codec::encode_entry(&e)))
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode_entry(e)))
             .collect();
-        let store = self.store.clone();
-        // One durable redb commit for the whole batch openraft hands us (group commit).
-        let result = blocking(move || store.append(&encoded).map_err(io_error)).await;
-        match result {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
+        let generation = {
+            let mut cache = self.shared.cache.lock().expect("log cache lock poisoned");
+            if let Some(first_index) = entries.first().map(|e| e.log_id.index) {
+                // openraft truncates a conflicting suffix before it overwrites it; an append
+                // that starts inside the cache replaces what follows.
+                cache.truncate_from(first_index);
+                if cache.entries.is_empty() {
+                    cache.first = first_index;
+                }
+                if cache.next() != first_index {
+                    return Err(io::Error::other(format!(
+                        "raft log append at index {first_index} would leave a hole after {}",
+                        cache.next().saturating_sub(1)
+                    )));
+                }
             }
-            Err(error) => {
-                callback.io_completed(Err(io::Error::other(error.to_string())));
-                Err(error)
+            for (entry, (_, bytes)) in entries.into_iter().zip(&encoded) {
+                cache.bytes += bytes.len();
+                cache.entries.push_back((entry, bytes.len()));
             }
-        }
+            cache.generation
+        };
+        // Empty appends go through the writer too, so their callback keeps IO order.
+        self.send(Write::Append {
+            entries: encoded,
+            generation,
+            callback,
+        })
+        .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        let store = self.store.clone();
-        blocking(move || store.truncate_from(from).map_err(io_error)).await
+        self.shared
+            .cache
+            .lock()
+            .expect("log cache lock poisoned")
+            .truncate_from(from);
+        self.send_and_wait(|done| Write::Truncate { from, done })
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = codec::log_id_to_pb(&log_id).encode_to_vec();
-        let store = self.store.clone();
-        blocking(move || store.purge_upto(log_id.index, &bytes).map_err(io_error)).await
+        let upto = log_id.index;
+        self.shared
+            .cache
+            .lock()
+            .expect("log cache lock poisoned")
+            .purge_upto(upto);
+        self.send_and_wait(|done| Write::Purge { upto, bytes, done })
+            .await
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_tests.rs"]
+mod tests;

@@ -158,7 +158,7 @@ impl Replica {
             options.id,
             config,
             network,
-            LogStore::new(log),
+            LogStore::new(log).map_err(internal)?,
             state_machine.clone(),
         )
         .await

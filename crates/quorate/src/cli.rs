@@ -169,7 +169,7 @@ pub enum Command {
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
-        workload: BenchWorkload,
+        command: bench::BenchCommand,
     },
     /// Per-endpoint commands.
     Endpoint {
@@ -183,15 +183,6 @@ pub enum Command {
         #[command(subcommand)]
         command: MemberCommand,
     },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchWorkload {
-    /// Concurrent puts of random keys.
-    Put(bench::BenchArgs),
-    /// This machine's floor for one durable write: fdatasync of a small append plus one
-    /// loopback round trip.
-    Floor(bench::FloorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,12 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Bench {
-            workload: BenchWorkload::Floor(args),
-        } => bench::floor(args),
-        Command::Bench {
-            workload: BenchWorkload::Put(args),
-        } => bench::run(&cli.endpoints, args).await,
+        Command::Bench { command } => bench::run(&cli.endpoints, command).await,
         Command::Put {
             key,
             value,

@@ -61,6 +61,33 @@ impl LogStore {
         Ok(())
     }
 
+    /// Writes entries (appended or overwritten) and named hard-state values in one
+    /// transaction, fsync'd before returning when `durable` (the log writer's group commit).
+    pub fn write_batch(
+        &self,
+        entries: &[(u64, Vec<u8>)],
+        hard_state: &[(&str, &[u8])],
+        durable: bool,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.db.begin_write()?;
+        if !durable {
+            tx.set_durability(Durability::None)
+                .expect("no persistent savepoints are used");
+        }
+        {
+            let mut table = tx.open_table(ENTRIES)?;
+            for (index, bytes) in entries {
+                table.insert(*index, frame(bytes).as_slice())?;
+            }
+            let mut state = tx.open_table(HARD_STATE)?;
+            for (name, value) in hard_state {
+                state.insert(*name, frame(value).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Removes every entry at or after `from`, durably.
     pub fn truncate_from(&self, from: u64) -> Result<(), StorageError> {
         self.remove_range(from..)

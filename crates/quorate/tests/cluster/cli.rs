@@ -374,3 +374,97 @@ fn bench_floor_reports_fdatasync_and_loopback_percentiles() {
     assert!((field("floor_p50_us") - sum).abs() < 0.5, "{report}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn bench_workloads_run_against_a_cluster_and_report() {
+    // A smoke run of every load workload against a 3-member cluster (no speed is asserted):
+    // each prints a JSON summary with operations and no errors, ordered percentiles, and the
+    // per-second CSV; the watch workload delivers every acknowledged put to every watcher;
+    // `bench report` turns the lines into a table and a plot.
+    let cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let endpoints = cluster.endpoints_except(None).join(",");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workloads: [&[&str]; 7] = [
+        &["put"],
+        &["get", "--consistency", "l"],
+        &["get", "--consistency", "s"],
+        &["mixed", "--read-ratio", "0.5"],
+        &["txn"],
+        &["lease"],
+        &["watch", "--watchers", "3"],
+    ];
+    let mut lines = String::new();
+    for (i, workload) in workloads.iter().enumerate() {
+        let csv = dir.path().join(format!("{i}.csv"));
+        let mut args: Vec<&str> = vec!["bench"];
+        args.extend_from_slice(workload);
+        args.extend_from_slice(&[
+            "--clients",
+            "4",
+            "--conns",
+            "2",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--key-space",
+            "50",
+            "--label",
+            "quorate",
+            "--no-progress",
+            "--csv",
+        ]);
+        args.push(csv.to_str().expect("utf-8 path"));
+        let out = quorate(&endpoints, &args, "");
+        let summary: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let number = |name: &str| {
+            summary[name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name} in {summary}"))
+        };
+        assert!(number("ops") > 0.0, "{summary}");
+        assert_eq!(number("errors"), 0.0, "{summary}");
+        assert!(number("p50_ms") <= number("p99_ms"), "{summary}");
+        assert!(number("p99_ms") <= number("max_ms"), "{summary}");
+        assert_eq!(summary["label"], "quorate");
+        let csv_text = std::fs::read_to_string(&csv).expect("csv written");
+        let rows: Vec<&str> = csv_text.lines().collect();
+        assert_eq!(rows[0], "second,ops", "{csv_text}");
+        assert_eq!(rows.len(), 2, "{csv_text}");
+        match workload[0] {
+            "txn" => assert!(summary["txn_conflicts"].is_u64(), "{summary}"),
+            "watch" => {
+                assert_eq!(number("watchers"), 3.0);
+                assert!(number("puts") > 0.0, "{summary}");
+                assert_eq!(number("events"), number("events_expected"), "{summary}");
+            }
+            _ => {}
+        }
+        lines.push_str(out.trim());
+        lines.push('\n');
+    }
+    let results = dir.path().join("results.jsonl");
+    std::fs::write(&results, lines).expect("write results");
+    let svg = dir.path().join("compare.svg");
+    let table = quorate(
+        &endpoints,
+        &[
+            "bench",
+            "report",
+            results.to_str().expect("utf-8"),
+            "--svg",
+            svg.to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    for workload in ["put", "get-l", "get-s", "mixed", "txn", "lease", "watch"] {
+        assert!(
+            table.contains(&format!("| {workload} | 4 | – |")),
+            "{table}"
+        );
+    }
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    assert_eq!(plot.matches("<polyline").count(), 14, "{plot}");
+}

@@ -1,0 +1,597 @@
+//! `quorate bench`: a load generator over the etcd v3 API (so one run works unchanged against
+//! etcd and Quorate), the floor of this machine, and the report that compares runs. Each run
+//! prints one JSON summary line on stdout (HDR-histogram percentiles, ops/s, errors) and can
+//! write its per-second throughput as CSV; a progress bar goes to stderr when it is a
+//! terminal. It never starts or stops members: `scripts/bench-vs-etcd.sh` does.
+
+mod floor;
+mod report;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod workload;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::watch_client::WatchClient;
+use proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, watch_request};
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::node_cmd::parse_duration;
+pub use floor::FloorArgs;
+pub use report::ReportArgs;
+use stats::Recorder;
+use workload::{Kind, Worker};
+
+/// The bench's subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Puts of random keys.
+    Put(RunArgs),
+    /// Gets of random keys (filled first).
+    Get(GetArgs),
+    /// Gets and puts of random keys (filled first), by default 90 % reads.
+    Mixed(MixedArgs),
+    /// Compare-and-put transactions on random keys (filled first): put if the key's
+    /// modification revision is the one this client last saw, else read it.
+    Txn(RunArgs),
+    /// Events per second delivered to W watchers of a prefix while the clients put keys
+    /// under it; latency is from the put's start to each delivery.
+    Watch(WatchArgs),
+    /// Lease churn: each operation grants a lease, puts a key under it and revokes it.
+    Lease(RunArgs),
+    /// This machine's floor for one durable write: fdatasync of a small append plus one
+    /// loopback round trip.
+    Floor(FloorArgs),
+    /// Table (medians, ratios) and SVG plot from saved JSON summary lines.
+    Report(ReportArgs),
+}
+
+/// Options every load workload takes.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Concurrent clients (each one request at a time).
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// gRPC connections the clients share, spread over the endpoints in turn.
+    #[arg(long, default_value_t = 1)]
+    pub conns: usize,
+    /// How long to measure (e.g. 10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring, not recorded (0s for none).
+    #[arg(long, default_value = "2s", value_parser = parse_duration_or_zero)]
+    pub warmup: Duration,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Distinct keys used.
+    #[arg(long, default_value_t = 10_000)]
+    pub key_space: u64,
+    /// Write completions per second of the measured window to this CSV file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// A label copied into the JSON summary (e.g. the system measured).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// A round number copied into the JSON summary (for alternating comparisons).
+    #[arg(long, default_value_t = 0)]
+    pub round: u32,
+    /// Never draw the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Consistency of a read, as etcdctl spells it.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Linearizable (ReadIndex through the leader).
+    L,
+    /// Serializable (the member's local state).
+    S,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, value_enum, default_value_t = Consistency::L)]
+    pub consistency: Consistency,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MixedArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, value_enum, default_value_t = Consistency::L)]
+    pub consistency: Consistency,
+    /// Fraction of operations that are reads.
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Watchers of the prefix, spread over the connections.
+    #[arg(long, default_value_t = 16)]
+    pub watchers: usize,
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
+/// Runs one bench subcommand against `endpoints`.
+pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<()> {
+    let (name, kind, args) = match command {
+        BenchCommand::Floor(args) => return floor::floor(args),
+        BenchCommand::Report(args) => return report::report(args),
+        BenchCommand::Watch(args) => return watch(endpoints, args).await,
+        BenchCommand::Put(args) => ("put", Kind::Put, args),
+        BenchCommand::Txn(args) => ("txn", Kind::Txn, args),
+        BenchCommand::Lease(args) => ("lease", Kind::Lease, args),
+        BenchCommand::Get(args) => (
+            get_name(args.consistency),
+            Kind::Get {
+                serializable: args.consistency == Consistency::S,
+            },
+            args.run,
+        ),
+        BenchCommand::Mixed(args) => (
+            "mixed",
+            Kind::Mixed {
+                read_ratio: args.read_ratio,
+                serializable: args.consistency == Consistency::S,
+            },
+            args.run,
+        ),
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&match kind {
+            Kind::Mixed { read_ratio, .. } => read_ratio,
+            _ => 0.0,
+        }),
+        "--read-ratio must be between 0 and 1"
+    );
+    let channels = connect(endpoints, args.conns).await?;
+    let seen = if kind.needs_fill() {
+        fill(&channels, &args).await?
+    } else {
+        HashMap::new()
+    };
+    let window = Window::new(&args);
+    let progress = Progress::start(&args, name);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..args.clients.max(1) {
+        let mut worker = Worker::new(
+            channels[client % channels.len()].clone(),
+            client as u64 + 1,
+            args.key_space,
+            args.value_size,
+            if kind == Kind::Txn {
+                seen.clone()
+            } else {
+                HashMap::new()
+            },
+        );
+        let done = progress.done.clone();
+        tasks.spawn(async move {
+            let mut recorder = Recorder::new();
+            let mut conflicts = 0u64;
+            while Instant::now() < window.end {
+                let began = Instant::now();
+                let result = worker.run(kind).await;
+                let finished = Instant::now();
+                done.fetch_add(1, Ordering::Relaxed);
+                if began < window.measure_from || finished > window.end {
+                    continue;
+                }
+                match result {
+                    Ok(outcome) => {
+                        conflicts += u64::from(outcome.conflict);
+                        recorder.record(finished - began, finished - window.measure_from);
+                    }
+                    Err(status) => recorder.record_error(|| describe(&status)),
+                }
+            }
+            (recorder, conflicts)
+        });
+    }
+    let mut total = Recorder::new();
+    let mut conflicts = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (recorder, part) = joined?;
+        total.merge(&recorder);
+        conflicts += part;
+    }
+    progress.finish(&total, args.duration);
+    let mut summary = summary_json(name, endpoints, &args, &total);
+    if kind == Kind::Txn {
+        summary["txn_conflicts"] = json!(conflicts);
+    }
+    if let Kind::Mixed { read_ratio, .. } = kind {
+        summary["read_ratio"] = json!(read_ratio);
+    }
+    write_csv(&args, &total)?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn get_name(consistency: Consistency) -> &'static str {
+    match consistency {
+        Consistency::L => "get-l",
+        Consistency::S => "get-s",
+    }
+}
+
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// When a run starts measuring and when it stops.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+}
+
+impl Window {
+    fn new(args: &RunArgs) -> Window {
+        let start = Instant::now();
+        let measure_from = start + args.warmup;
+        Window {
+            start,
+            measure_from,
+            end: measure_from + args.duration,
+        }
+    }
+}
+
+/// Opens `conns` connections, spread over `endpoints` in turn.
+async fn connect(endpoints: &[String], conns: usize) -> anyhow::Result<Vec<Channel>> {
+    let default = ["127.0.0.1:2379".to_string()];
+    let endpoints = if endpoints.is_empty() {
+        &default[..]
+    } else {
+        endpoints
+    };
+    let mut channels = Vec::new();
+    for i in 0..conns.max(1) {
+        let endpoint = &endpoints[i % endpoints.len()];
+        let uri = if endpoint.contains("://") {
+            endpoint.clone()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let channel = tonic::transport::Endpoint::from_shared(uri.clone())?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|error| anyhow::anyhow!("connect to {uri}: {error}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Fills the key space before a read workload, one filler per connection; returns each
+/// key's modification revision.
+async fn fill(channels: &[Channel], args: &RunArgs) -> anyhow::Result<HashMap<u64, i64>> {
+    let mut revisions = HashMap::new();
+    let key_space = args.key_space.max(1);
+    let share = key_space.div_ceil(channels.len() as u64);
+    let mut fillers = tokio::task::JoinSet::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let first = i as u64 * share;
+        let end = (first + share).min(key_space);
+        fillers.spawn(workload::fill(channel.clone(), first, end, args.value_size));
+    }
+    while let Some(filled) = fillers.join_next().await {
+        revisions.extend(
+            filled?
+                .map_err(|status| anyhow::anyhow!("fill the key space: {}", describe(&status)))?,
+        );
+    }
+    Ok(revisions)
+}
+
+/// The progress bar (drawn only on a terminal) and the count of operations it shows.
+struct Progress {
+    done: Arc<AtomicU64>,
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(args: &RunArgs, name: &str) -> Progress {
+        let total = args.warmup + args.duration;
+        let bar = if args.no_progress {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(
+                Some(total.as_millis() as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {elapsed}/{duration} {msg}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("bench {name}"));
+        let done = Arc::new(AtomicU64::new(0));
+        let ticker = {
+            let bar = bar.clone();
+            let done = done.clone();
+            let start = Instant::now();
+            let warmup = args.warmup;
+            tokio::spawn(async move {
+                let mut last = (Instant::now(), 0u64);
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let now = Instant::now();
+                    let count = done.load(Ordering::Relaxed);
+                    let rate = (count - last.1) as f64 / (now - last.0).as_secs_f64();
+                    last = (now, count);
+                    let phase = if now - start < warmup {
+                        "warm-up"
+                    } else {
+                        "measuring"
+                    };
+                    bar.set_position((now - start).as_millis() as u64);
+                    bar.set_message(format!("{phase} {rate:.0} ops/s"));
+                }
+            })
+        };
+        Progress { done, bar, ticker }
+    }
+
+    fn finish(self, total: &Recorder, window: Duration) {
+        self.ticker.abort();
+        let summary = total.summary(window);
+        self.bar.finish_with_message(format!(
+            "{:.0} ops/s, p99 {:.2} ms, {} errors",
+            summary.ops_per_sec,
+            ms(summary.p99),
+            summary.errors
+        ));
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The JSON summary line of a run.
+fn summary_json(name: &str, endpoints: &[String], args: &RunArgs, total: &Recorder) -> Value {
+    let summary = total.summary(args.duration);
+    let mut line = json!({
+        "workload": name, "label": args.label, "round": args.round,
+        "endpoints": endpoints.len().max(1), "clients": args.clients.max(1), "conns": args.conns.max(1),
+        "duration_s": args.duration.as_secs_f64(), "warmup_s": args.warmup.as_secs_f64(),
+        "value_size": args.value_size, "key_space": args.key_space,
+        "ops": summary.ops, "errors": summary.errors,
+        "ops_per_sec": (summary.ops_per_sec * 10.0).round() / 10.0,
+        "mean_ms": ms(summary.mean), "p50_ms": ms(summary.p50), "p90_ms": ms(summary.p90),
+        "p99_ms": ms(summary.p99), "p999_ms": ms(summary.p999), "max_ms": ms(summary.max),
+    });
+    if let Some(error) = total.first_error() {
+        line["first_error"] = json!(error);
+    }
+    line
+}
+
+fn write_csv(args: &RunArgs, total: &Recorder) -> anyhow::Result<()> {
+    let Some(path) = &args.csv else {
+        return Ok(());
+    };
+    let seconds = args.duration.as_secs_f64().ceil() as usize;
+    let mut text = String::from("second,ops\n");
+    for (second, count) in total.per_second(seconds).iter().enumerate() {
+        text.push_str(&format!("{second},{count}\n"));
+    }
+    std::fs::write(path, text).map_err(|error| anyhow::anyhow!("write {}: {error}", path.display()))
+}
+
+/// Prefix the watch workload writes under and watches.
+const WATCH_PREFIX: &str = "bench/watch/";
+
+/// Longest a watcher waits, after the writers stop, for the events of their last puts.
+const WATCH_DRAIN: Duration = Duration::from_secs(5);
+
+/// `quorate bench watch`: W watchers of one prefix, the clients putting keys under it. Each
+/// value starts with the microseconds since the run started at which its put began, so a
+/// watcher measures delivery latency; `events` counts deliveries of puts begun in the window
+/// and `events_expected` is the acknowledged such puts times the watchers (equal unless an
+/// event was lost; a put that failed but was applied anyway can make `events` larger).
+async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Result<()> {
+    let run = args.run;
+    let channels = connect(endpoints, run.conns).await?;
+    let mut streams = Vec::new();
+    for i in 0..args.watchers.max(1) {
+        streams.push(open_watch(channels[i % channels.len()].clone()).await?);
+    }
+    let window = Window::new(&run);
+    let (last_tx, last_rx) = tokio::sync::watch::channel(None::<i64>);
+    let mut watchers = tokio::task::JoinSet::new();
+    for events in streams {
+        watchers.spawn(watcher(events, last_rx.clone(), window));
+    }
+    let progress = Progress::start(&run, "watch");
+    let mut writers = tokio::task::JoinSet::new();
+    for client in 0..run.clients.max(1) {
+        let mut kv = KvClient::new(channels[client % channels.len()].clone());
+        let done = progress.done.clone();
+        let value_size = run.value_size;
+        let key_space = run.key_space.max(1);
+        writers.spawn(async move {
+            let mut recorder = Recorder::new();
+            let mut last_revision = 0;
+            let mut n = client as u64;
+            while Instant::now() < window.end {
+                let began = Instant::now();
+                let key = format!("{WATCH_PREFIX}{:08}", n % key_space).into_bytes();
+                n = n.wrapping_add(7919);
+                let request = PutRequest {
+                    key,
+                    value: stamped_value(began - window.start, value_size),
+                    ..Default::default()
+                };
+                let result = kv.put(request).await;
+                let finished = Instant::now();
+                done.fetch_add(1, Ordering::Relaxed);
+                match result {
+                    Ok(response) => {
+                        let revision = response.into_inner().header.map_or(0, |h| h.revision);
+                        last_revision = last_revision.max(revision);
+                        if began >= window.measure_from {
+                            recorder.record(finished - began, began - window.measure_from);
+                        }
+                    }
+                    Err(status) => recorder.record_error(|| describe(&status)),
+                }
+            }
+            (recorder, last_revision)
+        });
+    }
+    let mut puts = Recorder::new();
+    let mut last_revision = 0;
+    while let Some(joined) = writers.join_next().await {
+        let (recorder, revision) = joined?;
+        puts.merge(&recorder);
+        last_revision = last_revision.max(revision);
+    }
+    let _ = last_tx.send(Some(last_revision));
+    let mut delivered = Recorder::new();
+    while let Some(joined) = watchers.join_next().await {
+        delivered.merge(&joined?);
+    }
+    progress.finish(&delivered, run.duration);
+    let mut summary = summary_json("watch", endpoints, &run, &delivered);
+    let put_summary = puts.summary(run.duration);
+    summary["watchers"] = json!(args.watchers.max(1));
+    summary["puts"] = json!(put_summary.ops);
+    summary["put_errors"] = json!(put_summary.errors);
+    summary["put_p99_ms"] = json!(ms(put_summary.p99));
+    summary["events"] = json!(delivered.ops());
+    summary["events_expected"] = json!(put_summary.ops * args.watchers.max(1) as u64);
+    if let (None, Some(error)) = (delivered.first_error(), puts.first_error()) {
+        summary["first_error"] = json!(error);
+    }
+    write_csv(&run, &delivered)?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// One watcher: records the delivery latency of every event whose put began in the window,
+/// until it has seen the writers' last revision or the drain deadline passes.
+async fn watcher(
+    mut events: tonic::Streaming<proto::etcdserverpb::WatchResponse>,
+    mut last_rx: tokio::sync::watch::Receiver<Option<i64>>,
+    window: Window,
+) -> Recorder {
+    let mut recorder = Recorder::new();
+    let measure_from = window.measure_from - window.start;
+    let measure_end = window.end - window.start;
+    let drain_deadline = tokio::time::Instant::from_std(window.end + WATCH_DRAIN);
+    let mut seen_revision = 0;
+    let mut writers_done = false;
+    loop {
+        if let Some(last) = *last_rx.borrow()
+            && seen_revision >= last
+        {
+            break;
+        }
+        tokio::select! {
+            next = events.next() => match next {
+                None => {
+                    recorder.record_error(|| "the watch stream ended".to_string());
+                    break;
+                }
+                Some(Err(status)) => {
+                    recorder.record_error(|| describe(&status));
+                    break;
+                }
+                Some(Ok(response)) => {
+                    let delivered = window.start.elapsed();
+                    if let Some(header) = &response.header {
+                        seen_revision = seen_revision.max(header.revision);
+                    }
+                    for event in &response.events {
+                        let Some(kv) = &event.kv else { continue };
+                        seen_revision = seen_revision.max(kv.mod_revision);
+                        let Some(began) = stamp(&kv.value) else { continue };
+                        if began >= measure_from && began < measure_end {
+                            recorder.record(delivered.saturating_sub(began), began - measure_from);
+                        }
+                    }
+                }
+            },
+            changed = last_rx.changed(), if !writers_done => {
+                writers_done = changed.is_err();
+            }
+            _ = tokio::time::sleep_until(drain_deadline) => {
+                recorder.record_error(|| format!(
+                    "watcher saw revision {seen_revision} but not the writers' last within {WATCH_DRAIN:?}"
+                ));
+                break;
+            }
+        }
+    }
+    recorder
+}
+
+/// Opens a watch of the bench's watch prefix and waits until it is created.
+async fn open_watch(
+    channel: Channel,
+) -> anyhow::Result<tonic::Streaming<proto::etcdserverpb::WatchResponse>> {
+    let create = WatchCreateRequest {
+        key: WATCH_PREFIX.as_bytes().to_vec(),
+        range_end: base::keys::prefix_end(WATCH_PREFIX.as_bytes()),
+        ..Default::default()
+    };
+    let request = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+    };
+    let requests = tokio_stream::iter([request]).chain(tokio_stream::pending());
+    let mut events = WatchClient::new(channel)
+        .watch(requests)
+        .await
+        .map_err(|status| anyhow::anyhow!("open a watch: {}", describe(&status)))?
+        .into_inner();
+    match events.next().await {
+        Some(Ok(response)) if response.created => Ok(events),
+        Some(Ok(_)) => anyhow::bail!("the watch's first response did not confirm its creation"),
+        Some(Err(status)) => anyhow::bail!("open a watch: {}", describe(&status)),
+        None => anyhow::bail!("the watch stream ended before it was created"),
+    }
+}
+
+/// The start time stamped at the front of a watch workload value.
+fn stamp(value: &[u8]) -> Option<Duration> {
+    let bytes: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(Duration::from_micros(u64::from_be_bytes(bytes)))
+}
+
+/// A watch workload value of `size` bytes (at least 8) stamped with `began`.
+fn stamped_value(began: Duration, size: usize) -> Vec<u8> {
+    let mut value = (began.as_micros() as u64).to_be_bytes().to_vec();
+    value.resize(size.max(8), b'v');
+    value
+}

@@ -1,0 +1,231 @@
+//! The operations of each bench workload, over the etcd v3 API only (so the same run works
+//! against etcd): put, get, mixed reads and writes, compare-and-put transactions, lease churn,
+//! and the writer side of watch fan-out. It never decides timing or records results.
+
+use std::collections::HashMap;
+
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::lease_client::LeaseClient;
+use proto::etcdserverpb::{
+    Compare, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest, compare, request_op,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+/// Prefix of every key the bench writes, so a run can be cleaned up with one delete.
+pub const KEY_PREFIX: &str = "bench/";
+
+/// Keys written in one transaction while the key space is filled before a read workload
+/// (etcd's default `--max-txn-ops` is 128).
+pub const FILL_BATCH: usize = 64;
+
+/// The workload a client runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Put,
+    Get { serializable: bool },
+    Mixed { read_ratio: f64, serializable: bool },
+    Txn,
+    Lease,
+}
+
+impl Kind {
+    /// Whether the workload reads keys that must exist first.
+    pub fn needs_fill(self) -> bool {
+        matches!(self, Kind::Get { .. } | Kind::Mixed { .. } | Kind::Txn)
+    }
+}
+
+/// What one operation did besides succeeding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// A compare-and-put whose compare failed (another client wrote the key first).
+    pub conflict: bool,
+}
+
+/// One bench client: its connection, its random key choice, and for transactions the last
+/// modification revision it saw of each key.
+pub struct Worker {
+    kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+    rng: SmallRng,
+    key_space: u64,
+    value: Vec<u8>,
+    seen_mod_revision: HashMap<u64, i64>,
+}
+
+/// The key with number `n`.
+pub fn key(n: u64) -> Vec<u8> {
+    format!("{KEY_PREFIX}{n:08}").into_bytes()
+}
+
+impl Worker {
+    /// A client over `channel` whose choices are fixed by `seed`; `seen` holds the
+    /// modification revisions the fill wrote.
+    pub fn new(
+        channel: Channel,
+        seed: u64,
+        key_space: u64,
+        value_size: usize,
+        seen: HashMap<u64, i64>,
+    ) -> Worker {
+        Worker {
+            kv: KvClient::new(channel.clone()),
+            lease: LeaseClient::new(channel),
+            rng: SmallRng::seed_from_u64(seed),
+            key_space: key_space.max(1),
+            value: vec![b'v'; value_size],
+            seen_mod_revision: seen,
+        }
+    }
+
+    /// Runs one operation of `kind`.
+    pub async fn run(&mut self, kind: Kind) -> Result<Outcome, tonic::Status> {
+        match kind {
+            Kind::Put => self.put().await,
+            Kind::Get { serializable } => self.get(serializable).await,
+            Kind::Mixed {
+                read_ratio,
+                serializable,
+            } => {
+                if self.rng.random_bool(read_ratio.clamp(0.0, 1.0)) {
+                    self.get(serializable).await
+                } else {
+                    self.put().await
+                }
+            }
+            Kind::Txn => self.compare_and_put().await,
+            Kind::Lease => self.lease_cycle().await,
+        }
+    }
+
+    fn pick(&mut self) -> u64 {
+        self.rng.random_range(0..self.key_space)
+    }
+
+    async fn put(&mut self) -> Result<Outcome, tonic::Status> {
+        let request = PutRequest {
+            key: key(self.pick()),
+            value: self.value.clone(),
+            ..Default::default()
+        };
+        self.kv.put(request).await?;
+        Ok(Outcome::default())
+    }
+
+    async fn get(&mut self, serializable: bool) -> Result<Outcome, tonic::Status> {
+        let request = RangeRequest {
+            key: key(self.pick()),
+            serializable,
+            ..Default::default()
+        };
+        self.kv.range(request).await?;
+        Ok(Outcome::default())
+    }
+
+    /// Puts a key only if its modification revision is still the one this client last saw;
+    /// otherwise reads it (the failure branch), learning the current revision for next time.
+    async fn compare_and_put(&mut self) -> Result<Outcome, tonic::Status> {
+        let n = self.pick();
+        let expected = self.seen_mod_revision.get(&n).copied().unwrap_or(0);
+        let request = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Mod as i32,
+                key: key(n),
+                target_union: Some(compare::TargetUnion::ModRevision(expected)),
+                ..Default::default()
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key(n),
+                    value: self.value.clone(),
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: key(n),
+                    ..Default::default()
+                })),
+            }],
+        };
+        let response = self.kv.txn(request).await?.into_inner();
+        let revision = response.header.map_or(0, |h| h.revision);
+        if response.succeeded {
+            self.seen_mod_revision.insert(n, revision);
+            return Ok(Outcome::default());
+        }
+        let current = response
+            .responses
+            .into_iter()
+            .find_map(|r| match r.response {
+                Some(proto::etcdserverpb::response_op::Response::ResponseRange(range)) => {
+                    range.kvs.into_iter().next().map(|kv| kv.mod_revision)
+                }
+                _ => None,
+            })
+            .unwrap_or(0);
+        self.seen_mod_revision.insert(n, current);
+        Ok(Outcome { conflict: true })
+    }
+
+    /// Grants a lease, attaches a key to it, and revokes it (which deletes the key).
+    async fn lease_cycle(&mut self) -> Result<Outcome, tonic::Status> {
+        let granted = self
+            .lease
+            .lease_grant(LeaseGrantRequest { ttl: 60, id: 0 })
+            .await?
+            .into_inner();
+        let request = PutRequest {
+            key: key(self.pick()),
+            value: self.value.clone(),
+            lease: granted.id,
+            ..Default::default()
+        };
+        self.kv.put(request).await?;
+        self.lease
+            .lease_revoke(LeaseRevokeRequest { id: granted.id })
+            .await?;
+        Ok(Outcome::default())
+    }
+}
+
+/// Writes every key of the key space (in transactions of [`FILL_BATCH`] puts) so reads find
+/// values; `first..end` is this filler's share. Returns each key's modification revision.
+pub async fn fill(
+    channel: Channel,
+    first: u64,
+    end: u64,
+    value_size: usize,
+) -> Result<HashMap<u64, i64>, tonic::Status> {
+    let mut revisions = HashMap::new();
+    let mut kv = KvClient::new(channel);
+    let value = vec![b'v'; value_size];
+    let mut n = first;
+    while n < end {
+        let batch_end = (n + FILL_BATCH as u64).min(end);
+        let success = (n..batch_end)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key(i),
+                    value: value.clone(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let response = kv
+            .txn(TxnRequest {
+                success,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let revision = response.header.map_or(0, |h| h.revision);
+        revisions.extend((n..batch_end).map(|i| (i, revision)));
+        n = batch_end;
+    }
+    Ok(revisions)
+}
