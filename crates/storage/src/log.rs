@@ -156,15 +156,7 @@ impl LogStore {
         value: &[u8],
         durable: bool,
     ) -> Result<(), StorageError> {
-        let mut tx = self.db.begin_write()?;
-        if !durable {
-            tx.set_durability(Durability::None)
-                .expect("no persistent savepoints are used");
-        }
-        tx.open_table(HARD_STATE)?
-            .insert(name, frame(value).as_slice())?;
-        tx.commit()?;
-        Ok(())
+        self.write_batch(&[], &[(name, value)], durable)
     }
 
     /// Returns a named hard-state value, verified.
