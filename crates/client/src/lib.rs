@@ -38,7 +38,7 @@ pub struct Client {
 }
 
 /// Returns `endpoint` with a scheme, as etcdctl accepts bare `host:port`.
-fn with_scheme(endpoint: &str) -> String {
+pub fn with_scheme(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {

@@ -174,6 +174,17 @@ fn bounds(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
     Some((start, end))
 }
 
+/// Reads a log id kept in the hard state (committed, purged).
+fn read_log_id(store: &storage::LogStore, name: &str) -> Result<Option<LogId>, io::Error> {
+    match store.hard_state(name).map_err(io_error)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
+            Ok(Some(codec::log_id_from_pb(&id).map_err(io_error)?))
+        }
+    }
+}
+
 /// Appends, commits and fsyncs in one transaction everything queued together: consecutive
 /// appends and committed ids form one group commit; a vote, truncation or purge runs alone,
 /// after the group before it.
@@ -286,13 +297,7 @@ impl LogStore {
     /// Wraps an opened log file and starts its writer thread (which ends when the last clone
     /// of this store is dropped).
     pub fn new(store: storage::LogStore) -> Result<LogStore, io::Error> {
-        let purged_next = match store.hard_state(PURGED).map_err(io_error)? {
-            None => 0,
-            Some(bytes) => {
-                let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
-                codec::log_id_from_pb(&id).map_err(io_error)?.index + 1
-            }
-        };
+        let purged_next = read_log_id(&store, PURGED)?.map_or(0, |id| id.index + 1);
         let next = match store.last().map_err(io_error)? {
             Some((index, _)) => (index + 1).max(purged_next),
             None => purged_next,
@@ -313,16 +318,6 @@ impl LogStore {
             .name("raft-log-writer".into())
             .spawn(move || writer_loop(thread_shared, queue))?;
         Ok(LogStore { shared, writer })
-    }
-
-    fn read_log_id(&self, name: &str) -> Result<Option<LogId>, io::Error> {
-        match self.shared.store.hard_state(name).map_err(io_error)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
-                Ok(Some(codec::log_id_from_pb(&id).map_err(io_error)?))
-            }
-        }
     }
 
     async fn send(&self, write: Write) -> Result<(), io::Error> {
@@ -400,7 +395,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let this = self.clone();
         blocking(move || {
-            let purged = this.read_log_id(PURGED)?;
+            let purged = read_log_id(&this.shared.store, PURGED)?;
             let last = match cached_last {
                 Some(last) => Some(last),
                 None => match this.shared.store.last().map_err(io_error)? {
@@ -437,7 +432,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         let this = self.clone();
-        blocking(move || this.read_log_id(COMMITTED)).await
+        blocking(move || read_log_id(&this.shared.store, COMMITTED)).await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed) -> Result<(), io::Error>

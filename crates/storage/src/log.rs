@@ -50,15 +50,7 @@ impl LogStore {
 
     /// Appends (or overwrites) entries and makes them durable before returning.
     pub fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StorageError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut table = tx.open_table(ENTRIES)?;
-            for (index, bytes) in entries {
-                table.insert(*index, frame(bytes).as_slice())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.write_batch(entries, &[], true)
     }
 
     /// Writes entries (appended or overwritten) and named hard-state values in one

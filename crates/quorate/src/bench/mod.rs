@@ -150,22 +150,22 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
             },
             args.run,
         ),
-        BenchCommand::Mixed(args) => (
-            "mixed",
-            Kind::Mixed {
-                read_ratio: args.read_ratio,
-                serializable: args.consistency == Consistency::S,
-            },
-            args.run,
-        ),
+        BenchCommand::Mixed(args) => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&args.read_ratio),
+                "--read-ratio must be between 0 and 1, not {}",
+                args.read_ratio
+            );
+            (
+                "mixed",
+                Kind::Mixed {
+                    read_ratio: args.read_ratio,
+                    serializable: args.consistency == Consistency::S,
+                },
+                args.run,
+            )
+        }
     };
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&match kind {
-            Kind::Mixed { read_ratio, .. } => read_ratio,
-            _ => 0.0,
-        }),
-        "--read-ratio must be between 0 and 1"
-    );
     let channels = connect(endpoints, args.conns).await?;
     let seen = if kind.needs_fill() {
         fill(&channels, &args).await?
@@ -272,11 +272,7 @@ async fn connect(endpoints: &[String], conns: usize) -> anyhow::Result<Vec<Chann
     let mut channels = Vec::new();
     for i in 0..conns.max(1) {
         let endpoint = &endpoints[i % endpoints.len()];
-        let uri = if endpoint.contains("://") {
-            endpoint.clone()
-        } else {
-            format!("http://{endpoint}")
-        };
+        let uri = client::with_scheme(endpoint);
         let channel = tonic::transport::Endpoint::from_shared(uri.clone())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))

@@ -468,3 +468,18 @@ async fn bench_workloads_run_against_a_cluster_and_report() {
     let plot = std::fs::read_to_string(&svg).expect("svg written");
     assert_eq!(plot.matches("<polyline").count(), 14, "{plot}");
 }
+
+#[test]
+fn bench_mixed_refuses_a_read_ratio_outside_zero_to_one() {
+    // The ratio is checked before any connection is made, so no member is needed.
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["bench", "mixed", "--read-ratio", "1.5", "--duration", "1s"])
+        .output()
+        .expect("run quorate bench mixed");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--read-ratio must be between 0 and 1, not 1.5"),
+        "{stderr}"
+    );
+}
