@@ -185,6 +185,15 @@ pub const LAYERING: &[(&str, &str, &str)] = &[
         "anyhow",
         "anyhow only in the binary, tests and xtask",
     ),
+    ("check", "tokio", "pure crates have no runtime"),
+    ("check", "tonic", "pure crates have no transport"),
+    ("check", "redb", "only storage touches redb"),
+    ("check", "storage", "checkers judge histories, not files"),
+    (
+        "check",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
     ("base", "clap", "only quorate reads the command line"),
     ("node", "clap", "only quorate reads the command line"),
 ];

@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, coord, demo, node_cmd, txn};
+use crate::{bench, check_cmd, coord, demo, node_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -171,6 +171,11 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Judge histories: `analyze` rechecks a saved history file.
+    Check {
+        #[command(subcommand)]
+        command: check_cmd::CheckCommand,
+    },
     /// Per-endpoint commands.
     Endpoint {
         #[command(subcommand)]
@@ -255,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench { command } => bench::run(&cli.endpoints, command).await,
+        Command::Check { command } => check_cmd::run(command, json_out),
         Command::Put {
             key,
             value,

@@ -3,6 +3,7 @@
 //! client command. It must hold no database logic of its own.
 
 mod bench;
+mod check_cmd;
 mod cli;
 mod coord;
 mod demo;
@@ -32,6 +33,10 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(verdict) = error.downcast_ref::<check_cmd::VerdictExit>() {
+                eprintln!("{verdict}");
+                return std::process::ExitCode::from(verdict.code);
+            }
             eprintln!("Error: {error:#}");
             std::process::ExitCode::from(1)
         }

@@ -338,6 +338,7 @@ fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
     }
 }
 
+mod check;
 mod cli;
 mod differential;
 mod etcdctl;

@@ -1,0 +1,174 @@
+//! The set checker: clients add unique elements (`add`, value = the element) and read the
+//! whole set (`read`, result = the list of elements); the last read follows the healing of
+//! every fault. Nothing acknowledged may be lost, nothing never added (or whose add certainly
+//! failed) may appear, nothing may appear twice. Under linearizable reads, every read must
+//! also hold every element acknowledged, or seen by another read, before the read began.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::history::{History, Operation, Outcome};
+use crate::model::Datum;
+use crate::verdict::{Anomaly, AnomalyKind, Report, Verdict};
+
+/// How many elements one anomaly lists.
+const LISTED_ELEMENTS_MAX: usize = 12;
+
+/// Checks a set history; `linearizable` adds the real-time checks of every read.
+pub fn check_set(history: &History, linearizable: bool) -> Report {
+    let report = |verdict, ops_checked| Report {
+        checker: "set".to_owned(),
+        verdict,
+        ops_checked,
+        parts: 1,
+    };
+    let mut adds: BTreeMap<Datum, &Operation> = BTreeMap::new();
+    let mut reads: Vec<(&Operation, Vec<Datum>)> = Vec::new();
+    for op in &history.ops {
+        match (op.f.as_str(), op.outcome) {
+            ("add", _) => match Datum::from_value(&op.input) {
+                Ok(element) => {
+                    if let Some(earlier) = adds.insert(element.clone(), op) {
+                        let reason = format!(
+                            "element {element} is added twice ({} and {}); set workloads add \
+                             unique elements",
+                            earlier.describe(),
+                            op.describe()
+                        );
+                        return report(Verdict::Unknown(reason), 0);
+                    }
+                }
+                Err(reason) => return report(Verdict::Unknown(reason), 0),
+            },
+            ("read", Outcome::Ok) => {
+                let Some(items) = op.output.as_array() else {
+                    let reason = format!("read {} did not return a list", op.describe());
+                    return report(Verdict::Unknown(reason), 0);
+                };
+                let elements: Result<Vec<Datum>, String> =
+                    items.iter().map(Datum::from_value).collect();
+                match elements {
+                    Ok(elements) => reads.push((op, elements)),
+                    Err(reason) => return report(Verdict::Unknown(reason), 0),
+                }
+            }
+            ("read", _) => {}
+            (f, _) => {
+                let reason = format!("the set checker has no operation {f:?}");
+                return report(Verdict::Unknown(reason), 0);
+            }
+        }
+    }
+    let ops_checked = adds.len() + reads.len();
+    let Some(last_call) = reads.iter().map(|(op, _)| op.call).max() else {
+        let reason = "no read succeeded, so nothing can be said of the adds".to_owned();
+        return report(Verdict::Unknown(reason), ops_checked);
+    };
+
+    let mut anomalies = Vec::new();
+    for (read, elements) in &reads {
+        let is_final = read.call == last_call;
+        let ret = read.ret.expect("an ok read has a completion time");
+        let mut seen = BTreeSet::new();
+        let mut duplicates = Vec::new();
+        let mut unexpected = Vec::new();
+        for element in elements {
+            if !seen.insert(element.clone()) {
+                duplicates.push(element.clone());
+            }
+            match adds.get(element) {
+                None => unexpected.push((element.clone(), "never added")),
+                Some(add) if add.call > ret => {
+                    unexpected.push((element.clone(), "added only after the read returned"))
+                }
+                Some(add) if add.outcome == Outcome::Fail => {
+                    unexpected.push((element.clone(), "its add certainly failed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if !duplicates.is_empty() {
+            anomalies.push(anomaly(
+                AnomalyKind::Duplicate,
+                read,
+                "returns elements more than once",
+                duplicates.iter().map(|d| d.to_string()).collect(),
+            ));
+        }
+        if !unexpected.is_empty() {
+            anomalies.push(anomaly(
+                AnomalyKind::Unexpected,
+                read,
+                "returns elements it cannot hold",
+                unexpected
+                    .iter()
+                    .map(|(d, why)| format!("{d} ({why})"))
+                    .collect(),
+            ));
+        }
+        if !(linearizable || is_final) {
+            continue;
+        }
+        // Elements that must be present: acknowledged, or seen by a read, before this began.
+        let mut missing = BTreeSet::new();
+        for (element, add) in &adds {
+            let acknowledged = add.outcome == Outcome::Ok && add.ret.is_some_and(|r| r < read.call);
+            if acknowledged && !seen.contains(element) {
+                missing.insert(element.clone());
+            }
+        }
+        for (other, other_elements) in &reads {
+            if other.ret.is_some_and(|r| r < read.call) {
+                for element in other_elements {
+                    if !seen.contains(element) && adds.contains_key(element) {
+                        missing.insert(element.clone());
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let (kind, what) = if is_final {
+                (
+                    AnomalyKind::LostWrite,
+                    "(the final read) misses elements acknowledged or read before it",
+                )
+            } else {
+                (
+                    AnomalyKind::StaleRead,
+                    "misses elements acknowledged or read before it began",
+                )
+            };
+            anomalies.push(anomaly(
+                kind,
+                read,
+                what,
+                missing.iter().map(|d| d.to_string()).collect(),
+            ));
+        }
+    }
+    let verdict = if anomalies.is_empty() {
+        Verdict::Valid
+    } else {
+        Verdict::Invalid(anomalies)
+    };
+    report(verdict, ops_checked)
+}
+
+fn anomaly(kind: AnomalyKind, read: &Operation, what: &str, elements: Vec<String>) -> Anomaly {
+    let count = elements.len();
+    let mut listed: Vec<String> = elements.into_iter().take(LISTED_ELEMENTS_MAX).collect();
+    if count > LISTED_ELEMENTS_MAX {
+        listed.push(format!("… {} more", count - LISTED_ELEMENTS_MAX));
+    }
+    Anomaly {
+        kind,
+        key: read.key.clone(),
+        ops: vec![read.id],
+        explanation: format!(
+            "read p{} at [{} .. {}] {what} ({count}): {}",
+            read.process,
+            read.call,
+            read.ret.unwrap_or_default(),
+            listed.join(", ")
+        ),
+    }
+}

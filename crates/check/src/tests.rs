@@ -1,0 +1,506 @@
+//! Checker tests on hand-written histories: valid ones pass, each anomaly class is rejected,
+//! exhausted budgets are unknown; and property tests: histories of a real sequential register
+//! with random overlapping windows always pass, and a read mutated to a value never written
+//! never passes.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::bank::check_bank;
+use crate::codec::{decode_history, encode_event};
+use crate::history::{Event, EventType, History, HistoryError};
+use crate::linear::{Budget, check_linearizable};
+use crate::model::{COMPARE_FAILED, Register};
+use crate::set::check_set;
+use crate::verdict::{AnomalyKind, Verdict};
+
+/// Builds histories line by line: `invoke`/`ok`/`fail`/`info` at a time.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<Event>,
+}
+
+impl Recorder {
+    fn push(&mut self, process: u64, kind: EventType, f: &str, key: &str, value: Value, time: u64) {
+        let key = (!key.is_empty()).then_some(key);
+        self.events
+            .push(Event::new(process, kind, f, key, value, time));
+    }
+    fn invoke(&mut self, p: u64, f: &str, key: &str, value: Value, t: u64) -> &mut Self {
+        self.push(p, EventType::Invoke, f, key, value, t);
+        self
+    }
+    fn ok(&mut self, p: u64, f: &str, key: &str, value: Value, t: u64) -> &mut Self {
+        self.push(p, EventType::Ok, f, key, value, t);
+        self
+    }
+    fn fail(&mut self, p: u64, f: &str, key: &str, error: &str, t: u64) -> &mut Self {
+        self.push(p, EventType::Fail, f, key, Value::Null, t);
+        self.events.last_mut().expect("just pushed").error = Some(error.to_owned());
+        self
+    }
+    fn info(&mut self, p: u64, f: &str, key: &str, t: u64) -> &mut Self {
+        self.push(p, EventType::Info, f, key, Value::Null, t);
+        self
+    }
+    fn history(&self) -> History {
+        History::from_events(&self.events).expect("a well-formed history")
+    }
+}
+
+/// The one entry point of the register tests: the verdict of `model` on the history.
+fn check(model: Register, recorder: &Recorder) -> Verdict {
+    check_linearizable(&model, &recorder.history(), Budget::default()).verdict
+}
+
+fn kinds(verdict: &Verdict) -> Vec<AnomalyKind> {
+    match verdict {
+        Verdict::Invalid(anomalies) => anomalies.iter().map(|a| a.kind).collect(),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+const REGISTER: Register = Register { cas: false };
+const CAS_REGISTER: Register = Register { cas: true };
+
+#[test]
+fn codec_round_trips_every_field_and_names_the_bad_line() {
+    let mut event = Event::new(3, EventType::Ok, "read", Some("k"), json!([1, "a"]), 42);
+    event.revision = Some(7);
+    event.member = Some("n2".into());
+    event.term = Some(4);
+    event.error = Some("x".into());
+    let line = encode_event(&event);
+    assert_eq!(decode_history(&line).expect("decodes"), vec![event]);
+
+    let text = format!("{line}\n\n{{\"process\":1,\"type\":\"done\",\"f\":\"read\",\"time\":1}}\n");
+    let error = decode_history(&text).expect_err("type done is not a type");
+    assert!(error.to_string().starts_with("line 3:"), "{error}");
+    let error = decode_history("{\"process\":1}").expect_err("fields missing");
+    assert!(error.to_string().contains("line 1"), "{error}");
+}
+
+#[test]
+fn pairing_closes_open_invocations_as_unknown_and_rejects_double_invokes() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .invoke(2, "write", "x", json!(2), 1)
+        .ok(1, "write", "x", Value::Null, 2);
+    let history = r.history();
+    assert_eq!(history.ops.len(), 2);
+    assert_eq!(history.ops[1].outcome, crate::Outcome::Info);
+    assert_eq!(history.ops[1].ret, None);
+    assert_eq!(history.counts()["write"], [1, 0, 1]);
+
+    r.invoke(1, "read", "x", Value::Null, 3)
+        .invoke(1, "read", "x", Value::Null, 4);
+    let error = History::from_events(&r.events).expect_err("p1 invoked twice");
+    assert!(matches!(
+        error,
+        HistoryError::DoubleInvoke { process: 1, .. }
+    ));
+}
+
+#[test]
+fn sequential_register_history_is_linearizable() {
+    let mut r = Recorder::default();
+    r.invoke(1, "read", "x", Value::Null, 0)
+        .ok(1, "read", "x", Value::Null, 1)
+        .invoke(1, "write", "x", json!(1), 2)
+        .ok(1, "write", "x", Value::Null, 3)
+        .invoke(2, "read", "x", Value::Null, 4)
+        .ok(2, "read", "x", json!(1), 5);
+    assert_eq!(check(REGISTER, &r), Verdict::Valid);
+}
+
+#[test]
+fn concurrent_reads_may_see_either_side_of_a_write() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(1, "write", "x", json!(2), 10)
+        .invoke(2, "read", "x", Value::Null, 11)
+        .invoke(3, "read", "x", Value::Null, 12)
+        .ok(2, "read", "x", json!(2), 13)
+        .ok(3, "read", "x", json!(1), 14)
+        .ok(1, "write", "x", Value::Null, 20);
+    // p3 read 1 after p2 read 2: p3's read must come before the write, p2's after; both
+    // overlap the write and each other, so the order read(p3), write, read(p2) works.
+    assert_eq!(check(REGISTER, &r), Verdict::Valid);
+}
+
+#[test]
+fn stale_read_after_an_acknowledged_write_is_rejected_with_an_explanation() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(1, "write", "x", json!(2), 2)
+        .ok(1, "write", "x", Value::Null, 3)
+        .invoke(2, "read", "x", Value::Null, 4)
+        .ok(2, "read", "x", json!(1), 5);
+    let verdict = check(REGISTER, &r);
+    assert_eq!(kinds(&verdict), vec![AnomalyKind::NotLinearizable]);
+    let Verdict::Invalid(anomalies) = verdict else {
+        unreachable!()
+    };
+    let text = &anomalies[0].explanation;
+    assert!(text.contains("2 operations can be placed"), "{text}");
+    assert!(text.contains("p2 read x -> ok 1"), "{text}");
+    assert!(text.contains("state 2"), "{text}");
+    assert_eq!(anomalies[0].key.as_deref(), Some("x"));
+}
+
+#[test]
+fn a_write_lost_after_acknowledgement_is_rejected() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(2, "read", "x", Value::Null, 2)
+        .ok(2, "read", "x", Value::Null, 3);
+    assert_eq!(
+        kinds(&check(REGISTER, &r)),
+        vec![AnomalyKind::NotLinearizable]
+    );
+}
+
+#[test]
+fn unknown_writes_may_take_effect_late_or_never_but_not_twice() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .info(1, "write", "x", 1)
+        .invoke(2, "read", "x", Value::Null, 2)
+        .ok(2, "read", "x", Value::Null, 3)
+        .invoke(2, "read", "x", Value::Null, 4)
+        .ok(2, "read", "x", json!(1), 5);
+    assert_eq!(check(REGISTER, &r), Verdict::Valid, "took effect late");
+
+    let mut never = Recorder::default();
+    never
+        .invoke(1, "write", "x", json!(1), 0)
+        .info(1, "write", "x", 1)
+        .invoke(2, "read", "x", Value::Null, 2)
+        .ok(2, "read", "x", Value::Null, 3);
+    assert_eq!(check(REGISTER, &never), Verdict::Valid, "never took effect");
+
+    // Seen, then unseen, with no other write: impossible.
+    r.invoke(2, "read", "x", Value::Null, 6)
+        .ok(2, "read", "x", Value::Null, 7);
+    assert_eq!(
+        kinds(&check(REGISTER, &r)),
+        vec![AnomalyKind::NotLinearizable]
+    );
+}
+
+#[test]
+fn failed_writes_have_no_effect() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .fail(1, "write", "x", "too-large", 1)
+        .invoke(2, "read", "x", Value::Null, 2)
+        .ok(2, "read", "x", json!(1), 3);
+    assert_eq!(
+        kinds(&check(REGISTER, &r)),
+        vec![AnomalyKind::NotLinearizable]
+    );
+}
+
+#[test]
+fn compare_and_set_follows_the_register() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(1, "cas", "x", json!([1, 2]), 2)
+        .ok(1, "cas", "x", Value::Null, 3)
+        .invoke(2, "cas", "x", json!([1, 3]), 4)
+        .fail(2, "cas", "x", COMPARE_FAILED, 5)
+        .invoke(2, "read", "x", Value::Null, 6)
+        .ok(2, "read", "x", json!(2), 7);
+    assert_eq!(check(CAS_REGISTER, &r), Verdict::Valid);
+
+    // A swap from a value the register did not hold.
+    let mut wrong = Recorder::default();
+    wrong
+        .invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(1, "cas", "x", json!([5, 2]), 2)
+        .ok(1, "cas", "x", Value::Null, 3);
+    assert_eq!(
+        kinds(&check(CAS_REGISTER, &wrong)),
+        vec![AnomalyKind::NotLinearizable]
+    );
+
+    // A comparison reported false while the register held the expected value.
+    let mut false_mismatch = Recorder::default();
+    false_mismatch
+        .invoke(1, "write", "x", json!(1), 0)
+        .ok(1, "write", "x", Value::Null, 1)
+        .invoke(1, "cas", "x", json!([1, 2]), 2)
+        .fail(1, "cas", "x", COMPARE_FAILED, 3);
+    assert_eq!(
+        kinds(&check(CAS_REGISTER, &false_mismatch)),
+        vec![AnomalyKind::NotLinearizable]
+    );
+
+    // An unknown swap may have happened.
+    let mut unknown = Recorder::default();
+    unknown
+        .invoke(1, "cas", "x", json!([null, 9]), 0)
+        .info(1, "cas", "x", 1)
+        .invoke(2, "read", "x", Value::Null, 2)
+        .ok(2, "read", "x", json!(9), 3);
+    assert_eq!(check(CAS_REGISTER, &unknown), Verdict::Valid);
+
+    assert!(
+        matches!(check(REGISTER, &unknown), Verdict::Unknown(reason) if reason.contains("no operation \"cas\"")),
+        "the plain register refuses cas"
+    );
+}
+
+#[test]
+fn keys_are_checked_apart_and_the_failing_key_is_named() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "a", json!(1), 0)
+        .ok(1, "write", "a", Value::Null, 1)
+        .invoke(2, "write", "b", json!(1), 0)
+        .ok(2, "write", "b", Value::Null, 1)
+        .invoke(1, "read", "a", Value::Null, 2)
+        .ok(1, "read", "a", json!(1), 3)
+        .invoke(2, "read", "b", Value::Null, 2)
+        .ok(2, "read", "b", json!(7), 3);
+    let report = check_linearizable(&REGISTER, &r.history(), Budget::default());
+    assert_eq!(report.parts, 2);
+    assert_eq!(report.ops_checked, 4);
+    let Verdict::Invalid(anomalies) = report.verdict else {
+        panic!("key b read a value never written")
+    };
+    assert_eq!(anomalies.len(), 1);
+    assert_eq!(anomalies[0].key.as_deref(), Some("b"));
+}
+
+#[test]
+fn an_exhausted_budget_is_unknown_never_valid() {
+    let mut r = Recorder::default();
+    // Twelve concurrent writes and reads: valid, but more steps than the tiny budget.
+    for p in 0..12 {
+        r.invoke(p, "write", "x", json!(p), p);
+    }
+    for p in 0..12 {
+        r.ok(p, "write", "x", Value::Null, 100 + p);
+    }
+    r.invoke(20, "read", "x", Value::Null, 200)
+        .ok(20, "read", "x", json!(11), 201);
+    let tiny = Budget {
+        steps_max: 5,
+        cache_entries_max: 1_000,
+    };
+    let verdict = check_linearizable(&REGISTER, &r.history(), tiny).verdict;
+    assert!(
+        matches!(verdict, Verdict::Unknown(ref reason) if reason.contains("budget")),
+        "{verdict:?}"
+    );
+    assert_eq!(check(REGISTER, &r), Verdict::Valid);
+}
+
+#[test]
+fn set_history_passes_when_nothing_is_lost_or_invented() {
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .ok(1, "add", "", Value::Null, 1)
+        .invoke(2, "add", "", json!(2), 0)
+        .info(2, "add", "", 5)
+        .invoke(3, "add", "", json!(3), 2)
+        .fail(3, "add", "", "unavailable", 3)
+        .invoke(4, "read", "", Value::Null, 10)
+        .ok(4, "read", "", json!([1, 2]), 11);
+    assert_eq!(check_set(&r.history(), true).verdict, Verdict::Valid);
+}
+
+#[test]
+fn set_anomalies_are_each_named() {
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .ok(1, "add", "", Value::Null, 1)
+        .invoke(1, "add", "", json!(2), 2)
+        .ok(1, "add", "", Value::Null, 3)
+        .invoke(3, "add", "", json!(3), 2)
+        .fail(3, "add", "", "unavailable", 3)
+        // Misses 2 (acknowledged before), holds 3 (failed) and 9 (never added), 1 twice.
+        .invoke(4, "read", "", Value::Null, 10)
+        .ok(4, "read", "", json!([1, 1, 3, 9]), 11)
+        // The final read misses 2.
+        .invoke(4, "read", "", Value::Null, 20)
+        .ok(4, "read", "", json!([1]), 21);
+    let verdict = check_set(&r.history(), true).verdict;
+    assert_eq!(
+        kinds(&verdict),
+        vec![
+            AnomalyKind::Duplicate,
+            AnomalyKind::Unexpected,
+            AnomalyKind::StaleRead,
+            AnomalyKind::LostWrite
+        ]
+    );
+    // Without linearizable reads only the final read must be complete.
+    assert_eq!(
+        kinds(&check_set(&r.history(), false).verdict),
+        vec![
+            AnomalyKind::Duplicate,
+            AnomalyKind::Unexpected,
+            AnomalyKind::LostWrite
+        ]
+    );
+}
+
+#[test]
+fn set_element_seen_then_lost_is_a_lost_write_even_if_its_add_was_unknown() {
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .info(1, "add", "", 1)
+        .invoke(2, "read", "", Value::Null, 2)
+        .ok(2, "read", "", json!([1]), 3)
+        .invoke(2, "read", "", Value::Null, 4)
+        .ok(2, "read", "", json!([]), 5);
+    assert_eq!(
+        kinds(&check_set(&r.history(), false).verdict),
+        vec![AnomalyKind::LostWrite]
+    );
+}
+
+#[test]
+fn set_without_a_successful_read_is_unknown() {
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .ok(1, "add", "", Value::Null, 1)
+        .invoke(2, "read", "", Value::Null, 2)
+        .info(2, "read", "", 3);
+    assert!(matches!(
+        check_set(&r.history(), true).verdict,
+        Verdict::Unknown(_)
+    ));
+}
+
+#[test]
+fn bank_reads_must_conserve_the_total_without_negative_balances() {
+    let mut r = Recorder::default();
+    r.invoke(0, "init", "", json!({"a": 10, "b": 10}), 0)
+        .ok(0, "init", "", Value::Null, 1)
+        .invoke(
+            1,
+            "transfer",
+            "",
+            json!({"from": "a", "to": "b", "amount": 3}),
+            2,
+        )
+        .ok(1, "transfer", "", Value::Null, 3)
+        .invoke(2, "read", "", Value::Null, 4)
+        .ok(2, "read", "", json!({"a": 7, "b": 13}), 5);
+    assert_eq!(check_bank(&r.history()).verdict, Verdict::Valid);
+
+    r.invoke(2, "read", "", Value::Null, 6)
+        .ok(2, "read", "", json!({"a": 7, "b": 10}), 7)
+        .invoke(2, "read", "", Value::Null, 8)
+        .ok(2, "read", "", json!({"a": -1, "b": 21}), 9)
+        .invoke(2, "read", "", Value::Null, 10)
+        .ok(2, "read", "", json!({"a": 20}), 11);
+    assert_eq!(
+        kinds(&check_bank(&r.history()).verdict),
+        vec![
+            AnomalyKind::TotalNotConserved,
+            AnomalyKind::NegativeBalance,
+            AnomalyKind::WrongAccounts
+        ]
+    );
+
+    let mut no_init = Recorder::default();
+    no_init
+        .invoke(2, "read", "", Value::Null, 4)
+        .ok(2, "read", "", json!({"a": 7}), 5);
+    assert!(matches!(
+        check_bank(&no_init.history()).verdict,
+        Verdict::Unknown(_)
+    ));
+}
+
+/// One operation of a generated sequential run: what it did and where its window lies.
+#[derive(Clone, Debug)]
+struct Planned {
+    process: u64,
+    write: Option<i64>,
+    /// How far the call lies before, and the return after, the linearization point.
+    lead: u64,
+    lag: u64,
+}
+
+fn planned() -> impl Strategy<Value = Vec<Planned>> {
+    prop::collection::vec(
+        (0u64..5, prop::option::of(0i64..4), 0u64..40, 0u64..40).prop_map(
+            |(process, write, lead, lag)| Planned {
+                process,
+                write,
+                lead,
+                lag,
+            },
+        ),
+        1..40,
+    )
+}
+
+/// Runs the plan on a real register, each operation taking effect at time 100·i, with its
+/// window stretched around that point; a process never overlaps itself. Returns the events
+/// and, per read, the value it returned.
+fn execute(plan: &[Planned]) -> Vec<Event> {
+    let mut value = Value::Null;
+    let mut busy_until = [0u64; 5];
+    let mut timed: Vec<(u64, Event)> = Vec::new();
+    for (i, op) in plan.iter().enumerate() {
+        let point = 100 * (i as u64 + 1);
+        let p = op.process as usize;
+        let call = (point - op.lead).max(busy_until[p] + 1);
+        let ret = point + op.lag;
+        busy_until[p] = ret;
+        let (f, input, output) = match op.write {
+            Some(v) => {
+                value = json!(v);
+                ("write", json!(v), Value::Null)
+            }
+            None => ("read", Value::Null, value.clone()),
+        };
+        let proc_ = op.process;
+        timed.push((
+            call,
+            Event::new(proc_, EventType::Invoke, f, Some("x"), input, call),
+        ));
+        timed.push((
+            ret,
+            Event::new(proc_, EventType::Ok, f, Some("x"), output, ret),
+        ));
+    }
+    timed.sort_by_key(|(t, e)| (*t, e.event_type != EventType::Invoke));
+    timed.into_iter().map(|(_, e)| e).collect()
+}
+
+proptest! {
+    #[test]
+    fn histories_of_a_sequential_register_always_pass(plan in planned()) {
+        let events = execute(&plan);
+        let history = History::from_events(&events).expect("one op at a time per process");
+        let verdict = check_linearizable(&REGISTER, &history, Budget::default()).verdict;
+        prop_assert_eq!(verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn a_read_mutated_to_an_unwritten_value_never_passes(plan in planned(), pick in any::<prop::sample::Index>()) {
+        let mut events = execute(&plan);
+        let reads: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.f == "read" && e.event_type == EventType::Ok)
+            .map(|(i, _)| i)
+            .collect();
+        prop_assume!(!reads.is_empty());
+        events[reads[pick.index(reads.len())]].value = json!(99);
+        let history = History::from_events(&events).expect("one op at a time per process");
+        let verdict = check_linearizable(&REGISTER, &history, Budget::default()).verdict;
+        prop_assert!(matches!(verdict, Verdict::Invalid(_)), "{:?}", verdict);
+    }
+}
