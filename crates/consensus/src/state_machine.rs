@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use base::EtcdError;
 use futures::{Stream, TryStreamExt};
-use mvcc::{Change, ChangeSet, History, Keyspace, Record, RecordSource, Rev, WatchFilter};
+use mvcc::{Change, ChangeSet, History, Indexed, Keyspace, Record, RecordSource, Rev, WatchFilter};
 use openraft::OptionalSend;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use prost::Message;
@@ -97,7 +97,7 @@ impl StateMachine {
         let mut applied = None;
         let mut membership = StoredMembership::default();
         let mut revisions = (1, 0);
-        let mut entries: Vec<(Rev, Vec<u8>, bool)> = Vec::new();
+        let mut entries: Vec<Indexed> = Vec::new();
         let mut latest = LatestLeases::default();
         store
             .scan(
@@ -105,7 +105,7 @@ impl StateMachine {
                     let rev = Rev::from_bytes(key).map_err(|e| corrupt("record key", e))?;
                     let record = Record::decode(value).map_err(|e| corrupt("record", e))?;
                     latest.see(rev, &record);
-                    entries.push((rev, record.key, record.tombstone));
+                    entries.push(Indexed::of(rev, record));
                     Ok(())
                 },
                 |_, _| Ok(()),
@@ -370,35 +370,42 @@ impl Shared {
 
     /// Serializes the whole state (records and revisions) for a snapshot.
     fn snapshot_bytes(&self) -> Result<(SnapshotMeta, Vec<u8>), io::Error> {
-        let inner = self.inner.read().expect("state lock poisoned");
-        // Everything applied so far becomes durable before the log may be purged behind it.
-        self.store.sync().map_err(io_error)?;
-        let mut data = Vec::new();
-        data.extend_from_slice(SNAPSHOT_MAGIC);
-        data.extend_from_slice(&encode_revisions(&inner.keyspace));
-        for section in [
-            encode_leases(&inner.keyspace),
-            encode_alarms(&inner.keyspace),
-            encode_removed(&inner.removed),
-        ] {
-            data.extend_from_slice(&(section.len() as u32).to_be_bytes());
-            data.extend_from_slice(&section);
-        }
-        self.store
-            .scan(
-                |key, value| {
-                    data.extend_from_slice(key);
-                    data.extend_from_slice(&(value.len() as u32).to_be_bytes());
-                    data.extend_from_slice(value);
-                    Ok(())
-                },
-                |_, _| Ok(()),
-            )
-            .map_err(io_error)?;
-        let meta = SnapshotMeta {
-            last_log_id: inner.applied,
-            last_membership: inner.membership.clone(),
+        // Under the state lock only what lives in memory is encoded and a read view of the
+        // store is taken; the long copy of the records reads that view afterwards, while
+        // applies go on (holding the lock through the copy stalled every write behind it).
+        let (meta, mut data, view) = {
+            let inner = self.inner.read().expect("state lock poisoned");
+            let view = self.store.view().map_err(io_error)?;
+            let mut data = Vec::new();
+            data.extend_from_slice(SNAPSHOT_MAGIC);
+            data.extend_from_slice(&encode_revisions(&inner.keyspace));
+            for section in [
+                encode_leases(&inner.keyspace),
+                encode_alarms(&inner.keyspace),
+                encode_removed(&inner.removed),
+            ] {
+                data.extend_from_slice(&(section.len() as u32).to_be_bytes());
+                data.extend_from_slice(&section);
+            }
+            let meta = SnapshotMeta {
+                last_log_id: inner.applied,
+                last_membership: inner.membership.clone(),
+            };
+            (meta, data, view)
         };
+        // Everything in the view becomes durable before the log may be purged behind it: a
+        // durable commit after the view covers every commit the view holds.
+        self.store.sync().map_err(io_error)?;
+        view.scan(
+            |key, value| {
+                data.extend_from_slice(key);
+                data.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                data.extend_from_slice(value);
+                Ok(())
+            },
+            |_, _| Ok(()),
+        )
+        .map_err(io_error)?;
         Ok((meta, data))
     }
 
@@ -465,7 +472,7 @@ impl Shared {
                 .ok_or_else(|| io_error("snapshot: truncated record"))?;
             let record = Record::decode(value).map_err(io_error)?;
             latest.see(rev, &record);
-            entries.push((rev, record.key, record.tombstone));
+            entries.push(Indexed::of(rev, record));
             write.puts.push((rest[..16].to_vec(), value.to_vec()));
             rest = &rest[20 + len..];
         }

@@ -18,11 +18,37 @@ pub trait RecordSource {
     fn record(&self, rev: Rev) -> Result<Record, EtcdError>;
 }
 
-/// One change of a key, as the index remembers it.
+/// One change of a key, as the index remembers it. It keeps the record's create revision and
+/// version so a Put finds them without reading the previous record from storage.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct IndexEntry {
     pub(crate) rev: Rev,
     pub(crate) tombstone: bool,
+    pub(crate) create_revision: Revision,
+    pub(crate) version: i64,
+}
+
+/// What the index keeps of one stored record, for [`Keyspace::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indexed {
+    pub rev: Rev,
+    pub key: Vec<u8>,
+    pub tombstone: bool,
+    pub create_revision: Revision,
+    pub version: i64,
+}
+
+impl Indexed {
+    /// The index's part of `record`, stored at `rev`.
+    pub fn of(rev: Rev, record: Record) -> Indexed {
+        Indexed {
+            rev,
+            tombstone: record.tombstone,
+            create_revision: record.create_revision,
+            version: record.version,
+            key: record.key,
+        }
+    }
 }
 
 /// What one applied command changed, for the caller to persist atomically with the Raft
@@ -80,14 +106,16 @@ impl Keyspace {
     pub fn restore(
         current: Revision,
         compacted: Revision,
-        records: impl IntoIterator<Item = (Rev, Vec<u8>, bool)>,
+        records: impl IntoIterator<Item = Indexed>,
     ) -> Keyspace {
         let mut index: BTreeMap<Vec<u8>, Vec<IndexEntry>> = BTreeMap::new();
-        for (rev, key, tombstone) in records {
-            index
-                .entry(key)
-                .or_default()
-                .push(IndexEntry { rev, tombstone });
+        for record in records {
+            index.entry(record.key).or_default().push(IndexEntry {
+                rev: record.rev,
+                tombstone: record.tombstone,
+                create_revision: record.create_revision,
+                version: record.version,
+            });
         }
         for entries in index.values_mut() {
             entries.sort_by_key(|entry| entry.rev);
@@ -271,7 +299,12 @@ impl Write<'_> {
             .index
             .entry(record.key.clone())
             .or_default()
-            .push(IndexEntry { rev, tombstone });
+            .push(IndexEntry {
+                rev,
+                tombstone,
+                create_revision: record.create_revision,
+                version: record.version,
+            });
         self.written.insert(rev, record);
     }
 
@@ -300,9 +333,13 @@ impl Write<'_> {
         source: &dyn RecordSource,
         request: &PutRequest,
     ) -> Result<PutResponse, EtcdError> {
-        let previous = match self.keyspace.live_at(&request.key, self.read_revision()) {
-            Some(entry) => Some(self.record(source, entry.rev)?),
-            None => None,
+        let live = self.keyspace.live_at(&request.key, self.read_revision());
+        // The previous record is read from storage only when the request needs its value,
+        // lease or the record itself; its create revision and version are in the index.
+        let needs_previous = request.prev_kv || request.ignore_value || request.ignore_lease;
+        let previous = match live {
+            Some(entry) if needs_previous => Some(self.record(source, entry.rev)?),
+            _ => None,
         };
         let rev = self.next_rev();
         let record = Record {
@@ -311,9 +348,9 @@ impl Write<'_> {
                 (Some(previous), true) => previous.value.clone(),
                 _ => request.value.clone(),
             },
-            create_revision: previous.as_ref().map_or(rev.main, |p| p.create_revision),
+            create_revision: live.map_or(rev.main, |entry| entry.create_revision),
             mod_revision: rev.main,
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: live.map_or(1, |entry| entry.version + 1),
             lease: match (&previous, request.ignore_lease) {
                 (Some(previous), true) => previous.lease,
                 _ => request.lease,

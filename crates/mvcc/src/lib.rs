@@ -12,7 +12,7 @@ pub mod validate;
 mod watch;
 
 pub use codec::{CodecError, Record, Rev};
-pub use keyspace::{ChangeSet, Keyspace, RecordSource};
+pub use keyspace::{ChangeSet, Indexed, Keyspace, RecordSource};
 pub use lease::{LEASE_TTL_MAX, Lease};
 pub use watch::{Change, History, WatchFilter};
 

@@ -14,7 +14,7 @@ use proto::etcdserverpb::{
 };
 use proto::mvccpb::KeyValue;
 
-use crate::{ChangeSet, Keyspace, Record, RecordSource, Rev, WatchFilter};
+use crate::{ChangeSet, Indexed, Keyspace, Record, RecordSource, Rev, WatchFilter};
 
 /// The records a keyspace wrote, kept in memory as storage would keep them.
 #[derive(Default)]
@@ -358,7 +358,7 @@ fn restore_rebuilds_the_same_index() {
             .records
             .0
             .iter()
-            .map(|(rev, record)| (*rev, record.key.clone(), record.tombstone)),
+            .map(|(rev, record)| Indexed::of(*rev, record.clone())),
     );
     let all = RangeRequest {
         key: vec![0],
@@ -612,4 +612,44 @@ proptest! {
             prop_assert_eq!(check.keyspace.current_revision(), model.current());
         }
     }
+}
+
+#[test]
+fn puts_take_create_revision_and_version_from_the_index_even_after_restore() {
+    // Goal: a put without prev_kv reads nothing from storage, yet versions and create
+    // revisions stay right across deletes and a rebuilt index. Method: the record source is
+    // emptied before the last puts, so any storage read would fail the put.
+    let mut check = Check::default();
+    let created = check.put("a", "1");
+    check.put("a", "2");
+    check.delete("a", "");
+    let recreated = check.put("a", "3");
+    check.put("a", "4");
+    let restored = Keyspace::restore(
+        check.keyspace.current_revision(),
+        check.keyspace.compacted_revision(),
+        check
+            .records
+            .0
+            .iter()
+            .map(|(rev, record)| Indexed::of(*rev, record.clone())),
+    );
+    check.keyspace = restored;
+    check.records = Records::default();
+    let request = PutRequest {
+        key: "a".into(),
+        value: "5".into(),
+        ..Default::default()
+    };
+    let (_, changes) = check.keyspace.put(&check.records, &request).expect("put");
+    let (_, record) = &changes.puts[0];
+    assert_ne!(created, recreated);
+    assert_eq!(record.create_revision, recreated);
+    assert_eq!(record.version, 3);
+    // With prev_kv the previous record is needed, and an empty source is an error.
+    let with_prev = PutRequest {
+        prev_kv: true,
+        ..request
+    };
+    assert!(check.keyspace.put(&check.records, &with_prev).is_err());
 }

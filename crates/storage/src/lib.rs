@@ -12,7 +12,7 @@ pub use frame::{frame, unframe};
 pub use log::LogStore;
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;
-pub use state::{StateStore, StateWrite, StoreSizes};
+pub use state::{StateStore, StateView, StateWrite, StoreSizes};
 
 /// A storage operation that failed. A write that returns this may or may not be durable; the
 /// caller (the Raft adapters) stops the member rather than guess.

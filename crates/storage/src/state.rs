@@ -21,6 +21,30 @@ pub struct StateStore {
     path: Option<PathBuf>,
 }
 
+/// A consistent read view of the state tables (see [`StateStore::view`]).
+pub struct StateView {
+    tx: redb::ReadTransaction,
+}
+
+impl StateView {
+    /// Calls `visit` with every record and then every metadata value of the view, verified.
+    pub fn scan(
+        &self,
+        mut visit_record: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
+        mut visit_meta: impl FnMut(&str, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        for item in self.tx.open_table(RECORDS)?.iter()? {
+            let (key, value) = item?;
+            visit_record(key.value(), unframe(value.value(), "mvcc record")?)?;
+        }
+        for item in self.tx.open_table(META)?.iter()? {
+            let (name, value) = item?;
+            visit_meta(name.value(), unframe(value.value(), name.value())?)?;
+        }
+        Ok(())
+    }
+}
+
 /// How big the state file is, and how much of it holds live data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreSizes {
@@ -128,22 +152,22 @@ impl StateStore {
     }
 
     /// Calls `visit` with every record and then every metadata value, from one consistent
-    /// read view, verified. Used to rebuild the index and to build snapshots.
+    /// read view, verified. Used to rebuild the index.
     pub fn scan(
         &self,
-        mut visit_record: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
-        mut visit_meta: impl FnMut(&str, &[u8]) -> Result<(), StorageError>,
+        visit_record: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
+        visit_meta: impl FnMut(&str, &[u8]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let tx = self.db.begin_read()?;
-        for item in tx.open_table(RECORDS)?.iter()? {
-            let (key, value) = item?;
-            visit_record(key.value(), unframe(value.value(), "mvcc record")?)?;
-        }
-        for item in tx.open_table(META)?.iter()? {
-            let (name, value) = item?;
-            visit_meta(name.value(), unframe(value.value(), name.value())?)?;
-        }
-        Ok(())
+        self.view()?.scan(visit_record, visit_meta)
+    }
+
+    /// Takes a read view of everything committed so far. Reading it later sees exactly that
+    /// state, whatever is committed meanwhile, so a snapshot can be copied out without
+    /// holding up the writer.
+    pub fn view(&self) -> Result<StateView, StorageError> {
+        Ok(StateView {
+            tx: self.db.begin_read()?,
+        })
     }
 
     /// Returns how many records are stored.
