@@ -171,11 +171,9 @@ pub enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// Judge histories: `analyze` rechecks a saved history file.
-    Check {
-        #[command(subcommand)]
-        command: check_cmd::CheckCommand,
-    },
+    /// Run a workload under faults against members it starts and check the history;
+    /// `analyze` rechecks a saved history file.
+    Check(check_cmd::CheckArgs),
     /// Per-endpoint commands.
     Endpoint {
         #[command(subcommand)]
@@ -260,7 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench { command } => bench::run(&cli.endpoints, command).await,
-        Command::Check { command } => check_cmd::run(command, json_out),
+        Command::Check(args) => check_cmd::run(args, json_out).await,
         Command::Put {
             key,
             value,

@@ -1,4 +1,5 @@
-//! `quorate check`: judges histories. `quorate check analyze FILE --model M` rechecks any saved
+//! `quorate check`: runs a workload against members it starts, under a seeded nemesis, and
+//! judges the history (`run`); `quorate check analyze FILE --model M` rechecks any saved
 //! history (JSON lines, DESIGN §5) with the checkers of the `check` crate and prints the
 //! operation counts, the verdict and every anomaly. The exit code is the verdict: 0 valid,
 //! 1 invalid, 2 unknown (a budget ran out or the history lacks what the checker needs), 3 not
@@ -13,6 +14,21 @@ use check::history::Counts;
 use check::{Budget, History, Register, Report, Verdict};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
+
+mod members;
+mod nemesis;
+mod run;
+mod workload;
+
+/// `quorate check`: a run with the options below, or a subcommand.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CheckArgs {
+    #[command(subcommand)]
+    pub command: Option<CheckCommand>,
+    #[command(flatten)]
+    pub run: run::RunArgs,
+}
 
 /// The check's subcommands.
 #[derive(Subcommand, Debug)]
@@ -71,10 +87,11 @@ const NOT_CHECKED: u8 = 3;
 
 impl std::error::Error for VerdictExit {}
 
-/// Runs a check subcommand.
-pub fn run(command: CheckCommand, json_out: bool) -> anyhow::Result<()> {
-    let result = match command {
-        CheckCommand::Analyze(args) => analyze(&args, json_out),
+/// Runs a check or a check subcommand.
+pub async fn run(args: CheckArgs, json_out: bool) -> anyhow::Result<()> {
+    let result = match args.command {
+        Some(CheckCommand::Analyze(args)) => analyze(&args, json_out),
+        None => run::run(args.run, json_out).await,
     };
     result.map_err(|error| {
         if error.is::<VerdictExit>() {

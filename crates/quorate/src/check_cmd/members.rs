@@ -1,0 +1,287 @@
+//! The members of a check run: `quorate node` child processes on loopback with their own data
+//! directories (real fsync), which the nemesis kills (SIGKILL) and restarts on the same ports
+//! and data, or pauses (SIGSTOP) and resumes (SIGCONT). Each member's log goes to
+//! `<dir>/<name>.log`. It never judges anything; it only starts, stops and asks who leads.
+
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use proto::etcdserverpb::{RangeRequest, StatusRequest};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// One member slot: its ports and directory survive kills and restarts.
+struct Slot {
+    name: String,
+    client: u16,
+    peer: u16,
+    metrics: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The members of one run.
+pub struct Members {
+    exe: PathBuf,
+    slots: Vec<Slot>,
+}
+
+/// Returns a loopback port free right now (the kernel's pick for port 0).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
+    Ok(listener.local_addr().context("read the bound port")?.port())
+}
+
+impl Members {
+    /// Starts `count` members with data under `dir`.
+    pub fn start(count: usize, dir: &Path) -> anyhow::Result<Members> {
+        let exe = std::env::current_exe().context("find the quorate executable")?;
+        let mut slots = Vec::with_capacity(count);
+        for i in 1..=count {
+            let name = format!("n{i}");
+            slots.push(Slot {
+                dir: dir.join(&name),
+                name,
+                client: free_port()?,
+                peer: free_port()?,
+                metrics: free_port()?,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut members = Members { exe, slots };
+        for i in 0..count {
+            members.spawn(i)?;
+        }
+        Ok(members)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.slots[i].name
+    }
+
+    /// Client endpoints, `127.0.0.1:port`, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.client))
+            .collect()
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let initial_cluster = self
+            .slots
+            .iter()
+            .map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let slot = &mut self.slots[i];
+        std::fs::create_dir_all(&slot.dir)
+            .with_context(|| format!("create {}", slot.dir.display()))?;
+        let log_path = slot.dir.with_extension("log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("open {}", log_path.display()))?;
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let child = Command::new(&self.exe)
+            .arg("node")
+            .args(["--name", &slot.name])
+            .arg("--data-dir")
+            .arg(&slot.dir)
+            .args(["--listen-client-urls", &url(slot.client)])
+            .args(["--advertise-client-urls", &url(slot.client)])
+            .args(["--listen-peer-urls", &url(slot.peer)])
+            .args(["--initial-advertise-peer-urls", &url(slot.peer)])
+            .args(["--listen-metrics-urls", &url(slot.metrics)])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--request-timeout", "2000"])
+            .env("QUORATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start member {}", slot.name))?;
+        slot.child = Some(child);
+        slot.paused = false;
+        Ok(())
+    }
+
+    /// Whether member `i` runs and is not paused.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.slots[i].child.is_some() && !self.slots[i].paused
+    }
+
+    /// SIGKILLs member `i` and reaps it.
+    pub async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some(mut child) = self.slots[i].child.take() {
+            child.start_kill().context("SIGKILL member")?;
+            child.wait().await.context("reap member")?;
+        }
+        self.slots[i].paused = false;
+        Ok(())
+    }
+
+    /// Restarts a killed member on its ports and data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.slots[i].child.is_none() {
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.slots[i].child.as_ref().and_then(Child::id) else {
+            return Ok(());
+        };
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill {signal} {pid} failed: {status}");
+        }
+        Ok(())
+    }
+
+    /// SIGSTOPs member `i`.
+    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.is_up(i) {
+            self.signal(i, "-STOP")?;
+            self.slots[i].paused = true;
+        }
+        Ok(())
+    }
+
+    /// SIGCONTs member `i`.
+    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.slots[i].paused {
+            self.signal(i, "-CONT")?;
+            self.slots[i].paused = false;
+        }
+        Ok(())
+    }
+
+    /// Restarts every killed member and resumes every paused one.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.slots.len() {
+            self.resume(i)?;
+            self.restart(i)?;
+        }
+        Ok(())
+    }
+
+    /// The index of the member the running members agree leads, if any answers.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, endpoint) in self.endpoints().iter().enumerate() {
+            if !self.is_up(i) {
+                continue;
+            }
+            let Ok(conn) = channel(endpoint, Duration::from_millis(500)).await else {
+                continue;
+            };
+            let mut maintenance = MaintenanceClient::new(conn);
+            let Ok(status) = maintenance.status(StatusRequest::default()).await else {
+                continue;
+            };
+            let status = status.into_inner();
+            if status.leader == 0 {
+                continue;
+            }
+            // Ask every member its id to map the leader's id to a slot.
+            for (j, other) in self.endpoints().iter().enumerate() {
+                if !self.is_up(j) {
+                    continue;
+                }
+                let Ok(conn) = channel(other, Duration::from_millis(500)).await else {
+                    continue;
+                };
+                if let Ok(s) = MaintenanceClient::new(conn)
+                    .status(StatusRequest::default())
+                    .await
+                    && s.into_inner().header.map(|h| h.member_id) == Some(status.leader)
+                {
+                    return Some(j);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until every running member serves a linearizable read.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for (i, endpoint) in self.endpoints().iter().enumerate() {
+            if !self.is_up(i) {
+                continue;
+            }
+            loop {
+                let ready = match channel(endpoint, Duration::from_secs(1)).await {
+                    Ok(conn) => KvClient::new(conn)
+                        .range(RangeRequest {
+                            key: b"check/ready".to_vec(),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+                if ready {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "member {} serves no linearizable read within {timeout:?}",
+                        self.slots[i].name
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes paused members and stops every member with SIGTERM, then SIGKILL after 10 s.
+    pub async fn stop(&mut self) {
+        for i in 0..self.slots.len() {
+            let _ = self.resume(i);
+            let _ = self.signal(i, "-TERM");
+        }
+        for slot in &mut self.slots {
+            if let Some(mut child) = slot.child.take()
+                && tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+}
+
+/// A connected channel to `endpoint` whose calls time out after `timeout`.
+pub async fn channel(
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+}

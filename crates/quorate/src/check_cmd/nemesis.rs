@@ -1,0 +1,235 @@
+//! The nemesis of a check run: a seeded plan of faults (when, which kind, for how long, which
+//! member) printed before the run so it can be repeated, and its execution against the
+//! members — SIGKILL and restart of one member, the leader, a minority or all of them, and
+//! SIGSTOP/SIGCONT pauses of one member or the leader. Every fault is healed when its window
+//! ends, and the windows are recorded for the report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::members::Members;
+
+/// The kinds of fault.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FaultKind {
+    /// No faults.
+    None,
+    /// SIGKILL one member, restart it when the window ends.
+    Kill,
+    /// SIGKILL the current leader.
+    KillLeader,
+    /// SIGKILL a minority of the members.
+    KillMinority,
+    /// SIGKILL every member.
+    KillAll,
+    /// SIGSTOP one member, SIGCONT it when the window ends.
+    Pause,
+    /// SIGSTOP the current leader.
+    PauseLeader,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::None => "none",
+            FaultKind::Kill => "kill",
+            FaultKind::KillLeader => "kill-leader",
+            FaultKind::KillMinority => "kill-minority",
+            FaultKind::KillAll => "kill-all",
+            FaultKind::Pause => "pause",
+            FaultKind::PauseLeader => "pause-leader",
+        }
+    }
+
+    fn is_pause(self) -> bool {
+        matches!(self, FaultKind::Pause | FaultKind::PauseLeader)
+    }
+}
+
+/// One fault of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedFault {
+    /// From the start of the run.
+    pub at: Duration,
+    pub duration: Duration,
+    pub kind: FaultKind,
+    /// Picks the member(s) when the kind does not name them (index modulo members).
+    pub pick: usize,
+}
+
+/// Plans faults over `time`: quiet gaps and fault windows each lasting between half and one
+/// and a half `interval`, kinds drawn from `kinds`, all from `seed`. Nothing starts in the
+/// last `interval`, so the run ends with a quiet stretch before healing.
+pub fn plan(
+    kinds: &[FaultKind],
+    seed: u64,
+    time: Duration,
+    interval: Duration,
+) -> Vec<PlannedFault> {
+    let kinds: Vec<FaultKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != FaultKind::None)
+        .collect();
+    if kinds.is_empty() || interval.is_zero() {
+        return Vec::new();
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
+    let span = |rng: &mut StdRng| interval.mul_f64(rng.random_range(0.5..1.5));
+    let mut faults = Vec::new();
+    let mut now = span(&mut rng);
+    while now + interval < time {
+        let duration = span(&mut rng).min(time - now);
+        faults.push(PlannedFault {
+            at: now,
+            duration,
+            kind: kinds[rng.random_range(0..kinds.len())],
+            pick: rng.random_range(0..1024),
+        });
+        now += duration + span(&mut rng);
+    }
+    faults
+}
+
+/// The plan as text, one fault per line.
+pub fn describe(plan: &[PlannedFault]) -> String {
+    if plan.is_empty() {
+        return "  (no faults)\n".to_owned();
+    }
+    plan.iter()
+        .map(|f| {
+            format!(
+                "  at {:>6.1}s for {:>4.1}s: {} (pick {})\n",
+                f.at.as_secs_f64(),
+                f.duration.as_secs_f64(),
+                f.kind.as_str(),
+                f.pick
+            )
+        })
+        .collect()
+}
+
+/// A fault as it happened.
+#[derive(Clone, Debug)]
+pub struct FaultWindow {
+    pub kind: FaultKind,
+    pub members: Vec<String>,
+    /// Nanoseconds since the run started, on the history's clock.
+    pub start: u64,
+    pub end: u64,
+}
+
+impl FaultWindow {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "kind": self.kind.as_str(),
+            "members": self.members,
+            "start": self.start,
+            "end": self.end,
+        })
+    }
+}
+
+/// Runs the plan from `start` and returns the windows; every fault is healed at the end of
+/// its window.
+pub async fn execute(
+    plan: Vec<PlannedFault>,
+    members: Arc<Mutex<Members>>,
+    start: Instant,
+) -> anyhow::Result<Vec<FaultWindow>> {
+    let since = |at: Instant| (at - start).as_nanos() as u64;
+    let mut windows = Vec::new();
+    for fault in plan {
+        tokio::time::sleep_until(start + fault.at).await;
+        let targets = {
+            let guard = members.lock().await;
+            targets(&guard, fault.kind, fault.pick).await
+        };
+        let names = {
+            let mut guard = members.lock().await;
+            for &i in &targets {
+                if fault.kind.is_pause() {
+                    guard.pause(i)?;
+                } else {
+                    guard.kill(i).await?;
+                }
+            }
+            targets.iter().map(|&i| guard.name(i).to_owned()).collect()
+        };
+        let began = since(Instant::now());
+        tracing::info!(kind = fault.kind.as_str(), members = ?names, "fault begins");
+        tokio::time::sleep(fault.duration).await;
+        {
+            let mut guard = members.lock().await;
+            for &i in &targets {
+                if fault.kind.is_pause() {
+                    guard.resume(i)?;
+                } else {
+                    guard.restart(i)?;
+                }
+            }
+        }
+        tracing::info!(kind = fault.kind.as_str(), "fault healed");
+        windows.push(FaultWindow {
+            kind: fault.kind,
+            members: names,
+            start: began,
+            end: since(Instant::now()),
+        });
+    }
+    Ok(windows)
+}
+
+/// The members a fault hits.
+async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> {
+    let n = members.len();
+    let leader_or_pick = match kind {
+        FaultKind::KillLeader | FaultKind::PauseLeader => {
+            members.leader().await.unwrap_or(pick % n)
+        }
+        _ => pick % n,
+    };
+    match kind {
+        FaultKind::None => Vec::new(),
+        FaultKind::Kill | FaultKind::Pause | FaultKind::KillLeader | FaultKind::PauseLeader => {
+            vec![leader_or_pick]
+        }
+        FaultKind::KillMinority => (0..(n - 1) / 2).map(|k| (pick + k) % n).collect(),
+        FaultKind::KillAll => (0..n).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_is_fixed_by_its_seed_and_stays_inside_the_run() {
+        let kinds = [FaultKind::Kill, FaultKind::Pause];
+        let time = Duration::from_secs(60);
+        let interval = Duration::from_secs(5);
+        let first = plan(&kinds, 7, time, interval);
+        assert_eq!(first, plan(&kinds, 7, time, interval));
+        assert_ne!(first, plan(&kinds, 8, time, interval));
+        assert!(first.len() >= 3, "{first:?}");
+        for window in first.windows(2) {
+            assert!(
+                window[0].at + window[0].duration <= window[1].at,
+                "{window:?}"
+            );
+        }
+        for fault in &first {
+            assert!(fault.at + interval < time, "{fault:?}");
+            assert!(fault.at + fault.duration <= time, "{fault:?}");
+            assert!(kinds.contains(&fault.kind));
+        }
+        assert!(plan(&[FaultKind::None], 7, time, interval).is_empty());
+    }
+}

@@ -1,0 +1,323 @@
+//! `quorate check --workload W --nemesis N`: starts its own members on loopback, runs the
+//! workload's clients for the given time while the nemesis follows its seeded plan, heals
+//! everything, waits for the members to serve, performs the final reads, stops the members,
+//! writes the history (`history.jsonl`) and the fault windows (`faults.jsonl`), judges the
+//! history and prints a summary: operations by outcome, faults by kind, availability inside
+//! and outside fault windows, latency, verdict.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use check::{Budget, EventType, History, Outcome};
+use clap::Args;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::members::Members;
+use super::nemesis::{self, FaultKind, FaultWindow};
+use super::workload::{Client, Recorder, Shared, WorkloadKind};
+use super::{CheckModel, judge, report_text, verdict_result};
+use crate::node_cmd::parse_duration;
+
+/// Options of a check run.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The workload.
+    #[arg(long, value_enum, default_value = "register")]
+    pub workload: WorkloadKind,
+    /// Fault kinds the nemesis draws from, comma-separated (none for no faults).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    pub nemesis: Vec<FaultKind>,
+    /// How long the clients run (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub time: Duration,
+    /// Members to start.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    pub clients: u64,
+    /// Seed of the clients' choices and the nemesis plan (printed; default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Mean length of a fault window and of the quiet gap between two.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Register operations on one key before the clients move to the next key.
+    #[arg(long, default_value_t = 100)]
+    pub ops_per_key: u64,
+    /// Deadline of one client operation; past it the outcome is unknown.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub op_timeout: Duration,
+    /// Directory for the history, the fault windows and the members' logs (default:
+    /// quorate-check/<workload>-<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the members' data directories after the run.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+/// How long members get to elect a leader and serve after a start or a heal.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the final reads may take after healing.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a check and returns the verdict as the exit status.
+pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
+    if args.members == 0 || args.clients == 0 {
+        bail!("--members and --clients must be at least 1");
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_000)
+    });
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("quorate-check").join(format!("{}-{seed}", args.workload.as_str()))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+    let plan = nemesis::plan(&args.nemesis, seed, args.time, args.interval);
+    eprintln!(
+        "check {} with {} members, {} clients, {:?}, seed {seed}; nemesis plan:\n{}",
+        args.workload.as_str(),
+        args.members,
+        args.clients,
+        args.time,
+        nemesis::describe(&plan)
+    );
+
+    let data = out.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("wipe {}", data.display()))?;
+    }
+    let members = Members::start(args.members, &data)?;
+    let endpoints = members.endpoints();
+    let members = Arc::new(Mutex::new(members));
+    let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
+    members.lock().await.stop().await;
+    let (events, windows) = outcome?;
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    let history_path = out.join("history.jsonl");
+    let mut text = String::new();
+    for event in &events {
+        text.push_str(&check::codec::encode_event(event));
+        text.push('\n');
+    }
+    std::fs::write(&history_path, text)
+        .with_context(|| format!("write {}", history_path.display()))?;
+    let faults_path = out.join("faults.jsonl");
+    let faults: String = windows
+        .iter()
+        .map(|w| format!("{}\n", w.to_json()))
+        .collect();
+    std::fs::write(&faults_path, faults)
+        .with_context(|| format!("write {}", faults_path.display()))?;
+
+    let history = History::from_events(&events).context("pair the recorded operations")?;
+    let model = match args.workload {
+        WorkloadKind::Register => CheckModel::CasRegister,
+        WorkloadKind::Set => CheckModel::Set,
+        WorkloadKind::Bank => CheckModel::Bank,
+    };
+    let report = judge(&history, model, Budget::default(), true);
+    let summary = Summary::of(&history, &windows);
+    if json_out {
+        let mut value = super::report_json(&report, &history.counts(), events.len());
+        value["seed"] = json!(seed);
+        value["workload"] = json!(args.workload.as_str());
+        value["faults"] = Value::Array(windows.iter().map(FaultWindow::to_json).collect());
+        value["availability"] = summary.json();
+        value["history"] = json!(history_path.display().to_string());
+        println!("{value}");
+    } else {
+        print!("{}", report_text(&report, &history.counts(), events.len()));
+        print!("{}", summary.text(&windows));
+        println!("seed {seed}; history {}", history_path.display());
+    }
+    verdict_result(&report.verdict)
+}
+
+/// Waits for the members, runs the clients and the nemesis, heals, reads finally; returns the
+/// events and the fault windows.
+async fn drive(
+    args: &RunArgs,
+    seed: u64,
+    plan: Vec<nemesis::PlannedFault>,
+    members: Arc<Mutex<Members>>,
+    endpoints: Vec<String>,
+) -> anyhow::Result<(Vec<check::Event>, Vec<FaultWindow>)> {
+    members
+        .lock()
+        .await
+        .wait_ready(READY_TIMEOUT)
+        .await
+        .context("start the members")?;
+    let start = Instant::now();
+    let recorder = Arc::new(Recorder::new(start));
+    let shared = Arc::new(Shared::new(
+        args.workload,
+        endpoints,
+        recorder.clone(),
+        args.op_timeout,
+        args.ops_per_key,
+    ));
+    if args.workload == WorkloadKind::Bank {
+        let mut opener = Client::new(args.clients, shared.clone(), seed);
+        if opener.bank_init().await != EventType::Ok {
+            bail!("could not open the bank's accounts");
+        }
+    }
+    let deadline = Instant::now() + args.time;
+    let progress = progress_bar(args.time, recorder.clone());
+    let clients: Vec<_> = (0..args.clients)
+        .map(|p| {
+            let client = Client::new(p, shared.clone(), seed.wrapping_add(p + 1));
+            tokio::spawn(client.run(deadline))
+        })
+        .collect();
+    let nemesis = tokio::spawn(nemesis::execute(plan, members.clone(), start));
+    for client in clients {
+        client.await.context("join a client")?;
+    }
+    let windows = nemesis.await.context("join the nemesis")??;
+    progress.abort();
+    eprintln!("\rhealing and reading finally…");
+    {
+        let mut guard = members.lock().await;
+        guard.heal()?;
+        guard
+            .wait_ready(READY_TIMEOUT)
+            .await
+            .context("members after healing")?;
+    }
+    let mut reader = Client::new(args.clients + 1, shared.clone(), seed);
+    if !reader
+        .final_reads(Instant::now() + FINAL_READ_TIMEOUT)
+        .await
+    {
+        eprintln!("the final reads did not all succeed within {FINAL_READ_TIMEOUT:?}");
+    }
+    Ok((recorder.events(), windows))
+}
+
+/// A one-line progress display on a terminal: elapsed time and operations so far.
+fn progress_bar(time: Duration, recorder: Arc<Recorder>) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::with_draw_target(
+            Some(time.as_millis() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("check [{bar:30}] {elapsed}/{duration} {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            bar.set_position(start.elapsed().as_millis() as u64);
+            bar.set_message(format!("{} events", recorder.events_len()));
+        }
+    })
+}
+
+/// Availability and latency, inside and outside fault windows. An operation counts as
+/// answered when the database gave a definite reply: ok, or a compare that failed.
+struct Summary {
+    /// [answered, not answered] of operations invoked inside a fault window, and outside.
+    during: [usize; 2],
+    outside: [usize; 2],
+    /// Latencies of ok operations, in nanoseconds, sorted.
+    latencies: Vec<u64>,
+}
+
+impl Summary {
+    fn of(history: &History, windows: &[FaultWindow]) -> Summary {
+        let mut during = [0; 2];
+        let mut outside = [0; 2];
+        let mut latencies = Vec::new();
+        for op in &history.ops {
+            let answered = op.outcome == Outcome::Ok
+                || (op.outcome == Outcome::Fail
+                    && op.error.as_deref() == Some(check::model::COMPARE_FAILED));
+            let slot = if answered { 0 } else { 1 };
+            let inside = windows
+                .iter()
+                .any(|w| op.call >= w.start && op.call <= w.end);
+            if inside {
+                during[slot] += 1;
+            } else {
+                outside[slot] += 1;
+            }
+            if let (Outcome::Ok, Some(ret)) = (op.outcome, op.ret) {
+                latencies.push(ret - op.call);
+            }
+        }
+        latencies.sort_unstable();
+        Summary {
+            during,
+            outside,
+            latencies,
+        }
+    }
+
+    fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let at = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[at] as f64 / 1e6
+    }
+
+    fn ratio(counts: [usize; 2]) -> Option<f64> {
+        let total: usize = counts.iter().sum();
+        (total > 0).then(|| counts[0] as f64 / total as f64)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "answered_during_faults": Summary::ratio(self.during),
+            "answered_outside_faults": Summary::ratio(self.outside),
+            "latency_p50_ms": self.percentile_ms(0.5),
+            "latency_p99_ms": self.percentile_ms(0.99),
+        })
+    }
+
+    fn text(&self, windows: &[FaultWindow]) -> String {
+        let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        for window in windows {
+            *by_kind.entry(window.kind.as_str()).or_default() += 1;
+        }
+        let faults = if by_kind.is_empty() {
+            "none".to_owned()
+        } else {
+            by_kind
+                .iter()
+                .map(|(kind, n)| format!("{kind} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let pct = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+        format!(
+            "faults: {faults}\nanswered operations: {} during faults, {} outside\nlatency of \
+             ok operations: p50 {:.2} ms, p99 {:.2} ms\n",
+            pct(Summary::ratio(self.during)),
+            pct(Summary::ratio(self.outside)),
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.99),
+        )
+    }
+}

@@ -1,0 +1,562 @@
+//! The workloads of a check run, over the etcd v3 API with real TCP: `register` (linearizable
+//! reads, writes and compare-and-set of small values on keys that rotate after a bounded number
+//! of operations), `set` (unique adds as keys under one prefix, whole-prefix reads) and `bank`
+//! (transfers between five accounts in compare-and-put transactions, snapshot reads of every
+//! balance). Every operation is recorded as an invocation before it is sent and one completion
+//! after: `ok`, `fail` when it certainly had no effect, `info` when its outcome is unknown
+//! (timeouts, lost connections). A client that meets an unavailable member moves to the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use check::model::COMPARE_FAILED;
+use check::{Event, EventType};
+use clap::ValueEnum;
+use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use proto::etcdserverpb::kv_client::KvClient;
+use proto::etcdserverpb::request_op::Request as Op;
+use proto::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+/// The workloads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    /// Reads, writes and compare-and-set on rotating keys; checked for linearizability.
+    Register,
+    /// Unique adds and whole-set reads; checked for lost, invented and duplicated elements.
+    Set,
+    /// Transfers between accounts; checked for conservation and non-negative balances.
+    Bank,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+            WorkloadKind::Set => "set",
+            WorkloadKind::Bank => "bank",
+        }
+    }
+}
+
+const REGISTER_PREFIX: &str = "check/register/";
+const SET_PREFIX: &str = "check/set/";
+const BANK_PREFIX: &str = "check/bank/";
+/// Accounts of the bank workload and each one's opening balance.
+pub const BANK_ACCOUNTS: usize = 5;
+pub const BANK_OPENING_BALANCE: i64 = 100;
+/// Register values are drawn from this many small integers, so compare-and-set often holds.
+const REGISTER_VALUES: i64 = 5;
+
+/// The history of a run as it is recorded: events in the order they happened, timed by one
+/// monotonic clock started with the run.
+pub struct Recorder {
+    start: Instant,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Recorder {
+        Recorder {
+            start,
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Nanoseconds since the run started.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().expect("recorder lock").push(event);
+    }
+
+    pub fn events_len(&self) -> usize {
+        self.events.lock().expect("recorder lock").len()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("recorder lock").clone()
+    }
+}
+
+/// What every client of a run shares.
+pub struct Shared {
+    pub kind: WorkloadKind,
+    pub endpoints: Vec<String>,
+    pub recorder: Arc<Recorder>,
+    /// Deadline of one operation; past it the outcome is unknown.
+    pub op_timeout: Duration,
+    /// Register operations on one key before the clients move to the next.
+    pub ops_per_key: u64,
+    /// Operations started (rotates register keys; numbers set elements).
+    started: AtomicU64,
+    /// Register keys used, for the final reads.
+    keys_used: Mutex<BTreeSet<u64>>,
+}
+
+impl Shared {
+    pub fn new(
+        kind: WorkloadKind,
+        endpoints: Vec<String>,
+        recorder: Arc<Recorder>,
+        op_timeout: Duration,
+        ops_per_key: u64,
+    ) -> Shared {
+        Shared {
+            kind,
+            endpoints,
+            recorder,
+            op_timeout,
+            ops_per_key: ops_per_key.max(1),
+            started: AtomicU64::new(0),
+            keys_used: Mutex::new(BTreeSet::new()),
+        }
+    }
+}
+
+/// One logical client: one operation at a time, recorded under its process number.
+pub struct Client {
+    process: u64,
+    shared: Arc<Shared>,
+    endpoint: usize,
+    kv: KvClient<Channel>,
+    rng: StdRng,
+}
+
+/// A call's result as the history records it.
+struct Completion {
+    event_type: EventType,
+    value: Value,
+    error: Option<String>,
+    header: Option<ResponseHeader>,
+}
+
+impl Completion {
+    fn ok(value: Value, header: Option<ResponseHeader>) -> Self {
+        Completion {
+            event_type: EventType::Ok,
+            value,
+            error: None,
+            header,
+        }
+    }
+
+    fn failed(error: &str, header: Option<ResponseHeader>) -> Self {
+        Completion {
+            event_type: EventType::Fail,
+            value: Value::Null,
+            error: Some(error.to_owned()),
+            header,
+        }
+    }
+
+    /// A read's error: a read has no effect, so it certainly failed.
+    fn read_error(status: &tonic::Status) -> Self {
+        Completion::failed(&status_text(status), None)
+    }
+
+    /// A write's error: only a refusal before proposing is certain; anything else (a timeout,
+    /// a lost connection, a leader change) may have committed.
+    fn write_error(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let certain = matches!(
+            status.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::ResourceExhausted
+                | Code::PermissionDenied
+                | Code::Unauthenticated
+                | Code::NotFound
+                | Code::AlreadyExists
+        );
+        Completion {
+            event_type: if certain {
+                EventType::Fail
+            } else {
+                EventType::Info
+            },
+            value: Value::Null,
+            error: Some(status_text(status)),
+            header: None,
+        }
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+fn lazy_channel(endpoint: &str, timeout: Duration) -> KvClient<Channel> {
+    let channel = Endpoint::from_shared(client::with_scheme(endpoint))
+        .expect("check endpoints are loopback host:port")
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(timeout)
+        .connect_lazy();
+    KvClient::new(channel)
+}
+
+impl Client {
+    /// Client `process`, starting on endpoint `process mod members`, its choices drawn from
+    /// `seed`.
+    pub fn new(process: u64, shared: Arc<Shared>, seed: u64) -> Client {
+        let endpoint = process as usize % shared.endpoints.len();
+        let kv = lazy_channel(&shared.endpoints[endpoint], shared.op_timeout);
+        Client {
+            process,
+            shared,
+            endpoint,
+            kv,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Moves to the next member (after it answered unavailable or not at all).
+    fn next_endpoint(&mut self) {
+        self.endpoint = (self.endpoint + 1) % self.shared.endpoints.len();
+        self.kv = lazy_channel(
+            &self.shared.endpoints[self.endpoint],
+            self.shared.op_timeout,
+        );
+    }
+
+    /// Runs operations until `deadline`.
+    pub async fn run(mut self, deadline: Instant) {
+        while Instant::now() < deadline {
+            let completion_type = match self.shared.kind {
+                WorkloadKind::Register => self.register_op().await,
+                WorkloadKind::Set => self.set_op().await,
+                WorkloadKind::Bank => self.bank_op().await,
+            };
+            if completion_type != EventType::Ok {
+                self.next_endpoint();
+                // A short pause keeps a client from spinning on a member that is down.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    fn invoke(&self, f: &str, key: Option<&str>, value: Value) {
+        let recorder = &self.shared.recorder;
+        recorder.push(Event::new(
+            self.process,
+            EventType::Invoke,
+            f,
+            key,
+            value,
+            recorder.now(),
+        ));
+    }
+
+    fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
+        let recorder = &self.shared.recorder;
+        let mut event = Event::new(
+            self.process,
+            completion.event_type,
+            f,
+            key,
+            completion.value,
+            recorder.now(),
+        );
+        event.error = completion.error;
+        if let Some(header) = completion.header {
+            event.revision = Some(header.revision);
+            event.term = Some(header.raft_term);
+            event.member = Some(format!("{:x}", header.member_id));
+        }
+        recorder.push(event);
+        completion.event_type
+    }
+
+    async fn register_op(&mut self) -> EventType {
+        let n = self.shared.started.fetch_add(1, Ordering::Relaxed);
+        let k = n / self.shared.ops_per_key;
+        self.shared.keys_used.lock().expect("keys lock").insert(k);
+        let key = format!("{REGISTER_PREFIX}{k}");
+        let roll = self.rng.random_range(0..4);
+        match roll {
+            0 | 1 => self.register_read(&key).await,
+            2 => {
+                let value = self.rng.random_range(0..REGISTER_VALUES);
+                self.invoke("write", Some(&key), json!(value));
+                let request = PutRequest {
+                    key: key.clone().into_bytes(),
+                    value: value.to_string().into_bytes(),
+                    ..Default::default()
+                };
+                let completion = match self.kv.put(request).await {
+                    Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
+                    Err(status) => Completion::write_error(&status),
+                };
+                self.complete("write", Some(&key), completion)
+            }
+            _ => {
+                let expected = self.rng.random_range(0..REGISTER_VALUES);
+                let new = self.rng.random_range(0..REGISTER_VALUES);
+                self.invoke("cas", Some(&key), json!([expected, new]));
+                let request = TxnRequest {
+                    compare: vec![Compare {
+                        result: CompareResult::Equal as i32,
+                        target: CompareTarget::Value as i32,
+                        key: key.clone().into_bytes(),
+                        target_union: Some(TargetUnion::Value(expected.to_string().into_bytes())),
+                        ..Default::default()
+                    }],
+                    success: vec![RequestOp {
+                        request: Some(Op::RequestPut(PutRequest {
+                            key: key.clone().into_bytes(),
+                            value: new.to_string().into_bytes(),
+                            ..Default::default()
+                        })),
+                    }],
+                    failure: Vec::new(),
+                };
+                let completion = match self.kv.txn(request).await {
+                    Ok(response) => {
+                        let response = response.into_inner();
+                        if response.succeeded {
+                            Completion::ok(Value::Null, response.header)
+                        } else {
+                            Completion::failed(COMPARE_FAILED, response.header)
+                        }
+                    }
+                    Err(status) => Completion::write_error(&status),
+                };
+                self.complete("cas", Some(&key), completion)
+            }
+        }
+    }
+
+    /// A linearizable read of one register: its value, or null when absent.
+    pub async fn register_read(&mut self, key: &str) -> EventType {
+        self.invoke("read", Some(key), Value::Null);
+        let request = RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let completion = match self.kv.range(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let value = match response.kvs.first() {
+                    None => Value::Null,
+                    Some(kv) => register_value(&kv.value),
+                };
+                Completion::ok(value, response.header)
+            }
+            Err(status) => Completion::read_error(&status),
+        };
+        self.complete("read", Some(key), completion)
+    }
+
+    async fn set_op(&mut self) -> EventType {
+        if self.rng.random_range(0..10) == 0 {
+            return self.set_read().await;
+        }
+        let element = self.shared.started.fetch_add(1, Ordering::Relaxed);
+        self.invoke("add", None, json!(element));
+        let request = PutRequest {
+            key: format!("{SET_PREFIX}{element:010}").into_bytes(),
+            value: element.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let completion = match self.kv.put(request).await {
+            Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
+            Err(status) => Completion::write_error(&status),
+        };
+        self.complete("add", None, completion)
+    }
+
+    /// A linearizable read of the whole set.
+    pub async fn set_read(&mut self) -> EventType {
+        self.invoke("read", None, Value::Null);
+        let completion = match self.kv.range(prefix_range(SET_PREFIX)).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let elements: Vec<Value> = response
+                    .kvs
+                    .iter()
+                    .map(|kv| register_value(&kv.value))
+                    .collect();
+                Completion::ok(Value::Array(elements), response.header)
+            }
+            Err(status) => Completion::read_error(&status),
+        };
+        self.complete("read", None, completion)
+    }
+
+    async fn bank_op(&mut self) -> EventType {
+        // Every operation starts with a snapshot read of all balances, recorded as a read.
+        let (read_type, balances) = self.bank_read().await;
+        if read_type != EventType::Ok {
+            return read_type;
+        }
+        let from = self.rng.random_range(0..BANK_ACCOUNTS);
+        let to = (from + self.rng.random_range(1..BANK_ACCOUNTS)) % BANK_ACCOUNTS;
+        let amount = self.rng.random_range(1..=5i64);
+        let (from_key, to_key) = (account_key(from), account_key(to));
+        let (Some(&(from_balance, from_rev)), Some(&(to_balance, to_rev))) =
+            (balances.get(&from_key), balances.get(&to_key))
+        else {
+            return EventType::Ok;
+        };
+        if from_balance < amount {
+            return EventType::Ok;
+        }
+        let transfer = json!({"from": from_key, "to": to_key, "amount": amount});
+        self.invoke("transfer", None, transfer);
+        let guard = |key: &str, rev: i64| Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.as_bytes().to_vec(),
+            target_union: Some(TargetUnion::ModRevision(rev)),
+            ..Default::default()
+        };
+        let put = |key: &str, balance: i64| RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: balance.to_string().into_bytes(),
+                ..Default::default()
+            })),
+        };
+        let request = TxnRequest {
+            compare: vec![guard(&from_key, from_rev), guard(&to_key, to_rev)],
+            success: vec![
+                put(&from_key, from_balance - amount),
+                put(&to_key, to_balance + amount),
+            ],
+            failure: Vec::new(),
+        };
+        let completion = match self.kv.txn(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                if response.succeeded {
+                    Completion::ok(Value::Null, response.header)
+                } else {
+                    Completion::failed(COMPARE_FAILED, response.header)
+                }
+            }
+            Err(status) => Completion::write_error(&status),
+        };
+        match self.complete("transfer", None, completion) {
+            // A transfer that lost its race ran fine; the member is healthy.
+            EventType::Fail => EventType::Ok,
+            other => other,
+        }
+    }
+
+    /// A linearizable read of every balance; returns each account's balance and revision.
+    pub async fn bank_read(&mut self) -> (EventType, BTreeMap<String, (i64, i64)>) {
+        self.invoke("read", None, Value::Null);
+        let mut balances = BTreeMap::new();
+        let completion = match self.kv.range(prefix_range(BANK_PREFIX)).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let mut shown = serde_json::Map::new();
+                for kv in &response.kvs {
+                    let account = String::from_utf8_lossy(&kv.key).into_owned();
+                    let value = register_value(&kv.value);
+                    if let Some(balance) = value.as_i64() {
+                        balances.insert(account.clone(), (balance, kv.mod_revision));
+                    }
+                    shown.insert(account, value);
+                }
+                Completion::ok(Value::Object(shown), response.header)
+            }
+            Err(status) => Completion::read_error(&status),
+        };
+        (self.complete("read", None, completion), balances)
+    }
+
+    /// Opens the bank's accounts in one transaction, recorded as `init`.
+    pub async fn bank_init(&mut self) -> EventType {
+        let opening: serde_json::Map<String, Value> = (0..BANK_ACCOUNTS)
+            .map(|i| (account_key(i), json!(BANK_OPENING_BALANCE)))
+            .collect();
+        self.invoke("init", None, Value::Object(opening));
+        let request = TxnRequest {
+            compare: Vec::new(),
+            success: (0..BANK_ACCOUNTS)
+                .map(|i| RequestOp {
+                    request: Some(Op::RequestPut(PutRequest {
+                        key: account_key(i).into_bytes(),
+                        value: BANK_OPENING_BALANCE.to_string().into_bytes(),
+                        ..Default::default()
+                    })),
+                })
+                .collect(),
+            failure: Vec::new(),
+        };
+        let completion = match self.kv.txn(request).await {
+            Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
+            Err(status) => Completion::write_error(&status),
+        };
+        self.complete("init", None, completion)
+    }
+
+    /// The final read(s) after healing: every register key used, the set or the balances,
+    /// retried (as new operations) until one succeeds or `deadline` passes.
+    pub async fn final_reads(&mut self, deadline: Instant) -> bool {
+        let keys: Vec<u64> = self
+            .shared
+            .keys_used
+            .lock()
+            .expect("keys lock")
+            .iter()
+            .copied()
+            .collect();
+        let mut pending: Vec<Option<String>> = match self.shared.kind {
+            WorkloadKind::Register => keys
+                .iter()
+                .map(|k| Some(format!("{REGISTER_PREFIX}{k}")))
+                .collect(),
+            WorkloadKind::Set | WorkloadKind::Bank => vec![None],
+        };
+        while let Some(key) = pending.last().cloned() {
+            let read = match (&key, self.shared.kind) {
+                (Some(key), _) => self.register_read(key).await,
+                (None, WorkloadKind::Set) => self.set_read().await,
+                (None, _) => self.bank_read().await.0,
+            };
+            if read == EventType::Ok {
+                pending.pop();
+            } else if Instant::now() >= deadline {
+                return false;
+            } else {
+                self.next_endpoint();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        true
+    }
+}
+
+fn account_key(i: usize) -> String {
+    format!("{BANK_PREFIX}a{i}")
+}
+
+/// A stored value as the history shows it: the integer it spells, else the text.
+fn register_value(bytes: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(bytes);
+    match text.parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(text),
+    }
+}
+
+fn prefix_range(prefix: &str) -> RangeRequest {
+    RangeRequest {
+        key: prefix.as_bytes().to_vec(),
+        range_end: base::keys::prefix_end(prefix.as_bytes()),
+        ..Default::default()
+    }
+}
