@@ -4,6 +4,8 @@
 //! sockets itself (the `transport` crate implements [`Peers`]) nor decide etcd semantics (that is
 //! `mvcc`).
 
+#[cfg(feature = "canary")]
+mod canary;
 pub mod codec;
 mod feed;
 mod lessor;
@@ -14,6 +16,8 @@ mod restore;
 mod state_machine;
 mod types;
 
+#[cfg(feature = "canary")]
+pub use canary::Canary;
 pub use network::{PeerError, Peers};
 pub use replica::{RaftOptions, Replica, ReplicaStatus};
 pub use restore::{SnapshotSummary, inspect, restore_member};

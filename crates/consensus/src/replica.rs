@@ -44,6 +44,9 @@ pub struct RaftOptions {
     pub lease_checkpoint_interval: Duration,
     /// The cluster's id: a peer of another cluster never counts as evidence of removal.
     pub cluster_id: u64,
+    /// A planted bug to run (tester canaries only).
+    #[cfg(feature = "canary")]
+    pub canary: Option<crate::Canary>,
 }
 
 impl RaftOptions {
@@ -65,6 +68,8 @@ impl RaftOptions {
             request_timeout: base::limits::REQUEST_TIMEOUT,
             lease_checkpoint_interval: base::limits::LEASE_CHECKPOINT_INTERVAL_DEFAULT,
             cluster_id: 0,
+            #[cfg(feature = "canary")]
+            canary: None,
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct Replica {
     /// Snapshots received from a leader and installed since start.
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     cluster_id: u64,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::Canary>,
     /// A voter that has not acknowledged the leader for this long counts as down when a
     /// membership change is checked for safety.
     election_timeout: Duration,
@@ -189,6 +196,8 @@ impl Replica {
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
             snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             cluster_id: options.cluster_id,
+            #[cfg(feature = "canary")]
+            canary: options.canary,
             election_timeout: options.election_timeout_max,
             removed: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
@@ -271,6 +280,10 @@ impl Replica {
     /// Replicates a write through the leader and returns the state machine's reply. An error
     /// after the write may have been appended is `Timeout`: its outcome is unknown.
     pub async fn propose(&self, command: pb::Command) -> Result<pb::CommandResponse, EtcdError> {
+        #[cfg(feature = "canary")]
+        if let Some(early) = self.canary_ack_early(&command).await {
+            return early;
+        }
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -311,6 +324,32 @@ impl Replica {
         }
     }
 
+    /// The `ack-before-commit` canary: on the leader, a put is handed to Raft and answered at
+    /// once, before it is committed or applied.
+    #[cfg(feature = "canary")]
+    async fn canary_ack_early(
+        &self,
+        command: &pb::Command,
+    ) -> Option<Result<pb::CommandResponse, EtcdError>> {
+        let is_put = matches!(command.op, Some(pb::command::Op::Put(_)));
+        if self.canary != Some(crate::Canary::AckBeforeCommit) || !is_put || !self.is_leader() {
+            return None;
+        }
+        if self
+            .raft
+            .client_write_ff(Request(command.clone()), None)
+            .await
+            .is_err()
+        {
+            return Some(Err(EtcdError::Stopped));
+        }
+        Some(Ok(pb::CommandResponse {
+            op: Some(pb::command_response::Op::Put(Default::default())),
+            revision: self.revision(),
+            index: 0,
+        }))
+    }
+
     /// Waits (until `deadline` at most) for this member to apply the entry at `index`, so a
     /// client that wrote through this member reads its write here, even serializably. The
     /// write is committed either way; past the deadline the caller answers anyway.
@@ -334,6 +373,10 @@ impl Replica {
         &self,
         command: pb::Command,
     ) -> Result<pb::CommandResponse, EtcdError> {
+        #[cfg(feature = "canary")]
+        if let Some(early) = self.canary_ack_early(&command).await {
+            return early;
+        }
         let write = self.raft.client_write(Request(command));
         let Ok(written) = tokio::time::timeout(self.request_timeout, write).await else {
             return Err(EtcdError::Timeout);
@@ -656,6 +699,8 @@ impl Replica {
         request: &RangeRequest,
         linearizable: bool,
     ) -> Result<RangeResponse, EtcdError> {
+        #[cfg(feature = "canary")]
+        let linearizable = linearizable && self.canary != Some(crate::Canary::StaleRead);
         if linearizable {
             self.linearizable_barrier().await?;
         }

@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub lease_checkpoint_interval: Duration,
     /// Live state bytes above which this member raises the NOSPACE alarm.
     pub quota_backend_bytes: u64,
+    /// A planted bug to run (tester canaries only).
+    #[cfg(feature = "canary")]
+    pub canary: Option<consensus::Canary>,
 }
 
 /// Why a member could not start or stopped with an error.
@@ -183,6 +186,10 @@ pub async fn run(
     options.election_timeout_max = config.election_timeout * 2;
     options.request_timeout = config.request_timeout;
     options.lease_checkpoint_interval = config.lease_checkpoint_interval;
+    #[cfg(feature = "canary")]
+    {
+        options.canary = config.canary;
+    }
     options.cluster_id = cluster_id.0;
     // Peers must be served before Raft starts, so bind first.
     let peer_listeners = bind_all(&config.listen_peer_urls).await?;
@@ -277,6 +284,8 @@ pub async fn run(
     }
 }
 
+#[cfg(feature = "canary")]
+pub use consensus::Canary;
 pub use consensus::SnapshotSummary;
 
 /// Bytes of the SHA-256 that ends a snapshot stream (and a saved snapshot file).

@@ -107,6 +107,21 @@ pub struct NodeArgs {
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
+    /// Run a planted bug (builds with the `canary` feature only; for the tester's canaries).
+    #[cfg(feature = "canary")]
+    #[arg(long, hide = true, value_parser = parse_canary)]
+    pub unsafe_canary: Option<node::Canary>,
+}
+
+/// Parses a canary's name.
+#[cfg(feature = "canary")]
+pub fn parse_canary(name: &str) -> Result<node::Canary, String> {
+    node::Canary::parse(name).ok_or_else(|| {
+        format!(
+            "unknown canary {name:?}; one of {}",
+            node::Canary::NAMES.join(", ")
+        )
+    })
 }
 
 /// Reads `--config-file` (or `QUORATE_CONFIG_FILE`) before clap parses, exporting each key as
@@ -196,6 +211,8 @@ impl NodeArgs {
                 0 => base::limits::QUOTA_BACKEND_BYTES_DEFAULT,
                 bytes => bytes,
             },
+            #[cfg(feature = "canary")]
+            canary: self.unsafe_canary,
         })
     }
 }

@@ -31,6 +31,8 @@ struct Slot {
 pub struct Members {
     exe: PathBuf,
     slots: Vec<Slot>,
+    /// Extra `quorate node` flags for every member.
+    extra_args: Vec<String>,
 }
 
 /// Returns a loopback port free right now (the kernel's pick for port 0).
@@ -40,8 +42,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Members {
-    /// Starts `count` members with data under `dir`.
-    pub fn start(count: usize, dir: &Path) -> anyhow::Result<Members> {
+    /// Starts `count` members with data under `dir`, each with `extra_args` on its command
+    /// line.
+    pub fn start(count: usize, dir: &Path, extra_args: Vec<String>) -> anyhow::Result<Members> {
         let exe = std::env::current_exe().context("find the quorate executable")?;
         let mut slots = Vec::with_capacity(count);
         for i in 1..=count {
@@ -56,7 +59,11 @@ impl Members {
                 paused: false,
             });
         }
-        let mut members = Members { exe, slots };
+        let mut members = Members {
+            exe,
+            slots,
+            extra_args,
+        };
         for i in 0..count {
             members.spawn(i)?;
         }
@@ -109,6 +116,7 @@ impl Members {
             .args(["--initial-cluster", &initial_cluster])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--request-timeout", "2000"])
+            .args(&self.extra_args)
             .env("QUORATE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// Keep the members' data directories after the run.
     #[arg(long)]
     pub keep_data: bool,
+    /// Run the members with a planted bug, which the run must find (builds with the `canary`
+    /// feature only): stale-read, ack-before-commit.
+    #[cfg(feature = "canary")]
+    #[arg(long, value_parser = crate::node_cmd::parse_canary)]
+    pub canary: Option<node::Canary>,
 }
 
 /// How long members get to elect a leader and serve after a start or a heal.
@@ -95,7 +100,7 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
     if data.exists() {
         std::fs::remove_dir_all(&data).with_context(|| format!("wipe {}", data.display()))?;
     }
-    let members = Members::start(args.members, &data)?;
+    let members = Members::start(args.members, &data, member_args(&args))?;
     let endpoints = members.endpoints();
     let members = Arc::new(Mutex::new(members));
     let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
@@ -143,6 +148,17 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         println!("seed {seed}; history {}", history_path.display());
     }
     verdict_result(&report.verdict)
+}
+
+/// Extra flags of every member: the canary, when the run asks for one.
+fn member_args(args: &RunArgs) -> Vec<String> {
+    #[cfg(feature = "canary")]
+    if let Some(canary) = args.canary {
+        eprintln!("members run the canary {canary:?}: this run should be judged invalid");
+        return vec!["--unsafe-canary".to_owned(), canary.name().to_owned()];
+    }
+    let _ = args;
+    Vec::new()
 }
 
 /// Waits for the members, runs the clients and the nemesis, heals, reads finally; returns the

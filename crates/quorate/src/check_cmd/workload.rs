@@ -4,7 +4,8 @@
 //! (transfers between five accounts in compare-and-put transactions, snapshot reads of every
 //! balance). Every operation is recorded as an invocation before it is sent and one completion
 //! after: `ok`, `fail` when it certainly had no effect, `info` when its outcome is unknown
-//! (timeouts, lost connections). A client that meets an unavailable member moves to the next.
+//! (timeouts, lost connections). Each operation goes to a member drawn at random, so every
+//! member's path is exercised, followers that just restarted or resumed included.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,7 +129,9 @@ impl Shared {
 pub struct Client {
     process: u64,
     shared: Arc<Shared>,
-    endpoint: usize,
+    /// One lazily connected channel per member.
+    members: Vec<KvClient<Channel>>,
+    /// The member of the current operation.
     kv: KvClient<Channel>,
     rng: StdRng,
 }
@@ -207,39 +210,39 @@ fn lazy_channel(endpoint: &str, timeout: Duration) -> KvClient<Channel> {
 }
 
 impl Client {
-    /// Client `process`, starting on endpoint `process mod members`, its choices drawn from
-    /// `seed`.
+    /// Client `process`, its choices of member, operation and value drawn from `seed`.
     pub fn new(process: u64, shared: Arc<Shared>, seed: u64) -> Client {
-        let endpoint = process as usize % shared.endpoints.len();
-        let kv = lazy_channel(&shared.endpoints[endpoint], shared.op_timeout);
+        let members: Vec<KvClient<Channel>> = shared
+            .endpoints
+            .iter()
+            .map(|endpoint| lazy_channel(endpoint, shared.op_timeout))
+            .collect();
+        let kv = members[process as usize % members.len()].clone();
         Client {
             process,
             shared,
-            endpoint,
+            members,
             kv,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
-    /// Moves to the next member (after it answered unavailable or not at all).
-    fn next_endpoint(&mut self) {
-        self.endpoint = (self.endpoint + 1) % self.shared.endpoints.len();
-        self.kv = lazy_channel(
-            &self.shared.endpoints[self.endpoint],
-            self.shared.op_timeout,
-        );
+    /// Sends the next operation to a member drawn at random.
+    fn pick_member(&mut self) {
+        let at = self.rng.random_range(0..self.members.len());
+        self.kv = self.members[at].clone();
     }
 
     /// Runs operations until `deadline`.
     pub async fn run(mut self, deadline: Instant) {
         while Instant::now() < deadline {
+            self.pick_member();
             let completion_type = match self.shared.kind {
                 WorkloadKind::Register => self.register_op().await,
                 WorkloadKind::Set => self.set_op().await,
                 WorkloadKind::Bank => self.bank_op().await,
             };
             if completion_type != EventType::Ok {
-                self.next_endpoint();
                 // A short pause keeps a client from spinning on a member that is down.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -532,7 +535,7 @@ impl Client {
             } else if Instant::now() >= deadline {
                 return false;
             } else {
-                self.next_endpoint();
+                self.pick_member();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

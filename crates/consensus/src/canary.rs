@@ -1,0 +1,35 @@
+//! Canaries: bugs planted on purpose, compiled only with the `canary` feature, so the tester
+//! can prove it catches them (`quorate check --canary NAME` must report the run invalid). A
+//! release build never contains them; a member runs one only when started with
+//! `--unsafe-canary NAME`.
+
+/// The planted bugs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Canary {
+    /// Linearizable reads are served from the local state without the ReadIndex barrier,
+    /// so a member that lags (just restarted, or resumed after a pause) answers stale data.
+    StaleRead,
+    /// A put on the leader is acknowledged as soon as it is handed to Raft, before it is
+    /// committed, so a leader crash loses acknowledged writes.
+    AckBeforeCommit,
+}
+
+impl Canary {
+    /// Every canary's name.
+    pub const NAMES: [&'static str; 2] = ["stale-read", "ack-before-commit"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::StaleRead => "stale-read",
+            Canary::AckBeforeCommit => "ack-before-commit",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Canary> {
+        match name {
+            "stale-read" => Some(Canary::StaleRead),
+            "ack-before-commit" => Some(Canary::AckBeforeCommit),
+            _ => None,
+        }
+    }
+}
