@@ -64,15 +64,50 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
         return report(Verdict::Unknown(reason), ops_checked);
     };
 
+    // Elements a read must hold: acknowledged, or returned by another read, before it
+    // began. Reads are visited in order of invocation while two cursors add, in order of
+    // completion, the acknowledged adds and the reads that completed before it: linear in
+    // the history plus the required set once per read.
+    let mut acknowledged: Vec<(u64, &Datum)> = adds
+        .iter()
+        .filter(|(_, add)| add.outcome == Outcome::Ok)
+        .filter_map(|(element, add)| add.ret.map(|ret| (ret, element)))
+        .collect();
+    acknowledged.sort();
+    let mut completed: Vec<usize> = (0..reads.len()).collect();
+    completed.sort_by_key(|&i| reads[i].0.ret);
+    let mut by_call: Vec<usize> = (0..reads.len()).collect();
+    by_call.sort_by_key(|&i| reads[i].0.call);
+    let mut required: BTreeSet<&Datum> = BTreeSet::new();
+    let (mut next_add, mut next_read) = (0, 0);
+
     let mut anomalies = Vec::new();
-    for (read, elements) in &reads {
+    for &at in &by_call {
+        let (read, elements) = &reads[at];
+        while next_add < acknowledged.len() && acknowledged[next_add].0 < read.call {
+            required.insert(acknowledged[next_add].1);
+            next_add += 1;
+        }
+        while next_read < completed.len()
+            && reads[completed[next_read]]
+                .0
+                .ret
+                .is_some_and(|r| r < read.call)
+        {
+            for element in &reads[completed[next_read]].1 {
+                if adds.contains_key(element) {
+                    required.insert(element);
+                }
+            }
+            next_read += 1;
+        }
         let is_final = read.call == last_call;
         let ret = read.ret.expect("an ok read has a completion time");
         let mut seen = BTreeSet::new();
         let mut duplicates = Vec::new();
         let mut unexpected = Vec::new();
         for element in elements {
-            if !seen.insert(element.clone()) {
+            if !seen.insert(element) {
                 duplicates.push(element.clone());
             }
             match adds.get(element) {
@@ -108,23 +143,11 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
         if !(linearizable || is_final) {
             continue;
         }
-        // Elements that must be present: acknowledged, or seen by a read, before this began.
-        let mut missing = BTreeSet::new();
-        for (element, add) in &adds {
-            let acknowledged = add.outcome == Outcome::Ok && add.ret.is_some_and(|r| r < read.call);
-            if acknowledged && !seen.contains(element) {
-                missing.insert(element.clone());
-            }
-        }
-        for (other, other_elements) in &reads {
-            if other.ret.is_some_and(|r| r < read.call) {
-                for element in other_elements {
-                    if !seen.contains(element) && adds.contains_key(element) {
-                        missing.insert(element.clone());
-                    }
-                }
-            }
-        }
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|element| !seen.contains(*element))
+            .map(|element| element.to_string())
+            .collect();
         if !missing.is_empty() {
             let (kind, what) = if is_final {
                 (
@@ -137,12 +160,7 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
                     "misses elements acknowledged or read before it began",
                 )
             };
-            anomalies.push(anomaly(
-                kind,
-                read,
-                what,
-                missing.iter().map(|d| d.to_string()).collect(),
-            ));
+            anomalies.push(anomaly(kind, read, what, missing));
         }
     }
     let verdict = if anomalies.is_empty() {

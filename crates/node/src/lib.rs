@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use transport::{GrpcPeers, RaftService};
+use transport::{FaultService, FaultTable, GrpcPeers, RaftService};
 
 /// The version reported by Status: the etcd API version we are compatible with.
 pub const ETCD_API_VERSION: &str = "3.5.0";
@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub lease_checkpoint_interval: Duration,
     /// Live state bytes above which this member raises the NOSPACE alarm.
     pub quota_backend_bytes: u64,
+    /// Serve the fault-injection API and pass every outgoing peer message through its
+    /// table (`--unsafe-fault-injection`, for the tester).
+    pub unsafe_fault_injection: bool,
     /// A planted bug to run (tester canaries only).
     #[cfg(feature = "canary")]
     pub canary: Option<consensus::Canary>,
@@ -172,7 +175,16 @@ pub async fn run(
         ));
     }
     let members = config.initial_members();
-    let peers = Arc::new(GrpcPeers::new());
+    let faults = config
+        .unsafe_fault_injection
+        .then(|| Arc::new(FaultTable::new()));
+    if faults.is_some() {
+        tracing::warn!("fault injection is enabled (--unsafe-fault-injection): for tests only");
+    }
+    let peers = Arc::new(match &faults {
+        Some(table) => GrpcPeers::with_faults(table.clone()),
+        None => GrpcPeers::new(),
+    });
     let (id, cluster_id) = identity(&config, &peers).await?;
 
     let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
@@ -232,7 +244,12 @@ pub async fn run(
             .add_service(gate.wrap(LockService::server(context.clone())))
             .add_service(gate.wrap(ElectionService::server(context.clone())))
             .add_service(gate.wrap(MaintenanceService::server(context.clone())))
-            .add_service(gate.wrap(ClusterService::server(context.clone())));
+            .add_service(gate.wrap(ClusterService::server(context.clone())))
+            .add_optional_service(
+                faults
+                    .as_ref()
+                    .map(|table| FaultService::server(table.clone(), replica.clone())),
+            );
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {

@@ -20,6 +20,11 @@ pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 pub mod quorate {
+    pub mod fault {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/quorate.fault.v1.rs"));
+        }
+    }
     pub mod raft {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/quorate.raft.v1.rs"));

@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, check_cmd, coord, demo, node_cmd, txn};
+use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -174,6 +174,12 @@ pub enum Command {
     /// Run a workload under faults against members it starts and check the history;
     /// `analyze` rechecks a saved history file.
     Check(check_cmd::CheckArgs),
+    /// Inject faults into members started with --unsafe-fault-injection (block, delay or
+    /// drop their peer messages, heal, status).
+    Fault {
+        #[command(subcommand)]
+        command: fault_cmd::FaultCommand,
+    },
     /// Per-endpoint commands.
     Endpoint {
         #[command(subcommand)]
@@ -259,6 +265,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Bench { command } => bench::run(&cli.endpoints, command).await,
         Command::Check(args) => check_cmd::run(args, json_out).await,
+        Command::Fault { command } => {
+            fault_cmd::run(&cli.endpoints, command, timeout, json_out).await
+        }
         Command::Put {
             key,
             value,

@@ -7,6 +7,7 @@ mod check_cmd;
 mod cli;
 mod coord;
 mod demo;
+mod fault_cmd;
 mod node_cmd;
 mod txn;
 

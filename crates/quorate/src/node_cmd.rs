@@ -107,6 +107,11 @@ pub struct NodeArgs {
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
+    /// Serve the fault-injection API (`quorate fault`) and pass every outgoing peer message
+    /// through it. For the tester only: anyone who reaches the client port can partition
+    /// this member.
+    #[arg(long, env = "QUORATE_UNSAFE_FAULT_INJECTION")]
+    pub unsafe_fault_injection: bool,
     /// Run a planted bug (builds with the `canary` feature only; for the tester's canaries).
     #[cfg(feature = "canary")]
     #[arg(long, hide = true, value_parser = parse_canary)]
@@ -211,6 +216,7 @@ impl NodeArgs {
                 0 => base::limits::QUOTA_BACKEND_BYTES_DEFAULT,
                 bytes => bytes,
             },
+            unsafe_fault_injection: self.unsafe_fault_injection,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,
         })

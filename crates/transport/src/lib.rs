@@ -1,6 +1,12 @@
 //! Member-to-member gRPC: [`GrpcPeers`] implements `consensus::Peers` over pooled tonic channels,
 //! and [`RaftService`] serves the `quorate.raft.v1.Raft` service into a local `Replica`. It makes
-//! no protocol decisions: every message is handed to openraft through the replica.
+//! no protocol decisions: every message is handed to openraft through the replica. With a
+//! [`FaultTable`] (members started with `--unsafe-fault-injection`) every outgoing message
+//! passes its gate first.
+
+mod faults;
+
+pub use faults::{FaultService, FaultTable};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,19 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 #[derive(Default)]
 pub struct GrpcPeers {
     channels: Mutex<HashMap<String, Channel>>,
+    faults: Option<Arc<FaultTable>>,
+}
+
+/// A client for one message, with the delay fault injection puts before it.
+type Gated = Result<(RaftClient<Channel>, Duration), PeerError>;
+
+/// Waits out the injected delay, then hands over the client.
+async fn open(gated: Gated) -> Result<RaftClient<Channel>, PeerError> {
+    let (client, delay) = gated?;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(client)
 }
 
 impl GrpcPeers {
@@ -32,7 +51,23 @@ impl GrpcPeers {
         GrpcPeers::default()
     }
 
-    fn client(&self, url: &str) -> Result<RaftClient<Channel>, PeerError> {
+    /// Returns an empty pool whose messages pass `faults` first.
+    pub fn with_faults(faults: Arc<FaultTable>) -> GrpcPeers {
+        GrpcPeers {
+            channels: Mutex::default(),
+            faults: Some(faults),
+        }
+    }
+
+    fn client(&self, url: &str) -> Gated {
+        let delay = match &self.faults {
+            Some(faults) => faults.gate(url)?,
+            None => Duration::ZERO,
+        };
+        Ok((self.channel_client(url)?, delay))
+    }
+
+    fn channel_client(&self, url: &str) -> Result<RaftClient<Channel>, PeerError> {
         let mut channels = self.channels.lock().expect("channel pool poisoned");
         let channel = match channels.get(url) {
             Some(channel) => channel.clone(),
@@ -79,7 +114,7 @@ impl Peers for GrpcPeers {
         let client = self.client(peer_url);
         Box::pin(async move {
             let request = with_timeout(pb::MembersRequest { group: 0 }, timeout);
-            let response = client?.members(request).await;
+            let response = open(client).await?.members(request).await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
@@ -92,7 +127,8 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?
+            let response = open(client)
+                .await?
                 .transfer_leader(with_timeout(request, timeout))
                 .await;
             response.map(Response::into_inner).map_err(peer_error)
@@ -107,7 +143,10 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?.append_entries(with_timeout(request, timeout)).await;
+            let response = open(client)
+                .await?
+                .append_entries(with_timeout(request, timeout))
+                .await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
@@ -120,7 +159,10 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?.request_vote(with_timeout(request, timeout)).await;
+            let response = open(client)
+                .await?
+                .request_vote(with_timeout(request, timeout))
+                .await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
@@ -147,7 +189,8 @@ impl Peers for GrpcPeers {
                 })
                 .collect();
             let stream = tokio_stream::iter(chunks);
-            let response = client?
+            let response = open(client)
+                .await?
                 .install_snapshot(with_timeout(stream, timeout))
                 .await;
             response.map(Response::into_inner).map_err(peer_error)
@@ -162,7 +205,10 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::CommandResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?.forward(with_timeout(request, timeout)).await;
+            let response = open(client)
+                .await?
+                .forward(with_timeout(request, timeout))
+                .await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
@@ -175,7 +221,7 @@ impl Peers for GrpcPeers {
         let client = self.client(peer_url);
         Box::pin(async move {
             let request = with_timeout(pb::ReadIndexRequest { group: 0 }, timeout);
-            let response = client?.read_index(request).await;
+            let response = open(client).await?.read_index(request).await;
             response.map(|r| r.into_inner().index).map_err(peer_error)
         })
     }
@@ -188,7 +234,10 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::MemberChangeResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?.change_members(with_timeout(request, timeout)).await;
+            let response = open(client)
+                .await?
+                .change_members(with_timeout(request, timeout))
+                .await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }
@@ -201,7 +250,10 @@ impl Peers for GrpcPeers {
     ) -> BoxFuture<'static, Result<pb::LeaseCallResponse, PeerError>> {
         let client = self.client(peer_url);
         Box::pin(async move {
-            let response = client?.lease_call(with_timeout(request, timeout)).await;
+            let response = open(client)
+                .await?
+                .lease_call(with_timeout(request, timeout))
+                .await;
             response.map(Response::into_inner).map_err(peer_error)
         })
     }

@@ -1,7 +1,9 @@
 //! The members of a check run: `quorate node` child processes on loopback with their own data
 //! directories (real fsync), which the nemesis kills (SIGKILL) and restarts on the same ports
-//! and data, or pauses (SIGSTOP) and resumes (SIGCONT). Each member's log goes to
-//! `<dir>/<name>.log`. It never judges anything; it only starts, stops and asks who leads.
+//! and data, pauses (SIGSTOP) and resumes (SIGCONT), or partitions through the members'
+//! fault-injection API (they run with `--unsafe-fault-injection`). Each member's log goes to
+//! `<dir>/<name>.log`. It never judges anything; it only starts, stops, cuts and asks who
+//! leads.
 
 use std::fs::OpenOptions;
 use std::net::TcpListener;
@@ -15,6 +17,12 @@ use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::{RangeRequest, StatusRequest};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+use crate::fault_cmd::FaultCommand;
+
+/// Attempts and deadline of one fault-injection call to a member.
+const FAULT_ATTEMPTS: usize = 3;
+const FAULT_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One member slot: its ports and directory survive kills and restarts.
 struct Slot {
@@ -116,6 +124,7 @@ impl Members {
             .args(["--initial-cluster", &initial_cluster])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--request-timeout", "2000"])
+            .arg("--unsafe-fault-injection")
             .args(&self.extra_args)
             .env("QUORATE_LOG", "warn")
             .stdout(Stdio::null())
@@ -126,6 +135,47 @@ impl Members {
         slot.child = Some(child);
         slot.paused = false;
         Ok(())
+    }
+
+    /// Member `i`'s peer URL.
+    pub fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.slots[i].peer)
+    }
+
+    /// Blocks member `i`'s messages to members `to` (one direction of a partition). A member
+    /// that does not answer three attempts is left whole, with a warning: the run goes on.
+    pub async fn block(&self, i: usize, to: &[usize]) {
+        if !self.is_up(i) || to.is_empty() {
+            return;
+        }
+        let peers = to.iter().map(|&j| self.peer_url(j)).collect();
+        self.fault(i, &FaultCommand::Block { peers }, "partition")
+            .await;
+    }
+
+    /// Removes every network fault from the running members (a restarted member starts
+    /// without faults).
+    pub async fn heal_network(&self) {
+        for i in 0..self.slots.len() {
+            if self.is_up(i) {
+                self.fault(i, &FaultCommand::Heal, "heal the network").await;
+            }
+        }
+    }
+
+    /// Sends a fault command to member `i`, up to three times.
+    async fn fault(&self, i: usize, command: &FaultCommand, what: &str) {
+        let endpoint = format!("127.0.0.1:{}", self.slots[i].client);
+        let mut last_error = None;
+        for _ in 0..FAULT_ATTEMPTS {
+            match crate::fault_cmd::apply(&endpoint, command, FAULT_CALL_TIMEOUT).await {
+                Ok(_) => return,
+                Err(error) => last_error = Some(error),
+            }
+        }
+        if let Some(error) = last_error {
+            tracing::warn!(member = %self.slots[i].name, %error, "{what}");
+        }
     }
 
     /// Whether member `i` runs and is not paused.

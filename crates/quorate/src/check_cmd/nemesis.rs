@@ -1,8 +1,9 @@
 //! The nemesis of a check run: a seeded plan of faults (when, which kind, for how long, which
 //! member) printed before the run so it can be repeated, and its execution against the
-//! members — SIGKILL and restart of one member, the leader, a minority or all of them, and
-//! SIGSTOP/SIGCONT pauses of one member or the leader. Every fault is healed when its window
-//! ends, and the windows are recorded for the report.
+//! members — SIGKILL and restart of one member, the leader, a minority or all of them,
+//! SIGSTOP/SIGCONT pauses of one member or the leader, and network partitions through the
+//! members' fault-injection API (one member or the leader isolated, two halves, a bridge).
+//! Every fault is healed when its window ends, and the windows are recorded for the report.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,14 @@ pub enum FaultKind {
     Pause,
     /// SIGSTOP the current leader.
     PauseLeader,
+    /// Cut one member off from all others.
+    PartitionOne,
+    /// Cut the current leader off from all others.
+    PartitionLeader,
+    /// Split the members into two halves (the smaller one a minority).
+    PartitionHalves,
+    /// Two halves that cannot talk, and one member that talks to both.
+    Bridge,
 }
 
 impl FaultKind {
@@ -45,11 +54,25 @@ impl FaultKind {
             FaultKind::KillAll => "kill-all",
             FaultKind::Pause => "pause",
             FaultKind::PauseLeader => "pause-leader",
+            FaultKind::PartitionOne => "partition-one",
+            FaultKind::PartitionLeader => "partition-leader",
+            FaultKind::PartitionHalves => "partition-halves",
+            FaultKind::Bridge => "bridge",
         }
     }
 
     fn is_pause(self) -> bool {
         matches!(self, FaultKind::Pause | FaultKind::PauseLeader)
+    }
+
+    fn is_partition(self) -> bool {
+        matches!(
+            self,
+            FaultKind::PartitionOne
+                | FaultKind::PartitionLeader
+                | FaultKind::PartitionHalves
+                | FaultKind::Bridge
+        )
     }
 }
 
@@ -148,6 +171,28 @@ pub async fn execute(
     let mut windows = Vec::new();
     for fault in plan {
         tokio::time::sleep_until(start + fault.at).await;
+        if fault.kind.is_partition() {
+            let shown = {
+                let guard = members.lock().await;
+                let cuts = partition(&guard, fault.kind, fault.pick).await;
+                for (from, to) in &cuts {
+                    guard.block(*from, to).await;
+                }
+                describe_cuts(&guard, &cuts)
+            };
+            let began = since(Instant::now());
+            tracing::info!(kind = fault.kind.as_str(), cut = %shown, "fault begins");
+            tokio::time::sleep(fault.duration).await;
+            members.lock().await.heal_network().await;
+            tracing::info!(kind = fault.kind.as_str(), "fault healed");
+            windows.push(FaultWindow {
+                kind: fault.kind,
+                members: vec![shown],
+                start: began,
+                end: since(Instant::now()),
+            });
+            continue;
+        }
         let targets = {
             let guard = members.lock().await;
             targets(&guard, fault.kind, fault.pick).await
@@ -203,7 +248,51 @@ async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> 
         }
         FaultKind::KillMinority => (0..(n - 1) / 2).map(|k| (pick + k) % n).collect(),
         FaultKind::KillAll => (0..n).collect(),
+        // Partitions are cut by `partition`.
+        FaultKind::PartitionOne
+        | FaultKind::PartitionLeader
+        | FaultKind::PartitionHalves
+        | FaultKind::Bridge => Vec::new(),
     }
+}
+
+/// The cuts of a partition: for each member, the members its messages to are blocked.
+async fn partition(members: &Members, kind: FaultKind, pick: usize) -> Vec<(usize, Vec<usize>)> {
+    let n = members.len();
+    let order: Vec<usize> = (0..n).map(|k| (pick + k) % n).collect();
+    let (a, b): (Vec<usize>, Vec<usize>) = match kind {
+        FaultKind::PartitionLeader => {
+            let leader = members.leader().await.unwrap_or(pick % n);
+            (vec![leader], (0..n).filter(|&i| i != leader).collect())
+        }
+        FaultKind::PartitionHalves => (order[..n / 2].to_vec(), order[n / 2..].to_vec()),
+        FaultKind::Bridge if n >= 3 => {
+            // order[0] is the bridge; the others split in two halves that cannot talk.
+            let rest = &order[1..];
+            let half = rest.len() / 2;
+            (rest[..half].to_vec(), rest[half..].to_vec())
+        }
+        _ => (vec![order[0]], order[1..].to_vec()),
+    };
+    let mut cuts: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &i in &a {
+        cuts.push((i, b.clone()));
+    }
+    for &i in &b {
+        cuts.push((i, a.clone()));
+    }
+    cuts
+}
+
+/// A partition as text: `n1 -/-> n2 n3; …`.
+fn describe_cuts(members: &Members, cuts: &[(usize, Vec<usize>)]) -> String {
+    cuts.iter()
+        .map(|(from, to)| {
+            let to: Vec<&str> = to.iter().map(|&j| members.name(j)).collect();
+            format!("{} -/-> {}", members.name(*from), to.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

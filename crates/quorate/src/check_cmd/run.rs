@@ -209,6 +209,7 @@ async fn drive(
     {
         let mut guard = members.lock().await;
         guard.heal()?;
+        guard.heal_network().await;
         guard
             .wait_ready(READY_TIMEOUT)
             .await

@@ -198,3 +198,88 @@ async fn without_a_quorum_writes_and_linearizable_reads_fail_with_etcds_unavaila
         .expect("serializable read without a quorum");
     assert_eq!(local.kvs()[0].value(), b"1");
 }
+
+/// Runs `quorate fault` against one endpoint; returns (success, stdout + stderr).
+fn fault(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["--endpoints", endpoint, "fault"])
+        .args(args)
+        .output()
+        .expect("run quorate fault");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn an_isolated_leader_loses_leadership_and_never_serves_a_stale_linearizable_read() {
+    // Goal: the fault-injection hook really partitions, and the partition shows what Raft
+    // promises. Method: block the leader's messages to both followers and theirs to it with
+    // `quorate fault`; the majority elects a new leader and takes a write; a linearizable
+    // read at the old leader must not return the old value (it fails instead); after
+    // `heal` the old member catches up and serves the new value.
+    let cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
+    let old = cluster.leader().await;
+    put_eventually(cluster.endpoints_except(None), "part/k", "before").await;
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let others_names = others
+        .iter()
+        .map(|&i| names[i].clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (ok, text) = fault(&cluster.endpoint(old), &["block", "--peers", &others_names]);
+    assert!(ok, "{text}");
+    assert!(text.contains("blocked [http://127.0.0.1:"), "{text}");
+    for &i in &others {
+        let (ok, text) = fault(&cluster.endpoint(i), &["block", "--peers", &names[old]]);
+        assert!(ok, "{text}");
+    }
+
+    // The majority side elects a leader of its own and accepts a write.
+    put_eventually(cluster.endpoints_except(Some(old)), "part/k", "after").await;
+    let mut isolated = cluster.client(old).await;
+    match isolated.get("part/k", None).await {
+        Ok(response) => {
+            let value = response.kvs().first().map(|kv| kv.value().to_vec());
+            assert_eq!(
+                value.as_deref(),
+                Some(&b"after"[..]),
+                "an isolated member answered a linearizable read with a stale value"
+            );
+        }
+        Err(error) => {
+            let (code, _) = status_of(error);
+            assert_ne!(code, tonic::Code::Ok);
+        }
+    }
+    let (ok, status) = fault(&cluster.endpoint(old), &["status", "-w", "json"]);
+    assert!(ok, "{status}");
+    let state: serde_json::Value = serde_json::from_str(status.trim()).expect("json");
+    assert!(
+        state[0]["blocked_messages"].as_u64().unwrap_or(0) > 0,
+        "{state}"
+    );
+
+    for i in 0..3 {
+        let (ok, text) = fault(&cluster.endpoint(i), &["heal"]);
+        assert!(ok, "{text}");
+        assert!(text.contains("blocked []"), "{text}");
+    }
+    await_local_value(&cluster, old, "part/k", "after").await;
+    let read = isolated.get("part/k", None).await.expect("read after heal");
+    assert_eq!(read.kvs()[0].value(), b"after");
+}
+
+#[tokio::test]
+async fn fault_commands_are_refused_by_a_member_without_the_hook() {
+    // Goal: the hook exists only on members started with --unsafe-fault-injection.
+    let cluster = Cluster::start(1, &[]);
+    cluster.leader().await;
+    let (ok, text) = fault(&cluster.endpoint(0), &["heal"]);
+    assert!(!ok);
+    assert!(text.contains("--unsafe-fault-injection"), "{text}");
+}

@@ -1,0 +1,117 @@
+//! `quorate fault`: drives the fault-injection API of members started with
+//! `--unsafe-fault-injection` — block a member's messages to some peers (one direction of a
+//! partition; block on both sides for a full one), delay or drop its peer messages, heal, or
+//! show what is in force. Every endpoint given is changed in turn.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use proto::quorate::fault::v1 as pb;
+use proto::quorate::fault::v1::faults_client::FaultsClient;
+use serde_json::{Value, json};
+
+/// The fault subcommands.
+#[derive(Subcommand, Debug)]
+pub enum FaultCommand {
+    /// Block the members' messages to these peers (member names or peer URLs), on top of
+    /// those already blocked.
+    Block {
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<String>,
+    },
+    /// Delay every outgoing peer message by this many milliseconds (0 to stop).
+    Delay {
+        #[arg(long)]
+        ms: u64,
+    },
+    /// Drop this share (0 to 1) of outgoing peer messages.
+    Drop {
+        #[arg(long)]
+        ratio: f64,
+    },
+    /// Remove every fault.
+    Heal,
+    /// Show the faults in force and what they did.
+    Status,
+}
+
+/// Runs a fault subcommand against every endpoint.
+pub async fn run(
+    endpoints: &[String],
+    command: FaultCommand,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let mut states = Vec::new();
+    for endpoint in endpoints {
+        let state = apply(endpoint, &command, timeout)
+            .await
+            .with_context(|| format!("fault injection at {endpoint}"))?;
+        states.push((endpoint.clone(), state));
+    }
+    if json_out {
+        let all: Vec<Value> = states.iter().map(|(e, s)| state_json(e, s)).collect();
+        println!("{}", Value::Array(all));
+    } else {
+        for (endpoint, state) in &states {
+            println!(
+                "{endpoint} ({}): blocked [{}], delay {} ms, drop {}; {} messages blocked, {} \
+                 dropped",
+                state.member,
+                state.blocked_peer_urls.join(", "),
+                state.delay_ms,
+                state.drop_ratio,
+                state.blocked_messages,
+                state.dropped_messages
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sends one fault command to one member and returns its fault state.
+pub async fn apply(
+    endpoint: &str,
+    command: &FaultCommand,
+    timeout: Duration,
+) -> anyhow::Result<pb::FaultState> {
+    let channel = tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await?;
+    let mut faults = FaultsClient::new(channel);
+    let reply = match command {
+        FaultCommand::Block { peers } => {
+            faults
+                .block(pb::BlockRequest {
+                    peers: peers.clone(),
+                })
+                .await
+        }
+        FaultCommand::Delay { ms } => faults.delay(pb::DelayRequest { delay_ms: *ms }).await,
+        FaultCommand::Drop { ratio } => faults.drop(pb::DropRequest { ratio: *ratio }).await,
+        FaultCommand::Heal => faults.heal(pb::HealRequest {}).await,
+        FaultCommand::Status => faults.state(pb::StateRequest {}).await,
+    };
+    match reply {
+        Ok(state) => Ok(state.into_inner()),
+        Err(status) if status.code() == tonic::Code::Unimplemented => anyhow::bail!(
+            "the member does not serve fault injection (start it with --unsafe-fault-injection)"
+        ),
+        Err(status) => anyhow::bail!("{}: {}", status.code(), status.message()),
+    }
+}
+
+fn state_json(endpoint: &str, state: &pb::FaultState) -> Value {
+    json!({
+        "endpoint": endpoint,
+        "member": state.member,
+        "blocked_peer_urls": state.blocked_peer_urls,
+        "delay_ms": state.delay_ms,
+        "drop_ratio": state.drop_ratio,
+        "blocked_messages": state.blocked_messages,
+        "dropped_messages": state.dropped_messages,
+    })
+}
