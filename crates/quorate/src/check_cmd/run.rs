@@ -2,8 +2,8 @@
 //! workload's clients for the given time while the nemesis follows its seeded plan, heals
 //! everything, waits for the members to serve, performs the final reads, stops the members,
 //! writes the history (`history.jsonl`) and the fault windows (`faults.jsonl`), judges the
-//! history and prints a summary: operations by outcome, faults by kind, availability inside
-//! and outside fault windows, latency, verdict.
+//! history, prints a summary (operations by outcome, faults by kind, availability inside and
+//! outside fault windows, latency, verdict) and writes it with timelines to `report.html`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,14 +87,15 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
     let plan = nemesis::plan(&args.nemesis, seed, args.time, args.interval);
-    eprintln!(
-        "check {} with {} members, {} clients, {:?}, seed {seed}; nemesis plan:\n{}",
+    let plan_text = nemesis::describe(&plan);
+    let title = format!(
+        "check {} with {} members, {} clients, {:?}",
         args.workload.as_str(),
         args.members,
         args.clients,
-        args.time,
-        nemesis::describe(&plan)
+        args.time
     );
+    eprintln!("{title}, seed {seed}; nemesis plan:\n{plan_text}");
 
     let data = out.join("data");
     if data.exists() {
@@ -134,6 +135,16 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
     };
     let report = judge(&history, model, Budget::default(), true);
     let summary = Summary::of(&history, &windows);
+    let report_path = out.join("report.html");
+    let facts = super::report::RunFacts {
+        title,
+        seed,
+        plan: &plan_text,
+        summary: &summary.text(&windows),
+    };
+    let page = super::report::html(&facts, &report, &history.counts(), &history, &windows);
+    std::fs::write(&report_path, page)
+        .with_context(|| format!("write {}", report_path.display()))?;
     if json_out {
         let mut value = super::report_json(&report, &history.counts(), events.len());
         value["seed"] = json!(seed);
@@ -141,11 +152,16 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         value["faults"] = Value::Array(windows.iter().map(FaultWindow::to_json).collect());
         value["availability"] = summary.json();
         value["history"] = json!(history_path.display().to_string());
+        value["report"] = json!(report_path.display().to_string());
         println!("{value}");
     } else {
         print!("{}", report_text(&report, &history.counts(), events.len()));
         print!("{}", summary.text(&windows));
-        println!("seed {seed}; history {}", history_path.display());
+        println!(
+            "seed {seed}; history {}; report {}",
+            history_path.display(),
+            report_path.display()
+        );
     }
     verdict_result(&report.verdict)
 }

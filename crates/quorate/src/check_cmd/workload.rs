@@ -5,7 +5,9 @@
 //! balance). Every operation is recorded as an invocation before it is sent and one completion
 //! after: `ok`, `fail` when it certainly had no effect, `info` when its outcome is unknown
 //! (timeouts, lost connections). Each operation goes to a member drawn at random, so every
-//! member's path is exercised, followers that just restarted or resumed included.
+//! member's path is exercised, followers that just restarted or resumed included; a member
+//! that did not answer is left alone for a moment, so one unavailable member does not stall
+//! every client.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,8 +135,14 @@ pub struct Client {
     members: Vec<KvClient<Channel>>,
     /// The member of the current operation.
     kv: KvClient<Channel>,
+    current: usize,
+    /// Until when each member is avoided after it did not answer.
+    avoid_until: Vec<Instant>,
     rng: StdRng,
 }
+
+/// How long a client avoids a member that did not answer.
+const AVOID_UNANSWERING_MEMBER: Duration = Duration::from_secs(1);
 
 /// A call's result as the history records it.
 struct Completion {
@@ -217,20 +225,38 @@ impl Client {
             .iter()
             .map(|endpoint| lazy_channel(endpoint, shared.op_timeout))
             .collect();
-        let kv = members[process as usize % members.len()].clone();
+        let current = process as usize % members.len();
+        let kv = members[current].clone();
+        let avoid_until = vec![Instant::now(); members.len()];
         Client {
             process,
             shared,
             members,
             kv,
+            current,
+            avoid_until,
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
-    /// Sends the next operation to a member drawn at random.
+    /// Sends the next operation to a member drawn at random among those not being avoided
+    /// (among all when every one is).
     fn pick_member(&mut self) {
-        let at = self.rng.random_range(0..self.members.len());
-        self.kv = self.members[at].clone();
+        let now = Instant::now();
+        let open: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.avoid_until[i] <= now)
+            .collect();
+        self.current = if open.is_empty() {
+            self.rng.random_range(0..self.members.len())
+        } else {
+            open[self.rng.random_range(0..open.len())]
+        };
+        self.kv = self.members[self.current].clone();
+    }
+
+    /// Leaves the current member alone for a moment: it did not answer.
+    fn avoid_current(&mut self) {
+        self.avoid_until[self.current] = Instant::now() + AVOID_UNANSWERING_MEMBER;
     }
 
     /// Runs operations until `deadline`.
@@ -243,7 +269,8 @@ impl Client {
                 WorkloadKind::Bank => self.bank_op().await,
             };
             if completion_type != EventType::Ok {
-                // A short pause keeps a client from spinning on a member that is down.
+                self.avoid_current();
+                // A short pause keeps a client from spinning when every member is down.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -261,6 +288,8 @@ impl Client {
         ));
     }
 
+    /// Records a completion; returns `Ok` when the member answered (a failed comparison is
+    /// an answer), else the completion's type.
     fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
         let recorder = &self.shared.recorder;
         let mut event = Event::new(
@@ -277,8 +306,14 @@ impl Client {
             event.term = Some(header.raft_term);
             event.member = Some(format!("{:x}", header.member_id));
         }
+        let answered = completion.event_type == EventType::Ok
+            || event.error.as_deref() == Some(COMPARE_FAILED);
         recorder.push(event);
-        completion.event_type
+        if answered {
+            EventType::Ok
+        } else {
+            completion.event_type
+        }
     }
 
     async fn register_op(&mut self) -> EventType {
@@ -450,11 +485,7 @@ impl Client {
             }
             Err(status) => Completion::write_error(&status),
         };
-        match self.complete("transfer", None, completion) {
-            // A transfer that lost its race ran fine; the member is healthy.
-            EventType::Fail => EventType::Ok,
-            other => other,
-        }
+        self.complete("transfer", None, completion)
     }
 
     /// A linearizable read of every balance; returns each account's balance and revision.
@@ -535,6 +566,7 @@ impl Client {
             } else if Instant::now() >= deadline {
                 return false;
             } else {
+                self.avoid_current();
                 self.pick_member();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

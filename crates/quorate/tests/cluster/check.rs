@@ -138,6 +138,8 @@ fn check_register_under_member_kills_is_linearizable() {
     assert!(reads_ok > 20 && writes_ok > 10, "{report}");
     let faults = std::fs::read_to_string(out.path().join("faults.jsonl")).expect("faults");
     assert!(faults.contains("\"kind\""), "{faults}");
+    let page = std::fs::read_to_string(out.path().join("report.html")).expect("report");
+    assert!(page.contains("verdict: valid") && page.matches("<svg").count() == 2);
     let history = history_lines(out.path());
     assert!(history.iter().any(|e| e["type"] == "invoke"));
     assert!(history.iter().all(|e| e["time"].is_u64()));
@@ -171,9 +173,9 @@ fn check_register_under_partitions_is_linearizable() {
     let faults = report["faults"].as_array().expect("faults");
     assert!(!faults.is_empty(), "{report}");
     assert!(
-        faults
-            .iter()
-            .all(|f| f["members"][0].as_str().is_some_and(|cut| cut.contains("-/->"))),
+        faults.iter().all(|f| f["members"][0]
+            .as_str()
+            .is_some_and(|cut| cut.contains("-/->"))),
         "{report}"
     );
 }
