@@ -1,7 +1,7 @@
 //! Histories of operations against a database and the checkers that judge them: the
 //! JSON-lines history format, pairing of invocations with completions, linearizability by
 //! Wing–Gong–Lowe search with memoization and per-key partitioning under a budget, and the
-//! set and bank checkers. Every verdict is three-valued: a budget that runs out gives
+//! set, bank and watch checkers. Every verdict is three-valued: a budget that runs out gives
 //! `Unknown`, never `Valid`. It must never perform I/O or read a clock: histories arrive as
 //! text or values and verdicts leave as values.
 
@@ -12,6 +12,7 @@ pub mod linear;
 pub mod model;
 pub mod set;
 pub mod verdict;
+pub mod watch;
 
 pub use codec::CodecError;
 pub use history::{Event, EventType, History, HistoryError, Operation, Outcome};

@@ -13,6 +13,7 @@ use crate::linear::{Budget, check_linearizable};
 use crate::model::{COMPARE_FAILED, Register};
 use crate::set::check_set;
 use crate::verdict::{AnomalyKind, Verdict};
+use crate::watch::check_watch;
 
 /// Builds histories line by line: `invoke`/`ok`/`fail`/`info` at a time.
 #[derive(Default)]
@@ -419,6 +420,135 @@ fn bank_reads_must_conserve_the_total_without_negative_balances() {
         check_bank(&no_init.history()).verdict,
         Verdict::Unknown(_)
     ));
+}
+
+/// A watch history: puts at revisions 2..=6 (keys a, b alternating), a final read at 6, and
+/// the given watcher responses of p10 after it opened from revision 2.
+fn watch_history(responses: &[Value]) -> History {
+    let mut r = Recorder::default();
+    for (i, revision) in (2..=6).enumerate() {
+        let key = if i % 2 == 0 { "a" } else { "b" };
+        let t = 10 * i as u64;
+        r.invoke(1, "put", key, json!(revision * 10), t);
+        r.ok(1, "put", key, Value::Null, t + 1);
+        r.events.last_mut().expect("pushed").revision = Some(revision);
+    }
+    r.invoke(10, "watch-open", "", json!({"from": 2}), 0)
+        .ok(10, "watch-open", "", Value::Null, 0);
+    for (i, response) in responses.iter().enumerate() {
+        let t = 100 + i as u64;
+        r.invoke(10, "watch-events", "", Value::Null, t).ok(
+            10,
+            "watch-events",
+            "",
+            response.clone(),
+            t,
+        );
+    }
+    r.invoke(2, "read", "", Value::Null, 200)
+        .ok(2, "read", "", json!([]), 201);
+    r.events.last_mut().expect("pushed").revision = Some(6);
+    r.history()
+}
+
+#[test]
+fn watch_deliveries_in_order_once_and_complete_pass() {
+    let history = watch_history(&[
+        json!([[2, "a", 20], [3, "b", 30]]),
+        json!([[4, "a", 40]]),
+        json!([[5, "b", 50], [6, "a", 60]]),
+    ]);
+    assert_eq!(check_watch(&history).verdict, Verdict::Valid);
+}
+
+#[test]
+fn watch_anomalies_are_each_named() {
+    let cases = [
+        // Revision 4 skipped.
+        (
+            vec![
+                json!([[2, "a", 20], [3, "b", 30]]),
+                json!([[5, "b", 50], [6, "a", 60]]),
+            ],
+            vec![AnomalyKind::Gap],
+        ),
+        // Stops short of the final revision.
+        (
+            vec![json!([
+                [2, "a", 20],
+                [3, "b", 30],
+                [4, "a", 40],
+                [5, "b", 50]
+            ])],
+            vec![AnomalyKind::Gap],
+        ),
+        // Revision 3 twice (a resume from the wrong revision).
+        (
+            vec![
+                json!([[2, "a", 20], [3, "b", 30]]),
+                json!([[3, "b", 30], [4, "a", 40], [5, "b", 50], [6, "a", 60]]),
+            ],
+            vec![AnomalyKind::Duplicate],
+        ),
+        // Revision 3 after 4.
+        (
+            vec![json!([
+                [2, "a", 20],
+                [4, "a", 40],
+                [3, "b", 30],
+                [5, "b", 50],
+                [6, "a", 60]
+            ])],
+            vec![AnomalyKind::Reordered],
+        ),
+        // Revision 4 delivered with another value than was written.
+        (
+            vec![json!([
+                [2, "a", 20],
+                [3, "b", 30],
+                [4, "a", 41],
+                [5, "b", 50],
+                [6, "a", 60]
+            ])],
+            vec![AnomalyKind::Unexpected],
+        ),
+    ];
+    for (responses, expected) in cases {
+        let verdict = check_watch(&watch_history(&responses)).verdict;
+        assert_eq!(kinds(&verdict), expected, "{responses:?}");
+    }
+}
+
+#[test]
+fn a_revision_split_over_responses_is_rejected() {
+    // A transaction's two events at revision 7 must arrive in one response.
+    let mut history = watch_history(&[
+        json!([
+            [2, "a", 20],
+            [3, "b", 30],
+            [4, "a", 40],
+            [5, "b", 50],
+            [6, "a", 60],
+            [7, "x", 1]
+        ]),
+        json!([[7, "y", 2]]),
+    ]);
+    for op in &mut history.ops {
+        if op.f == "read" {
+            op.revision = Some(7);
+        }
+    }
+    assert_eq!(
+        kinds(&check_watch(&history).verdict),
+        vec![AnomalyKind::SplitRevision]
+    );
+}
+
+#[test]
+fn watch_without_a_final_read_is_unknown() {
+    let mut history = watch_history(&[json!([[2, "a", 20]])]);
+    history.ops.retain(|op| op.f != "read");
+    assert!(matches!(check_watch(&history).verdict, Verdict::Unknown(_)));
 }
 
 /// One operation of a generated sequential run: what it did and where its window lies.

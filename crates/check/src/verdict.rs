@@ -22,6 +22,12 @@ pub enum AnomalyKind {
     NegativeBalance,
     /// A read lacks an account or shows one that does not exist.
     WrongAccounts,
+    /// A watcher skipped revisions that exist.
+    Gap,
+    /// A watcher delivered a revision after a later one.
+    Reordered,
+    /// A watcher split one revision's events over several responses.
+    SplitRevision,
 }
 
 impl AnomalyKind {
@@ -35,6 +41,9 @@ impl AnomalyKind {
             AnomalyKind::TotalNotConserved => "total-not-conserved",
             AnomalyKind::NegativeBalance => "negative-balance",
             AnomalyKind::WrongAccounts => "wrong-accounts",
+            AnomalyKind::Gap => "gap",
+            AnomalyKind::Reordered => "reordered",
+            AnomalyKind::SplitRevision => "split-revision",
         }
     }
 }

@@ -12,16 +12,20 @@ pub enum Canary {
     /// A put on the leader is acknowledged as soon as it is handed to Raft, before it is
     /// committed, so a leader crash loses acknowledged writes.
     AckBeforeCommit,
+    /// A watcher that reads more than one change at once (one that lags and catches up)
+    /// loses the oldest of them.
+    WatchGap,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 2] = ["stale-read", "ack-before-commit"];
+    pub const NAMES: [&'static str; 3] = ["stale-read", "ack-before-commit", "watch-gap"];
 
     pub fn name(self) -> &'static str {
         match self {
             Canary::StaleRead => "stale-read",
             Canary::AckBeforeCommit => "ack-before-commit",
+            Canary::WatchGap => "watch-gap",
         }
     }
 
@@ -29,6 +33,7 @@ impl Canary {
         match name {
             "stale-read" => Some(Canary::StaleRead),
             "ack-before-commit" => Some(Canary::AckBeforeCommit),
+            "watch-gap" => Some(Canary::WatchGap),
             _ => None,
         }
     }

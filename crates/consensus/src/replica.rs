@@ -721,6 +721,14 @@ impl Replica {
         from: i64,
         max_changes: usize,
     ) -> Result<mvcc::History, EtcdError> {
+        #[cfg(feature = "canary")]
+        if self.canary == Some(crate::Canary::WatchGap) {
+            let mut history = self.state.shared.changes(filter, from, max_changes)?;
+            if history.changes.len() > 1 {
+                history.changes.remove(0);
+            }
+            return Ok(history);
+        }
         self.state.shared.changes(filter, from, max_changes)
     }
 

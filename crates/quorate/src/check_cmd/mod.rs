@@ -49,6 +49,8 @@ pub enum CheckModel {
     Set,
     /// Transfers between accounts: every read conserves the total, no negative balance.
     Bank,
+    /// Watchers against the puts they watch: no gap, no duplicate, in order, right values.
+    Watch,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +139,7 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
         }
         CheckModel::Set => check::set::check_set(history, linearizable),
         CheckModel::Bank => check::bank::check_bank(history),
+        CheckModel::Watch => check::watch::check_watch(history),
     }
 }
 

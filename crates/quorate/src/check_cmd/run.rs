@@ -38,9 +38,12 @@ pub struct RunArgs {
     /// Members to start.
     #[arg(long, default_value_t = 3)]
     pub members: usize,
-    /// Concurrent clients.
+    /// Concurrent clients (writers, for the watch workload).
     #[arg(long, default_value_t = 5)]
     pub clients: u64,
+    /// Watchers of the watch workload.
+    #[arg(long, default_value_t = 3)]
+    pub watchers: u64,
     /// Seed of the clients' choices and the nemesis plan (printed; default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -61,7 +64,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_data: bool,
     /// Run the members with a planted bug, which the run must find (builds with the `canary`
-    /// feature only): stale-read, ack-before-commit.
+    /// feature only): stale-read, ack-before-commit, watch-gap.
     #[cfg(feature = "canary")]
     #[arg(long, value_parser = crate::node_cmd::parse_canary)]
     pub canary: Option<node::Canary>,
@@ -69,6 +72,8 @@ pub struct RunArgs {
 
 /// How long members get to elect a leader and serve after a start or a heal.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Process numbers of watchers start here, apart from the clients'.
+const WATCHER_PROCESS_BASE: u64 = 1000;
 /// How long the final reads may take after healing.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -132,6 +137,7 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         WorkloadKind::Register => CheckModel::CasRegister,
         WorkloadKind::Set => CheckModel::Set,
         WorkloadKind::Bank => CheckModel::Bank,
+        WorkloadKind::Watch => CheckModel::Watch,
     };
     let report = judge(&history, model, Budget::default(), true);
     let summary = Summary::of(&history, &windows);
@@ -215,6 +221,20 @@ async fn drive(
             tokio::spawn(client.run(deadline))
         })
         .collect();
+    // Watchers (watch workload) follow until told the last revision to reach.
+    let (until_tx, until_rx) = tokio::sync::watch::channel(None);
+    let watch_deadline = deadline + Duration::from_secs(120);
+    let watchers: Vec<_> = if args.workload == WorkloadKind::Watch {
+        (0..args.watchers)
+            .map(|w| {
+                let process = WATCHER_PROCESS_BASE + w;
+                let watcher = Client::new(process, shared.clone(), seed.wrapping_add(process));
+                tokio::spawn(watcher.watch(until_rx.clone(), watch_deadline))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let nemesis = tokio::spawn(nemesis::execute(plan, members.clone(), start));
     for client in clients {
         client.await.context("join a client")?;
@@ -237,6 +257,23 @@ async fn drive(
         .await
     {
         eprintln!("the final reads did not all succeed within {FINAL_READ_TIMEOUT:?}");
+    }
+    if !watchers.is_empty() {
+        let last = recorder
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e.f == "read" && e.event_type == EventType::Ok)
+            .and_then(|e| e.revision);
+        // Without a final revision the watchers stop at once; the checker says unknown.
+        until_tx.send_replace(Some(last.unwrap_or(0)));
+        let catch_up = Instant::now() + FINAL_READ_TIMEOUT;
+        for watcher in watchers {
+            let remaining = catch_up.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(remaining, watcher).await.is_err() {
+                eprintln!("a watcher did not catch up within {FINAL_READ_TIMEOUT:?}");
+            }
+        }
     }
     Ok((recorder.events(), windows))
 }
@@ -295,7 +332,10 @@ impl Summary {
             } else {
                 outside[slot] += 1;
             }
-            if let (Outcome::Ok, Some(ret)) = (op.outcome, op.ret) {
+            // A watcher's response is recorded at its arrival: it has no latency of its own.
+            if let (Outcome::Ok, Some(ret)) = (op.outcome, op.ret)
+                && op.f != "watch-events"
+            {
                 latencies.push(ret - op.call);
             }
         }

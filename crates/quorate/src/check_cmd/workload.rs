@@ -2,7 +2,8 @@
 //! reads, writes and compare-and-set of small values on keys that rotate after a bounded number
 //! of operations), `set` (unique adds as keys under one prefix, whole-prefix reads) and `bank`
 //! (transfers between five accounts in compare-and-put transactions, snapshot reads of every
-//! balance). Every operation is recorded as an invocation before it is sent and one completion
+//! balance) and `watch` (writers put unique values under one prefix while watchers follow it,
+//! re-opening from the next revision on another member after any failure). Every operation is recorded as an invocation before it is sent and one completion
 //! after: `ok`, `fail` when it certainly had no effect, `info` when its outcome is unknown
 //! (timeouts, lost connections). Each operation goes to a member drawn at random, so every
 //! member's path is exercised, followers that just restarted or resumed included; a member
@@ -38,6 +39,8 @@ pub enum WorkloadKind {
     Set,
     /// Transfers between accounts; checked for conservation and non-negative balances.
     Bank,
+    /// Puts under a prefix and watchers of it; checked for gaps, duplicates, order and values.
+    Watch,
 }
 
 impl WorkloadKind {
@@ -46,6 +49,7 @@ impl WorkloadKind {
             WorkloadKind::Register => "register",
             WorkloadKind::Set => "set",
             WorkloadKind::Bank => "bank",
+            WorkloadKind::Watch => "watch",
         }
     }
 }
@@ -53,6 +57,11 @@ impl WorkloadKind {
 const REGISTER_PREFIX: &str = "check/register/";
 const SET_PREFIX: &str = "check/set/";
 const BANK_PREFIX: &str = "check/bank/";
+const WATCH_PREFIX: &str = "check/watch/";
+/// Keys the watch workload's writers spread their puts over.
+const WATCH_KEYS: u64 = 8;
+/// A watcher that hears nothing for this long re-opens its watch on another member.
+const WATCH_SILENCE_MAX: Duration = Duration::from_secs(3);
 /// Accounts of the bank workload and each one's opening balance.
 pub const BANK_ACCOUNTS: usize = 5;
 pub const BANK_OPENING_BALANCE: i64 = 100;
@@ -267,6 +276,7 @@ impl Client {
                 WorkloadKind::Register => self.register_op().await,
                 WorkloadKind::Set => self.set_op().await,
                 WorkloadKind::Bank => self.bank_op().await,
+                WorkloadKind::Watch => self.watch_put().await,
             };
             if completion_type != EventType::Ok {
                 self.avoid_current();
@@ -414,10 +424,175 @@ impl Client {
         self.complete("add", None, completion)
     }
 
+    /// A put of a unique value to one of the watched keys.
+    async fn watch_put(&mut self) -> EventType {
+        let n = self.shared.started.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{WATCH_PREFIX}k{}", n % WATCH_KEYS);
+        self.invoke("put", Some(&key), json!(n));
+        let request = PutRequest {
+            key: key.clone().into_bytes(),
+            value: n.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let completion = match self.kv.put(request).await {
+            Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
+            Err(status) => Completion::write_error(&status),
+        };
+        self.complete("put", Some(&key), completion)
+    }
+
+    /// Follows the watched prefix from revision 1 until `until` holds a revision this watcher
+    /// has delivered (or `deadline` passes), recording every open and every response.
+    pub async fn watch(
+        mut self,
+        mut until: tokio::sync::watch::Receiver<Option<i64>>,
+        deadline: Instant,
+    ) {
+        let mut next = 1i64;
+        loop {
+            let done = |next: i64, until: &tokio::sync::watch::Receiver<Option<i64>>| {
+                until.borrow().is_some_and(|last| next > last)
+            };
+            if done(next, &until) || Instant::now() >= deadline {
+                return;
+            }
+            self.pick_member();
+            let endpoint = self.shared.endpoints[self.current].clone();
+            let opened = self.open_watch(&endpoint, next).await;
+            let Some(mut stream) = opened else {
+                self.avoid_current();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            // Watchers also move on their own after a while, so resuming from a revision is
+            // exercised even where no fault breaks the stream.
+            let moves_at =
+                Instant::now() + Duration::from_millis(self.rng.random_range(1000..4000));
+            loop {
+                if done(next, &until) || Instant::now() >= deadline {
+                    return;
+                }
+                if Instant::now() >= moves_at {
+                    break;
+                }
+                let message = tokio::select! {
+                    message = tokio::time::timeout(WATCH_SILENCE_MAX, stream.message()) => message,
+                    changed = until.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let response = match message {
+                    Ok(Ok(Some(response))) => response,
+                    // Silence, a broken stream or its end: re-open elsewhere from `next`.
+                    _ => {
+                        self.avoid_current();
+                        break;
+                    }
+                };
+                if response.canceled {
+                    self.avoid_current();
+                    break;
+                }
+                if response.events.is_empty() {
+                    continue;
+                }
+                let events: Vec<Value> = response
+                    .events
+                    .iter()
+                    .filter_map(|event| event.kv.as_ref())
+                    .map(|kv| {
+                        json!([
+                            kv.mod_revision,
+                            String::from_utf8_lossy(&kv.key),
+                            register_value(&kv.value)
+                        ])
+                    })
+                    .collect();
+                if let Some(last) = response
+                    .events
+                    .iter()
+                    .filter_map(|event| event.kv.as_ref())
+                    .map(|kv| kv.mod_revision)
+                    .max()
+                {
+                    next = next.max(last + 1);
+                }
+                self.invoke("watch-events", None, Value::Null);
+                self.complete(
+                    "watch-events",
+                    None,
+                    Completion::ok(Value::Array(events), response.header),
+                );
+            }
+        }
+    }
+
+    /// Opens a watch of the prefix from `from` on `endpoint`, recorded as `watch-open`.
+    async fn open_watch(
+        &mut self,
+        endpoint: &str,
+        from: i64,
+    ) -> Option<tonic::Streaming<proto::etcdserverpb::WatchResponse>> {
+        use proto::etcdserverpb::watch_client::WatchClient;
+        use proto::etcdserverpb::{WatchCreateRequest, WatchRequest, watch_request};
+        use tokio_stream::StreamExt;
+        self.invoke("watch-open", None, json!({ "from": from }));
+        let create = WatchCreateRequest {
+            key: WATCH_PREFIX.as_bytes().to_vec(),
+            range_end: base::keys::prefix_end(WATCH_PREFIX.as_bytes()),
+            start_revision: from,
+            ..Default::default()
+        };
+        let request = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
+        };
+        // The request side stays open (and empty) for as long as the stream is read.
+        let requests = tokio_stream::iter([request]).chain(tokio_stream::pending());
+        let channel = Endpoint::from_shared(client::with_scheme(endpoint))
+            .expect("check endpoints are loopback host:port")
+            .connect_timeout(Duration::from_millis(500))
+            .connect_lazy();
+        let open = async {
+            let mut stream = WatchClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .watch(requests)
+                .await?
+                .into_inner();
+            // The first response confirms the watch was created.
+            match stream.message().await? {
+                Some(created) if created.created && !created.canceled => Ok(stream),
+                _ => Err(tonic::Status::unavailable("the watch was not created")),
+            }
+        };
+        match tokio::time::timeout(self.shared.op_timeout, open).await {
+            Ok(Ok(stream)) => {
+                self.complete("watch-open", None, Completion::ok(Value::Null, None));
+                Some(stream)
+            }
+            Ok(Err(status)) => {
+                self.complete("watch-open", None, Completion::read_error(&status));
+                None
+            }
+            Err(_) => {
+                let status = tonic::Status::deadline_exceeded("watch open timed out");
+                self.complete("watch-open", None, Completion::read_error(&status));
+                None
+            }
+        }
+    }
+
     /// A linearizable read of the whole set.
     pub async fn set_read(&mut self) -> EventType {
+        self.prefix_read(SET_PREFIX).await
+    }
+
+    /// A linearizable read of every value under `prefix`, with the revision it was read at.
+    async fn prefix_read(&mut self, prefix: &str) -> EventType {
         self.invoke("read", None, Value::Null);
-        let completion = match self.kv.range(prefix_range(SET_PREFIX)).await {
+        let completion = match self.kv.range(prefix_range(prefix)).await {
             Ok(response) => {
                 let response = response.into_inner();
                 let elements: Vec<Value> = response
@@ -553,12 +728,13 @@ impl Client {
                 .iter()
                 .map(|k| Some(format!("{REGISTER_PREFIX}{k}")))
                 .collect(),
-            WorkloadKind::Set | WorkloadKind::Bank => vec![None],
+            WorkloadKind::Set | WorkloadKind::Bank | WorkloadKind::Watch => vec![None],
         };
         while let Some(key) = pending.last().cloned() {
             let read = match (&key, self.shared.kind) {
                 (Some(key), _) => self.register_read(key).await,
                 (None, WorkloadKind::Set) => self.set_read().await,
+                (None, WorkloadKind::Watch) => self.prefix_read(WATCH_PREFIX).await,
                 (None, _) => self.bank_read().await.0,
             };
             if read == EventType::Ok {
