@@ -1,7 +1,7 @@
 //! Histories of operations against a database and the checkers that judge them: the
 //! JSON-lines history format, pairing of invocations with completions, linearizability by
 //! Wing–Gong–Lowe search with memoization and per-key partitioning under a budget, and the
-//! set, bank and watch checkers. Every verdict is three-valued: a budget that runs out gives
+//! set, bank, watch and fenced-lock checkers. Every verdict is three-valued: a budget that runs out gives
 //! `Unknown`, never `Valid`. It must never perform I/O or read a clock: histories arrive as
 //! text or values and verdicts leave as values.
 
@@ -9,6 +9,7 @@ pub mod bank;
 pub mod codec;
 pub mod history;
 pub mod linear;
+pub mod lock;
 pub mod model;
 pub mod set;
 pub mod verdict;

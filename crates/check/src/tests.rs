@@ -10,6 +10,7 @@ use crate::bank::check_bank;
 use crate::codec::{decode_history, encode_event};
 use crate::history::{Event, EventType, History, HistoryError};
 use crate::linear::{Budget, check_linearizable};
+use crate::lock::check_lock;
 use crate::model::{COMPARE_FAILED, Register};
 use crate::set::check_set;
 use crate::verdict::{AnomalyKind, Verdict};
@@ -549,6 +550,69 @@ fn watch_without_a_final_read_is_unknown() {
     let mut history = watch_history(&[json!([[2, "a", 20]])]);
     history.ops.retain(|op| op.f != "read");
     assert!(matches!(check_watch(&history).verdict, Verdict::Unknown(_)));
+}
+
+/// A lock history of fenced writes `(process, hold, token, step, revision)`, in that order.
+fn lock_history(writes: &[(u64, i64, i64, i64, i64)]) -> History {
+    let mut r = Recorder::default();
+    for (i, &(p, hold, token, step, revision)) in writes.iter().enumerate() {
+        let t = 10 * i as u64;
+        let value = json!({"hold": hold, "token": token, "step": step});
+        r.invoke(p, "fenced-write", "", value, t);
+        r.ok(p, "fenced-write", "", Value::Null, t + 1);
+        r.events.last_mut().expect("pushed").revision = Some(revision);
+    }
+    r.history()
+}
+
+#[test]
+fn fenced_writes_of_successive_holds_pass() {
+    let history = lock_history(&[
+        (1, 1, 5, 0, 6),
+        (1, 1, 5, 1, 7),
+        (2, 2, 8, 0, 9),
+        (2, 2, 8, 1, 10),
+        // A hold whose second write failed, then the next one.
+        (3, 3, 11, 0, 12),
+        (1, 4, 14, 0, 15),
+        (1, 4, 14, 1, 16),
+    ]);
+    assert_eq!(check_lock(&history).verdict, Verdict::Valid);
+}
+
+#[test]
+fn interleaved_holds_and_stale_tokens_are_rejected() {
+    let interleaved = lock_history(&[
+        (1, 1, 5, 0, 6),
+        (2, 2, 8, 0, 7),
+        (1, 1, 5, 1, 9),
+        (2, 2, 8, 1, 10),
+    ]);
+    let verdict = check_lock(&interleaved).verdict;
+    assert!(
+        kinds(&verdict).contains(&AnomalyKind::MutualExclusion),
+        "{verdict:?}"
+    );
+    assert!(
+        kinds(&verdict).contains(&AnomalyKind::StaleToken),
+        "{verdict:?}"
+    );
+
+    let stale = lock_history(&[
+        (2, 2, 8, 0, 9),
+        (2, 2, 8, 1, 10),
+        (1, 1, 5, 0, 11),
+        (1, 1, 5, 1, 12),
+    ]);
+    let found = kinds(&check_lock(&stale).verdict);
+    assert!(
+        !found.is_empty() && found.iter().all(|k| *k == AnomalyKind::StaleToken),
+        "{found:?}"
+    );
+    assert!(matches!(
+        check_lock(&lock_history(&[])).verdict,
+        Verdict::Unknown(_)
+    ));
 }
 
 /// One operation of a generated sequential run: what it did and where its window lies.

@@ -28,6 +28,10 @@ pub enum AnomalyKind {
     Reordered,
     /// A watcher split one revision's events over several responses.
     SplitRevision,
+    /// Two holders of one lock both wrote inside one hold.
+    MutualExclusion,
+    /// A fenced write with an older token committed after one with a newer token.
+    StaleToken,
 }
 
 impl AnomalyKind {
@@ -44,6 +48,8 @@ impl AnomalyKind {
             AnomalyKind::Gap => "gap",
             AnomalyKind::Reordered => "reordered",
             AnomalyKind::SplitRevision => "split-revision",
+            AnomalyKind::MutualExclusion => "mutual-exclusion",
+            AnomalyKind::StaleToken => "stale-token",
         }
     }
 }

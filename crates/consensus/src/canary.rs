@@ -15,17 +15,25 @@ pub enum Canary {
     /// A watcher that reads more than one change at once (one that lags and catches up)
     /// loses the oldest of them.
     WatchGap,
+    /// Lock answers at once instead of waiting for the holders before it.
+    LockNoWait,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 3] = ["stale-read", "ack-before-commit", "watch-gap"];
+    pub const NAMES: [&'static str; 4] = [
+        "stale-read",
+        "ack-before-commit",
+        "watch-gap",
+        "lock-no-wait",
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Canary::StaleRead => "stale-read",
             Canary::AckBeforeCommit => "ack-before-commit",
             Canary::WatchGap => "watch-gap",
+            Canary::LockNoWait => "lock-no-wait",
         }
     }
 
@@ -34,6 +42,7 @@ impl Canary {
             "stale-read" => Some(Canary::StaleRead),
             "ack-before-commit" => Some(Canary::AckBeforeCommit),
             "watch-gap" => Some(Canary::WatchGap),
+            "lock-no-wait" => Some(Canary::LockNoWait),
             _ => None,
         }
     }

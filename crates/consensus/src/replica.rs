@@ -324,6 +324,12 @@ impl Replica {
         }
     }
 
+    /// The planted bug this member runs, if any.
+    #[cfg(feature = "canary")]
+    pub fn canary(&self) -> Option<crate::Canary> {
+        self.canary
+    }
+
     /// The `ack-before-commit` canary: on the leader, a put is handed to Raft and answered at
     /// once, before it is committed or applied.
     #[cfg(feature = "canary")]

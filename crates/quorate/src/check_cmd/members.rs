@@ -153,6 +153,15 @@ impl Members {
             .await;
     }
 
+    /// Applies a delay or drop fault to every running member's peer messages.
+    pub async fn degrade(&self, command: &FaultCommand) {
+        for i in 0..self.slots.len() {
+            if self.is_up(i) {
+                self.fault(i, command, "degrade the network").await;
+            }
+        }
+    }
+
     /// Removes every network fault from the running members (a restarted member starts
     /// without faults).
     pub async fn heal_network(&self) {

@@ -51,6 +51,8 @@ pub enum CheckModel {
     Bank,
     /// Watchers against the puts they watch: no gap, no duplicate, in order, right values.
     Watch,
+    /// Fenced writes of lock holders: mutual exclusion, tokens never going back.
+    Lock,
 }
 
 #[derive(Args, Debug)]
@@ -84,6 +86,9 @@ impl fmt::Display for VerdictExit {
         f.write_str(&self.message)
     }
 }
+
+/// Anomalies the text report prints; the rest are counted.
+const ANOMALIES_PRINTED_MAX: usize = 20;
 
 /// The exit code of a history that could not be checked at all.
 const NOT_CHECKED: u8 = 3;
@@ -140,6 +145,7 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
         CheckModel::Set => check::set::check_set(history, linearizable),
         CheckModel::Bank => check::bank::check_bank(history),
         CheckModel::Watch => check::watch::check_watch(history),
+        CheckModel::Lock => check::lock::check_lock(history),
     }
 }
 
@@ -188,8 +194,14 @@ pub fn report_text(report: &Report, counts: &Counts, events: usize) -> String {
                 "verdict: invalid ({} anomalies)\n",
                 anomalies.len()
             ));
-            for anomaly in anomalies {
+            for anomaly in anomalies.iter().take(ANOMALIES_PRINTED_MAX) {
                 out.push_str(&format!("  {anomaly}\n"));
+            }
+            if anomalies.len() > ANOMALIES_PRINTED_MAX {
+                out.push_str(&format!(
+                    "  … {} more (every one is in -w json and in a run's report.html)\n",
+                    anomalies.len() - ANOMALIES_PRINTED_MAX
+                ));
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The nemesis of a check run: a seeded plan of faults (when, which kind, for how long, which
 //! member) printed before the run so it can be repeated, and its execution against the
 //! members — SIGKILL and restart of one member, the leader, a minority or all of them,
-//! SIGSTOP/SIGCONT pauses of one member or the leader, and network partitions through the
-//! members' fault-injection API (one member or the leader isolated, two halves, a bridge).
+//! SIGSTOP/SIGCONT pauses of one member or the leader, and network faults through the
+//! members' fault-injection API (one member or the leader isolated, two halves, a bridge,
+//! delayed or dropped peer messages).
 //! Every fault is healed when its window ends, and the windows are recorded for the report.
 
 use std::sync::Arc;
@@ -16,6 +17,12 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::members::Members;
+use crate::fault_cmd::FaultCommand;
+
+/// The delay of the `delay` fault, on every peer message of every member.
+const NEMESIS_DELAY_MS: u64 = 100;
+/// The share of peer messages the `drop` fault loses.
+const NEMESIS_DROP_RATIO: f64 = 0.2;
 
 /// The kinds of fault.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -42,6 +49,10 @@ pub enum FaultKind {
     PartitionHalves,
     /// Two halves that cannot talk, and one member that talks to both.
     Bridge,
+    /// Every member delays each of its peer messages by 100 ms.
+    Delay,
+    /// Every member drops a fifth of its peer messages.
+    Drop,
 }
 
 impl FaultKind {
@@ -58,6 +69,8 @@ impl FaultKind {
             FaultKind::PartitionLeader => "partition-leader",
             FaultKind::PartitionHalves => "partition-halves",
             FaultKind::Bridge => "bridge",
+            FaultKind::Delay => "delay",
+            FaultKind::Drop => "drop",
         }
     }
 
@@ -65,13 +78,16 @@ impl FaultKind {
         matches!(self, FaultKind::Pause | FaultKind::PauseLeader)
     }
 
-    fn is_partition(self) -> bool {
+    /// Faults of the network, applied through the members' fault-injection hook.
+    fn is_network(self) -> bool {
         matches!(
             self,
             FaultKind::PartitionOne
                 | FaultKind::PartitionLeader
                 | FaultKind::PartitionHalves
                 | FaultKind::Bridge
+                | FaultKind::Delay
+                | FaultKind::Drop
         )
     }
 }
@@ -171,14 +187,37 @@ pub async fn execute(
     let mut windows = Vec::new();
     for fault in plan {
         tokio::time::sleep_until(start + fault.at).await;
-        if fault.kind.is_partition() {
+        if fault.kind.is_network() {
             let shown = {
                 let guard = members.lock().await;
-                let cuts = partition(&guard, fault.kind, fault.pick).await;
-                for (from, to) in &cuts {
-                    guard.block(*from, to).await;
+                match fault.kind {
+                    FaultKind::Delay => {
+                        guard
+                            .degrade(&FaultCommand::Delay {
+                                ms: NEMESIS_DELAY_MS,
+                            })
+                            .await;
+                        format!("every peer message delayed {NEMESIS_DELAY_MS} ms")
+                    }
+                    FaultKind::Drop => {
+                        guard
+                            .degrade(&FaultCommand::Drop {
+                                ratio: NEMESIS_DROP_RATIO,
+                            })
+                            .await;
+                        format!(
+                            "{:.0} % of peer messages dropped",
+                            NEMESIS_DROP_RATIO * 100.0
+                        )
+                    }
+                    _ => {
+                        let cuts = partition(&guard, fault.kind, fault.pick).await;
+                        for (from, to) in &cuts {
+                            guard.block(*from, to).await;
+                        }
+                        describe_cuts(&guard, &cuts)
+                    }
                 }
-                describe_cuts(&guard, &cuts)
             };
             let began = since(Instant::now());
             tracing::info!(kind = fault.kind.as_str(), cut = %shown, "fault begins");
@@ -252,7 +291,9 @@ async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> 
         FaultKind::PartitionOne
         | FaultKind::PartitionLeader
         | FaultKind::PartitionHalves
-        | FaultKind::Bridge => Vec::new(),
+        | FaultKind::Bridge
+        | FaultKind::Delay
+        | FaultKind::Drop => Vec::new(),
     }
 }
 

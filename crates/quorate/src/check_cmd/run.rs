@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_data: bool,
     /// Run the members with a planted bug, which the run must find (builds with the `canary`
-    /// feature only): stale-read, ack-before-commit, watch-gap.
+    /// feature only): stale-read, ack-before-commit, watch-gap, lock-no-wait.
     #[cfg(feature = "canary")]
     #[arg(long, value_parser = crate::node_cmd::parse_canary)]
     pub canary: Option<node::Canary>,
@@ -138,6 +138,7 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         WorkloadKind::Set => CheckModel::Set,
         WorkloadKind::Bank => CheckModel::Bank,
         WorkloadKind::Watch => CheckModel::Watch,
+        WorkloadKind::Lock => CheckModel::Lock,
     };
     let report = judge(&history, model, Budget::default(), true);
     let summary = Summary::of(&history, &windows);

@@ -41,6 +41,8 @@ pub enum WorkloadKind {
     Bank,
     /// Puts under a prefix and watchers of it; checked for gaps, duplicates, order and values.
     Watch,
+    /// Lock holders making fenced writes; checked for mutual exclusion and token order.
+    Lock,
 }
 
 impl WorkloadKind {
@@ -50,6 +52,7 @@ impl WorkloadKind {
             WorkloadKind::Set => "set",
             WorkloadKind::Bank => "bank",
             WorkloadKind::Watch => "watch",
+            WorkloadKind::Lock => "lock",
         }
     }
 }
@@ -58,6 +61,12 @@ const REGISTER_PREFIX: &str = "check/register/";
 const SET_PREFIX: &str = "check/set/";
 const BANK_PREFIX: &str = "check/bank/";
 const WATCH_PREFIX: &str = "check/watch/";
+/// The lock of the lock workload and the key its fenced writes go to.
+const LOCK_NAME: &str = "check/lock";
+const LOCK_REGISTER: &str = "check/lock-register";
+/// TTL of a lock holder's lease: a holder that crashes or is cut off loses the lock this
+/// long after its last keep-alive (it sends none: one hold is short).
+const LOCK_TTL_SECONDS: i64 = 3;
 /// Keys the watch workload's writers spread their puts over.
 const WATCH_KEYS: u64 = 8;
 /// A watcher that hears nothing for this long re-opens its watch on another member.
@@ -141,7 +150,7 @@ pub struct Client {
     process: u64,
     shared: Arc<Shared>,
     /// One lazily connected channel per member.
-    members: Vec<KvClient<Channel>>,
+    members: Vec<Channel>,
     /// The member of the current operation.
     kv: KvClient<Channel>,
     current: usize,
@@ -217,25 +226,24 @@ fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-fn lazy_channel(endpoint: &str, timeout: Duration) -> KvClient<Channel> {
-    let channel = Endpoint::from_shared(client::with_scheme(endpoint))
+fn lazy_channel(endpoint: &str, timeout: Duration) -> Channel {
+    Endpoint::from_shared(client::with_scheme(endpoint))
         .expect("check endpoints are loopback host:port")
         .connect_timeout(Duration::from_millis(500))
         .timeout(timeout)
-        .connect_lazy();
-    KvClient::new(channel)
+        .connect_lazy()
 }
 
 impl Client {
     /// Client `process`, its choices of member, operation and value drawn from `seed`.
     pub fn new(process: u64, shared: Arc<Shared>, seed: u64) -> Client {
-        let members: Vec<KvClient<Channel>> = shared
+        let members: Vec<Channel> = shared
             .endpoints
             .iter()
             .map(|endpoint| lazy_channel(endpoint, shared.op_timeout))
             .collect();
         let current = process as usize % members.len();
-        let kv = members[current].clone();
+        let kv = KvClient::new(members[current].clone());
         let avoid_until = vec![Instant::now(); members.len()];
         Client {
             process,
@@ -260,7 +268,7 @@ impl Client {
         } else {
             open[self.rng.random_range(0..open.len())]
         };
-        self.kv = self.members[self.current].clone();
+        self.kv = KvClient::new(self.members[self.current].clone());
     }
 
     /// Leaves the current member alone for a moment: it did not answer.
@@ -277,6 +285,7 @@ impl Client {
                 WorkloadKind::Set => self.set_op().await,
                 WorkloadKind::Bank => self.bank_op().await,
                 WorkloadKind::Watch => self.watch_put().await,
+                WorkloadKind::Lock => self.lock_hold().await,
             };
             if completion_type != EventType::Ok {
                 self.avoid_current();
@@ -422,6 +431,122 @@ impl Client {
             Err(status) => Completion::write_error(&status),
         };
         self.complete("add", None, completion)
+    }
+
+    /// One hold of the lock: a lease, the lock, two fenced writes, the unlock. Returns `Ok`
+    /// when the member answered each call.
+    async fn lock_hold(&mut self) -> EventType {
+        use proto::etcdserverpb::lease_client::LeaseClient;
+        use proto::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+        use proto::v3lockpb::lock_client::LockClient;
+        use proto::v3lockpb::{LockRequest, UnlockRequest};
+        let channel = self.members[self.current].clone();
+        let hold = self.shared.started.fetch_add(1, Ordering::Relaxed) as i64;
+        let granted = LeaseClient::new(channel.clone())
+            .lease_grant(LeaseGrantRequest {
+                ttl: LOCK_TTL_SECONDS,
+                id: 0,
+            })
+            .await;
+        let Ok(lease) = granted.map(|r| r.into_inner().id) else {
+            return EventType::Fail;
+        };
+        let revoke = |channel: Channel| async move {
+            let _ = LeaseClient::new(channel)
+                .lease_revoke(LeaseRevokeRequest { id: lease })
+                .await;
+        };
+        self.invoke("acquire", None, json!({ "hold": hold }));
+        let request = LockRequest {
+            name: LOCK_NAME.as_bytes().to_vec(),
+            lease,
+        };
+        let locked = LockClient::new(channel.clone()).lock(request).await;
+        let key = match locked {
+            Ok(response) => response.into_inner().key,
+            Err(status) => {
+                self.complete("acquire", None, Completion::write_error(&status));
+                revoke(channel).await;
+                return EventType::Fail;
+            }
+        };
+        // The fencing token: the creation revision of this holder's lock key.
+        let token = match self
+            .kv
+            .range(RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(response) => response
+                .into_inner()
+                .kvs
+                .first()
+                .map(|kv| kv.create_revision),
+            Err(_) => None,
+        };
+        let Some(token) = token else {
+            // The lease ran out already; the hold is over before it began.
+            self.complete("acquire", None, Completion::failed("lock lost", None));
+            revoke(channel).await;
+            return EventType::Ok;
+        };
+        self.complete(
+            "acquire",
+            None,
+            Completion::ok(json!({ "hold": hold, "token": token }), None),
+        );
+        let mut answered = EventType::Ok;
+        for step in 0..2 {
+            let value = json!({ "hold": hold, "token": token, "step": step });
+            self.invoke("fenced-write", Some(LOCK_REGISTER), value.clone());
+            let request = TxnRequest {
+                compare: vec![Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Create as i32,
+                    key: key.clone(),
+                    target_union: Some(TargetUnion::CreateRevision(token)),
+                    ..Default::default()
+                }],
+                success: vec![RequestOp {
+                    request: Some(Op::RequestPut(PutRequest {
+                        key: LOCK_REGISTER.as_bytes().to_vec(),
+                        value: value.to_string().into_bytes(),
+                        ..Default::default()
+                    })),
+                }],
+                failure: Vec::new(),
+            };
+            let completion = match self.kv.txn(request).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    if response.succeeded {
+                        Completion::ok(Value::Null, response.header)
+                    } else {
+                        Completion::failed(COMPARE_FAILED, response.header)
+                    }
+                }
+                Err(status) => Completion::write_error(&status),
+            };
+            answered = self.complete("fenced-write", Some(LOCK_REGISTER), completion);
+            if answered != EventType::Ok {
+                break;
+            }
+            // Widen the critical section so overlapping holders would show.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.invoke("release", None, json!({ "hold": hold }));
+        let released = LockClient::new(channel.clone())
+            .unlock(UnlockRequest { key })
+            .await;
+        let completion = match released {
+            Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
+            Err(status) => Completion::write_error(&status),
+        };
+        self.complete("release", None, completion);
+        revoke(channel).await;
+        answered
     }
 
     /// A put of a unique value to one of the watched keys.
@@ -729,6 +854,7 @@ impl Client {
                 .map(|k| Some(format!("{REGISTER_PREFIX}{k}")))
                 .collect(),
             WorkloadKind::Set | WorkloadKind::Bank | WorkloadKind::Watch => vec![None],
+            WorkloadKind::Lock => Vec::new(),
         };
         while let Some(key) = pending.last().cloned() {
             let read = match (&key, self.shared.kind) {
