@@ -91,6 +91,17 @@ impl Check {
         self.records.persist(changes);
         Ok(response.succeeded)
     }
+    /// A keyspace rebuilt from the stored records, as a member rebuilds it on start.
+    fn restored(&self) -> Keyspace {
+        Keyspace::restore(
+            self.keyspace.current_revision(),
+            self.keyspace.compacted_revision(),
+            self.records
+                .0
+                .iter()
+                .map(|(rev, record)| Indexed::of(*rev, record.clone())),
+        )
+    }
     fn compact(&mut self, revision: i64) -> Result<(), EtcdError> {
         let (_, changes) = self.keyspace.compact(&CompactionRequest {
             revision,
@@ -351,15 +362,7 @@ fn restore_rebuilds_the_same_index() {
     check.put("a", "1");
     check.put("b", "1");
     check.delete("a", "");
-    let restored = Keyspace::restore(
-        check.keyspace.current_revision(),
-        check.keyspace.compacted_revision(),
-        check
-            .records
-            .0
-            .iter()
-            .map(|(rev, record)| Indexed::of(*rev, record.clone())),
-    );
+    let restored = check.restored();
     let all = RangeRequest {
         key: vec![0],
         range_end: vec![0],
@@ -625,16 +628,7 @@ fn puts_take_create_revision_and_version_from_the_index_even_after_restore() {
     check.delete("a", "");
     let recreated = check.put("a", "3");
     check.put("a", "4");
-    let restored = Keyspace::restore(
-        check.keyspace.current_revision(),
-        check.keyspace.compacted_revision(),
-        check
-            .records
-            .0
-            .iter()
-            .map(|(rev, record)| Indexed::of(*rev, record.clone())),
-    );
-    check.keyspace = restored;
+    check.keyspace = check.restored();
     check.records = Records::default();
     let request = PutRequest {
         key: "a".into(),

@@ -222,6 +222,28 @@ impl Completion {
     }
 }
 
+/// An equality comparison of a Txn.
+fn equals(key: &[u8], target: CompareTarget, union: TargetUnion) -> Compare {
+    Compare {
+        result: CompareResult::Equal as i32,
+        target: target as i32,
+        key: key.to_vec(),
+        target_union: Some(union),
+        ..Default::default()
+    }
+}
+
+/// A put inside a Txn.
+fn put_op(key: &[u8], value: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(Op::RequestPut(PutRequest {
+            key: key.to_vec(),
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
 fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
@@ -235,6 +257,27 @@ fn lazy_channel(endpoint: &str, timeout: Duration) -> Channel {
 }
 
 impl Client {
+    /// Puts `puts` if every comparison holds: `ok` when it did, `fail` with
+    /// `compare-failed` when a comparison did not, `info` when the outcome is unknown.
+    async fn put_if(&mut self, compare: Vec<Compare>, puts: Vec<RequestOp>) -> Completion {
+        let request = TxnRequest {
+            compare,
+            success: puts,
+            failure: Vec::new(),
+        };
+        match self.kv.txn(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                if response.succeeded {
+                    Completion::ok(Value::Null, response.header)
+                } else {
+                    Completion::failed(COMPARE_FAILED, response.header)
+                }
+            }
+            Err(status) => Completion::write_error(&status),
+        }
+    }
+
     /// Client `process`, its choices of member, operation and value drawn from `seed`.
     pub fn new(process: u64, shared: Arc<Shared>, seed: u64) -> Client {
         let members: Vec<Channel> = shared
@@ -361,34 +404,10 @@ impl Client {
                 let expected = self.rng.random_range(0..REGISTER_VALUES);
                 let new = self.rng.random_range(0..REGISTER_VALUES);
                 self.invoke("cas", Some(&key), json!([expected, new]));
-                let request = TxnRequest {
-                    compare: vec![Compare {
-                        result: CompareResult::Equal as i32,
-                        target: CompareTarget::Value as i32,
-                        key: key.clone().into_bytes(),
-                        target_union: Some(TargetUnion::Value(expected.to_string().into_bytes())),
-                        ..Default::default()
-                    }],
-                    success: vec![RequestOp {
-                        request: Some(Op::RequestPut(PutRequest {
-                            key: key.clone().into_bytes(),
-                            value: new.to_string().into_bytes(),
-                            ..Default::default()
-                        })),
-                    }],
-                    failure: Vec::new(),
-                };
-                let completion = match self.kv.txn(request).await {
-                    Ok(response) => {
-                        let response = response.into_inner();
-                        if response.succeeded {
-                            Completion::ok(Value::Null, response.header)
-                        } else {
-                            Completion::failed(COMPARE_FAILED, response.header)
-                        }
-                    }
-                    Err(status) => Completion::write_error(&status),
-                };
+                let held = TargetUnion::Value(expected.to_string().into_bytes());
+                let compare = vec![equals(key.as_bytes(), CompareTarget::Value, held)];
+                let puts = vec![put_op(key.as_bytes(), new.to_string().into_bytes())];
+                let completion = self.put_if(compare, puts).await;
                 self.complete("cas", Some(&key), completion)
             }
         }
@@ -501,34 +520,13 @@ impl Client {
         for step in 0..2 {
             let value = json!({ "hold": hold, "token": token, "step": step });
             self.invoke("fenced-write", Some(LOCK_REGISTER), value.clone());
-            let request = TxnRequest {
-                compare: vec![Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Create as i32,
-                    key: key.clone(),
-                    target_union: Some(TargetUnion::CreateRevision(token)),
-                    ..Default::default()
-                }],
-                success: vec![RequestOp {
-                    request: Some(Op::RequestPut(PutRequest {
-                        key: LOCK_REGISTER.as_bytes().to_vec(),
-                        value: value.to_string().into_bytes(),
-                        ..Default::default()
-                    })),
-                }],
-                failure: Vec::new(),
-            };
-            let completion = match self.kv.txn(request).await {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    if response.succeeded {
-                        Completion::ok(Value::Null, response.header)
-                    } else {
-                        Completion::failed(COMPARE_FAILED, response.header)
-                    }
-                }
-                Err(status) => Completion::write_error(&status),
-            };
+            let fence = TargetUnion::CreateRevision(token);
+            let compare = vec![equals(&key, CompareTarget::Create, fence)];
+            let puts = vec![put_op(
+                LOCK_REGISTER.as_bytes(),
+                value.to_string().into_bytes(),
+            )];
+            let completion = self.put_if(compare, puts).await;
             answered = self.complete("fenced-write", Some(LOCK_REGISTER), completion);
             if answered != EventType::Ok {
                 break;
@@ -752,39 +750,21 @@ impl Client {
         }
         let transfer = json!({"from": from_key, "to": to_key, "amount": amount});
         self.invoke("transfer", None, transfer);
-        let guard = |key: &str, rev: i64| Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Mod as i32,
-            key: key.as_bytes().to_vec(),
-            target_union: Some(TargetUnion::ModRevision(rev)),
-            ..Default::default()
+        let unchanged = |key: &str, rev: i64| {
+            equals(
+                key.as_bytes(),
+                CompareTarget::Mod,
+                TargetUnion::ModRevision(rev),
+            )
         };
-        let put = |key: &str, balance: i64| RequestOp {
-            request: Some(Op::RequestPut(PutRequest {
-                key: key.as_bytes().to_vec(),
-                value: balance.to_string().into_bytes(),
-                ..Default::default()
-            })),
-        };
-        let request = TxnRequest {
-            compare: vec![guard(&from_key, from_rev), guard(&to_key, to_rev)],
-            success: vec![
-                put(&from_key, from_balance - amount),
-                put(&to_key, to_balance + amount),
-            ],
-            failure: Vec::new(),
-        };
-        let completion = match self.kv.txn(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                if response.succeeded {
-                    Completion::ok(Value::Null, response.header)
-                } else {
-                    Completion::failed(COMPARE_FAILED, response.header)
-                }
-            }
-            Err(status) => Completion::write_error(&status),
-        };
+        let balance =
+            |key: &str, balance: i64| put_op(key.as_bytes(), balance.to_string().into_bytes());
+        let compare = vec![unchanged(&from_key, from_rev), unchanged(&to_key, to_rev)];
+        let puts = vec![
+            balance(&from_key, from_balance - amount),
+            balance(&to_key, to_balance + amount),
+        ];
+        let completion = self.put_if(compare, puts).await;
         self.complete("transfer", None, completion)
     }
 
@@ -817,23 +797,14 @@ impl Client {
             .map(|i| (account_key(i), json!(BANK_OPENING_BALANCE)))
             .collect();
         self.invoke("init", None, Value::Object(opening));
-        let request = TxnRequest {
-            compare: Vec::new(),
-            success: (0..BANK_ACCOUNTS)
-                .map(|i| RequestOp {
-                    request: Some(Op::RequestPut(PutRequest {
-                        key: account_key(i).into_bytes(),
-                        value: BANK_OPENING_BALANCE.to_string().into_bytes(),
-                        ..Default::default()
-                    })),
-                })
-                .collect(),
-            failure: Vec::new(),
-        };
-        let completion = match self.kv.txn(request).await {
-            Ok(response) => Completion::ok(Value::Null, response.into_inner().header),
-            Err(status) => Completion::write_error(&status),
-        };
+        let puts = (0..BANK_ACCOUNTS)
+            .map(|i| {
+                let balance = BANK_OPENING_BALANCE.to_string().into_bytes();
+                put_op(account_key(i).as_bytes(), balance)
+            })
+            .collect();
+        // No comparison: the transaction always succeeds when it commits.
+        let completion = self.put_if(Vec::new(), puts).await;
         self.complete("init", None, completion)
     }
 

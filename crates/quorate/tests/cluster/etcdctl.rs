@@ -10,12 +10,7 @@ fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run etcdctl (apt-get install etcd-client)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    (output.status.success(), output_text(&output))
 }
 
 #[tokio::test]

@@ -206,12 +206,7 @@ fn fault(endpoint: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run quorate fault");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    (output.status.success(), output_text(&output))
 }
 
 #[tokio::test]

@@ -290,6 +290,15 @@ async fn await_local_value(cluster: &Cluster, i: usize, key: &str, value: &str) 
     }
 }
 
+/// A finished command's stdout followed by its stderr.
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Runs `command` with `stdin` as its input and returns its output.
 fn run_with_stdin(mut command: Command, stdin: &str) -> std::process::Output {
     use std::io::Write;
