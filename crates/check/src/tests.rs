@@ -12,6 +12,7 @@ use crate::history::{Event, EventType, History, HistoryError};
 use crate::linear::{Budget, check_linearizable};
 use crate::lock::check_lock;
 use crate::model::{COMPARE_FAILED, Register};
+use crate::revisions::check_revisions;
 use crate::set::check_set;
 use crate::verdict::{AnomalyKind, Verdict};
 use crate::watch::check_watch;
@@ -613,6 +614,39 @@ fn interleaved_holds_and_stale_tokens_are_rejected() {
         check_lock(&lock_history(&[])).verdict,
         Verdict::Unknown(_)
     ));
+}
+
+/// Sets the revision of the last event.
+fn at_revision(r: &mut Recorder, revision: i64) {
+    r.events.last_mut().expect("pushed").revision = Some(revision);
+}
+
+#[test]
+fn revisions_follow_real_time_and_writes_never_share_one() {
+    let mut r = Recorder::default();
+    r.invoke(1, "write", "a", json!(1), 0)
+        .ok(1, "write", "a", Value::Null, 1);
+    at_revision(&mut r, 2);
+    r.invoke(2, "write", "b", json!(1), 2)
+        .ok(2, "write", "b", Value::Null, 3);
+    at_revision(&mut r, 3);
+    // Concurrent with nothing after it: the read sees revision 3.
+    r.invoke(1, "read", "a", Value::Null, 4)
+        .ok(1, "read", "a", json!(1), 5);
+    at_revision(&mut r, 3);
+    assert_eq!(check_revisions(&r.history()).verdict, Verdict::Valid);
+
+    // A later read answering from revision 2 after revision 3 was seen.
+    r.invoke(2, "read", "b", Value::Null, 6)
+        .ok(2, "read", "b", json!(1), 7);
+    at_revision(&mut r, 2);
+    // A second write claiming revision 3.
+    r.invoke(3, "write", "c", json!(1), 8)
+        .ok(3, "write", "c", Value::Null, 9);
+    at_revision(&mut r, 3);
+    let found = kinds(&check_revisions(&r.history()).verdict);
+    assert!(found.contains(&AnomalyKind::RevisionOrder), "{found:?}");
+    assert!(found.contains(&AnomalyKind::DuplicateRevision), "{found:?}");
 }
 
 /// One operation of a generated sequential run: what it did and where its window lies.

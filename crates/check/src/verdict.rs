@@ -32,6 +32,10 @@ pub enum AnomalyKind {
     MutualExclusion,
     /// A fenced write with an older token committed after one with a newer token.
     StaleToken,
+    /// An operation answered from an older revision than one that completed before it began.
+    RevisionOrder,
+    /// Two writes created the same revision.
+    DuplicateRevision,
 }
 
 impl AnomalyKind {
@@ -50,6 +54,8 @@ impl AnomalyKind {
             AnomalyKind::SplitRevision => "split-revision",
             AnomalyKind::MutualExclusion => "mutual-exclusion",
             AnomalyKind::StaleToken => "stale-token",
+            AnomalyKind::RevisionOrder => "revision-order",
+            AnomalyKind::DuplicateRevision => "duplicate-revision",
         }
     }
 }

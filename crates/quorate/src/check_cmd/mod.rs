@@ -45,6 +45,8 @@ pub enum CheckModel {
     Register,
     /// Linearizable read/write/compare-and-set register per key.
     CasRegister,
+    /// cas-register plus etcd's revisions: they follow real time, and writes never share one.
+    EtcdKv,
     /// Unique adds and whole-set reads: nothing lost, nothing invented, nothing twice.
     Set,
     /// Transfers between accounts: every read conserves the total, no negative balance.
@@ -141,6 +143,16 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
         }
         CheckModel::CasRegister => {
             check::check_linearizable(&Register { cas: true }, history, budget)
+        }
+        CheckModel::EtcdKv => {
+            let register = check::check_linearizable(&Register { cas: true }, history, budget);
+            let revisions = check::revisions::check_revisions(history);
+            Report {
+                checker: "etcd-kv".to_owned(),
+                ops_checked: register.ops_checked,
+                parts: register.parts + revisions.parts,
+                verdict: Verdict::combine([register.verdict, revisions.verdict]),
+            }
         }
         CheckModel::Set => check::set::check_set(history, linearizable),
         CheckModel::Bank => check::bank::check_bank(history),

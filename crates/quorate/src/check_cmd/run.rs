@@ -134,7 +134,7 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
 
     let history = History::from_events(&events).context("pair the recorded operations")?;
     let model = match args.workload {
-        WorkloadKind::Register => CheckModel::CasRegister,
+        WorkloadKind::Register => CheckModel::EtcdKv,
         WorkloadKind::Set => CheckModel::Set,
         WorkloadKind::Bank => CheckModel::Bank,
         WorkloadKind::Watch => CheckModel::Watch,

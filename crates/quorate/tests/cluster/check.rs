@@ -128,7 +128,7 @@ fn check_register_under_member_kills_is_linearizable() {
     ]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["verdict"], "valid", "{report}");
-    assert_eq!(report["checker"], "cas-register");
+    assert_eq!(report["checker"], "etcd-kv");
     assert!(
         report["faults"].as_array().is_some_and(|f| !f.is_empty()),
         "{report}"
