@@ -44,6 +44,8 @@ pub struct RaftOptions {
     pub lease_checkpoint_interval: Duration,
     /// The cluster's id: a peer of another cluster never counts as evidence of removal.
     pub cluster_id: u64,
+    /// The member's clock: lease deadlines are read from it.
+    pub clock: Arc<dyn base::Clock>,
     /// A planted bug to run (tester canaries only).
     #[cfg(feature = "canary")]
     pub canary: Option<crate::Canary>,
@@ -55,8 +57,10 @@ impl RaftOptions {
         id: NodeId,
         initial_members: BTreeMap<NodeId, Member>,
         bootstrap: bool,
+        clock: Arc<dyn base::Clock>,
     ) -> RaftOptions {
         RaftOptions {
+            clock,
             id,
             initial_members,
             bootstrap,
@@ -108,6 +112,7 @@ pub struct Replica {
     /// is uncommitted, so concurrent ones wait here instead.
     membership_changes: Arc<tokio::sync::Mutex<()>>,
     lessor: SharedLessor,
+    clock: Arc<dyn base::Clock>,
     /// The smallest TTL a lease is granted (etcd's: 1.5 election timeouts).
     lease_ttl_min: i64,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
@@ -192,6 +197,7 @@ impl Replica {
             request_timeout: options.request_timeout,
             membership_changes: Arc::new(tokio::sync::Mutex::new(())),
             lessor,
+            clock: options.clock.clone(),
             lease_ttl_min,
             stop: Arc::new(tokio::sync::watch::Sender::new(false)),
             snapshots_installed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -848,6 +854,11 @@ impl Replica {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
+    /// The member's clock as the lessor reads it (skewed when the tester skews it).
+    fn clock_now(&self) -> Instant {
+        Instant::from_std(self.clock.monotonic())
+    }
+
     /// Drives the lease timers until the replica stops: revokes expired leases and records
     /// checkpoints, both through Raft, while this member leads.
     async fn run_lessor(self) {
@@ -863,7 +874,7 @@ impl Replica {
             // the applied entry that made this member ready.
             let leading = self.leads_with_current_state();
             let leases = self.state.shared.lease_ttls();
-            let work = self.lessor.tick(Instant::now(), leading, &leases);
+            let work = self.lessor.tick(self.clock_now(), leading, &leases);
             for id in work.revokes {
                 let replica = self.clone();
                 tokio::spawn(async move {
@@ -978,7 +989,7 @@ impl Replica {
         if !self.is_leader() {
             return Err(EtcdError::NotLeader);
         }
-        let now = Instant::now();
+        let now = self.clock_now();
         match call {
             Call::KeepAlive(request) => {
                 let Some(lease) = self.state.shared.lease(request.id) else {
@@ -1026,7 +1037,7 @@ impl Replica {
                     .applied_index_at_least(Some(index), "time-to-live read index applied")
                     .await
                     .map_err(|_| EtcdError::Timeout)?;
-                let now = Instant::now();
+                let now = self.clock_now();
                 let Some(lease) = self.state.shared.lease(request.id) else {
                     return Ok(Reply::TimeToLive(LeaseTimeToLiveResponse {
                         header: None,

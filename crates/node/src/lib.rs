@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use transport::{FaultService, FaultTable, GrpcPeers, RaftService};
+use transport::{FaultService, FaultTable, GrpcPeers, HostClock, RaftService};
 
 /// The version reported by Status: the etcd API version we are compatible with.
 pub const ETCD_API_VERSION: &str = "3.5.0";
@@ -190,7 +190,8 @@ pub async fn run(
     let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
     let state = StateStore::open(&config.data_dir.join("state.redb"))?;
     let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"));
-    let mut options = RaftOptions::new(id.0, members, config.initial_cluster_new);
+    let clock = Arc::new(HostClock::new());
+    let mut options = RaftOptions::new(id.0, members, config.initial_cluster_new, clock.clone());
     options.snapshot_entries = config.snapshot_entries;
     options.logs_kept_after_snapshot = config.snapshot_catchup_entries;
     options.heartbeat_interval = config.heartbeat_interval;
@@ -233,6 +234,9 @@ pub async fn run(
     }
     for listener in client_listeners {
         let gate = LearnerGates::new(replica.clone());
+        let fault_service = faults
+            .as_ref()
+            .map(|table| FaultService::server(table.clone(), clock.clone(), replica.clone()));
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(gate.wrap(KvService::server(context.clone())))
@@ -245,11 +249,7 @@ pub async fn run(
             .add_service(gate.wrap(ElectionService::server(context.clone())))
             .add_service(gate.wrap(MaintenanceService::server(context.clone())))
             .add_service(gate.wrap(ClusterService::server(context.clone())))
-            .add_optional_service(
-                faults
-                    .as_ref()
-                    .map(|table| FaultService::server(table.clone(), replica.clone())),
-            );
+            .add_optional_service(fault_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {

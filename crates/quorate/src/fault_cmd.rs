@@ -1,7 +1,7 @@
 //! `quorate fault`: drives the fault-injection API of members started with
 //! `--unsafe-fault-injection` — block a member's messages to some peers (one direction of a
-//! partition; block on both sides for a full one), delay or drop its peer messages, heal, or
-//! show what is in force. Every endpoint given is changed in turn.
+//! partition; block on both sides for a full one), delay or drop its peer messages, skew its
+//! clock, heal, or show what is in force. Every endpoint given is changed in turn.
 
 use std::time::Duration;
 
@@ -30,7 +30,17 @@ pub enum FaultCommand {
         #[arg(long)]
         ratio: f64,
     },
-    /// Remove every fault.
+    /// Skew the members' clocks (what their lease timers and timestamps read): step to an
+    /// offset from the host's time and/or run at a rate. Heal removes the skew.
+    Clock {
+        /// Offset from the host's clock in milliseconds, negative for behind (a step now).
+        #[arg(long, allow_hyphen_values = true, required_unless_present = "rate")]
+        offset_ms: Option<i64>,
+        /// How fast the clock runs from now on (1 = the host's rate; 0.01 to 100).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Remove every fault, the clock skew included.
     Heal,
     /// Show the faults in force and what they did.
     Status,
@@ -56,12 +66,14 @@ pub async fn run(
     } else {
         for (endpoint, state) in &states {
             println!(
-                "{endpoint} ({}): blocked [{}], delay {} ms, drop {}; {} messages blocked, {} \
-                 dropped",
+                "{endpoint} ({}): blocked [{}], delay {} ms, drop {}, clock {:+} ms at rate {}; \
+                 {} messages blocked, {} dropped",
                 state.member,
                 state.blocked_peer_urls.join(", "),
                 state.delay_ms,
                 state.drop_ratio,
+                state.clock_offset_ms,
+                state.clock_rate,
                 state.blocked_messages,
                 state.dropped_messages
             );
@@ -92,6 +104,14 @@ pub async fn apply(
         }
         FaultCommand::Delay { ms } => faults.delay(pb::DelayRequest { delay_ms: *ms }).await,
         FaultCommand::Drop { ratio } => faults.drop(pb::DropRequest { ratio: *ratio }).await,
+        FaultCommand::Clock { offset_ms, rate } => {
+            faults
+                .clock(pb::ClockRequest {
+                    offset_ms: *offset_ms,
+                    rate: *rate,
+                })
+                .await
+        }
         FaultCommand::Heal => faults.heal(pb::HealRequest {}).await,
         FaultCommand::Status => faults.state(pb::StateRequest {}).await,
     };
@@ -113,5 +133,7 @@ fn state_json(endpoint: &str, state: &pb::FaultState) -> Value {
         "drop_ratio": state.drop_ratio,
         "blocked_messages": state.blocked_messages,
         "dropped_messages": state.dropped_messages,
+        "clock_offset_ms": state.clock_offset_ms,
+        "clock_rate": state.clock_rate,
     })
 }

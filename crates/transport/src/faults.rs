@@ -2,7 +2,8 @@
 //! messages to blocked peers fail as unreachable (a partition, one direction per member),
 //! every message may be delayed, and a share of them dropped. [`FaultService`] serves the
 //! `quorate.fault.v1.Faults` control API; a member has both only when started with
-//! `--unsafe-fault-injection`. Drops follow a fixed-seed generator, not OS randomness.
+//! `--unsafe-fault-injection`. Drops follow a fixed-seed generator, not OS randomness. The same
+//! API skews the member's [`HostClock`].
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consensus::{PeerError, Replica};
+
+use crate::clock::HostClock;
 use proto::quorate::fault::v1 as pb;
 use proto::quorate::fault::v1::faults_server::{Faults, FaultsServer};
 use tonic::{Request, Response, Status};
@@ -109,6 +112,8 @@ impl FaultTable {
             drop_ratio: state.drop_ratio,
             blocked_messages: self.blocked_messages.load(Ordering::Relaxed),
             dropped_messages: self.dropped_messages.load(Ordering::Relaxed),
+            clock_offset_ms: 0,
+            clock_rate: 1.0,
         }
     }
 }
@@ -116,12 +121,21 @@ impl FaultTable {
 /// Serves `quorate.fault.v1.Faults` for one member.
 pub struct FaultService {
     table: Arc<FaultTable>,
+    clock: Arc<HostClock>,
     replica: Arc<Replica>,
 }
 
 impl FaultService {
-    pub fn server(table: Arc<FaultTable>, replica: Arc<Replica>) -> FaultsServer<FaultService> {
-        FaultsServer::new(FaultService { table, replica })
+    pub fn server(
+        table: Arc<FaultTable>,
+        clock: Arc<HostClock>,
+        replica: Arc<Replica>,
+    ) -> FaultsServer<FaultService> {
+        FaultsServer::new(FaultService {
+            table,
+            clock,
+            replica,
+        })
     }
 
     fn state(&self) -> Response<pb::FaultState> {
@@ -132,7 +146,12 @@ impl FaultService {
             .get(&self.replica.id())
             .map(|m| m.name.clone())
             .unwrap_or_default();
-        Response::new(self.table.snapshot(&name))
+        let skew = self.clock.skew();
+        Response::new(pb::FaultState {
+            clock_offset_ms: skew.offset_ms,
+            clock_rate: skew.rate,
+            ..self.table.snapshot(&name)
+        })
     }
 
     /// Peer URLs of `peer`: a member's name, or a URL as given.
@@ -190,12 +209,30 @@ impl Faults for FaultService {
         Ok(self.state())
     }
 
+    async fn clock(
+        &self,
+        request: Request<pb::ClockRequest>,
+    ) -> Result<Response<pb::FaultState>, Status> {
+        let request = request.get_ref();
+        let skew = self
+            .clock
+            .set_skew(request.offset_ms, request.rate)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        tracing::info!(
+            offset_ms = skew.offset_ms,
+            rate = skew.rate,
+            "fault injection: clock skewed"
+        );
+        Ok(self.state())
+    }
+
     async fn heal(
         &self,
         _request: Request<pb::HealRequest>,
     ) -> Result<Response<pb::FaultState>, Status> {
         tracing::info!("fault injection: healed");
         self.table.heal();
+        self.clock.reset();
         Ok(self.state())
     }
 

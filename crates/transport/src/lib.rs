@@ -2,10 +2,13 @@
 //! and [`RaftService`] serves the `quorate.raft.v1.Raft` service into a local `Replica`. It makes
 //! no protocol decisions: every message is handed to openraft through the replica. With a
 //! [`FaultTable`] (members started with `--unsafe-fault-injection`) every outgoing message
-//! passes its gate first.
+//! passes its gate first, and [`HostClock`] is the member's clock, skewable through the same
+//! fault-injection API.
 
+mod clock;
 mod faults;
 
+pub use clock::{BadRate, HostClock, SKEW_RATE_MAX, SkewState};
 pub use faults::{FaultService, FaultTable};
 
 use std::collections::HashMap;

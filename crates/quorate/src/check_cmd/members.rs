@@ -153,6 +153,13 @@ impl Members {
             .await;
     }
 
+    /// Skews member `i`'s clock (a `clock` fault command).
+    pub async fn skew(&self, i: usize, command: &FaultCommand) {
+        if self.is_up(i) {
+            self.fault(i, command, "skew the clock").await;
+        }
+    }
+
     /// Applies a delay or drop fault to every running member's peer messages.
     pub async fn degrade(&self, command: &FaultCommand) {
         for i in 0..self.slots.len() {

@@ -3,7 +3,7 @@
 //! members — SIGKILL and restart of one member, the leader, a minority or all of them,
 //! SIGSTOP/SIGCONT pauses of one member or the leader, and network faults through the
 //! members' fault-injection API (one member or the leader isolated, two halves, a bridge,
-//! delayed or dropped peer messages).
+//! delayed or dropped peer messages, a member's clock stepped or run fast or slow).
 //! Every fault is healed when its window ends, and the windows are recorded for the report.
 
 use std::sync::Arc;
@@ -53,6 +53,10 @@ pub enum FaultKind {
     Delay,
     /// Every member drops a fifth of its peer messages.
     Drop,
+    /// Skew one member's clock: a step of 10-59 s ahead or behind, or a rate of 4x or 1/4x.
+    Clock,
+    /// Skew the current leader's clock (the one its lease timers read).
+    ClockLeader,
 }
 
 impl FaultKind {
@@ -71,11 +75,17 @@ impl FaultKind {
             FaultKind::Bridge => "bridge",
             FaultKind::Delay => "delay",
             FaultKind::Drop => "drop",
+            FaultKind::Clock => "clock",
+            FaultKind::ClockLeader => "clock-leader",
         }
     }
 
     fn is_pause(self) -> bool {
         matches!(self, FaultKind::Pause | FaultKind::PauseLeader)
+    }
+
+    fn is_clock(self) -> bool {
+        matches!(self, FaultKind::Clock | FaultKind::ClockLeader)
     }
 
     /// Faults of the network, applied through the members' fault-injection hook.
@@ -187,6 +197,31 @@ pub async fn execute(
     let mut windows = Vec::new();
     for fault in plan {
         tokio::time::sleep_until(start + fault.at).await;
+        if fault.kind.is_clock() {
+            let (target, shown) = {
+                let guard = members.lock().await;
+                let n = guard.len();
+                let target = match fault.kind {
+                    FaultKind::ClockLeader => guard.leader().await.unwrap_or(fault.pick % n),
+                    _ => fault.pick % n,
+                };
+                let (command, what) = skew_of(fault.pick);
+                guard.skew(target, &command).await;
+                (target, format!("{}: {what}", guard.name(target)))
+            };
+            let began = since(Instant::now());
+            tracing::info!(kind = fault.kind.as_str(), skew = %shown, "fault begins");
+            tokio::time::sleep(fault.duration).await;
+            members.lock().await.skew(target, &FaultCommand::Heal).await;
+            tracing::info!(kind = fault.kind.as_str(), "fault healed");
+            windows.push(FaultWindow {
+                kind: fault.kind,
+                members: vec![shown],
+                start: began,
+                end: since(Instant::now()),
+            });
+            continue;
+        }
         if fault.kind.is_network() {
             let shown = {
                 let guard = members.lock().await;
@@ -293,7 +328,47 @@ async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> 
         | FaultKind::PartitionHalves
         | FaultKind::Bridge
         | FaultKind::Delay
-        | FaultKind::Drop => Vec::new(),
+        | FaultKind::Drop
+        | FaultKind::Clock
+        | FaultKind::ClockLeader => Vec::new(),
+    }
+}
+
+/// The skew of a clock fault, from its pick: a step ahead or behind by 10-59 s (longer than
+/// any lease the workloads take, so a lessor that read a step as elapsed time would expire
+/// them all), or a clock running four times fast or slow (leases timed by it end early or
+/// late).
+fn skew_of(pick: usize) -> (FaultCommand, String) {
+    let step_ms = (10 + (pick / 4) % 50) as i64 * 1000;
+    match pick % 4 {
+        0 => (
+            FaultCommand::Clock {
+                offset_ms: Some(step_ms),
+                rate: None,
+            },
+            format!("clock stepped {} s ahead", step_ms / 1000),
+        ),
+        1 => (
+            FaultCommand::Clock {
+                offset_ms: Some(-step_ms),
+                rate: None,
+            },
+            format!("clock stepped {} s behind", step_ms / 1000),
+        ),
+        2 => (
+            FaultCommand::Clock {
+                offset_ms: None,
+                rate: Some(4.0),
+            },
+            "clock runs 4x fast".to_owned(),
+        ),
+        _ => (
+            FaultCommand::Clock {
+                offset_ms: None,
+                rate: Some(0.25),
+            },
+            "clock runs 4x slow".to_owned(),
+        ),
     }
 }
 

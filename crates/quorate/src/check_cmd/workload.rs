@@ -531,8 +531,19 @@ impl Client {
             if answered != EventType::Ok {
                 break;
             }
-            // Widen the critical section so overlapping holders would show.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Widen the critical section so overlapping holders would show; one hold in
+            // 32 lingers for half to two thirds of its lease, which a healthy lessor lets
+            // it finish but a leader whose clock runs fast (or a pause) does not — then the
+            // next holder's writes must fence this one's out.
+            let linger = if self.rng.random_range(0..32) == 0 {
+                Duration::from_millis(
+                    self.rng
+                        .random_range(LOCK_TTL_SECONDS as u64 * 500..LOCK_TTL_SECONDS as u64 * 667),
+                )
+            } else {
+                Duration::from_millis(5)
+            };
+            tokio::time::sleep(linger).await;
         }
         self.invoke("release", None, json!({ "hold": hold }));
         let released = LockClient::new(channel.clone())

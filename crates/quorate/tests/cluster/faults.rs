@@ -278,3 +278,87 @@ async fn fault_commands_are_refused_by_a_member_without_the_hook() {
     assert!(!ok);
     assert!(text.contains("--unsafe-fault-injection"), "{text}");
 }
+
+#[tokio::test]
+async fn a_clock_step_never_expires_a_lease_and_a_fast_clock_expires_it_early() {
+    // Goal: the clock fault acts on what the member times by its clock (lease deadlines),
+    // and a step is not mistaken for elapsed time. Method: on a one-member cluster, step the
+    // clock two minutes ahead of a 30 s lease: the lessor must re-arm the lease (its TTL
+    // comes back above zero) instead of revoking it. Then run the clock 8 times fast: a 40 s
+    // lease granted after that ends (in about 5 s) long before 40 s of host time. (Much
+    // faster, one 100 ms tick would span more than the lessor's pause bound of a tick plus an
+    // election timeout, and it would keep extending as after a pause.)
+    // `heal` removes the skew.
+    let cluster = Cluster::start(1, &["--unsafe-fault-injection"]);
+    cluster.leader().await;
+    let endpoint = cluster.endpoint(0);
+    let mut client = cluster.client(0).await;
+    let stepped = client.lease_grant(30, None).await.expect("grant").id();
+    client
+        .put(
+            "clk/stepped",
+            "v",
+            Some(PutOptions::new().with_lease(stepped)),
+        )
+        .await
+        .expect("put");
+    let (ok, text) = fault(&endpoint, &["clock", "--offset-ms", "120000", "-w", "json"]);
+    assert!(ok, "{text}");
+    let state: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
+    assert!(
+        state[0]["clock_offset_ms"].as_i64().unwrap_or(0) >= 119_000,
+        "{state}"
+    );
+    // Right after the step the deadline lies in the past (TTL 0) until the lessor's next tick
+    // decides: re-armed (TTL > 0) or revoked (TTL -1).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let ttl = client
+            .lease_time_to_live(stepped, None)
+            .await
+            .expect("ttl")
+            .ttl();
+        assert_ne!(ttl, -1, "a clock step expired a 30 s lease");
+        if ttl > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease was never re-armed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = client.get("clk/stepped", None).await.expect("get");
+    assert_eq!(kept.kvs().len(), 1, "the leased key survived the step");
+
+    let (ok, text) = fault(&endpoint, &["clock", "--rate", "8"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("at rate 8"), "{text}");
+    let fast = client.lease_grant(40, None).await.expect("grant").id();
+    client
+        .put("clk/fast", "v", Some(PutOptions::new().with_lease(fast)))
+        .await
+        .expect("put");
+    let granted = Instant::now();
+    loop {
+        let ttl = client
+            .lease_time_to_live(fast, None)
+            .await
+            .expect("ttl")
+            .ttl();
+        if ttl == -1 {
+            break;
+        }
+        assert!(
+            granted.elapsed() < DEADLINE,
+            "a 40 s lease on a clock running 8x fast outlived {DEADLINE:?} of host time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = client.get("clk/fast", None).await.expect("get");
+    assert!(gone.kvs().is_empty(), "the expired lease's key was deleted");
+
+    let (ok, text) = fault(&endpoint, &["heal"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("clock +0 ms at rate 1"), "{text}");
+    let (ok, text) = fault(&endpoint, &["clock", "--rate", "1000"]);
+    assert!(!ok, "an absurd rate is refused");
+    assert!(text.contains("outside"), "{text}");
+}
