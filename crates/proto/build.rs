@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/v3electionpb/v3election.proto",
         "proto/quorate/raft/v1/raft.proto",
         "proto/quorate/fault/v1/fault.proto",
+        "proto/quorate/v1/quorum.proto",
+        "proto/quorate/replica/v1/replica.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

@@ -88,3 +88,34 @@ const _: () = assert!(GRPC_OVERHEAD_BYTES < MAX_REQUEST_BYTES_DEFAULT);
 
 /// How often a member checks whether it was removed from its group (and asks one peer).
 pub const REMOVAL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most vnodes one member may hold. Beyond a few hundred, balance barely improves (the spread
+/// shrinks with the square root of the count) while rings, range lists and the per-range Merkle
+/// trees of anti-entropy grow linearly.
+pub const VNODES_PER_MEMBER_MAX: u32 = 4096;
+
+/// Virtual nodes per member of the token ring a cluster installs with its first quorum bucket:
+/// max/mean replica load about 1.05 at 256 and 1.15-1.3 at 64 (docs/benchmarks.md); 64 keeps
+/// the ring small while membership is small.
+pub const RING_VNODES_DEFAULT: u32 = 64;
+
+/// The largest counter a client's context may claim; larger claims are lowered to it. Contexts
+/// reach us as client-held tokens, so a forged one could otherwise push a counter to
+/// `u64::MAX` and make the next write reuse a dot. Honest counters stay far below: one write
+/// per nanosecond to one key takes 146 years to get here.
+pub const CLAIMED_COUNTER_MAX: u64 = 1 << 62;
+
+/// The largest key of a quorum bucket (keys travel in every replica message and hint).
+pub const QUORUM_KEY_BYTES_MAX: usize = 4 * 1024;
+
+/// The longest bucket name (names are stored with every object key).
+pub const BUCKET_NAME_BYTES_MAX: usize = 64;
+
+/// The largest replication factor N of a bucket: each write fans out to N members.
+pub const BUCKET_REPLICAS_MAX: u32 = 7;
+
+/// How far ahead of a member's clock a peer's hybrid-logical-clock timestamp may be before the
+/// member refuses to take it in (so one runaway clock cannot drag every timestamp forward).
+pub const CLOCK_OFFSET_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+const _: () = assert!(RING_VNODES_DEFAULT <= VNODES_PER_MEMBER_MAX);

@@ -599,6 +599,26 @@ impl Replica {
         codec::membership_to_pb(m.membership_config.membership())
     }
 
+    /// Returns the quorum bucket definitions and the token ring as this member has applied
+    /// them.
+    pub fn topology(&self) -> pb::Topology {
+        self.state.shared.topology()
+    }
+
+    /// Commits a bucket change through Raft; the reply's `refusal` says why nothing changed.
+    pub async fn change_bucket(
+        &self,
+        change: pb::BucketChange,
+    ) -> Result<pb::BucketChangeResponse, EtcdError> {
+        let command = pb::Command {
+            op: Some(pb::command::Op::Bucket(change)),
+        };
+        match self.propose(command).await?.op {
+            Some(pb::command_response::Op::Bucket(reply)) => Ok(reply),
+            other => Err(internal(format!("bucket change answered with {other:?}"))),
+        }
+    }
+
     /// Runs `local` when this member leads, otherwise `remote` at the leader's peer URL with the
     /// time left; retries until the request deadline while the leader is unknown, changing or
     /// unreachable (the one retry rule: `retry_after`).

@@ -29,10 +29,14 @@ const REVISIONS: &str = "revisions";
 const LEASES: &str = "leases";
 const ALARMS: &str = "alarms";
 const REMOVED: &str = "removed";
+const TOPOLOGY: &str = "topology";
 /// Snapshot layout: magic, revisions (16 bytes), lease table (u32 length + `LeaseTable`),
 /// alarms (u32 length + etcd `AlarmResponse`), removed member ids (u32 length + 8 bytes per
-/// id), then records (16-byte revision key, u32 length, record bytes).
-const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv04";
+/// id), topology (u32 length + `Topology`: quorum buckets and the token ring), then records
+/// (16-byte revision key, u32 length, record bytes).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"QSNAPv05";
+/// The layout before the topology section; still read (its topology is empty).
+const SNAPSHOT_MAGIC_V4: &[u8; 8] = b"QSNAPv04";
 
 /// What the state machine holds in memory, guarded by one lock.
 struct Inner {
@@ -42,6 +46,8 @@ struct Inner {
     /// Members a committed membership change removed (ids are never reused), so a removed
     /// member that asks learns it.
     removed: BTreeSet<NodeId>,
+    /// Quorum bucket definitions and the token ring.
+    topology: pb::Topology,
 }
 
 /// The state shared by the state machine, its snapshot builder and readers.
@@ -136,12 +142,17 @@ impl StateMachine {
             Some(bytes) => decode_removed(&bytes)?,
             None => BTreeSet::new(),
         };
+        let topology = match store.meta(TOPOLOGY).map_err(io_error)? {
+            Some(bytes) => codec::decode(&bytes, "topology").map_err(io_error)?,
+            None => pb::Topology::default(),
+        };
         let feed = EventFeed::new(keyspace.current_revision(), keyspace.compacted_revision());
         let inner = Inner {
             keyspace,
             applied,
             membership,
             removed,
+            topology,
         };
         let shared = Shared {
             store,
@@ -322,6 +333,12 @@ impl Shared {
         inner.removed.clone()
     }
 
+    /// Returns the quorum bucket definitions and the token ring.
+    pub(crate) fn topology(&self) -> pb::Topology {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.topology.clone()
+    }
+
     /// Returns the raised alarms of `member` (0: all) and `kind` (0: all).
     pub(crate) fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
         let inner = self.inner.read().expect("state lock poisoned");
@@ -383,6 +400,7 @@ impl Shared {
                 encode_leases(&inner.keyspace),
                 encode_alarms(&inner.keyspace),
                 encode_removed(&inner.removed),
+                inner.topology.encode_to_vec(),
             ] {
                 data.extend_from_slice(&(section.len() as u32).to_be_bytes());
                 data.extend_from_slice(&section);
@@ -446,9 +464,14 @@ impl Shared {
 
     /// Replaces the state with a snapshot's (without saving it as this member's snapshot).
     pub(crate) fn install_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), io::Error> {
-        let body = data
-            .strip_prefix(SNAPSHOT_MAGIC.as_slice())
-            .ok_or_else(|| io_error("snapshot: unknown format"))?;
+        let (body, has_topology) = match data.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+            Some(body) => (body, true),
+            None => (
+                data.strip_prefix(SNAPSHOT_MAGIC_V4.as_slice())
+                    .ok_or_else(|| io_error("snapshot: unknown format"))?,
+                false,
+            ),
+        };
         if body.len() < 16 {
             return Err(io_error("snapshot: truncated"));
         }
@@ -458,6 +481,11 @@ impl Shared {
             codec::decode(take_section(&mut rest, "lease table")?, "leases").map_err(io_error)?;
         let alarms_bytes = take_section(&mut rest, "alarms")?;
         let removed = decode_removed(take_section(&mut rest, "removed members")?)?;
+        let topology: pb::Topology = if has_topology {
+            codec::decode(take_section(&mut rest, "topology")?, "topology").map_err(io_error)?
+        } else {
+            pb::Topology::default()
+        };
         let mut latest = LatestLeases::default();
         let mut write = StateWrite::default();
         let mut entries = Vec::new();
@@ -484,6 +512,7 @@ impl Shared {
         write.meta.push((LEASES, encode_leases(&keyspace)));
         write.meta.push((ALARMS, encode_alarms(&keyspace)));
         write.meta.push((REMOVED, encode_removed(&removed)));
+        write.meta.push((TOPOLOGY, topology.encode_to_vec()));
         if let Some(id) = &meta.last_log_id {
             write
                 .meta
@@ -497,6 +526,7 @@ impl Shared {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             removed,
+            topology,
         };
         self.feed.reset(current, compacted);
         Ok(())
@@ -509,8 +539,12 @@ impl Shared {
             let mut inner = self.inner.write().expect("state lock poisoned");
             inner.removed.clear();
             inner.keyspace.restore_alarms(std::iter::empty());
+            // The ring names the source cluster's members; the new cluster installs its own.
+            inner.topology.ring.clear();
+            inner.topology.vnodes = 0;
             let mut write = StateWrite::default();
             write.meta.push((REMOVED, encode_removed(&inner.removed)));
+            write.meta.push((TOPOLOGY, inner.topology.encode_to_vec()));
             write.meta.push((ALARMS, encode_alarms(&inner.keyspace)));
             self.store.write(&write, true).map_err(io_error)?;
         }
@@ -529,6 +563,7 @@ impl Shared {
         let mut leases_changed = false;
         let mut alarms_changed = false;
         let mut removed_changed = false;
+        let mut topology_changed = false;
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => pb::CommandResponse::default(),
@@ -544,6 +579,16 @@ impl Shared {
                     inner.removed.extend(gone);
                     inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     pb::CommandResponse::default()
+                }
+                EntryPayload::Normal(Request(pb::Command {
+                    op: Some(pb::command::Op::Bucket(change)),
+                })) => {
+                    let reply = apply_bucket_change(&mut inner.topology, change);
+                    topology_changed |= reply.refusal.is_empty();
+                    pb::CommandResponse {
+                        op: Some(pb::command_response::Op::Bucket(reply)),
+                        ..Default::default()
+                    }
                 }
                 EntryPayload::Normal(Request(command)) => {
                     use pb::command::Op;
@@ -595,6 +640,9 @@ impl Shared {
         if removed_changed {
             write.meta.push((REMOVED, encode_removed(&inner.removed)));
         }
+        if topology_changed {
+            write.meta.push((TOPOLOGY, inner.topology.encode_to_vec()));
+        }
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;
         // Watchers learn of the batch only once it is stored and visible to readers.
@@ -604,6 +652,60 @@ impl Shared {
             inner.keyspace.compacted_revision(),
         );
         Ok(replies)
+    }
+}
+
+/// Applies a bucket change to the topology: a create of an existing bucket with the same
+/// definition succeeds unchanged, with another definition it is refused; a delete of an unknown
+/// bucket is refused. The first create installs the proposed ring when there is none.
+fn apply_bucket_change(
+    topology: &mut pb::Topology,
+    change: &pb::BucketChange,
+) -> pb::BucketChangeResponse {
+    use pb::bucket_change::Change;
+    let refuse = |refusal: String| pb::BucketChangeResponse {
+        refusal,
+        bucket: None,
+    };
+    match &change.change {
+        Some(Change::Create(bucket)) => {
+            if let Some(existing) = topology.buckets.iter().find(|b| b.name == bucket.name) {
+                if existing != bucket {
+                    return refuse(format!(
+                        "bucket {:?} already exists with another definition",
+                        bucket.name
+                    ));
+                }
+                return pb::BucketChangeResponse {
+                    refusal: String::new(),
+                    bucket: Some(existing.clone()),
+                };
+            }
+            if topology.ring.is_empty() {
+                topology.ring = change.initial_ring.clone();
+                topology.vnodes = change.vnodes;
+            }
+            topology.buckets.push(bucket.clone());
+            topology.buckets.sort_by(|a, b| a.name.cmp(&b.name));
+            pb::BucketChangeResponse {
+                refusal: String::new(),
+                bucket: Some(bucket.clone()),
+            }
+        }
+        Some(Change::Delete(name)) => match topology.buckets.iter().position(|b| &b.name == name) {
+            Some(at) => pb::BucketChangeResponse {
+                refusal: String::new(),
+                bucket: Some(topology.buckets.remove(at)),
+            },
+            None => refuse(format!("bucket {name:?} not found")),
+        },
+        // A ring installation alone (after a restore into a new cluster cleared the ring).
+        None if topology.ring.is_empty() && !change.initial_ring.is_empty() => {
+            topology.ring = change.initial_ring.clone();
+            topology.vnodes = change.vnodes;
+            pb::BucketChangeResponse::default()
+        }
+        None => refuse("the token ring is installed already".to_owned()),
     }
 }
 
@@ -644,6 +746,9 @@ fn apply_command(
                 Reply::LeaseCheckpoint(Default::default()),
                 ChangeSet::default(),
             ))
+        }
+        Some(Op::Bucket(_)) => {
+            unreachable!("bucket changes are applied to the topology before commands")
         }
         None => Err(EtcdError::Internal("empty command".into())),
     };

@@ -33,6 +33,7 @@ impl fmt::Display for Request {
             Some(pb::command::Op::LeaseCheckpoint(c)) => {
                 write!(f, "lease_checkpoint({})", c.checkpoints.len())
             }
+            Some(pb::command::Op::Bucket(_)) => write!(f, "bucket_change"),
             None => write!(f, "empty"),
         }
     }

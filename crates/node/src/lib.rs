@@ -19,11 +19,12 @@ use etcd_api::{
     MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
-use storage::{LogStore, SnapshotFile, StateStore};
+use storage::{LogStore, ObjectStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use transport::quorum::QuorumNode;
 use transport::{FaultService, FaultTable, GrpcPeers, HostClock, RaftService};
 
 /// The version reported by Status: the etcd API version we are compatible with.
@@ -190,6 +191,7 @@ pub async fn run(
     let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
     let state = StateStore::open(&config.data_dir.join("state.redb"))?;
     let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"));
+    let objects = Arc::new(ObjectStore::open(&config.data_dir.join("quorum.redb"))?);
     let clock = Arc::new(HostClock::new());
     let mut options = RaftOptions::new(id.0, members, config.initial_cluster_new, clock.clone());
     options.snapshot_entries = config.snapshot_entries;
@@ -210,7 +212,7 @@ pub async fn run(
     let metrics_listeners = bind_all(&config.listen_metrics_urls).await?;
 
     let replica = Arc::new(
-        Replica::start(options, log, state, snapshot, peers)
+        Replica::start(options, log, state, snapshot, peers.clone())
             .await
             .map_err(NodeError::Consensus)?,
     );
@@ -225,15 +227,26 @@ pub async fn run(
         max_txn_ops: config.max_txn_ops,
         version: ETCD_API_VERSION,
     };
+    let quorum = QuorumNode::new(
+        replica.clone(),
+        objects,
+        peers.clone(),
+        clock.clone(),
+        config.max_request_bytes,
+        config.request_timeout,
+    );
     let mut tasks = tokio::task::JoinSet::new();
     for listener in peer_listeners {
+        let (_, _, replica_service) = quorum.services();
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(RaftService::server(replica.clone(), cluster_id.0));
+            .add_service(RaftService::server(replica.clone(), cluster_id.0))
+            .add_service(replica_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
         let gate = LearnerGates::new(replica.clone());
+        let (buckets_service, kv_service, _) = quorum.services();
         let fault_service = faults
             .as_ref()
             .map(|table| FaultService::server(table.clone(), clock.clone(), replica.clone()));
@@ -249,6 +262,8 @@ pub async fn run(
             .add_service(gate.wrap(ElectionService::server(context.clone())))
             .add_service(gate.wrap(MaintenanceService::server(context.clone())))
             .add_service(gate.wrap(ClusterService::server(context.clone())))
+            .add_service(buckets_service)
+            .add_service(kv_service)
             .add_optional_service(fault_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }

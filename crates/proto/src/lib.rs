@@ -20,6 +20,14 @@ pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 pub mod quorate {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/quorate.v1.rs"));
+    }
+    pub mod replica {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/quorate.replica.v1.rs"));
+        }
+    }
     pub mod fault {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/quorate.fault.v1.rs"));

@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, txn};
+use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -180,6 +180,16 @@ pub enum Command {
         #[command(subcommand)]
         command: fault_cmd::FaultCommand,
     },
+    /// Quorum buckets: create, list, show, delete.
+    Bucket {
+        #[command(subcommand)]
+        command: quorum_cmd::BucketCommand,
+    },
+    /// Keys of quorum buckets: put, get, del with per-request levels and contexts.
+    Kv {
+        #[command(subcommand)]
+        command: quorum_cmd::KvCommand,
+    },
     /// Per-endpoint commands.
     Endpoint {
         #[command(subcommand)]
@@ -267,6 +277,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check_cmd::run(args, json_out).await,
         Command::Fault { command } => {
             fault_cmd::run(&cli.endpoints, command, timeout, json_out).await
+        }
+        Command::Bucket { command } => {
+            quorum_cmd::run_bucket(&cli.endpoints, command, timeout, json_out).await
+        }
+        Command::Kv { command } => {
+            quorum_cmd::run_kv(&cli.endpoints, command, timeout, json_out).await
         }
         Command::Put {
             key,

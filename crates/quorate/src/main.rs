@@ -9,6 +9,7 @@ mod coord;
 mod demo;
 mod fault_cmd;
 mod node_cmd;
+mod quorum_cmd;
 mod txn;
 
 use clap::Parser;

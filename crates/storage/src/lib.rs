@@ -1,15 +1,17 @@
 //! Durable storage of one member on redb: the Raft log with its hard state, the state machine's
-//! tables, and the latest snapshot file. Every stored value is framed with a CRC32 that is
+//! tables, the latest snapshot file, and the objects of quorum buckets it replicates. Every stored value is framed with a CRC32 that is
 //! verified on read, so corruption is reported and refused, never served. It must never
 //! interpret what it stores: encodings belong to the crates that own the data.
 
 mod frame;
 mod log;
+mod objects;
 mod snapshot;
 mod state;
 
 pub use frame::{frame, unframe};
 pub use log::LogStore;
+pub use objects::ObjectStore;
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;
 pub use state::{StateStore, StateView, StateWrite, StoreSizes};

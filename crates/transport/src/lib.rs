@@ -7,6 +7,7 @@
 
 mod clock;
 mod faults;
+pub mod quorum;
 
 pub use clock::{BadRate, HostClock, SKEW_RATE_MAX, SkewState};
 pub use faults::{FaultService, FaultTable};
@@ -70,21 +71,32 @@ impl GrpcPeers {
         Ok((self.channel_client(url)?, delay))
     }
 
-    fn channel_client(&self, url: &str) -> Result<RaftClient<Channel>, PeerError> {
-        let mut channels = self.channels.lock().expect("channel pool poisoned");
-        let channel = match channels.get(url) {
-            Some(channel) => channel.clone(),
-            None => {
-                let endpoint = Endpoint::from_shared(url.to_string())
-                    .map_err(|e| PeerError::Unreachable(format!("{url}: {e}")))?
-                    .connect_timeout(Duration::from_millis(500))
-                    .tcp_nodelay(true);
-                let channel = endpoint.connect_lazy();
-                channels.insert(url.to_string(), channel.clone());
-                channel
-            }
+    /// The pooled channel to `url` and the delay fault injection puts before a message (an
+    /// error when fault injection blocks or drops it), for peer services other than Raft.
+    pub fn channel(&self, url: &str) -> Result<(Channel, Duration), PeerError> {
+        let delay = match &self.faults {
+            Some(faults) => faults.gate(url)?,
+            None => Duration::ZERO,
         };
-        Ok(RaftClient::new(channel)
+        Ok((self.pooled(url)?, delay))
+    }
+
+    fn pooled(&self, url: &str) -> Result<Channel, PeerError> {
+        let mut channels = self.channels.lock().expect("channel pool poisoned");
+        if let Some(channel) = channels.get(url) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| PeerError::Unreachable(format!("{url}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn channel_client(&self, url: &str) -> Result<RaftClient<Channel>, PeerError> {
+        Ok(RaftClient::new(self.pooled(url)?)
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
     }

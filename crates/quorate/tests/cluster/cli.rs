@@ -265,7 +265,7 @@ async fn coordination_and_maintenance_commands() {
     let saved = run(&["snapshot", "save", file.to_str().expect("utf-8 path")]);
     assert!(saved.starts_with("Snapshot saved at"), "{saved}");
     let bytes = std::fs::read(&file).expect("snapshot file");
-    assert!(bytes.starts_with(b"QSNAPv04"));
+    assert!(bytes.starts_with(b"QSNAPv05"));
 }
 
 #[tokio::test]

@@ -357,4 +357,5 @@ mod lease;
 mod lock;
 mod maintenance;
 mod membership;
+mod quorum;
 mod watch;

@@ -105,7 +105,7 @@ async fn members_hash_equal_at_a_revision_and_snapshot_streams_the_state() {
         remaining = part.remaining_bytes();
     }
     assert_eq!(remaining, 0);
-    assert!(data.starts_with(b"QSNAPv04"), "snapshot format");
+    assert!(data.starts_with(b"QSNAPv05"), "snapshot format");
     assert!(data.len() > 100, "{} bytes", data.len());
 
     let endpoints = (0..3)

@@ -1,0 +1,375 @@
+//! `quorate bucket` and `quorate kv`: quorum buckets over the native `quorate.v1` API —
+//! define buckets, and put, get and delete keys with per-request read and write levels and
+//! causal contexts.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use proto::quorate::v1 as pb;
+use proto::quorate::v1::buckets_client::BucketsClient;
+use proto::quorate::v1::kv_client::KvClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+/// How concurrent writes are resolved in a bucket.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConflictsArg {
+    /// Keep concurrent writes as siblings; a put with the context of a read resolves them.
+    Siblings,
+    /// The latest hybrid-logical-clock timestamp wins; concurrent writes are lost.
+    Lww,
+}
+
+/// Bucket types (consensus buckets come with range sharding).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BucketTypeArg {
+    Quorum,
+}
+
+/// The bucket subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BucketCommand {
+    /// Define a bucket.
+    Create {
+        name: String,
+        #[arg(long = "type", value_enum, default_value = "quorum")]
+        bucket_type: BucketTypeArg,
+        /// Replicas per key.
+        #[arg(long, default_value_t = 3)]
+        n: u32,
+        /// Default read level: one, quorum, all or a number.
+        #[arg(long, default_value = "quorum", value_parser = parse_level)]
+        r: pb::Level,
+        /// Default write level: one, quorum, all or a number.
+        #[arg(long, default_value = "quorum", value_parser = parse_level)]
+        w: pb::Level,
+        #[arg(long, value_enum, default_value = "siblings")]
+        conflicts: ConflictsArg,
+    },
+    /// List the buckets.
+    List,
+    /// Show one bucket's definition.
+    Show { name: String },
+    /// Delete a bucket's definition.
+    Delete { name: String },
+}
+
+/// The kv subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KvCommand {
+    /// Write a value.
+    Put {
+        bucket: String,
+        key: String,
+        value: String,
+        /// Write level for this request (default: the bucket's).
+        #[arg(long, value_parser = parse_level)]
+        w: Option<pb::Level>,
+        /// The context of an earlier read: this write supersedes the siblings it returned.
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+    /// Read a key: every sibling's value, then its context.
+    Get {
+        bucket: String,
+        key: String,
+        /// Read level for this request (default: the bucket's).
+        #[arg(long, value_parser = parse_level)]
+        r: Option<pb::Level>,
+    },
+    /// Delete a key (a tombstone, superseding what the context saw).
+    Del {
+        bucket: String,
+        key: String,
+        #[arg(long, value_parser = parse_level)]
+        w: Option<pb::Level>,
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+}
+
+/// Parses `one`, `quorum`, `all` or a positive number.
+pub fn parse_level(text: &str) -> Result<pb::Level, String> {
+    let kind = match text {
+        "one" => pb::LevelKind::LevelOne,
+        "quorum" => pb::LevelKind::LevelQuorum,
+        "all" => pb::LevelKind::LevelAll,
+        number => {
+            let count: u32 =
+                number.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("{text:?} is not one, quorum, all or a positive number")
+                })?;
+            return Ok(pb::Level {
+                kind: pb::LevelKind::LevelCount as i32,
+                count,
+            });
+        }
+    };
+    Ok(pb::Level {
+        kind: kind as i32,
+        count: 0,
+    })
+}
+
+fn level_text(level: Option<&pb::Level>) -> String {
+    let Some(level) = level else {
+        return "default".into();
+    };
+    match pb::LevelKind::try_from(level.kind) {
+        Ok(pb::LevelKind::LevelOne) => "one".into(),
+        Ok(pb::LevelKind::LevelQuorum) => "quorum".into(),
+        Ok(pb::LevelKind::LevelAll) => "all".into(),
+        Ok(pb::LevelKind::LevelCount) => level.count.to_string(),
+        _ => "default".into(),
+    }
+}
+
+fn conflicts_text(value: i32) -> &'static str {
+    match pb::Conflicts::try_from(value) {
+        Ok(pb::Conflicts::Lww) => "lww",
+        _ => "siblings",
+    }
+}
+
+fn bucket_json(bucket: &pb::Bucket) -> Value {
+    json!({
+        "name": bucket.name,
+        "type": "quorum",
+        "n": bucket.n,
+        "r": level_text(bucket.r.as_ref()),
+        "w": level_text(bucket.w.as_ref()),
+        "conflicts": conflicts_text(bucket.conflicts),
+    })
+}
+
+fn bucket_text(bucket: &pb::Bucket) -> String {
+    format!(
+        "{}: quorum, n={}, r={}, w={}, conflicts={}",
+        bucket.name,
+        bucket.n,
+        level_text(bucket.r.as_ref()),
+        level_text(bucket.w.as_ref()),
+        conflicts_text(bucket.conflicts)
+    )
+}
+
+/// A channel to the first endpoint that accepts a connection.
+async fn connect(endpoints: &[String], timeout: Duration) -> anyhow::Result<Channel> {
+    let mut last = None;
+    for endpoint in endpoints {
+        let attempt = tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect()
+            .await;
+        match attempt {
+            Ok(channel) => return Ok(channel),
+            Err(error) => last = Some(anyhow::anyhow!("{endpoint}: {error}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+/// Runs a bucket subcommand.
+pub async fn run_bucket(
+    endpoints: &[String],
+    command: BucketCommand,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let mut buckets = BucketsClient::new(connect(endpoints, timeout).await?);
+    let print = |bucket: &pb::Bucket| {
+        if json_out {
+            println!("{}", bucket_json(bucket));
+        } else {
+            println!("{}", bucket_text(bucket));
+        }
+    };
+    match command {
+        BucketCommand::Create {
+            name,
+            bucket_type: BucketTypeArg::Quorum,
+            n,
+            r,
+            w,
+            conflicts,
+        } => {
+            let bucket = pb::Bucket {
+                name,
+                r#type: pb::BucketType::Quorum as i32,
+                n,
+                r: Some(r),
+                w: Some(w),
+                conflicts: match conflicts {
+                    ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
+                    ConflictsArg::Lww => pb::Conflicts::Lww as i32,
+                },
+            };
+            let created = buckets
+                .create(pb::CreateBucketRequest {
+                    bucket: Some(bucket),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print(created.bucket.as_ref().context("no bucket in the reply")?);
+        }
+        BucketCommand::List => {
+            let list = buckets
+                .list(pb::ListBucketsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if json_out {
+                let all: Vec<Value> = list.buckets.iter().map(bucket_json).collect();
+                println!("{}", Value::Array(all));
+            } else {
+                for bucket in &list.buckets {
+                    println!("{}", bucket_text(bucket));
+                }
+            }
+        }
+        BucketCommand::Show { name } => {
+            let shown = buckets
+                .get(pb::GetBucketRequest { name })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print(shown.bucket.as_ref().context("no bucket in the reply")?);
+        }
+        BucketCommand::Delete { name } => {
+            buckets
+                .delete(pb::DeleteBucketRequest { name: name.clone() })
+                .await
+                .map_err(status_error)?;
+            if json_out {
+                println!("{}", json!({ "deleted": name }));
+            } else {
+                println!("bucket {name} deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a kv subcommand.
+pub async fn run_kv(
+    endpoints: &[String],
+    command: KvCommand,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let mut kv = KvClient::new(connect(endpoints, timeout).await?);
+    let timeout_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
+    match command {
+        KvCommand::Put {
+            bucket,
+            key,
+            value,
+            w,
+            context,
+        } => {
+            let reply = kv
+                .put(pb::PutRequest {
+                    bucket,
+                    key: key.into_bytes(),
+                    value: value.into_bytes(),
+                    w,
+                    context,
+                    timeout_ms,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_write(reply.acked, &reply.context, json_out);
+        }
+        KvCommand::Del {
+            bucket,
+            key,
+            w,
+            context,
+        } => {
+            let reply = kv
+                .delete(pb::DeleteRequest {
+                    bucket,
+                    key: key.into_bytes(),
+                    w,
+                    context,
+                    timeout_ms,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_write(reply.acked, &reply.context, json_out);
+        }
+        KvCommand::Get { bucket, key, r } => {
+            let reply = kv
+                .get(pb::GetRequest {
+                    bucket,
+                    key: key.into_bytes(),
+                    r,
+                    timeout_ms,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if json_out {
+                let siblings: Vec<Value> = reply
+                    .siblings
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "value": String::from_utf8_lossy(&s.value),
+                            "timestamp_micros": s.timestamp_micros,
+                            "timestamp_logical": s.timestamp_logical,
+                            "member": format!("{:x}", s.member),
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "siblings": siblings,
+                        "context": reply.context,
+                        "replied": reply.replied,
+                    })
+                );
+            } else {
+                for sibling in &reply.siblings {
+                    println!("{}", String::from_utf8_lossy(&sibling.value));
+                }
+                println!("context: {}", reply.context);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_write(acked: u32, context: &str, json_out: bool) {
+    if json_out {
+        println!("{}", json!({ "acked": acked, "context": context }));
+    } else {
+        println!("OK (acknowledged by {acked})");
+        println!("context: {context}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_by_name_or_number_and_refuse_the_rest() {
+        assert_eq!(level_text(Some(&parse_level("one").unwrap())), "one");
+        assert_eq!(level_text(Some(&parse_level("quorum").unwrap())), "quorum");
+        assert_eq!(level_text(Some(&parse_level("all").unwrap())), "all");
+        assert_eq!(level_text(Some(&parse_level("2").unwrap())), "2");
+        assert!(parse_level("0").is_err());
+        assert!(parse_level("most").unwrap_err().contains("most"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Quorum buckets on real members through `quorate bucket` and `quorate kv`: definitions in the
+//! Raft metadata, R+W>N reads that see the latest acknowledged write, writes on both sides of a
+//! partition kept as siblings and resolved by a put with their context, and precise errors.
+
+use serde_json::Value;
+
+use super::*;
+
+/// Runs `quorate ARGS` against `endpoint`; returns (success, stdout + stderr).
+fn quorate(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["--endpoints", endpoint, "--command-timeout", "3"])
+        .args(args)
+        .output()
+        .expect("run quorate");
+    (output.status.success(), output_text(&output))
+}
+
+/// Runs a command that must succeed and print one JSON value.
+fn quorate_json(endpoint: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-w", "json"]);
+    let (ok, text) = quorate(endpoint, &all);
+    assert!(ok, "quorate {args:?}: {text}");
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Reads `key` of `bucket` at `endpoint` with level `r`: (sorted sibling values, context).
+fn read(endpoint: &str, bucket: &str, key: &str, r: &str) -> (Vec<String>, String) {
+    let reply = quorate_json(endpoint, &["kv", "get", bucket, key, "--r", r]);
+    let mut values: Vec<String> = reply["siblings"]
+        .as_array()
+        .expect("siblings")
+        .iter()
+        .map(|s| s["value"].as_str().expect("value").to_owned())
+        .collect();
+    values.sort();
+    (
+        values,
+        reply["context"].as_str().expect("context").to_owned(),
+    )
+}
+
+fn write(endpoint: &str, bucket: &str, key: &str, value: &str, w: &str, context: &str) -> Value {
+    quorate_json(
+        endpoint,
+        &[
+            "kv",
+            "put",
+            bucket,
+            key,
+            value,
+            "--w",
+            w,
+            "--context",
+            context,
+        ],
+    )
+}
+
+#[tokio::test]
+async fn quorum_reads_see_the_latest_acknowledged_write_and_a_partition_makes_siblings() {
+    // Goal: the quorum path on real processes. Method: define a bucket (n=3) in the Raft
+    // metadata; write 12 values in sequence, each with the context of a quorum read through a
+    // different member, and check each read returns exactly the previous write (R+W>N). Then
+    // cut m1 off, write at w=one on both sides with the same context, heal: an r=all read
+    // returns both as siblings, and a put with that read's context resolves them to one.
+    let cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
+    cluster.leader().await;
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
+    let created = quorate_json(
+        &endpoints[0],
+        &[
+            "bucket",
+            "create",
+            "users",
+            "--n",
+            "3",
+            "--conflicts",
+            "siblings",
+        ],
+    );
+    assert_eq!(created["n"], 3, "{created}");
+    assert_eq!(created["r"], "quorum", "{created}");
+    // The definition is in the metadata every member applies.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (ok, text) = quorate(&endpoints[2], &["bucket", "show", "users"]);
+        if ok {
+            assert!(text.contains("users: quorum, n=3"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "m3 never learned the bucket: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut previous: Vec<String> = Vec::new();
+    for i in 0..12 {
+        let at = &endpoints[i % 3];
+        let (values, context) = read(at, "users", "alice", "quorum");
+        assert_eq!(
+            values, previous,
+            "read {i} through {at} is not the latest write"
+        );
+        let value = format!("v{i}");
+        let reply = write(
+            &endpoints[(i + 1) % 3],
+            "users",
+            "alice",
+            &value,
+            "quorum",
+            &context,
+        );
+        assert!(reply["acked"].as_u64().unwrap_or(0) >= 2, "{reply}");
+        previous = vec![value];
+    }
+
+    // Partition {m1} | {m2, m3}: writes at w=one succeed on both sides.
+    let (_, context) = read(&endpoints[1], "users", "alice", "all");
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let block = |i: usize, peers: &str| {
+        let (ok, text) = quorate(&endpoints[i], &["fault", "block", "--peers", peers]);
+        assert!(ok, "{text}");
+    };
+    block(0, &format!("{},{}", names[1], names[2]));
+    block(1, &names[0]);
+    block(2, &names[0]);
+    write(&endpoints[0], "users", "alice", "left", "one", &context);
+    write(&endpoints[1], "users", "alice", "right", "one", &context);
+    // The majority side reads its own write; a quorum write on the minority side fails with
+    // how many answered.
+    let (values, _) = read(&endpoints[2], "users", "alice", "quorum");
+    assert_eq!(values, vec!["right".to_owned()]);
+    let (ok, text) = quorate(
+        &endpoints[0],
+        &["kv", "put", "users", "alice", "x", "--w", "quorum"],
+    );
+    assert!(!ok, "a quorum write on the minority side succeeded: {text}");
+    assert!(
+        text.contains("Unavailable") && text.contains("1 of 3 answered, 2 required"),
+        "{text}"
+    );
+    for endpoint in &endpoints {
+        let (ok, text) = quorate(endpoint, &["fault", "heal"]);
+        assert!(ok, "{text}");
+    }
+
+    // Both writes survive as siblings (the failed quorum write on m1 may have stored "x" on
+    // m1 too: its outcome is unknown, not failed).
+    let (values, context) = read(&endpoints[2], "users", "alice", "all");
+    assert!(
+        values.contains(&"left".to_owned()) && values.contains(&"right".to_owned()),
+        "{values:?}"
+    );
+    write(&endpoints[2], "users", "alice", "merged", "all", &context);
+    for endpoint in &endpoints {
+        let (values, _) = read(endpoint, "users", "alice", "all");
+        assert_eq!(values, vec!["merged".to_owned()], "through {endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn quorum_errors_are_precise_and_a_dead_replica_fails_only_what_needs_it() {
+    // Goal: bad requests and unmet levels get precise gRPC statuses. Method: unknown bucket,
+    // n above the members, a conflicting redefinition, a level above n, an oversized key; then
+    // SIGKILL one member: w=quorum succeeds, w=all fails naming the shortfall; a delete hides
+    // the value.
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.leader().await;
+    let at = cluster.endpoint(0);
+    let (ok, text) = quorate(&at, &["kv", "get", "nope", "k"]);
+    assert!(
+        !ok && text.contains("NotFound") && text.contains("bucket \"nope\" not found"),
+        "{text}"
+    );
+    let (ok, text) = quorate(&at, &["bucket", "create", "big", "--n", "5"]);
+    assert!(
+        !ok && text.contains("n=5 exceeds the 3 voting members"),
+        "{text}"
+    );
+    let (ok, text) = quorate(&at, &["bucket", "create", "bad name"]);
+    assert!(!ok && text.contains("InvalidArgument"), "{text}");
+    quorate_json(&at, &["bucket", "create", "b", "--n", "3", "--w", "2"]);
+    quorate_json(&at, &["bucket", "create", "b", "--n", "3", "--w", "2"]);
+    let (ok, text) = quorate(&at, &["bucket", "create", "b", "--n", "2"]);
+    assert!(!ok && text.contains("AlreadyExists"), "{text}");
+    let (ok, text) = quorate(&at, &["kv", "put", "b", "k", "v", "--w", "4"]);
+    assert!(
+        !ok && text.contains("w=4 exceeds the bucket's n=3"),
+        "{text}"
+    );
+    let long_key = "k".repeat(5000);
+    let (ok, text) = quorate(&at, &["kv", "put", "b", &long_key, "v"]);
+    assert!(
+        !ok && text.contains("exceeds the limit of 4096 bytes"),
+        "{text}"
+    );
+    let listed = quorate_json(&at, &["bucket", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    cluster.kill(2);
+    let reply = write(&at, "b", "k", "v1", "quorum", "");
+    assert_eq!(reply["acked"], 2, "{reply}");
+    let (ok, text) = quorate(&at, &["kv", "put", "b", "k", "v2", "--w", "all"]);
+    assert!(!ok, "{text}");
+    // Decided as soon as the dead replica failed, whether or not the live one had answered.
+    assert!(
+        text.contains("Unavailable") && text.contains("of 3 answered, 3 required ("),
+        "{text}"
+    );
+    let (values, context) = read(&at, "b", "k", "quorum");
+    // The w=all put stored on the two live replicas although it failed: unknown, not failed.
+    assert!(
+        values.contains(&"v1".to_owned()) || values.contains(&"v2".to_owned()),
+        "{values:?}"
+    );
+    let deleted = quorate_json(&at, &["kv", "del", "b", "k", "--context", &context]);
+    assert_eq!(deleted["acked"], 2, "{deleted}");
+    let (values, _) = read(&at, "b", "k", "quorum");
+    assert!(values.is_empty(), "a deleted key still reads {values:?}");
+    let (ok, text) = quorate(&at, &["bucket", "delete", "b"]);
+    assert!(ok, "{text}");
+    let (ok, text) = quorate(&at, &["bucket", "delete", "b"]);
+    assert!(!ok && text.contains("NotFound"), "{text}");
+}

@@ -1,0 +1,971 @@
+//! The driver of quorum buckets on one member: the `quorate.v1` Buckets and Kv services
+//! clients call, the `quorate.replica.v1` Replica service peers call, and the coordinator that
+//! turns a client request into replica calls. Decisions (levels, when a round is done, merges,
+//! read-repair targets) are the `quorum` crate's; this module owns the sockets, tasks, the
+//! clock and fsync (through `storage::ObjectStore`).
+//!
+//! A put runs on a coordinating replica (this member if it is in the key's preference list,
+//! else the first preference-list member that answers): it updates its copy with the client's
+//! context and a new dot, stores it durably, then sends the resulting object to the other
+//! replicas, which merge it. The reply waits for W durable copies; replication to the rest
+//! goes on after it. A read asks all N replicas, answers after R, merges by dotted version
+//! vectors, and repairs stale replicas in the background (late answers included).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base::{Clock, Hlc, HlcTimestamp, NodeId};
+use consensus::{PeerError, Replica};
+use crdt::{Conflicts, Object, VersionVector};
+use placement::Ring;
+use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::replica::v1 as replicapb;
+use proto::quorate::replica::v1::replica_client::ReplicaClient;
+use proto::quorate::replica::v1::replica_server::{Replica as ReplicaRpc, ReplicaServer};
+use proto::quorate::v1 as pb;
+use proto::quorate::v1::buckets_server::{Buckets, BucketsServer};
+use proto::quorate::v1::kv_server::{Kv, KvServer};
+use quorum::{Level, NotEnoughReplicas, ReadRound, WriteRound};
+use storage::{ObjectStore, StorageError};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::GrpcPeers;
+
+use base::limits::{
+    BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
+    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
+};
+
+/// One member's quorum-bucket machinery, shared by its three services.
+pub struct QuorumNode {
+    replica: Arc<Replica>,
+    store: Arc<ObjectStore>,
+    peers: Arc<GrpcPeers>,
+    clock: Arc<dyn Clock>,
+    hlc: Mutex<Hlc>,
+    /// The largest value (and so request) accepted.
+    value_bytes_max: usize,
+    request_timeout: Duration,
+}
+
+/// A bucket as the coordinator uses it.
+#[derive(Clone, Debug)]
+struct BucketDef {
+    name: String,
+    n: usize,
+    r: Level,
+    w: Level,
+    conflicts: Conflicts,
+}
+
+fn level_of(level: Option<&pb::Level>) -> Result<Option<Level>, Status> {
+    let Some(level) = level else {
+        return Ok(None);
+    };
+    match pb::LevelKind::try_from(level.kind) {
+        Ok(pb::LevelKind::LevelDefault) => Ok(None),
+        Ok(pb::LevelKind::LevelOne) => Ok(Some(Level::One)),
+        Ok(pb::LevelKind::LevelQuorum) => Ok(Some(Level::Quorum)),
+        Ok(pb::LevelKind::LevelAll) => Ok(Some(Level::All)),
+        Ok(pb::LevelKind::LevelCount) => Ok(Some(Level::Count(level.count))),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown level kind {}",
+            level.kind
+        ))),
+    }
+}
+
+/// The wire form of a level.
+pub fn level_to_pb(level: Level) -> pb::Level {
+    let (kind, count) = match level {
+        Level::One => (pb::LevelKind::LevelOne, 0),
+        Level::Quorum => (pb::LevelKind::LevelQuorum, 0),
+        Level::All => (pb::LevelKind::LevelAll, 0),
+        Level::Count(count) => (pb::LevelKind::LevelCount, count),
+    };
+    pb::Level {
+        kind: kind as i32,
+        count,
+    }
+}
+
+fn conflicts_of(value: i32) -> Result<Conflicts, Status> {
+    match pb::Conflicts::try_from(value) {
+        Ok(pb::Conflicts::Unspecified | pb::Conflicts::Siblings) => Ok(Conflicts::Siblings),
+        Ok(pb::Conflicts::Lww) => Ok(Conflicts::Lww),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown conflict resolution {value}"
+        ))),
+    }
+}
+
+fn conflicts_to_pb(conflicts: Conflicts) -> i32 {
+    match conflicts {
+        Conflicts::Siblings => pb::Conflicts::Siblings as i32,
+        Conflicts::Lww => pb::Conflicts::Lww as i32,
+    }
+}
+
+impl BucketDef {
+    fn from_pb(bucket: &pb::Bucket) -> Result<BucketDef, Status> {
+        let n = bucket.n as usize;
+        let def = BucketDef {
+            name: bucket.name.clone(),
+            n,
+            r: level_of(bucket.r.as_ref())?.unwrap_or(Level::Quorum),
+            w: level_of(bucket.w.as_ref())?.unwrap_or(Level::Quorum),
+            conflicts: conflicts_of(bucket.conflicts)?,
+        };
+        def.r.required(n, "r").map_err(invalid)?;
+        def.w.required(n, "w").map_err(invalid)?;
+        Ok(def)
+    }
+}
+
+fn invalid(error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+fn internal(error: impl std::fmt::Display) -> Status {
+    Status::internal(error.to_string())
+}
+
+fn unavailable(error: &NotEnoughReplicas) -> Status {
+    Status::unavailable(error.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<Option<Object>, Status> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    crdt::codec::decode_object(bytes)
+        .map(Some)
+        .map_err(|e| Status::data_loss(format!("quorum object: {e}")))
+}
+
+/// Checks a bucket name: 1 to 64 bytes of letters, digits, '.', '_' and '-'.
+pub fn validate_bucket_name(name: &str) -> Result<(), Status> {
+    if name.is_empty() || name.len() > BUCKET_NAME_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "bucket name must be 1 to {BUCKET_NAME_BYTES_MAX} bytes, got {}",
+            name.len()
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(Status::invalid_argument(format!(
+            "bucket name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// An error of the object store or of decoding inside a store transaction.
+#[derive(Debug, thiserror::Error)]
+enum UpdateError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Decode(String),
+}
+
+impl From<UpdateError> for Status {
+    fn from(error: UpdateError) -> Status {
+        match error {
+            UpdateError::Storage(StorageError::Corrupt { what, detail }) => {
+                Status::data_loss(format!("corrupt {what}: {detail}"))
+            }
+            UpdateError::Storage(other) => Status::internal(other.to_string()),
+            UpdateError::Decode(detail) => Status::data_loss(detail),
+        }
+    }
+}
+
+fn decode_stored(old: Option<&[u8]>) -> Result<Object, UpdateError> {
+    match old {
+        None => Ok(Object::new()),
+        Some(bytes) => crdt::codec::decode_object(bytes)
+            .map_err(|e| UpdateError::Decode(format!("stored quorum object: {e}"))),
+    }
+}
+
+impl QuorumNode {
+    pub fn new(
+        replica: Arc<Replica>,
+        store: Arc<ObjectStore>,
+        peers: Arc<GrpcPeers>,
+        clock: Arc<dyn Clock>,
+        value_bytes_max: usize,
+        request_timeout: Duration,
+    ) -> Arc<QuorumNode> {
+        Arc::new(QuorumNode {
+            replica,
+            store,
+            peers,
+            clock,
+            hlc: Mutex::new(Hlc::new(CLOCK_OFFSET_MAX)),
+            value_bytes_max,
+            request_timeout,
+        })
+    }
+
+    /// The three gRPC services of this node.
+    pub fn services(
+        self: &Arc<Self>,
+    ) -> (
+        BucketsServer<BucketsService>,
+        KvServer<KvService>,
+        ReplicaServer<ReplicaService>,
+    ) {
+        (
+            BucketsServer::new(BucketsService(self.clone())),
+            KvServer::new(KvService(self.clone())).max_decoding_message_size(
+                self.value_bytes_max + base::limits::GRPC_OVERHEAD_BYTES,
+            ),
+            ReplicaServer::new(ReplicaService(self.clone()))
+                .max_decoding_message_size(crate::PEER_MESSAGE_BYTES_MAX),
+        )
+    }
+
+    fn me(&self) -> NodeId {
+        NodeId(self.replica.id())
+    }
+
+    fn now(&self) -> HlcTimestamp {
+        let physical = self.clock.physical_micros();
+        self.hlc.lock().expect("hlc lock poisoned").now(physical)
+    }
+
+    /// Takes the timestamps of an object from a peer into the hybrid logical clock, so later
+    /// local writes order after them (a runaway one is refused and logged).
+    fn observe(&self, object: &Object) {
+        let Some(latest) = object.siblings.iter().map(|s| s.timestamp).max() else {
+            return;
+        };
+        let physical = self.clock.physical_micros();
+        if let Err(error) = self
+            .hlc
+            .lock()
+            .expect("hlc lock poisoned")
+            .observe(physical, latest)
+        {
+            tracing::warn!(%error, "quorum: a peer's timestamp was not taken into the clock");
+        }
+    }
+
+    fn bucket(&self, name: &str) -> Result<(BucketDef, Ring), Status> {
+        let topology = self.replica.topology();
+        let bucket = topology
+            .buckets
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Status::not_found(format!("bucket {name:?} not found")))?;
+        if bucket.r#type != pb::BucketType::Quorum as i32 {
+            return Err(Status::failed_precondition(format!(
+                "bucket {name:?} is not a quorum bucket"
+            )));
+        }
+        let def = BucketDef::from_pb(bucket)?;
+        let ring = ring_of(&topology)?;
+        Ok((def, ring))
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Status> {
+        if key.is_empty() {
+            return Err(Status::invalid_argument("key is empty"));
+        }
+        if key.len() > KEY_BYTES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "key of {} bytes exceeds the limit of {KEY_BYTES_MAX} bytes",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn peer_url(&self, member: NodeId) -> Option<String> {
+        let membership = self.replica.membership();
+        membership
+            .nodes
+            .get(&member.0)
+            .and_then(|m| m.peer_urls.first().cloned())
+    }
+
+    async fn client(
+        &self,
+        member: NodeId,
+    ) -> Result<ReplicaClient<tonic::transport::Channel>, String> {
+        let url = self
+            .peer_url(member)
+            .ok_or_else(|| format!("member {member} has no peer URL"))?;
+        let (channel, delay) = self.peers.channel(&url).map_err(|e| match e {
+            PeerError::Unreachable(why) | PeerError::Remote(why) => why,
+        })?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(ReplicaClient::new(channel)
+            .max_decoding_message_size(crate::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(crate::PEER_MESSAGE_BYTES_MAX))
+    }
+
+    // ----- this member as a replica -----
+
+    /// Applies a client write to this member's copy as the coordinating replica.
+    async fn coordinate_local(
+        self: &Arc<Self>,
+        bucket: String,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: VersionVector,
+        conflicts: Conflicts,
+    ) -> Result<Object, Status> {
+        let node = self.clone();
+        let timestamp = self.now();
+        let actor = self.me().0;
+        let stored = tokio::task::spawn_blocking(move || {
+            node.store.update(&bucket, &key, |old| {
+                let mut object = decode_stored(old)?;
+                object.update(&context, actor, timestamp, value, conflicts);
+                Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&object)))
+            })
+        })
+        .await
+        .map_err(internal)??;
+        let bytes =
+            stored.ok_or_else(|| Status::internal("the coordinated write stored nothing"))?;
+        decode(&bytes)?.ok_or_else(|| Status::internal("the coordinated write stored nothing"))
+    }
+
+    /// Merges `object` into this member's copy, durably.
+    async fn merge_local(
+        self: &Arc<Self>,
+        bucket: String,
+        key: Vec<u8>,
+        object: Object,
+        conflicts: Conflicts,
+    ) -> Result<(), Status> {
+        self.observe(&object);
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            node.store.update(&bucket, &key, |old| {
+                let mut mine = decode_stored(old)?;
+                mine.merge(&object, conflicts);
+                Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&mine)))
+            })
+        })
+        .await
+        .map_err(internal)??;
+        Ok(())
+    }
+
+    async fn read_local(
+        self: &Arc<Self>,
+        bucket: String,
+        key: Vec<u8>,
+    ) -> Result<Option<Object>, Status> {
+        let node = self.clone();
+        let bytes = tokio::task::spawn_blocking(move || node.store.get(&bucket, &key))
+            .await
+            .map_err(internal)?
+            .map_err(UpdateError::Storage)?;
+        match bytes {
+            Some(bytes) => decode(&bytes),
+            None => Ok(None),
+        }
+    }
+
+    // ----- calls to one replica, local or remote -----
+
+    async fn coordinate_at(
+        self: &Arc<Self>,
+        member: NodeId,
+        request: replicapb::CoordinateRequest,
+        context: VersionVector,
+        conflicts: Conflicts,
+        timeout: Duration,
+    ) -> Result<Object, String> {
+        if member == self.me() {
+            return self
+                .coordinate_local(
+                    request.bucket,
+                    request.key,
+                    request.value,
+                    context,
+                    conflicts,
+                )
+                .await
+                .map_err(|s| s.message().to_owned());
+        }
+        let mut client = self.client(member).await?;
+        let mut call = Request::new(request);
+        call.set_timeout(timeout);
+        let reply = client
+            .coordinate(call)
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        let object = decode(&reply.into_inner().object)
+            .map_err(|s| s.message().to_owned())?
+            .ok_or_else(|| "the coordinator returned no object".to_owned())?;
+        self.observe(&object);
+        Ok(object)
+    }
+
+    async fn merge_at(
+        self: Arc<Self>,
+        member: NodeId,
+        bucket: String,
+        key: Vec<u8>,
+        object: Object,
+        conflicts: Conflicts,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        if member == self.me() {
+            return self
+                .merge_local(bucket, key, object, conflicts)
+                .await
+                .map_err(|s| s.message().to_owned());
+        }
+        let mut client = self.client(member).await?;
+        let mut call = Request::new(replicapb::MergeRequest {
+            bucket,
+            key,
+            object: crdt::codec::encode_object(&object),
+            conflicts: conflicts_to_pb(conflicts),
+        });
+        call.set_timeout(timeout);
+        client
+            .merge(call)
+            .await
+            .map(|_| ())
+            .map_err(|s| s.message().to_owned())
+    }
+
+    async fn read_at(
+        self: Arc<Self>,
+        member: NodeId,
+        bucket: String,
+        key: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Option<Object>, String> {
+        if member == self.me() {
+            return self
+                .read_local(bucket, key)
+                .await
+                .map_err(|s| s.message().to_owned());
+        }
+        let mut client = self.client(member).await?;
+        let mut call = Request::new(replicapb::ReadRequest { bucket, key });
+        call.set_timeout(timeout);
+        let reply = client
+            .read(call)
+            .await
+            .map_err(|s| s.message().to_owned())?;
+        let object = decode(&reply.into_inner().object).map_err(|s| s.message().to_owned())?;
+        if let Some(object) = &object {
+            self.observe(object);
+        }
+        Ok(object)
+    }
+
+    // ----- the coordinator -----
+
+    fn timeout_of(&self, timeout_ms: u32) -> Duration {
+        if timeout_ms == 0 {
+            self.request_timeout
+        } else {
+            Duration::from_millis(u64::from(timeout_ms))
+        }
+    }
+
+    /// A put (a value) or a delete (`None`) through the quorum path. Returns the new context
+    /// and the acknowledgements.
+    async fn write(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        level: Option<&pb::Level>,
+        context: &str,
+        timeout_ms: u32,
+    ) -> Result<(String, usize), Status> {
+        let (def, ring) = self.bucket(bucket)?;
+        self.check_key(&key)?;
+        if let Some(value) = &value
+            && value.len() > self.value_bytes_max
+        {
+            return Err(Status::invalid_argument(format!(
+                "value of {} bytes exceeds the limit of {} bytes",
+                value.len(),
+                self.value_bytes_max
+            )));
+        }
+        let w = level_of(level)?
+            .unwrap_or(def.w)
+            .required(def.n, "w")
+            .map_err(invalid)?;
+        let context = if context.is_empty() {
+            VersionVector::new()
+        } else {
+            VersionVector::from_token(context)
+                .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
+        };
+        let timeout = self.timeout_of(timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let replicas = ring.preference_list(placement::key_token(&def.name, &key), def.n);
+        let mut round = WriteRound::new(&replicas, w);
+        // The coordinating replica: this member when it is one, else the first that answers.
+        let mut order = replicas.clone();
+        if let Some(at) = order.iter().position(|m| *m == self.me()) {
+            order.rotate_left(at);
+        }
+        let mut coordinated = None;
+        for member in order {
+            let request = replicapb::CoordinateRequest {
+                bucket: def.name.clone(),
+                key: key.clone(),
+                value: value.clone(),
+                context: context.to_token(),
+                conflicts: conflicts_to_pb(def.conflicts),
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .coordinate_at(member, request, context.clone(), def.conflicts, left)
+                .await
+            {
+                Ok(object) => {
+                    round.ack(member);
+                    coordinated = Some((member, object));
+                    break;
+                }
+                Err(why) => round.fail(member, why),
+            }
+        }
+        let Some((coordinator, object)) = coordinated else {
+            // Every replica failed to coordinate, so the round is decided: a shortfall.
+            return Err(round.at_deadline().err().map_or_else(
+                || Status::unavailable("no replica coordinated the write"),
+                |shortfall| unavailable(&shortfall),
+            ));
+        };
+        let new_context = object.context.to_token();
+        // Each replica's task sends once, so the channel never fills.
+        let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
+        for member in replicas.iter().copied().filter(|m| *m != coordinator) {
+            let node = self.clone();
+            let tx = tx.clone();
+            let (bucket, key, object) = (def.name.clone(), key.clone(), object.clone());
+            let conflicts = def.conflicts;
+            tokio::spawn(async move {
+                let result = node
+                    .merge_at(member, bucket, key, object, conflicts, timeout)
+                    .await;
+                let _ = tx.send((member, result)).await;
+            });
+        }
+        drop(tx);
+        loop {
+            if let Some(outcome) = round.outcome() {
+                return outcome
+                    .map(|acked| (new_context, acked))
+                    .map_err(|e| unavailable(&e));
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((member, Ok(())))) => round.ack(member),
+                Ok(Some((member, Err(why)))) => round.fail(member, why),
+                Ok(None) | Err(_) => {
+                    return round
+                        .at_deadline()
+                        .map(|acked| (new_context, acked))
+                        .map_err(|e| unavailable(&e));
+                }
+            }
+        }
+    }
+
+    /// A read through the quorum path: the merge of R answers (or more, if they came in
+    /// together), and the number of replicas that answered.
+    async fn read(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: Vec<u8>,
+        level: Option<&pb::Level>,
+        timeout_ms: u32,
+    ) -> Result<(Object, usize), Status> {
+        let (def, ring) = self.bucket(bucket)?;
+        self.check_key(&key)?;
+        let r = level_of(level)?
+            .unwrap_or(def.r)
+            .required(def.n, "r")
+            .map_err(invalid)?;
+        let timeout = self.timeout_of(timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let replicas = ring.preference_list(placement::key_token(&def.name, &key), def.n);
+        // Each replica's task sends once, so the channel never fills.
+        let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
+        for member in replicas.iter().copied() {
+            let node = self.clone();
+            let tx = tx.clone();
+            let (bucket, key) = (def.name.clone(), key.clone());
+            tokio::spawn(async move {
+                let result = node.read_at(member, bucket, key, timeout).await;
+                let _ = tx.send((member, result)).await;
+            });
+        }
+        drop(tx);
+        let mut round = ReadRound::new(&replicas, r, def.conflicts);
+        let decided = loop {
+            if let Some(outcome) = round.outcome() {
+                break outcome;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((member, Ok(copy)))) => round.answer(member, copy),
+                Ok(Some((member, Err(why)))) => round.fail(member, why),
+                Ok(None) | Err(_) => break round.at_deadline(),
+            }
+        };
+        let answered = decided.map_err(|e| unavailable(&e))?;
+        let merged = round.merged();
+        // Read repair in the background: late answers are waited for until the deadline, then
+        // every replica that answered with less than the merge of all answers gets it.
+        let node = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some((member, result))) =
+                tokio::time::timeout_at(deadline, rx.recv()).await
+            {
+                match result {
+                    Ok(copy) => round.answer(member, copy),
+                    Err(why) => round.fail(member, why),
+                }
+            }
+            let merged = round.merged();
+            for member in round.stale(&merged) {
+                let result = node
+                    .clone()
+                    .merge_at(
+                        member,
+                        def.name.clone(),
+                        key.clone(),
+                        merged.clone(),
+                        def.conflicts,
+                        timeout,
+                    )
+                    .await;
+                match result {
+                    Ok(()) => tracing::debug!(%member, "quorum: read repair"),
+                    Err(error) => tracing::debug!(%member, %error, "quorum: read repair failed"),
+                }
+            }
+        });
+        Ok((merged, answered))
+    }
+
+    // ----- buckets -----
+
+    async fn create_bucket(&self, bucket: pb::Bucket) -> Result<pb::Bucket, Status> {
+        validate_bucket_name(&bucket.name)?;
+        let mut bucket = bucket;
+        if bucket.r#type == pb::BucketType::Unspecified as i32 {
+            bucket.r#type = pb::BucketType::Quorum as i32;
+        }
+        if bucket.r#type != pb::BucketType::Quorum as i32 {
+            return Err(Status::invalid_argument(format!(
+                "bucket type {} is not supported; quorum is",
+                bucket.r#type
+            )));
+        }
+        if bucket.n == 0 || bucket.n > REPLICAS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "n={} must be between 1 and {REPLICAS_MAX}",
+                bucket.n
+            )));
+        }
+        let voters = voters(&self.replica.membership());
+        if bucket.n as usize > voters.len() {
+            return Err(Status::failed_precondition(format!(
+                "n={} exceeds the {} voting members",
+                bucket.n,
+                voters.len()
+            )));
+        }
+        if bucket.conflicts == pb::Conflicts::Unspecified as i32 {
+            bucket.conflicts = pb::Conflicts::Siblings as i32;
+        }
+        // Stored with explicit levels, so a definition reads the same everywhere.
+        let def = BucketDef::from_pb(&bucket)?;
+        bucket.r = Some(level_to_pb(def.r));
+        bucket.w = Some(level_to_pb(def.w));
+        let ring = Ring::new(&voters, RING_VNODES).map_err(internal)?;
+        let change = raftpb::BucketChange {
+            change: Some(raftpb::bucket_change::Change::Create(bucket)),
+            initial_ring: ring_tokens(&ring),
+            vnodes: RING_VNODES,
+        };
+        let reply = self
+            .replica
+            .change_bucket(change)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if !reply.refusal.is_empty() {
+            return Err(Status::already_exists(reply.refusal));
+        }
+        reply
+            .bucket
+            .ok_or_else(|| Status::internal("bucket change answered without a bucket"))
+    }
+
+    async fn delete_bucket(&self, name: String) -> Result<(), Status> {
+        let change = raftpb::BucketChange {
+            change: Some(raftpb::bucket_change::Change::Delete(name)),
+            initial_ring: Vec::new(),
+            vnodes: 0,
+        };
+        let reply = self
+            .replica
+            .change_bucket(change)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        if !reply.refusal.is_empty() {
+            return Err(Status::not_found(reply.refusal));
+        }
+        Ok(())
+    }
+}
+
+/// The ids of the voting members, sorted.
+fn voters(membership: &raftpb::Membership) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = membership
+        .configs
+        .iter()
+        .flat_map(|set| set.ids.iter().map(|id| NodeId(*id)))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn ring_tokens(ring: &Ring) -> Vec<raftpb::RingToken> {
+    ring.tokens()
+        .iter()
+        .map(|(token, member)| raftpb::RingToken {
+            token: *token,
+            member: member.0,
+        })
+        .collect()
+}
+
+fn ring_of(topology: &raftpb::Topology) -> Result<Ring, Status> {
+    if topology.ring.is_empty() {
+        return Err(Status::failed_precondition(
+            "the cluster has no token ring yet",
+        ));
+    }
+    let tokens = topology
+        .ring
+        .iter()
+        .map(|t| (t.token, NodeId(t.member)))
+        .collect();
+    Ring::from_tokens(tokens).map_err(internal)
+}
+
+fn siblings_of(object: &Object) -> Vec<pb::Sibling> {
+    object
+        .live_values()
+        .iter()
+        .map(|s| pb::Sibling {
+            value: s.value.clone().unwrap_or_default(),
+            timestamp_micros: s.timestamp.physical,
+            timestamp_logical: s.timestamp.logical,
+            member: s.dot.actor,
+        })
+        .collect()
+}
+
+/// `quorate.v1.Buckets`.
+pub struct BucketsService(Arc<QuorumNode>);
+
+#[tonic::async_trait]
+impl Buckets for BucketsService {
+    async fn create(
+        &self,
+        request: Request<pb::CreateBucketRequest>,
+    ) -> Result<Response<pb::BucketResponse>, Status> {
+        let bucket = request
+            .into_inner()
+            .bucket
+            .ok_or_else(|| Status::invalid_argument("no bucket given"))?;
+        let bucket = self.0.create_bucket(bucket).await?;
+        Ok(Response::new(pb::BucketResponse {
+            bucket: Some(bucket),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetBucketRequest>,
+    ) -> Result<Response<pb::BucketResponse>, Status> {
+        let name = request.into_inner().name;
+        let bucket = self
+            .0
+            .replica
+            .topology()
+            .buckets
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Status::not_found(format!("bucket {name:?} not found")))?;
+        Ok(Response::new(pb::BucketResponse {
+            bucket: Some(bucket),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<pb::ListBucketsRequest>,
+    ) -> Result<Response<pb::ListBucketsResponse>, Status> {
+        Ok(Response::new(pb::ListBucketsResponse {
+            buckets: self.0.replica.topology().buckets,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteBucketRequest>,
+    ) -> Result<Response<pb::DeleteBucketResponse>, Status> {
+        self.0.delete_bucket(request.into_inner().name).await?;
+        Ok(Response::new(pb::DeleteBucketResponse {}))
+    }
+}
+
+/// `quorate.v1.Kv`.
+pub struct KvService(Arc<QuorumNode>);
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let request = request.into_inner();
+        let (object, replied) = self
+            .0
+            .read(
+                &request.bucket,
+                request.key,
+                request.r.as_ref(),
+                request.timeout_ms,
+            )
+            .await?;
+        Ok(Response::new(pb::GetResponse {
+            siblings: siblings_of(&object),
+            context: object.context.to_token(),
+            replied: replied as u32,
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let request = request.into_inner();
+        let (context, acked) = self
+            .0
+            .write(
+                &request.bucket,
+                request.key,
+                Some(request.value),
+                request.w.as_ref(),
+                &request.context,
+                request.timeout_ms,
+            )
+            .await?;
+        Ok(Response::new(pb::PutResponse {
+            context,
+            acked: acked as u32,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let request = request.into_inner();
+        let (context, acked) = self
+            .0
+            .write(
+                &request.bucket,
+                request.key,
+                None,
+                request.w.as_ref(),
+                &request.context,
+                request.timeout_ms,
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteResponse {
+            context,
+            acked: acked as u32,
+        }))
+    }
+}
+
+/// `quorate.replica.v1.Replica`: what coordinators ask of this member.
+pub struct ReplicaService(Arc<QuorumNode>);
+
+#[tonic::async_trait]
+impl ReplicaRpc for ReplicaService {
+    async fn coordinate(
+        &self,
+        request: Request<replicapb::CoordinateRequest>,
+    ) -> Result<Response<replicapb::CoordinateResponse>, Status> {
+        let request = request.into_inner();
+        let context = if request.context.is_empty() {
+            VersionVector::new()
+        } else {
+            VersionVector::from_token(&request.context)
+                .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
+        };
+        let conflicts = conflicts_of(request.conflicts)?;
+        let object = self
+            .0
+            .coordinate_local(
+                request.bucket,
+                request.key,
+                request.value,
+                context,
+                conflicts,
+            )
+            .await?;
+        Ok(Response::new(replicapb::CoordinateResponse {
+            object: crdt::codec::encode_object(&object),
+        }))
+    }
+
+    async fn merge(
+        &self,
+        request: Request<replicapb::MergeRequest>,
+    ) -> Result<Response<replicapb::MergeResponse>, Status> {
+        let request = request.into_inner();
+        let object = decode(&request.object)?
+            .ok_or_else(|| Status::invalid_argument("merge without an object"))?;
+        let conflicts = conflicts_of(request.conflicts)?;
+        self.0
+            .merge_local(request.bucket, request.key, object, conflicts)
+            .await?;
+        Ok(Response::new(replicapb::MergeResponse {}))
+    }
+
+    async fn read(
+        &self,
+        request: Request<replicapb::ReadRequest>,
+    ) -> Result<Response<replicapb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let object = self.0.read_local(request.bucket, request.key).await?;
+        Ok(Response::new(replicapb::ReadResponse {
+            object: object
+                .map(|o| crdt::codec::encode_object(&o))
+                .unwrap_or_default(),
+        }))
+    }
+}
