@@ -233,6 +233,19 @@ pub const LAYERING: &[(&str, &str, &str)] = &[
         "anyhow",
         "anyhow only in the binary, tests and xtask",
     ),
+    ("membership", "tokio", "pure crates have no runtime"),
+    ("membership", "tonic", "pure crates have no transport"),
+    ("membership", "redb", "only storage touches redb"),
+    (
+        "membership",
+        "storage",
+        "protocol cores are pure; drivers wire them to storage",
+    ),
+    (
+        "membership",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
     ("base", "clap", "only quorate reads the command line"),
     ("node", "clap", "only quorate reads the command line"),
 ];

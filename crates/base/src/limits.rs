@@ -119,3 +119,38 @@ pub const BUCKET_REPLICAS_MAX: u32 = 7;
 pub const CLOCK_OFFSET_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 
 const _: () = assert!(RING_VNODES_DEFAULT <= VNODES_PER_MEMBER_MAX);
+
+/// Default bytes of hints one member keeps for one unreachable member: enough for minutes of
+/// writes to a small member, small enough that hints never crowd out data.
+pub const HINT_BYTES_PER_MEMBER_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// How often a member tries to deliver the hints it holds.
+pub const HINT_DELIVERY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Hints sent to one member in one delivery round, at most.
+pub const HINT_DELIVERY_BATCH: usize = 256;
+
+/// Heartbeat intervals the phi-accrual failure detector keeps per peer by default (Akka's and
+/// Cassandra's 1000): enough to estimate the mean and spread of the network's jitter, 8 KB a
+/// peer.
+pub const PHI_WINDOW_DEFAULT: usize = 1000;
+
+/// Most heartbeat intervals a phi-accrual window may keep: its memory grows with it, and its
+/// exact integer sums of squares must fit in a `u128`.
+pub const PHI_WINDOW_MAX: usize = 10_000;
+
+/// Longest heartbeat interval the phi-accrual detector records; a longer gap (a peer back from
+/// a long partition) is recorded as this, so one outage does not dominate the window's mean.
+pub const PHI_INTERVAL_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Largest suspicion level the phi-accrual detector reports (a chance of 1e-1000 that the peer
+/// is alive): phi stays finite so it compares, sorts and renders in JSON, which has no infinity.
+pub const PHI_MAX: f64 = 1000.0;
+
+const _: () = assert!(PHI_WINDOW_DEFAULT <= PHI_WINDOW_MAX);
+// The phi-accrual variance is computed exactly as `n * sum of squares - sum^2` of a full window
+// of intervals in nanoseconds, which must fit in a u128.
+const _: () = assert!(
+    PHI_INTERVAL_MAX.as_nanos() * PHI_INTERVAL_MAX.as_nanos()
+        <= u128::MAX / (PHI_WINDOW_MAX as u128 * PHI_WINDOW_MAX as u128)
+);

@@ -63,6 +63,8 @@ pub struct NodeConfig {
     /// Serve the fault-injection API and pass every outgoing peer message through its
     /// table (`--unsafe-fault-injection`, for the tester).
     pub unsafe_fault_injection: bool,
+    /// Hint bytes kept per unreachable member of a quorum bucket's preference list.
+    pub quorum_hint_bytes_max: u64,
     /// A planted bug to run (tester canaries only).
     #[cfg(feature = "canary")]
     pub canary: Option<consensus::Canary>,
@@ -234,7 +236,8 @@ pub async fn run(
         clock.clone(),
         config.max_request_bytes,
         config.request_timeout,
-    );
+        config.quorum_hint_bytes_max,
+    )?;
     let mut tasks = tokio::task::JoinSet::new();
     for listener in peer_listeners {
         let (_, _, replica_service) = quorum.services();
@@ -268,7 +271,7 @@ pub async fn run(
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {
-        let app = metrics::router(replica.clone());
+        let app = metrics::router(replica.clone(), quorum.clone());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             axum::serve(listener, app)
@@ -284,6 +287,13 @@ pub async fn run(
         client_urls: config.advertise_client_urls.clone(),
     };
     tasks.spawn(publish(replica.clone(), attributes, stop_rx.clone()));
+    {
+        let (quorum, stop) = (quorum.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            quorum.deliver_hints(stop).await;
+            Ok(())
+        });
+    }
     tasks.spawn(watch_quota(
         replica.clone(),
         config.quota_backend_bytes,

@@ -9,12 +9,16 @@ use consensus::Replica;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use transport::quorum::QuorumNode;
 
 /// Returns the HTTP routes of the metrics listener.
-pub fn router(replica: Arc<Replica>) -> Router {
+pub fn router(replica: Arc<Replica>, quorum: Arc<QuorumNode>) -> Router {
     let for_metrics = replica.clone();
     Router::new()
-        .route("/metrics", get(move || metrics(for_metrics.clone())))
+        .route(
+            "/metrics",
+            get(move || metrics(for_metrics.clone(), quorum.clone())),
+        )
         .route("/health", get(move || health(replica.clone())))
 }
 
@@ -24,9 +28,42 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, gauge);
 }
 
-async fn metrics(replica: Arc<Replica>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+async fn metrics(
+    replica: Arc<Replica>,
+    quorum: Arc<QuorumNode>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let status = replica.status();
     let mut registry = Registry::with_prefix("quorate");
+    let stats = quorum.stats();
+    for (name, help, value) in [
+        (
+            "quorum_hint_bytes",
+            "Bytes of hints held for unreachable replicas",
+            stats.hint_bytes,
+        ),
+        (
+            "quorum_hints_stored",
+            "Hints stored since start",
+            stats.hints_stored,
+        ),
+        (
+            "quorum_hints_delivered",
+            "Hints handed to their replica since start",
+            stats.hints_delivered,
+        ),
+        (
+            "quorum_hints_dropped",
+            "Hints not kept (bound full, bucket gone) since start",
+            stats.hints_dropped,
+        ),
+        (
+            "quorum_read_repairs",
+            "Stale replicas sent the merge of a read since start",
+            stats.read_repairs,
+        ),
+    ] {
+        gauge(&mut registry, name, help, value as i64);
+    }
     gauge(
         &mut registry,
         "raft_term",

@@ -104,6 +104,11 @@ pub struct NodeArgs {
     /// 2 GiB), as etcd's flag.
     #[arg(long, env = "QUORATE_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: u64,
+    /// Bytes of hints (writes held for an unreachable replica of a quorum bucket) this member
+    /// keeps per unreachable member; beyond it new hints are dropped and counted, left to
+    /// repair by later reads.
+    #[arg(long, env = "QUORATE_QUORUM_HINT_BYTES_MAX", default_value_t = base::limits::HINT_BYTES_PER_MEMBER_DEFAULT)]
+    pub quorum_hint_bytes_max: u64,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -217,6 +222,7 @@ impl NodeArgs {
                 bytes => bytes,
             },
             unsafe_fault_injection: self.unsafe_fault_injection,
+            quorum_hint_bytes_max: self.quorum_hint_bytes_max,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,
         })

@@ -46,6 +46,10 @@ pub enum BucketCommand {
         w: pb::Level,
         #[arg(long, value_enum, default_value = "siblings")]
         conflicts: ConflictsArg,
+        /// Sloppy quorum: when a preferred replica is unreachable, the next member on the
+        /// ring holds the write as a hint and it counts toward W.
+        #[arg(long)]
+        sloppy: bool,
     },
     /// List the buckets.
     List,
@@ -78,6 +82,8 @@ pub enum KvCommand {
         #[arg(long, value_parser = parse_level)]
         r: Option<pb::Level>,
     },
+    /// Show where a key lives: its replicas (preference list) and the fallbacks.
+    Locate { bucket: String, key: String },
     /// Delete a key (a tombstone, superseding what the context saw).
     Del {
         bucket: String,
@@ -140,17 +146,19 @@ fn bucket_json(bucket: &pb::Bucket) -> Value {
         "r": level_text(bucket.r.as_ref()),
         "w": level_text(bucket.w.as_ref()),
         "conflicts": conflicts_text(bucket.conflicts),
+        "quorum": if bucket.sloppy { "sloppy" } else { "strict" },
     })
 }
 
 fn bucket_text(bucket: &pb::Bucket) -> String {
     format!(
-        "{}: quorum, n={}, r={}, w={}, conflicts={}",
+        "{}: quorum, n={}, r={}, w={}, conflicts={}, {}",
         bucket.name,
         bucket.n,
         level_text(bucket.r.as_ref()),
         level_text(bucket.w.as_ref()),
-        conflicts_text(bucket.conflicts)
+        conflicts_text(bucket.conflicts),
+        if bucket.sloppy { "sloppy" } else { "strict" }
     )
 }
 
@@ -198,6 +206,7 @@ pub async fn run_bucket(
             r,
             w,
             conflicts,
+            sloppy,
         } => {
             let bucket = pb::Bucket {
                 name,
@@ -209,6 +218,7 @@ pub async fn run_bucket(
                     ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
                     ConflictsArg::Lww => pb::Conflicts::Lww as i32,
                 },
+                sloppy,
             };
             let created = buckets
                 .create(pb::CreateBucketRequest {
@@ -306,6 +316,31 @@ pub async fn run_kv(
                 .map_err(status_error)?
                 .into_inner();
             print_write(reply.acked, &reply.context, json_out);
+        }
+        KvCommand::Locate { bucket, key } => {
+            let reply = kv
+                .locate(pb::LocateRequest {
+                    bucket,
+                    key: key.into_bytes(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let hex = |ids: &[u64]| ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>();
+            if json_out {
+                println!(
+                    "{}",
+                    json!({
+                        "token": reply.token,
+                        "replicas": hex(&reply.replicas),
+                        "fallbacks": hex(&reply.fallbacks),
+                    })
+                );
+            } else {
+                println!("token {:016x}", reply.token);
+                println!("replicas: {}", hex(&reply.replicas).join(" "));
+                println!("fallbacks: {}", hex(&reply.fallbacks).join(" "));
+            }
         }
         KvCommand::Get { bucket, key, r } => {
             let reply = kv

@@ -11,6 +11,8 @@
 //! goes on after it. A read asks all N replicas, answers after R, merges by dotted version
 //! vectors, and repairs stale replicas in the background (late answers included).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +36,8 @@ use crate::GrpcPeers;
 
 use base::limits::{
     BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
-    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
+    HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX,
+    RING_VNODES_DEFAULT as RING_VNODES,
 };
 
 /// One member's quorum-bucket machinery, shared by its three services.
@@ -47,6 +50,39 @@ pub struct QuorumNode {
     /// The largest value (and so request) accepted.
     value_bytes_max: usize,
     request_timeout: Duration,
+    /// Hint bytes kept per target member at most.
+    hint_bytes_max: u64,
+    hints: Mutex<HintBook>,
+    read_repairs: AtomicU64,
+}
+
+/// What this member holds in hints, and what happened to hints so far.
+#[derive(Default)]
+struct HintBook {
+    bytes: BTreeMap<NodeId, u64>,
+    stored: u64,
+    delivered: u64,
+    dropped: u64,
+}
+
+/// Counters of the quorum path, for metrics.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumStats {
+    /// Bytes of hints held for other members.
+    pub hint_bytes: u64,
+    pub hints_stored: u64,
+    pub hints_delivered: u64,
+    /// Hints not kept because a target's bound was full (left to read repair).
+    pub hints_dropped: u64,
+    pub read_repairs: u64,
+}
+
+/// How a replica's copy of a write was acknowledged.
+enum Ack {
+    /// The replica stored it.
+    Replica,
+    /// A fallback member holds it as a hint for the replica (sloppy quorum).
+    Fallback(NodeId),
 }
 
 /// A bucket as the coordinator uses it.
@@ -57,6 +93,7 @@ struct BucketDef {
     r: Level,
     w: Level,
     conflicts: Conflicts,
+    sloppy: bool,
 }
 
 fn level_of(level: Option<&pb::Level>) -> Result<Option<Level>, Status> {
@@ -116,6 +153,7 @@ impl BucketDef {
             r: level_of(bucket.r.as_ref())?.unwrap_or(Level::Quorum),
             w: level_of(bucket.w.as_ref())?.unwrap_or(Level::Quorum),
             conflicts: conflicts_of(bucket.conflicts)?,
+            sloppy: bucket.sloppy,
         };
         def.r.required(n, "r").map_err(invalid)?;
         def.w.required(n, "w").map_err(invalid)?;
@@ -200,8 +238,14 @@ impl QuorumNode {
         clock: Arc<dyn Clock>,
         value_bytes_max: usize,
         request_timeout: Duration,
-    ) -> Arc<QuorumNode> {
-        Arc::new(QuorumNode {
+        hint_bytes_max: u64,
+    ) -> Result<Arc<QuorumNode>, StorageError> {
+        let bytes = store
+            .hint_bytes()?
+            .into_iter()
+            .map(|(target, bytes)| (NodeId(target), bytes))
+            .collect();
+        Ok(Arc::new(QuorumNode {
             replica,
             store,
             peers,
@@ -209,7 +253,161 @@ impl QuorumNode {
             hlc: Mutex::new(Hlc::new(CLOCK_OFFSET_MAX)),
             value_bytes_max,
             request_timeout,
+            hint_bytes_max,
+            hints: Mutex::new(HintBook {
+                bytes,
+                ..HintBook::default()
+            }),
+            read_repairs: AtomicU64::new(0),
+        }))
+    }
+
+    /// The counters of the quorum path.
+    pub fn stats(&self) -> QuorumStats {
+        let book = self.hints.lock().expect("hint book poisoned");
+        QuorumStats {
+            hint_bytes: book.bytes.values().sum(),
+            hints_stored: book.stored,
+            hints_delivered: book.delivered,
+            hints_dropped: book.dropped,
+            read_repairs: self.read_repairs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Delivers held hints every `HINT_DELIVERY_INTERVAL` until `stop` turns true.
+    pub async fn deliver_hints(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(HINT_DELIVERY_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let targets: Vec<NodeId> = {
+                let book = self.hints.lock().expect("hint book poisoned");
+                book.bytes
+                    .iter()
+                    .filter(|(_, bytes)| **bytes > 0)
+                    .map(|(target, _)| *target)
+                    .collect()
+            };
+            for target in targets {
+                self.deliver_to(target).await;
+            }
+        }
+    }
+
+    /// One delivery round to `target`: each hint is merged into the target's copy, then
+    /// removed here; the round stops at the first failure (the target is still away).
+    async fn deliver_to(self: &Arc<Self>, target: NodeId) {
+        let node = self.clone();
+        let hints = match tokio::task::spawn_blocking(move || {
+            node.store.hints_for(target.0, HINT_DELIVERY_BATCH)
         })
+        .await
+        {
+            Ok(Ok(hints)) => hints,
+            Ok(Err(error)) => {
+                tracing::error!(%error, %target, "quorum: reading hints failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        let topology = self.replica.topology();
+        for hint in hints {
+            let conflicts = topology
+                .buckets
+                .iter()
+                .find(|b| b.name == hint.bucket)
+                .map(|b| conflicts_of(b.conflicts));
+            let object = match crdt::codec::decode_object(&hint.object) {
+                Ok(object) => object,
+                Err(error) => {
+                    tracing::error!(%error, %target, "quorum: a hint does not decode; dropped");
+                    self.forget_hint(hint, false).await;
+                    continue;
+                }
+            };
+            let Some(Ok(conflicts)) = conflicts else {
+                // The bucket was deleted: nothing to hand over.
+                self.forget_hint(hint, false).await;
+                continue;
+            };
+            let delivered = self
+                .clone()
+                .merge_at(
+                    target,
+                    hint.bucket.clone(),
+                    hint.key.clone(),
+                    object,
+                    conflicts,
+                    self.request_timeout,
+                )
+                .await;
+            match delivered {
+                Ok(()) => self.forget_hint(hint, true).await,
+                Err(why) => {
+                    tracing::debug!(%target, %why, "quorum: hint delivery waits");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Removes a hint (if unchanged since read) and accounts for it.
+    async fn forget_hint(self: &Arc<Self>, hint: storage::Hint, delivered: bool) {
+        let node = self.clone();
+        let size = hint.object.len() as u64;
+        let target = NodeId(hint.target);
+        let removed = tokio::task::spawn_blocking(move || node.store.remove_hint(&hint)).await;
+        if let Ok(Ok(true)) = removed {
+            let mut book = self.hints.lock().expect("hint book poisoned");
+            let bytes = book.bytes.entry(target).or_insert(0);
+            *bytes = bytes.saturating_sub(size);
+            if delivered {
+                book.delivered += 1;
+            } else {
+                book.dropped += 1;
+            }
+        }
+    }
+
+    /// Keeps `object` as a hint for `target`, merged with any hint already held for the key.
+    /// Returns false (and counts a drop) when the target's hint bound is full: the write is
+    /// then left to read repair, and no client write fails because of it.
+    async fn store_hint(
+        self: &Arc<Self>,
+        target: NodeId,
+        bucket: String,
+        key: Vec<u8>,
+        object: Object,
+        conflicts: Conflicts,
+    ) -> Result<bool, Status> {
+        let encoded = crdt::codec::encode_object(&object);
+        {
+            let mut book = self.hints.lock().expect("hint book poisoned");
+            let held = book.bytes.get(&target).copied().unwrap_or(0);
+            if held + encoded.len() as u64 > self.hint_bytes_max {
+                book.dropped += 1;
+                tracing::debug!(%target, held, "quorum: hint bound full; hint dropped");
+                return Ok(false);
+            }
+        }
+        let node = self.clone();
+        let (old, new) = tokio::task::spawn_blocking(move || {
+            node.store.update_hint(target.0, &bucket, &key, |old| {
+                let mut hint = decode_stored(old)?;
+                hint.merge(&object, conflicts);
+                Ok::<_, UpdateError>(crdt::codec::encode_object(&hint))
+            })
+        })
+        .await
+        .map_err(internal)??;
+        let mut book = self.hints.lock().expect("hint book poisoned");
+        let bytes = book.bytes.entry(target).or_insert(0);
+        *bytes = (*bytes + new).saturating_sub(old);
+        book.stored += 1;
+        Ok(true)
     }
 
     /// The three gRPC services of this node.
@@ -444,6 +642,99 @@ impl QuorumNode {
             .map_err(|s| s.message().to_owned())
     }
 
+    /// Asks `member` to hold `object` as a hint for `target`.
+    #[allow(clippy::too_many_arguments)]
+    async fn hint_at(
+        self: &Arc<Self>,
+        member: NodeId,
+        target: NodeId,
+        bucket: String,
+        key: Vec<u8>,
+        object: Object,
+        conflicts: Conflicts,
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        if member == self.me() {
+            return self
+                .store_hint(target, bucket, key, object, conflicts)
+                .await
+                .map_err(|s| s.message().to_owned());
+        }
+        let mut client = self.client(member).await?;
+        let mut call = Request::new(replicapb::HintRequest {
+            target: target.0,
+            bucket,
+            key,
+            object: crdt::codec::encode_object(&object),
+            conflicts: conflicts_to_pb(conflicts),
+        });
+        call.set_timeout(timeout);
+        client
+            .hint(call)
+            .await
+            .map(|reply| reply.into_inner().stored)
+            .map_err(|s| s.message().to_owned())
+    }
+
+    /// Replicates a coordinated write to `member`. When it fails: with a sloppy bucket the
+    /// next unused fallback on the ring takes it as a hint (an acknowledgement for W);
+    /// otherwise, or when no fallback takes it, this member keeps a hint (no acknowledgement).
+    #[allow(clippy::too_many_arguments)]
+    async fn replicate(
+        self: Arc<Self>,
+        member: NodeId,
+        def: BucketDef,
+        key: Vec<u8>,
+        object: Object,
+        fallbacks: Vec<NodeId>,
+        used: Arc<Mutex<BTreeSet<NodeId>>>,
+        timeout: Duration,
+    ) -> Result<Ack, String> {
+        let why = match self
+            .clone()
+            .merge_at(
+                member,
+                def.name.clone(),
+                key.clone(),
+                object.clone(),
+                def.conflicts,
+                timeout,
+            )
+            .await
+        {
+            Ok(()) => return Ok(Ack::Replica),
+            Err(why) => why,
+        };
+        if def.sloppy {
+            for fallback in fallbacks {
+                if !used.lock().expect("fallback set poisoned").insert(fallback) {
+                    continue;
+                }
+                let held = self
+                    .hint_at(
+                        fallback,
+                        member,
+                        def.name.clone(),
+                        key.clone(),
+                        object.clone(),
+                        def.conflicts,
+                        timeout,
+                    )
+                    .await;
+                if let Ok(true) = held {
+                    return Ok(Ack::Fallback(fallback));
+                }
+            }
+        }
+        if let Err(error) = self
+            .store_hint(member, def.name.clone(), key, object, def.conflicts)
+            .await
+        {
+            tracing::warn!(%member, %error, "quorum: keeping a hint failed");
+        }
+        Err(why)
+    }
+
     async fn read_at(
         self: Arc<Self>,
         member: NodeId,
@@ -554,14 +845,17 @@ impl QuorumNode {
         let new_context = object.context.to_token();
         // Each replica's task sends once, so the channel never fills.
         let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
+        let token = placement::key_token(&def.name, &key);
+        let fallbacks: Vec<NodeId> = ring.walk(token).skip(def.n).collect();
+        let used = Arc::new(Mutex::new(BTreeSet::new()));
         for member in replicas.iter().copied().filter(|m| *m != coordinator) {
             let node = self.clone();
             let tx = tx.clone();
-            let (bucket, key, object) = (def.name.clone(), key.clone(), object.clone());
-            let conflicts = def.conflicts;
+            let (def, key, object) = (def.clone(), key.clone(), object.clone());
+            let (fallbacks, used) = (fallbacks.clone(), used.clone());
             tokio::spawn(async move {
                 let result = node
-                    .merge_at(member, bucket, key, object, conflicts, timeout)
+                    .replicate(member, def, key, object, fallbacks, used, timeout)
                     .await;
                 let _ = tx.send((member, result)).await;
             });
@@ -574,7 +868,11 @@ impl QuorumNode {
                     .map_err(|e| unavailable(&e));
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((member, Ok(())))) => round.ack(member),
+                Ok(Some((member, Ok(Ack::Replica)))) => round.ack(member),
+                Ok(Some((member, Ok(Ack::Fallback(fallback))))) => {
+                    tracing::debug!(%member, %fallback, "quorum: sloppy quorum used a fallback");
+                    round.ack(member);
+                }
                 Ok(Some((member, Err(why)))) => round.fail(member, why),
                 Ok(None) | Err(_) => {
                     return round
@@ -643,6 +941,7 @@ impl QuorumNode {
             }
             let merged = round.merged();
             for member in round.stale(&merged) {
+                node.read_repairs.fetch_add(1, Ordering::Relaxed);
                 let result = node
                     .clone()
                     .merge_at(
@@ -887,6 +1186,23 @@ impl Kv for KvService {
         }))
     }
 
+    async fn locate(
+        &self,
+        request: Request<pb::LocateRequest>,
+    ) -> Result<Response<pb::LocateResponse>, Status> {
+        let request = request.into_inner();
+        let (def, ring) = self.0.bucket(&request.bucket)?;
+        self.0.check_key(&request.key)?;
+        let token = placement::key_token(&def.name, &request.key);
+        let walk: Vec<u64> = ring.walk(token).map(|m| m.0).collect();
+        let n = def.n.min(walk.len());
+        Ok(Response::new(pb::LocateResponse {
+            replicas: walk[..n].to_vec(),
+            fallbacks: walk[n..].to_vec(),
+            token,
+        }))
+    }
+
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
@@ -954,6 +1270,27 @@ impl ReplicaRpc for ReplicaService {
             .merge_local(request.bucket, request.key, object, conflicts)
             .await?;
         Ok(Response::new(replicapb::MergeResponse {}))
+    }
+
+    async fn hint(
+        &self,
+        request: Request<replicapb::HintRequest>,
+    ) -> Result<Response<replicapb::HintResponse>, Status> {
+        let request = request.into_inner();
+        let object = decode(&request.object)?
+            .ok_or_else(|| Status::invalid_argument("hint without an object"))?;
+        let conflicts = conflicts_of(request.conflicts)?;
+        let stored = self
+            .0
+            .store_hint(
+                NodeId(request.target),
+                request.bucket,
+                request.key,
+                object,
+                conflicts,
+            )
+            .await?;
+        Ok(Response::new(replicapb::HintResponse { stored }))
     }
 
     async fn read(

@@ -226,3 +226,134 @@ async fn quorum_errors_are_precise_and_a_dead_replica_fails_only_what_needs_it()
     let (ok, text) = quorate(&at, &["bucket", "delete", "b"]);
     assert!(!ok && text.contains("NotFound"), "{text}");
 }
+
+/// Member ids (hex, as `quorate` prints them) by index.
+fn member_ids(cluster: &Cluster) -> Vec<String> {
+    let list = quorate_json(&cluster.endpoint(0), &["member", "list"]);
+    cluster
+        .members
+        .iter()
+        .map(|m| {
+            list["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .find(|e| e["name"] == m.name.as_str())
+                .and_then(|e| e["id"].as_str())
+                .unwrap_or_else(|| panic!("{} not in {list}", m.name))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Polls a member's metric until `done` holds.
+async fn await_metric(port: u16, name: &str, done: impl Fn(i64) -> bool) -> i64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let value = metric(port, name);
+        if done(value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{name} stuck at {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn hints_reach_a_replica_that_was_down_and_a_full_hint_bound_fails_no_write() {
+    // Goal: hinted handoff. Method: SIGKILL m3; write 5 keys at w=quorum through m1 (m1
+    // keeps a hint for m3 each), then 40 larger ones: the 2 KiB hint bound fills and hints
+    // are dropped, yet every write succeeds. Restart m3: m1's hints drain. Then kill m1 and
+    // m2 and read the first 5 keys from m3 alone at r=one: its copies came by handoff, since
+    // no read touched those keys in between.
+    let mut cluster = Cluster::start(3, &["--quorum-hint-bytes-max", "2048"]);
+    cluster.leader().await;
+    let m1 = cluster.endpoint(0);
+    quorate_json(&m1, &["bucket", "create", "h", "--n", "3"]);
+    cluster.kill(2);
+    for i in 0..5 {
+        let reply = write(&m1, "h", &format!("k{i}"), &format!("v{i}"), "quorum", "");
+        assert_eq!(reply["acked"], 2, "{reply}");
+    }
+    let big = "x".repeat(200);
+    for i in 0..40 {
+        let reply = write(&m1, "h", &format!("big{i}"), &big, "quorum", "");
+        assert_eq!(
+            reply["acked"], 2,
+            "a write failed because of hints: {reply}"
+        );
+    }
+    let metrics = cluster.members[0].metrics;
+    assert!(metric(metrics, "quorate_quorum_hints_dropped") > 0);
+    let held = metric(metrics, "quorate_quorum_hint_bytes");
+    assert!((1..=2048).contains(&held), "{held} hint bytes held");
+
+    cluster.spawn(2);
+    await_metric(metrics, "quorate_quorum_hint_bytes", |bytes| bytes == 0).await;
+    assert!(metric(metrics, "quorate_quorum_hints_delivered") >= 5);
+    assert_eq!(metric(metrics, "quorate_quorum_read_repairs"), 0);
+    cluster.kill(0);
+    cluster.kill(1);
+    let m3 = cluster.endpoint(2);
+    for i in 0..5 {
+        let (values, _) = read(&m3, "h", &format!("k{i}"), "one");
+        assert_eq!(values, vec![format!("v{i}")], "m3 lacks k{i}");
+    }
+}
+
+#[tokio::test]
+async fn a_sloppy_quorum_writes_through_a_fallback_and_hands_the_write_back() {
+    // Goal: sloppy vs strict quorum. Method: 4 members, n=3; find a key whose replicas include
+    // m4 and SIGKILL m4. A strict bucket's w=all write fails naming the shortfall; a sloppy
+    // bucket's succeeds (the fallback holds a hint). Restart m4: the fallback hands the write
+    // over; then with only m4 running, an r=one read returns the value.
+    let mut cluster = Cluster::start(4, &[]);
+    cluster.leader().await;
+    let at = cluster.endpoint(0);
+    let ids = member_ids(&cluster);
+    quorate_json(&at, &["bucket", "create", "strict", "--n", "3"]);
+    quorate_json(&at, &["bucket", "create", "sloppy", "--n", "3", "--sloppy"]);
+    let shown = quorate_json(&at, &["bucket", "show", "sloppy"]);
+    assert_eq!(shown["quorum"], "sloppy", "{shown}");
+    let replicas_of = |bucket: &str, key: &str| -> Vec<String> {
+        let located = quorate_json(&at, &["kv", "locate", bucket, key]);
+        let replicas: Vec<String> = located["replicas"]
+            .as_array()
+            .expect("replicas")
+            .iter()
+            .map(|id| id.as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(replicas.len(), 3, "{located}");
+        assert_eq!(located["fallbacks"].as_array().map(Vec::len), Some(1));
+        replicas
+    };
+    let with_m4 = |bucket: &str| {
+        (0..100)
+            .map(|i| format!("key{i}"))
+            .find(|key| replicas_of(bucket, key).contains(&ids[3]))
+            .expect("some key is on m4")
+    };
+    let strict_key = with_m4("strict");
+    let sloppy_key = with_m4("sloppy");
+    cluster.kill(3);
+    let (ok, text) = quorate(
+        &at,
+        &["kv", "put", "strict", &strict_key, "v", "--w", "all"],
+    );
+    assert!(!ok && text.contains("3 required"), "{text}");
+    let reply = write(&at, "sloppy", &sloppy_key, "handed", "all", "");
+    assert_eq!(reply["acked"], 3, "{reply}");
+
+    cluster.spawn(3);
+    // The fallback is the one member that is not a replica of the key.
+    let fallback = (0..3)
+        .find(|&i| !replicas_of("sloppy", &sloppy_key).contains(&ids[i]))
+        .expect("a fallback among m1..m3");
+    let metrics = cluster.members[fallback].metrics;
+    await_metric(metrics, "quorate_quorum_hints_delivered", |n| n >= 1).await;
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let (values, _) = read(&cluster.endpoint(3), "sloppy", &sloppy_key, "one");
+    assert_eq!(values, vec!["handed".to_owned()]);
+}
