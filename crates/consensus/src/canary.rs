@@ -17,15 +17,20 @@ pub enum Canary {
     WatchGap,
     /// Lock answers at once instead of waiting for the holders before it.
     LockNoWait,
+    /// Quorum buckets without version vectors: a coordinator's put replaces the key's
+    /// siblings with its value and replicas take the object that arrives last instead of
+    /// merging, so concurrent writes are lost (what a last-arrival-wins store does).
+    QuorumOverwrite,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "stale-read",
         "ack-before-commit",
         "watch-gap",
         "lock-no-wait",
+        "quorum-overwrite",
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +39,7 @@ impl Canary {
             Canary::AckBeforeCommit => "ack-before-commit",
             Canary::WatchGap => "watch-gap",
             Canary::LockNoWait => "lock-no-wait",
+            Canary::QuorumOverwrite => "quorum-overwrite",
         }
     }
 
@@ -43,6 +49,7 @@ impl Canary {
             "ack-before-commit" => Some(Canary::AckBeforeCommit),
             "watch-gap" => Some(Canary::WatchGap),
             "lock-no-wait" => Some(Canary::LockNoWait),
+            "quorum-overwrite" => Some(Canary::QuorumOverwrite),
             _ => None,
         }
     }

@@ -238,6 +238,8 @@ pub async fn run(
         config.request_timeout,
         config.quorum_hint_bytes_max,
     )?;
+    #[cfg(feature = "canary")]
+    quorum.plant(config.canary);
     let mut tasks = tokio::task::JoinSet::new();
     for listener in peer_listeners {
         let (_, _, replica_service) = quorum.services();

@@ -54,6 +54,9 @@ pub struct QuorumNode {
     hint_bytes_max: u64,
     hints: Mutex<HintBook>,
     read_repairs: AtomicU64,
+    /// The `quorum-overwrite` canary is planted (tester canary builds only).
+    #[cfg(feature = "canary")]
+    overwrite: std::sync::atomic::AtomicBool,
 }
 
 /// What this member holds in hints, and what happened to hints so far.
@@ -259,7 +262,28 @@ impl QuorumNode {
                 ..HintBook::default()
             }),
             read_repairs: AtomicU64::new(0),
+            #[cfg(feature = "canary")]
+            overwrite: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Plants a canary of the quorum path (tester canary builds only).
+    #[cfg(feature = "canary")]
+    pub fn plant(&self, canary: Option<consensus::Canary>) {
+        let overwrite = canary == Some(consensus::Canary::QuorumOverwrite);
+        self.overwrite.store(overwrite, Ordering::Relaxed);
+    }
+
+    /// Whether the quorum-overwrite canary runs.
+    fn overwrites(&self) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.overwrite.load(Ordering::Relaxed)
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            false
+        }
     }
 
     /// The counters of the quorum path.
@@ -524,9 +548,13 @@ impl QuorumNode {
         let node = self.clone();
         let timestamp = self.now();
         let actor = self.me().0;
+        let overwrite = self.overwrites();
         let stored = tokio::task::spawn_blocking(move || {
             node.store.update(&bucket, &key, |old| {
                 let mut object = decode_stored(old)?;
+                if overwrite {
+                    object.siblings.clear();
+                }
                 object.update(&context, actor, timestamp, value, conflicts);
                 Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&object)))
             })
@@ -548,9 +576,13 @@ impl QuorumNode {
     ) -> Result<(), Status> {
         self.observe(&object);
         let node = self.clone();
+        let overwrite = self.overwrites();
         tokio::task::spawn_blocking(move || {
             node.store.update(&bucket, &key, |old| {
                 let mut mine = decode_stored(old)?;
+                if overwrite {
+                    mine = object.clone();
+                }
                 mine.merge(&object, conflicts);
                 Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&mine)))
             })

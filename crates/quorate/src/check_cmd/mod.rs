@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 mod members;
 mod nemesis;
+mod quorum_set;
 mod report;
 mod run;
 mod workload;

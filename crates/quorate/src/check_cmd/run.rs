@@ -139,8 +139,11 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         WorkloadKind::Bank => CheckModel::Bank,
         WorkloadKind::Watch => CheckModel::Watch,
         WorkloadKind::Lock => CheckModel::Lock,
+        WorkloadKind::QuorumSet => CheckModel::Set,
     };
-    let report = judge(&history, model, Budget::default(), true);
+    // Quorum buckets promise no linearizable reads: only the final read is judged.
+    let linearizable = args.workload != WorkloadKind::QuorumSet;
+    let report = judge(&history, model, Budget::default(), linearizable);
     let summary = Summary::of(&history, &windows);
     let report_path = out.join("report.html");
     let facts = super::report::RunFacts {
@@ -208,6 +211,10 @@ async fn drive(
         args.op_timeout,
         args.ops_per_key,
     ));
+    if args.workload == WorkloadKind::QuorumSet {
+        let creator = Client::new(args.clients, shared.clone(), seed);
+        super::quorum_set::create_bucket(&creator, Instant::now() + READY_TIMEOUT).await?;
+    }
     if args.workload == WorkloadKind::Bank {
         let mut opener = Client::new(args.clients, shared.clone(), seed);
         if opener.bank_init().await != EventType::Ok {

@@ -43,6 +43,9 @@ pub enum WorkloadKind {
     Watch,
     /// Lock holders making fenced writes; checked for mutual exclusion and token order.
     Lock,
+    /// Unique adds to sets kept in a quorum bucket (read, merge siblings, put with the
+    /// context, at w=one or quorum); checked for lost, invented and duplicated elements.
+    QuorumSet,
 }
 
 impl WorkloadKind {
@@ -53,6 +56,7 @@ impl WorkloadKind {
             WorkloadKind::Bank => "bank",
             WorkloadKind::Watch => "watch",
             WorkloadKind::Lock => "lock",
+            WorkloadKind::QuorumSet => "quorum-set",
         }
     }
 }
@@ -120,7 +124,7 @@ pub struct Shared {
     /// Register operations on one key before the clients move to the next.
     pub ops_per_key: u64,
     /// Operations started (rotates register keys; numbers set elements).
-    started: AtomicU64,
+    pub(super) started: AtomicU64,
     /// Register keys used, for the final reads.
     keys_used: Mutex<BTreeSet<u64>>,
 }
@@ -148,22 +152,22 @@ impl Shared {
 /// One logical client: one operation at a time, recorded under its process number.
 pub struct Client {
     process: u64,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// One lazily connected channel per member.
-    members: Vec<Channel>,
+    pub(super) members: Vec<Channel>,
     /// The member of the current operation.
     kv: KvClient<Channel>,
-    current: usize,
+    pub(super) current: usize,
     /// Until when each member is avoided after it did not answer.
     avoid_until: Vec<Instant>,
-    rng: StdRng,
+    pub(super) rng: StdRng,
 }
 
 /// How long a client avoids a member that did not answer.
 const AVOID_UNANSWERING_MEMBER: Duration = Duration::from_secs(1);
 
 /// A call's result as the history records it.
-struct Completion {
+pub(super) struct Completion {
     event_type: EventType,
     value: Value,
     error: Option<String>,
@@ -171,7 +175,7 @@ struct Completion {
 }
 
 impl Completion {
-    fn ok(value: Value, header: Option<ResponseHeader>) -> Self {
+    pub(super) fn ok(value: Value, header: Option<ResponseHeader>) -> Self {
         Completion {
             event_type: EventType::Ok,
             value,
@@ -190,13 +194,13 @@ impl Completion {
     }
 
     /// A read's error: a read has no effect, so it certainly failed.
-    fn read_error(status: &tonic::Status) -> Self {
+    pub(super) fn read_error(status: &tonic::Status) -> Self {
         Completion::failed(&status_text(status), None)
     }
 
     /// A write's error: only a refusal before proposing is certain; anything else (a timeout,
     /// a lost connection, a leader change) may have committed.
-    fn write_error(status: &tonic::Status) -> Self {
+    pub(super) fn write_error(status: &tonic::Status) -> Self {
         use tonic::Code;
         let certain = matches!(
             status.code(),
@@ -329,6 +333,7 @@ impl Client {
                 WorkloadKind::Bank => self.bank_op().await,
                 WorkloadKind::Watch => self.watch_put().await,
                 WorkloadKind::Lock => self.lock_hold().await,
+                WorkloadKind::QuorumSet => self.quorum_add().await,
             };
             if completion_type != EventType::Ok {
                 self.avoid_current();
@@ -338,7 +343,7 @@ impl Client {
         }
     }
 
-    fn invoke(&self, f: &str, key: Option<&str>, value: Value) {
+    pub(super) fn invoke(&self, f: &str, key: Option<&str>, value: Value) {
         let recorder = &self.shared.recorder;
         recorder.push(Event::new(
             self.process,
@@ -352,7 +357,7 @@ impl Client {
 
     /// Records a completion; returns `Ok` when the member answered (a failed comparison is
     /// an answer), else the completion's type.
-    fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
+    pub(super) fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
         let recorder = &self.shared.recorder;
         let mut event = Event::new(
             self.process,
@@ -837,12 +842,14 @@ impl Client {
                 .collect(),
             WorkloadKind::Set | WorkloadKind::Bank | WorkloadKind::Watch => vec![None],
             WorkloadKind::Lock => Vec::new(),
+            WorkloadKind::QuorumSet => vec![None],
         };
         while let Some(key) = pending.last().cloned() {
             let read = match (&key, self.shared.kind) {
                 (Some(key), _) => self.register_read(key).await,
                 (None, WorkloadKind::Set) => self.set_read().await,
                 (None, WorkloadKind::Watch) => self.prefix_read(WATCH_PREFIX).await,
+                (None, WorkloadKind::QuorumSet) => self.quorum_read_all().await,
                 (None, _) => self.bank_read().await.0,
             };
             if read == EventType::Ok {

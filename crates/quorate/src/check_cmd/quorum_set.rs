@@ -1,0 +1,162 @@
+//! The `quorum-set` workload: sets of unique integers kept in a quorum bucket over the native
+//! `quorate.v1` API. An add reads a key (r=quorum), merges the sibling sets, adds its element and
+//! puts the result with the read's context (at w=one or w=quorum, drawn per operation), so
+//! writes on both sides of a partition become siblings and the next add merges them. The final
+//! read unions every key's siblings at r=all after healing. The set checker then finds any
+//! acknowledged add missing (a lost write), or an element never added, or one twice.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use check::EventType;
+use proto::quorate::v1 as pb;
+use proto::quorate::v1::buckets_client::BucketsClient;
+use proto::quorate::v1::kv_client::KvClient;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::workload::{Client, Completion};
+
+/// The bucket of the workload.
+pub const BUCKET: &str = "check-set";
+/// Keys the adds spread over.
+const KEYS: u64 = 8;
+
+fn level(kind: pb::LevelKind) -> Option<pb::Level> {
+    Some(pb::Level {
+        kind: kind as i32,
+        count: 0,
+    })
+}
+
+/// The elements of every sibling of a reply, merged.
+fn union(reply: &pb::GetResponse) -> Result<BTreeSet<u64>, String> {
+    let mut all = BTreeSet::new();
+    for sibling in &reply.siblings {
+        let elements: Vec<u64> = serde_json::from_slice(&sibling.value)
+            .map_err(|e| format!("a sibling is not a list of elements: {e}"))?;
+        all.extend(elements);
+    }
+    Ok(all)
+}
+
+/// Creates the workload's bucket (n=3, siblings, strict) through any member, retrying until
+/// `deadline` while the cluster elects a leader.
+pub async fn create_bucket(client: &Client, deadline: Instant) -> anyhow::Result<()> {
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        for channel in &client.members {
+            let request = pb::CreateBucketRequest {
+                bucket: Some(pb::Bucket {
+                    name: BUCKET.to_owned(),
+                    r#type: pb::BucketType::Quorum as i32,
+                    n: 3.min(client.members.len() as u32),
+                    r: level(pb::LevelKind::LevelQuorum),
+                    w: level(pb::LevelKind::LevelQuorum),
+                    conflicts: pb::Conflicts::Siblings as i32,
+                    sloppy: false,
+                }),
+            };
+            match BucketsClient::new(channel.clone()).create(request).await {
+                Ok(_) => return Ok(()),
+                Err(status) => last = status.message().to_owned(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("could not create the bucket {BUCKET}: {last}")
+}
+
+impl Client {
+    fn quorum_kv(&self) -> KvClient<tonic::transport::Channel> {
+        KvClient::new(self.members[self.current].clone())
+    }
+
+    /// One add: read, merge, put with the context.
+    pub async fn quorum_add(&mut self) -> EventType {
+        let element = self.shared.started.fetch_add(1, Ordering::Relaxed);
+        let key = format!("k{}", element % KEYS);
+        let w = if self.rng.random_range(0..2) == 0 {
+            pb::LevelKind::LevelOne
+        } else {
+            pb::LevelKind::LevelQuorum
+        };
+        self.invoke("add", Some(&key), json!(element));
+        let mut kv = self.quorum_kv();
+        let read = kv
+            .get(pb::GetRequest {
+                bucket: BUCKET.to_owned(),
+                key: key.clone().into_bytes(),
+                r: level(pb::LevelKind::LevelQuorum),
+                timeout_ms: self.shared.op_timeout.as_millis() as u32,
+            })
+            .await;
+        let read = match read {
+            Ok(reply) => reply.into_inner(),
+            // Nothing was written: the add certainly failed.
+            Err(status) => {
+                return self.complete("add", Some(&key), Completion::read_error(&status));
+            }
+        };
+        let mut elements = match union(&read) {
+            Ok(elements) => elements,
+            Err(reason) => {
+                let failed = Completion::read_error(&tonic::Status::data_loss(reason));
+                return self.complete("add", Some(&key), failed);
+            }
+        };
+        elements.insert(element);
+        let value = serde_json::to_vec(&elements).expect("a set of integers encodes");
+        let written = kv
+            .put(pb::PutRequest {
+                bucket: BUCKET.to_owned(),
+                key: key.clone().into_bytes(),
+                value,
+                w: level(w),
+                context: read.context,
+                timeout_ms: self.shared.op_timeout.as_millis() as u32,
+            })
+            .await;
+        let completion = match written {
+            Ok(_) => Completion::ok(Value::Null, None),
+            // "not enough replicas" is Unavailable: the replicas that stored it keep it, so
+            // the outcome is unknown, as for any error after sending.
+            Err(status) => Completion::write_error(&status),
+        };
+        self.complete("add", Some(&key), completion)
+    }
+
+    /// The final read: every key at r=all, the union of all siblings, as one read.
+    pub async fn quorum_read_all(&mut self) -> EventType {
+        self.invoke("read", None, Value::Null);
+        let mut kv = self.quorum_kv();
+        let mut all = BTreeSet::new();
+        for k in 0..KEYS {
+            let read = kv
+                .get(pb::GetRequest {
+                    bucket: BUCKET.to_owned(),
+                    key: format!("k{k}").into_bytes(),
+                    r: level(pb::LevelKind::LevelAll),
+                    timeout_ms: self.shared.op_timeout.as_millis() as u32,
+                })
+                .await;
+            let elements = match read {
+                Ok(reply) => union(&reply.into_inner()),
+                Err(status) => {
+                    return self.complete("read", None, Completion::read_error(&status));
+                }
+            };
+            match elements {
+                Ok(elements) => all.extend(elements),
+                Err(reason) => {
+                    let failed = Completion::read_error(&tonic::Status::data_loss(reason));
+                    return self.complete("read", None, failed);
+                }
+            }
+        }
+        let list: Vec<Value> = all.into_iter().map(|e| json!(e)).collect();
+        self.complete("read", None, Completion::ok(Value::Array(list), None))
+    }
+}
