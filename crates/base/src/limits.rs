@@ -154,3 +154,13 @@ const _: () = assert!(
     PHI_INTERVAL_MAX.as_nanos() * PHI_INTERVAL_MAX.as_nanos()
         <= u128::MAX / (PHI_WINDOW_MAX as u128 * PHI_WINDOW_MAX as u128)
 );
+
+/// How often a member pings every other member for the phi-accrual detector of quorum buckets.
+pub const LIVENESS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long a liveness ping waits for its answer.
+pub const LIVENESS_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// How long a coordinator waits for a replica its detector suspects before it treats the
+/// replica as failed (hint, fallback): short, since the replica is probably down.
+pub const SUSPECT_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);

@@ -290,9 +290,14 @@ pub async fn run(
     };
     tasks.spawn(publish(replica.clone(), attributes, stop_rx.clone()));
     {
-        let (quorum, stop) = (quorum.clone(), stop_rx.clone());
+        let (hints, stop) = (quorum.clone(), stop_rx.clone());
         tasks.spawn(async move {
-            quorum.deliver_hints(stop).await;
+            hints.deliver_hints(stop).await;
+            Ok(())
+        });
+        let (liveness, stop) = (quorum.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            liveness.watch_liveness(stop).await;
             Ok(())
         });
     }

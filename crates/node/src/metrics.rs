@@ -7,6 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use consensus::Replica;
 use prometheus_client::encoding::text::encode;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use transport::quorum::QuorumNode;
@@ -64,6 +67,16 @@ async fn metrics(
     ] {
         gauge(&mut registry, name, help, value as i64);
     }
+    let phi = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+    for (peer, level, _) in quorum.liveness() {
+        phi.get_or_create(&vec![("peer".to_owned(), format!("{:x}", peer.0))])
+            .set(level);
+    }
+    registry.register(
+        "peer_phi",
+        "Phi-accrual suspicion of each other member (8 and above: suspect)",
+        phi,
+    );
     gauge(
         &mut registry,
         "raft_term",

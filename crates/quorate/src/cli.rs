@@ -470,11 +470,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut client = Client::connect(&cli.endpoints, timeout).await?;
             let response = client.member_list(true).await?;
             if json_out {
+                // The answering member's failure detector: how suspect each member looks.
+                let liveness = quorum_cmd::liveness(&cli.endpoints, timeout).await.ok();
                 let members: Vec<_> = response
                     .members
                     .iter()
-                    .map(|m| json!({"id": format!("{:x}", m.id), "name": m.name, "peer_urls": m.peer_ur_ls,
-                                    "client_urls": m.client_ur_ls, "is_learner": m.is_learner}))
+                    .map(|m| {
+                        let mut member = json!({"id": format!("{:x}", m.id), "name": m.name,
+                            "peer_urls": m.peer_ur_ls, "client_urls": m.client_ur_ls,
+                            "is_learner": m.is_learner});
+                        if let Some(seen) = liveness.as_ref().and_then(|l| l.get(&m.id)) {
+                            member["liveness"] = seen.clone();
+                        }
+                        member
+                    })
                     .collect();
                 println!("{}", json!({"members": members}));
             } else {

@@ -385,6 +385,32 @@ pub async fn run_kv(
     Ok(())
 }
 
+/// The liveness of every member as the first answering endpoint's failure detector sees it,
+/// by member id (the answering member itself is `self`).
+pub async fn liveness(
+    endpoints: &[String],
+    timeout: Duration,
+) -> anyhow::Result<std::collections::BTreeMap<u64, Value>> {
+    let mut kv = KvClient::new(connect(endpoints, timeout).await?);
+    let reply = kv
+        .liveness(pb::LivenessRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut seen: std::collections::BTreeMap<u64, Value> = reply
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                p.member,
+                json!({ "status": p.status, "phi": p.phi, "threshold": reply.threshold }),
+            )
+        })
+        .collect();
+    seen.insert(reply.member, json!({ "status": "self", "phi": 0.0 }));
+    Ok(seen)
+}
+
 fn print_write(acked: u32, context: &str, json_out: bool) {
     if json_out {
         println!("{}", json!({ "acked": acked, "context": context }));

@@ -36,8 +36,9 @@ use crate::GrpcPeers;
 
 use base::limits::{
     BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
-    HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX,
-    RING_VNODES_DEFAULT as RING_VNODES,
+    HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_INTERVAL, LIVENESS_PING_TIMEOUT,
+    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
+    SUSPECT_REPLICA_TIMEOUT,
 };
 
 /// One member's quorum-bucket machinery, shared by its three services.
@@ -54,6 +55,8 @@ pub struct QuorumNode {
     hint_bytes_max: u64,
     hints: Mutex<HintBook>,
     read_repairs: AtomicU64,
+    /// Phi-accrual suspicion of every other member, fed by pings.
+    detector: Mutex<membership::Detector<NodeId>>,
     /// The `quorum-overwrite` canary is planted (tester canary builds only).
     #[cfg(feature = "canary")]
     overwrite: std::sync::atomic::AtomicBool,
@@ -262,6 +265,10 @@ impl QuorumNode {
                 ..HintBook::default()
             }),
             read_repairs: AtomicU64::new(0),
+            detector: Mutex::new(
+                membership::Detector::new(membership::Config::default())
+                    .expect("the default detector configuration is valid"),
+            ),
             #[cfg(feature = "canary")]
             overwrite: std::sync::atomic::AtomicBool::new(false),
         }))
@@ -296,6 +303,79 @@ impl QuorumNode {
             hints_dropped: book.dropped,
             read_repairs: self.read_repairs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Pings every other member every `LIVENESS_PING_INTERVAL` until `stop` turns true; each
+    /// answer is a heartbeat of the failure detector. Pings pass the fault-injection table, so
+    /// a partition makes the other side suspect.
+    pub async fn watch_liveness(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(LIVENESS_PING_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            let me = self.me();
+            let members: Vec<NodeId> = self
+                .replica
+                .membership()
+                .nodes
+                .keys()
+                .map(|id| NodeId(*id))
+                .filter(|id| *id != me)
+                .collect();
+            {
+                // Forget members that left.
+                let mut detector = self.detector.lock().expect("detector poisoned");
+                let gone: Vec<NodeId> = detector
+                    .peers()
+                    .filter(|p| !members.contains(p))
+                    .copied()
+                    .collect();
+                for peer in gone {
+                    detector.remove(&peer);
+                }
+            }
+            for member in members {
+                let node = self.clone();
+                tokio::spawn(async move {
+                    let Ok(mut client) = node.client(member).await else {
+                        return;
+                    };
+                    let mut call = Request::new(replicapb::PingRequest {});
+                    call.set_timeout(LIVENESS_PING_TIMEOUT);
+                    if let Ok(reply) = client.ping(call).await
+                        && reply.into_inner().member == member.0
+                    {
+                        let now = node.clock.monotonic();
+                        node.detector
+                            .lock()
+                            .expect("detector poisoned")
+                            .heartbeat(member, now);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Whether the failure detector suspects `member` (never this member itself).
+    fn suspects(&self, member: NodeId) -> bool {
+        if member == self.me() {
+            return false;
+        }
+        let now = self.clock.monotonic();
+        !self
+            .detector
+            .lock()
+            .expect("detector poisoned")
+            .is_available(&member, now)
+    }
+
+    /// This member's view of the others: (member, phi, status), by member.
+    pub fn liveness(&self) -> Vec<(NodeId, f64, membership::Status)> {
+        let now = self.clock.monotonic();
+        self.detector.lock().expect("detector poisoned").report(now)
     }
 
     /// Delivers held hints every `HINT_DELIVERY_INTERVAL` until `stop` turns true.
@@ -722,6 +802,13 @@ impl QuorumNode {
         used: Arc<Mutex<BTreeSet<NodeId>>>,
         timeout: Duration,
     ) -> Result<Ack, String> {
+        // A suspected replica gets a short wait: it is probably down, and its hint (or a
+        // fallback) should not wait out the whole request timeout.
+        let wait = if self.suspects(member) {
+            timeout.min(SUSPECT_REPLICA_TIMEOUT)
+        } else {
+            timeout
+        };
         let why = match self
             .clone()
             .merge_at(
@@ -730,7 +817,7 @@ impl QuorumNode {
                 key.clone(),
                 object.clone(),
                 def.conflicts,
-                timeout,
+                wait,
             )
             .await
         {
@@ -845,6 +932,8 @@ impl QuorumNode {
         if let Some(at) = order.iter().position(|m| *m == self.me()) {
             order.rotate_left(at);
         }
+        // Suspected members are tried last (a stable sort keeps the ring order otherwise).
+        order.sort_by_key(|m| self.suspects(*m));
         let mut coordinated = None;
         for member in order {
             let request = replicapb::CoordinateRequest {
@@ -1235,6 +1324,27 @@ impl Kv for KvService {
         }))
     }
 
+    async fn liveness(
+        &self,
+        _request: Request<pb::LivenessRequest>,
+    ) -> Result<Response<pb::LivenessResponse>, Status> {
+        let peers = self
+            .0
+            .liveness()
+            .into_iter()
+            .map(|(member, phi, status)| pb::PeerLiveness {
+                member: member.0,
+                phi,
+                status: status.as_str().to_owned(),
+            })
+            .collect();
+        Ok(Response::new(pb::LivenessResponse {
+            member: self.0.me().0,
+            peers,
+            threshold: membership::Config::default().threshold,
+        }))
+    }
+
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
@@ -1323,6 +1433,15 @@ impl ReplicaRpc for ReplicaService {
             )
             .await?;
         Ok(Response::new(replicapb::HintResponse { stored }))
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<replicapb::PingRequest>,
+    ) -> Result<Response<replicapb::PingResponse>, Status> {
+        Ok(Response::new(replicapb::PingResponse {
+            member: self.0.me().0,
+        }))
     }
 
     async fn read(

@@ -29,7 +29,7 @@ use crate::node_cmd::parse_duration;
 pub use floor::FloorArgs;
 pub use report::ReportArgs;
 use stats::Recorder;
-use workload::{Kind, Worker};
+use workload::{Kind, QuorumLevel, Worker};
 
 /// The bench's subcommands.
 #[derive(Subcommand, Debug)]
@@ -48,6 +48,11 @@ pub enum BenchCommand {
     Watch(WatchArgs),
     /// Lease churn: each operation grants a lease, puts a key under it and revokes it.
     Lease(RunArgs),
+    /// Puts to a quorum bucket (`bench-lww`, n=3, created if missing) at a write level;
+    /// Quorate only.
+    QuorumPut(QuorumArgs),
+    /// Gets from the quorum bucket (filled first at w=all) at a read level; Quorate only.
+    QuorumGet(QuorumArgs),
     /// This machine's floor for one durable write: fdatasync of a small append plus one
     /// loopback round trip.
     Floor(FloorArgs),
@@ -119,6 +124,15 @@ pub struct MixedArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct QuorumArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Replicas that must answer each operation.
+    #[arg(long, value_enum, default_value_t = QuorumLevel::Quorum)]
+    pub level: QuorumLevel,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub run: RunArgs,
@@ -143,6 +157,16 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
         BenchCommand::Put(args) => ("put", Kind::Put, args),
         BenchCommand::Txn(args) => ("txn", Kind::Txn, args),
         BenchCommand::Lease(args) => ("lease", Kind::Lease, args),
+        BenchCommand::QuorumPut(args) => (
+            quorum_name("quorum-put", args.level),
+            Kind::QuorumPut(args.level),
+            args.run,
+        ),
+        BenchCommand::QuorumGet(args) => (
+            quorum_name("quorum-get", args.level),
+            Kind::QuorumGet(args.level),
+            args.run,
+        ),
         BenchCommand::Get(args) => (
             get_name(args.consistency),
             Kind::Get {
@@ -167,6 +191,9 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
         }
     };
     let channels = connect(endpoints, args.conns).await?;
+    if kind.is_quorum() {
+        prepare_quorum(&channels, &args, matches!(kind, Kind::QuorumGet(_))).await?;
+    }
     let seen = if kind.needs_fill() {
         fill(&channels, &args).await?
     } else {
@@ -227,6 +254,50 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
     }
     write_csv(&args, &total)?;
     println!("{summary}");
+    Ok(())
+}
+
+fn quorum_name(workload: &str, level: QuorumLevel) -> &'static str {
+    match (workload, level) {
+        ("quorum-put", QuorumLevel::One) => "quorum-put-one",
+        ("quorum-put", QuorumLevel::Quorum) => "quorum-put-quorum",
+        ("quorum-put", QuorumLevel::All) => "quorum-put-all",
+        (_, QuorumLevel::One) => "quorum-get-one",
+        (_, QuorumLevel::Quorum) => "quorum-get-quorum",
+        (_, QuorumLevel::All) => "quorum-get-all",
+    }
+}
+
+/// Creates the quorum bench bucket (waiting for the cluster to accept it), and for gets writes
+/// the key space once, one filler per connection.
+async fn prepare_quorum(channels: &[Channel], args: &RunArgs, fill: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match workload::quorum_bucket(channels[0].clone()).await {
+            Ok(()) => break,
+            Err(status) if Instant::now() < deadline => {
+                tracing::debug!(%status, "bench: bucket not created yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => anyhow::bail!("create the bench bucket: {}", describe(&status)),
+        }
+    }
+    if !fill {
+        return Ok(());
+    }
+    let key_space = args.key_space.max(1);
+    let fillers = (channels.len() * 8) as u64;
+    let share = key_space.div_ceil(fillers);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..fillers {
+        let first = i * share;
+        let end = (first + share).min(key_space);
+        let channel = channels[i as usize % channels.len()].clone();
+        tasks.spawn(workload::quorum_fill(channel, first, end, args.value_size));
+    }
+    while let Some(filled) = tasks.join_next().await {
+        filled?.map_err(|status| anyhow::anyhow!("fill the bucket: {}", describe(&status)))?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The operations of each bench workload, over the etcd v3 API only (so the same run works
-//! against etcd): put, get, mixed reads and writes, compare-and-put transactions, lease churn,
-//! and the writer side of watch fan-out. It never decides timing or records results.
+//! The operations of each bench workload: over the etcd v3 API (so the same run works against
+//! etcd) put, get, mixed reads and writes, compare-and-put transactions, lease churn, and the
+//! writer side of watch fan-out; over the native `quorate.v1` API puts and gets of a quorum
+//! bucket at a chosen level. It never decides timing or records results.
 
 use std::collections::HashMap;
 
@@ -10,6 +11,8 @@ use proto::etcdserverpb::{
     Compare, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp,
     TxnRequest, compare, request_op,
 };
+use proto::quorate::v1 as qpb;
+use proto::quorate::v1::kv_client::KvClient as QuorumKvClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
@@ -25,16 +28,56 @@ pub const FILL_BATCH: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     Put,
-    Get { serializable: bool },
-    Mixed { read_ratio: f64, serializable: bool },
+    Get {
+        serializable: bool,
+    },
+    Mixed {
+        read_ratio: f64,
+        serializable: bool,
+    },
     Txn,
     Lease,
+    /// A put to the quorum bench bucket at this write level.
+    QuorumPut(QuorumLevel),
+    /// A get from the quorum bench bucket at this read level.
+    QuorumGet(QuorumLevel),
 }
+
+/// The level of a quorum bench operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuorumLevel {
+    One,
+    Quorum,
+    All,
+}
+
+impl QuorumLevel {
+    fn to_pb(self) -> Option<qpb::Level> {
+        let kind = match self {
+            QuorumLevel::One => qpb::LevelKind::LevelOne,
+            QuorumLevel::Quorum => qpb::LevelKind::LevelQuorum,
+            QuorumLevel::All => qpb::LevelKind::LevelAll,
+        };
+        Some(qpb::Level {
+            kind: kind as i32,
+            count: 0,
+        })
+    }
+}
+
+/// The quorum bucket the bench uses: n=3, last-writer-wins, so blind puts replace the value
+/// instead of piling up siblings (the write path is the same as with siblings).
+pub const QUORUM_BUCKET: &str = "bench-lww";
 
 impl Kind {
     /// Whether the workload reads keys that must exist first.
     pub fn needs_fill(self) -> bool {
         matches!(self, Kind::Get { .. } | Kind::Mixed { .. } | Kind::Txn)
+    }
+
+    /// Whether the workload uses the quorum bucket.
+    pub fn is_quorum(self) -> bool {
+        matches!(self, Kind::QuorumPut(_) | Kind::QuorumGet(_))
     }
 }
 
@@ -50,6 +93,7 @@ pub struct Outcome {
 pub struct Worker {
     kv: KvClient<Channel>,
     lease: LeaseClient<Channel>,
+    quorum: QuorumKvClient<Channel>,
     rng: SmallRng,
     key_space: u64,
     value: Vec<u8>,
@@ -73,6 +117,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             kv: KvClient::new(channel.clone()),
+            quorum: QuorumKvClient::new(channel.clone()),
             lease: LeaseClient::new(channel),
             rng: SmallRng::seed_from_u64(seed),
             key_space: key_space.max(1),
@@ -98,6 +143,27 @@ impl Worker {
             }
             Kind::Txn => self.compare_and_put().await,
             Kind::Lease => self.lease_cycle().await,
+            Kind::QuorumPut(level) => {
+                let request = qpb::PutRequest {
+                    bucket: QUORUM_BUCKET.to_owned(),
+                    key: key(self.pick()),
+                    value: self.value.clone(),
+                    w: level.to_pb(),
+                    ..Default::default()
+                };
+                self.quorum.put(request).await?;
+                Ok(Outcome::default())
+            }
+            Kind::QuorumGet(level) => {
+                let request = qpb::GetRequest {
+                    bucket: QUORUM_BUCKET.to_owned(),
+                    key: key(self.pick()),
+                    r: level.to_pb(),
+                    ..Default::default()
+                };
+                self.quorum.get(request).await?;
+                Ok(Outcome::default())
+            }
         }
     }
 
@@ -228,4 +294,47 @@ pub async fn fill(
         n = batch_end;
     }
     Ok(revisions)
+}
+
+/// Creates the quorum bench bucket unless it exists, then writes every key of `first..end`
+/// once (at w=all), so gets find values.
+pub async fn quorum_fill(
+    channel: Channel,
+    first: u64,
+    end: u64,
+    value_size: usize,
+) -> Result<(), tonic::Status> {
+    let mut kv = QuorumKvClient::new(channel);
+    let value = vec![b'v'; value_size];
+    for n in first..end {
+        let request = qpb::PutRequest {
+            bucket: QUORUM_BUCKET.to_owned(),
+            key: key(n),
+            value: value.clone(),
+            w: QuorumLevel::All.to_pb(),
+            ..Default::default()
+        };
+        kv.put(request).await?;
+    }
+    Ok(())
+}
+
+/// Creates the quorum bench bucket (n=3, lww); an existing one with that definition is fine.
+pub async fn quorum_bucket(channel: Channel) -> Result<(), tonic::Status> {
+    use proto::quorate::v1::buckets_client::BucketsClient;
+    let bucket = qpb::Bucket {
+        name: QUORUM_BUCKET.to_owned(),
+        r#type: qpb::BucketType::Quorum as i32,
+        n: 3,
+        r: QuorumLevel::Quorum.to_pb(),
+        w: QuorumLevel::Quorum.to_pb(),
+        conflicts: qpb::Conflicts::Lww as i32,
+        sloppy: false,
+    };
+    BucketsClient::new(channel)
+        .create(qpb::CreateBucketRequest {
+            bucket: Some(bucket),
+        })
+        .await?;
+    Ok(())
 }

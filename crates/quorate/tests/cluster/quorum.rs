@@ -357,3 +357,69 @@ async fn a_sloppy_quorum_writes_through_a_fallback_and_hands_the_write_back() {
     let (values, _) = read(&cluster.endpoint(3), "sloppy", &sloppy_key, "one");
     assert_eq!(values, vec!["handed".to_owned()]);
 }
+
+/// The liveness `observer`'s failure detector reports for member `of` (by id).
+fn liveness_of(cluster: &Cluster, observer: usize, of: &str) -> Value {
+    let list = quorate_json(&cluster.endpoint(observer), &["member", "list"]);
+    list["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["id"] == of)
+        .map(|m| m["liveness"].clone())
+        .unwrap_or_else(|| panic!("{of} not in {list}"))
+}
+
+/// Polls until `observer` reports `of` with `status`.
+async fn await_liveness(cluster: &Cluster, observer: usize, of: &str, status: &str) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let seen = liveness_of(cluster, observer, of);
+        if seen["status"] == status {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{of} never became {status}: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_failure_detector_suspects_a_cut_off_member_and_clears_it_after_healing() {
+    // Goal: phi-accrual liveness through real pings. Method: every member pings the others;
+    // m1 sees m2 and m3 alive. Cut m3 off (both directions, fault hook): m1's phi for m3
+    // climbs past the threshold (suspect), m2 stays alive. A quorum write through m1 still
+    // succeeds (m1 and m2). Heal: m3 is alive again.
+    let cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
+    cluster.leader().await;
+    let ids = member_ids(&cluster);
+    assert_eq!(liveness_of(&cluster, 0, &ids[0])["status"], "self");
+    await_liveness(&cluster, 0, &ids[1], "alive").await;
+    await_liveness(&cluster, 0, &ids[2], "alive").await;
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let fault = |i: usize, args: &[&str]| {
+        let (ok, text) = quorate(&cluster.endpoint(i), &[&["fault"][..], args].concat());
+        assert!(ok, "{text}");
+    };
+    fault(
+        2,
+        &["block", "--peers", &format!("{},{}", names[0], names[1])],
+    );
+    fault(0, &["block", "--peers", &names[2]]);
+    fault(1, &["block", "--peers", &names[2]]);
+    let suspect = await_liveness(&cluster, 0, &ids[2], "suspect").await;
+    assert!(suspect["phi"].as_f64().unwrap_or(0.0) >= 8.0, "{suspect}");
+    assert_eq!(liveness_of(&cluster, 0, &ids[1])["status"], "alive");
+    quorate_json(
+        &cluster.endpoint(0),
+        &["bucket", "create", "live", "--n", "3"],
+    );
+    let reply = write(&cluster.endpoint(0), "live", "k", "v", "quorum", "");
+    assert_eq!(reply["acked"], 2, "{reply}");
+    for i in 0..3 {
+        fault(i, &["heal"]);
+    }
+    await_liveness(&cluster, 0, &ids[2], "alive").await;
+}
