@@ -11,7 +11,7 @@ mod state;
 
 pub use frame::{frame, unframe};
 pub use log::LogStore;
-pub use objects::{Hint, ObjectStore};
+pub use objects::{Change, ChangeOutcome, Hint, ObjectStore, Slot};
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;
 pub use state::{StateStore, StateView, StateWrite, StoreSizes};

@@ -39,6 +39,27 @@ fn stored_key(bucket: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Which stored value a change applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// This member's replica of (bucket, key).
+    Object { bucket: String, key: Vec<u8> },
+    /// The hint held for member `target` of (bucket, key).
+    Hint {
+        target: u64,
+        bucket: String,
+        key: Vec<u8>,
+    },
+}
+
+/// A change of one stored value: from the current bytes (None: absent) to the new ones
+/// (None: remove), or a refusal that leaves the value as it is.
+pub type Change = Box<dyn FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, String> + Send>;
+
+/// What one change of a batch did: the stored size before and the bytes after, or why it
+/// was refused.
+pub type ChangeOutcome = Result<(u64, Option<Vec<u8>>), String>;
+
 /// Splits a stored key back into (bucket, key).
 fn split_stored_key(stored: &[u8]) -> Result<(String, Vec<u8>), StorageError> {
     let corrupt = |detail: &str| StorageError::Corrupt {
@@ -105,68 +126,57 @@ impl ObjectStore {
         }
     }
 
-    /// Replaces the object of (bucket, key) by what `change` makes of the current one (`None`
-    /// when absent; returning `None` removes it) and commits durably. Returns what `change`
-    /// returned. An error from `change` aborts the transaction and changes nothing.
-    pub fn update<E: From<StorageError>>(
+    /// Applies a batch of changes in one durable transaction (one fsync for all: the group
+    /// commit of the quorum write path). Each change sees the ones before it in the batch. A
+    /// refused change leaves its value alone and does not affect the others; a storage error
+    /// fails the whole batch (nothing of it is durable).
+    pub fn write_changes(
         &self,
-        bucket: &str,
-        key: &[u8],
-        change: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
-    ) -> Result<Option<Vec<u8>>, E> {
-        let stored = stored_key(bucket, key);
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let new = {
-            let mut table = tx.open_table(OBJECTS).map_err(StorageError::from)?;
-            let old = match table.get(stored.as_slice()).map_err(StorageError::from)? {
-                Some(bytes) => Some(unframe(bytes.value(), "quorum object")?.to_vec()),
-                None => None,
-            };
-            let new = change(old.as_deref())?;
-            match &new {
-                Some(bytes) => {
-                    table
-                        .insert(stored.as_slice(), frame(bytes).as_slice())
-                        .map_err(StorageError::from)?;
-                }
-                None => {
-                    table
-                        .remove(stored.as_slice())
-                        .map_err(StorageError::from)?;
+        changes: Vec<(Slot, Change)>,
+    ) -> Result<Vec<ChangeOutcome>, StorageError> {
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(changes.len());
+        {
+            let mut objects = tx.open_table(OBJECTS)?;
+            let mut hints = tx.open_table(HINTS)?;
+            for (slot, change) in changes {
+                let (table, stored, what) = match &slot {
+                    Slot::Object { bucket, key } => {
+                        (&mut objects, stored_key(bucket, key), "quorum object")
+                    }
+                    Slot::Hint {
+                        target,
+                        bucket,
+                        key,
+                    } => (&mut hints, hint_key(*target, bucket, key), "quorum hint"),
+                };
+                // A corrupt value refuses its own change only, not the batch.
+                let old = match table.get(stored.as_slice())? {
+                    Some(bytes) => match unframe(bytes.value(), what) {
+                        Ok(payload) => Some(payload.to_vec()),
+                        Err(error) => {
+                            outcomes.push(Err(error.to_string()));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let old_len = old.as_ref().map_or(0, |o| o.len() as u64);
+                match change(old.as_deref()) {
+                    Ok(Some(new)) => {
+                        table.insert(stored.as_slice(), frame(&new).as_slice())?;
+                        outcomes.push(Ok((old_len, Some(new))));
+                    }
+                    Ok(None) => {
+                        table.remove(stored.as_slice())?;
+                        outcomes.push(Ok((old_len, None)));
+                    }
+                    Err(refusal) => outcomes.push(Err(refusal)),
                 }
             }
-            new
-        };
-        tx.commit().map_err(StorageError::from)?;
-        Ok(new)
-    }
-
-    /// Replaces the hint of (target, bucket, key) by what `change` makes of the current one
-    /// and commits durably. Returns the stored size before and after (bytes of object), for
-    /// the caller's accounting.
-    pub fn update_hint<E: From<StorageError>>(
-        &self,
-        target: u64,
-        bucket: &str,
-        key: &[u8],
-        change: impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
-    ) -> Result<(u64, u64), E> {
-        let stored = hint_key(target, bucket, key);
-        let tx = self.db.begin_write().map_err(StorageError::from)?;
-        let sizes = {
-            let mut table = tx.open_table(HINTS).map_err(StorageError::from)?;
-            let old = match table.get(stored.as_slice()).map_err(StorageError::from)? {
-                Some(bytes) => Some(unframe(bytes.value(), "quorum hint")?.to_vec()),
-                None => None,
-            };
-            let new = change(old.as_deref())?;
-            table
-                .insert(stored.as_slice(), frame(&new).as_slice())
-                .map_err(StorageError::from)?;
-            (old.map_or(0, |o| o.len() as u64), new.len() as u64)
-        };
-        tx.commit().map_err(StorageError::from)?;
-        Ok(sizes)
+        }
+        tx.commit()?;
+        Ok(outcomes)
     }
 
     /// Up to `limit` hints held for `target`, verified, in key order.
@@ -275,23 +285,37 @@ mod tests {
         ObjectStore::open_with_backend(redb::backends::InMemoryBackend::new()).expect("open")
     }
 
+    /// Applies one change alone.
+    fn change(store: &ObjectStore, slot: Slot, change: Change) -> ChangeOutcome {
+        store
+            .write_changes(vec![(slot, change)])
+            .expect("batch")
+            .remove(0)
+    }
+
+    fn object(bucket: &str, key: &[u8]) -> Slot {
+        Slot::Object {
+            bucket: bucket.into(),
+            key: key.to_vec(),
+        }
+    }
+
     #[test]
-    fn updates_read_modify_write_and_buckets_do_not_mix() {
+    fn changes_read_modify_write_and_buckets_do_not_mix() {
         let store = store();
-        let appended = |store: &ObjectStore, bucket: &str, key: &[u8], byte: u8| {
-            store
-                .update::<StorageError>(bucket, key, |old| {
-                    let mut bytes = old.map(<[u8]>::to_vec).unwrap_or_default();
-                    bytes.push(byte);
-                    Ok(Some(bytes))
-                })
-                .expect("update")
+        let append = |byte: u8| -> Change {
+            Box::new(move |old| {
+                let mut bytes = old.map(<[u8]>::to_vec).unwrap_or_default();
+                bytes.push(byte);
+                Ok(Some(bytes))
+            })
         };
-        appended(&store, "a", b"k", 1);
-        assert_eq!(appended(&store, "a", b"k", 2), Some(vec![1, 2]));
+        change(&store, object("a", b"k"), append(1)).expect("append");
+        let appended = change(&store, object("a", b"k"), append(2)).expect("append");
+        assert_eq!(appended, (1, Some(vec![1, 2])));
         // ("a", "bk") and ("ab", "k") are different objects.
-        appended(&store, "ab", b"k", 9);
-        appended(&store, "a", b"bk", 7);
+        change(&store, object("ab", b"k"), append(9)).expect("append");
+        change(&store, object("a", b"bk"), append(7)).expect("append");
         assert_eq!(store.get("a", b"k").expect("get"), Some(vec![1, 2]));
         assert_eq!(store.get("ab", b"k").expect("get"), Some(vec![9]));
         let mut seen = Vec::new();
@@ -302,29 +326,67 @@ mod tests {
             seen,
             vec![(b"bk".to_vec(), vec![7]), (b"k".to_vec(), vec![1, 2])]
         );
-        // A failing change leaves the object as it was; None removes it.
-        let failed = store.update("a", b"k", |_| {
-            Err(StorageError::Corrupt {
-                what: "test".into(),
-                detail: "refused".into(),
-            })
-        });
-        assert!(failed.is_err());
-        assert_eq!(store.get("a", b"k").expect("get"), Some(vec![1, 2]));
-        store
-            .update::<StorageError>("a", b"k", |_| Ok(None))
-            .expect("remove");
+        // None removes.
+        change(&store, object("a", b"k"), Box::new(|_| Ok(None))).expect("remove");
         assert_eq!(store.get("a", b"k").expect("get"), None);
         assert_eq!(store.len().expect("len"), 2);
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_a_refused_change_spares_the_others() {
+        let store = store();
+        let set = |bytes: &'static [u8]| -> Change { Box::new(move |_| Ok(Some(bytes.to_vec()))) };
+        let object = |key: &[u8]| Slot::Object {
+            bucket: "b".into(),
+            key: key.to_vec(),
+        };
+        let appended: Change = Box::new(|old| {
+            let mut bytes = old.map(<[u8]>::to_vec).unwrap_or_default();
+            bytes.push(b'!');
+            Ok(Some(bytes))
+        });
+        let outcomes = store
+            .write_changes(vec![
+                (object(b"k"), set(b"one")),
+                (object(b"k"), appended),
+                (object(b"x"), Box::new(|_| Err("refused".to_owned()))),
+                (
+                    Slot::Hint {
+                        target: 3,
+                        bucket: "b".into(),
+                        key: b"k".to_vec(),
+                    },
+                    set(b"h"),
+                ),
+            ])
+            .expect("batch");
+        assert_eq!(
+            outcomes[1],
+            Ok((3, Some(b"one!".to_vec()))),
+            "sees the earlier change"
+        );
+        assert_eq!(outcomes[2], Err("refused".to_owned()));
+        assert_eq!(store.get("b", b"k").expect("get"), Some(b"one!".to_vec()));
+        assert_eq!(store.get("b", b"x").expect("get"), None);
+        assert_eq!(
+            store.hints_for(3, 10).expect("hints")[0].object,
+            b"h".to_vec()
+        );
     }
 
     #[test]
     fn hints_are_kept_per_target_and_removed_only_as_delivered() {
         let store = store();
         let put = |target: u64, key: &[u8], bytes: &[u8]| {
-            store
-                .update_hint::<StorageError>(target, "b", key, |_| Ok(bytes.to_vec()))
-                .expect("hint")
+            let bytes = bytes.to_vec();
+            let slot = Slot::Hint {
+                target,
+                bucket: "b".into(),
+                key: key.to_vec(),
+            };
+            let (old, new) =
+                change(&store, slot, Box::new(move |_| Ok(Some(bytes)))).expect("hint");
+            (old, new.map_or(0, |n| n.len() as u64))
         };
         assert_eq!(put(7, b"k1", b"abc"), (0, 3));
         assert_eq!(put(7, b"k1", b"abcd"), (3, 4));

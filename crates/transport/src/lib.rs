@@ -7,6 +7,7 @@
 
 mod clock;
 mod faults;
+mod objects;
 pub mod quorum;
 
 pub use clock::{BadRate, HostClock, SKEW_RATE_MAX, SkewState};

@@ -28,7 +28,9 @@ use proto::quorate::v1 as pb;
 use proto::quorate::v1::buckets_server::{Buckets, BucketsServer};
 use proto::quorate::v1::kv_server::{Kv, KvServer};
 use quorum::{Level, NotEnoughReplicas, ReadRound, WriteRound};
-use storage::{ObjectStore, StorageError};
+use storage::{Change, ObjectStore, Slot, StorageError};
+
+use crate::objects::ObjectWriter;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -45,6 +47,7 @@ use base::limits::{
 pub struct QuorumNode {
     replica: Arc<Replica>,
     store: Arc<ObjectStore>,
+    writer: ObjectWriter,
     peers: Arc<GrpcPeers>,
     clock: Arc<dyn Clock>,
     hlc: Mutex<Hlc>,
@@ -207,32 +210,21 @@ pub fn validate_bucket_name(name: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// An error of the object store or of decoding inside a store transaction.
-#[derive(Debug, thiserror::Error)]
-enum UpdateError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("{0}")]
-    Decode(String),
-}
-
-impl From<UpdateError> for Status {
-    fn from(error: UpdateError) -> Status {
-        match error {
-            UpdateError::Storage(StorageError::Corrupt { what, detail }) => {
-                Status::data_loss(format!("corrupt {what}: {detail}"))
-            }
-            UpdateError::Storage(other) => Status::internal(other.to_string()),
-            UpdateError::Decode(detail) => Status::data_loss(detail),
+fn storage_status(error: StorageError) -> Status {
+    match error {
+        StorageError::Corrupt { what, detail } => {
+            Status::data_loss(format!("corrupt {what}: {detail}"))
         }
+        other => Status::internal(other.to_string()),
     }
 }
 
-fn decode_stored(old: Option<&[u8]>) -> Result<Object, UpdateError> {
+fn decode_stored(old: Option<&[u8]>) -> Result<Object, String> {
     match old {
         None => Ok(Object::new()),
-        Some(bytes) => crdt::codec::decode_object(bytes)
-            .map_err(|e| UpdateError::Decode(format!("stored quorum object: {e}"))),
+        Some(bytes) => {
+            crdt::codec::decode_object(bytes).map_err(|e| format!("stored quorum object: {e}"))
+        }
     }
 }
 
@@ -251,9 +243,14 @@ impl QuorumNode {
             .into_iter()
             .map(|(target, bytes)| (NodeId(target), bytes))
             .collect();
+        let writer = ObjectWriter::start(store.clone()).map_err(|source| StorageError::File {
+            path: "<quorum object writer thread>".into(),
+            source,
+        })?;
         Ok(Arc::new(QuorumNode {
             replica,
             store,
+            writer,
             peers,
             clock,
             hlc: Mutex::new(Hlc::new(CLOCK_OFFSET_MAX)),
@@ -497,16 +494,18 @@ impl QuorumNode {
                 return Ok(false);
             }
         }
-        let node = self.clone();
-        let (old, new) = tokio::task::spawn_blocking(move || {
-            node.store.update_hint(target.0, &bucket, &key, |old| {
-                let mut hint = decode_stored(old)?;
-                hint.merge(&object, conflicts);
-                Ok::<_, UpdateError>(crdt::codec::encode_object(&hint))
-            })
-        })
-        .await
-        .map_err(internal)??;
+        let slot = Slot::Hint {
+            target: target.0,
+            bucket,
+            key,
+        };
+        let change: Change = Box::new(move |old| {
+            let mut hint = decode_stored(old)?;
+            hint.merge(&object, conflicts);
+            Ok(Some(crdt::codec::encode_object(&hint)))
+        });
+        let (old, new) = self.apply(slot, change).await?;
+        let new = new.map_or(0, |bytes| bytes.len() as u64);
         let mut book = self.hints.lock().expect("hint book poisoned");
         let bytes = book.bytes.entry(target).or_insert(0);
         *bytes = (*bytes + new).saturating_sub(old);
@@ -625,22 +624,18 @@ impl QuorumNode {
         context: VersionVector,
         conflicts: Conflicts,
     ) -> Result<Object, Status> {
-        let node = self.clone();
         let timestamp = self.now();
         let actor = self.me().0;
         let overwrite = self.overwrites();
-        let stored = tokio::task::spawn_blocking(move || {
-            node.store.update(&bucket, &key, |old| {
-                let mut object = decode_stored(old)?;
-                if overwrite {
-                    object.siblings.clear();
-                }
-                object.update(&context, actor, timestamp, value, conflicts);
-                Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&object)))
-            })
-        })
-        .await
-        .map_err(internal)??;
+        let change: Change = Box::new(move |old| {
+            let mut object = decode_stored(old)?;
+            if overwrite {
+                object.siblings.clear();
+            }
+            object.update(&context, actor, timestamp, value, conflicts);
+            Ok(Some(crdt::codec::encode_object(&object)))
+        });
+        let (_, stored) = self.apply(Slot::Object { bucket, key }, change).await?;
         let bytes =
             stored.ok_or_else(|| Status::internal("the coordinated write stored nothing"))?;
         decode(&bytes)?.ok_or_else(|| Status::internal("the coordinated write stored nothing"))
@@ -655,21 +650,28 @@ impl QuorumNode {
         conflicts: Conflicts,
     ) -> Result<(), Status> {
         self.observe(&object);
-        let node = self.clone();
         let overwrite = self.overwrites();
-        tokio::task::spawn_blocking(move || {
-            node.store.update(&bucket, &key, |old| {
-                let mut mine = decode_stored(old)?;
-                if overwrite {
-                    mine = object.clone();
-                }
-                mine.merge(&object, conflicts);
-                Ok::<_, UpdateError>(Some(crdt::codec::encode_object(&mine)))
-            })
-        })
-        .await
-        .map_err(internal)??;
+        let change: Change = Box::new(move |old| {
+            let mut mine = decode_stored(old)?;
+            if overwrite {
+                mine = object.clone();
+            }
+            mine.merge(&object, conflicts);
+            Ok(Some(crdt::codec::encode_object(&mine)))
+        });
+        self.apply(Slot::Object { bucket, key }, change).await?;
         Ok(())
+    }
+
+    /// Applies one change through the group-committing writer: (stored size before, bytes
+    /// after).
+    async fn apply(&self, slot: Slot, change: Change) -> Result<(u64, Option<Vec<u8>>), Status> {
+        match self.writer.write(slot, change).await {
+            Ok(Ok(done)) => Ok(done),
+            // The change refused: the stored value does not decode or fails its checksum.
+            Ok(Err(refusal)) => Err(Status::data_loss(refusal)),
+            Err(error) => Err(Status::internal(format!("quorum object store: {error}"))),
+        }
     }
 
     async fn read_local(
@@ -681,7 +683,7 @@ impl QuorumNode {
         let bytes = tokio::task::spawn_blocking(move || node.store.get(&bucket, &key))
             .await
             .map_err(internal)?
-            .map_err(UpdateError::Storage)?;
+            .map_err(storage_status)?;
         match bytes {
             Some(bytes) => decode(&bytes),
             None => Ok(None),

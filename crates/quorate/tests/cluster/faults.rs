@@ -146,11 +146,19 @@ async fn member_down_during_log_compaction_catches_up_by_snapshot() {
     );
     cluster.spawn(down);
     await_local_value(&cluster, down, "t-end", "done").await;
-    let installed = metric(
+    // The counter moves just after the installed state becomes readable: poll it.
+    let deadline = Instant::now() + DEADLINE;
+    while metric(
         cluster.members[down].metrics,
         "quorate_raft_snapshots_installed",
-    );
-    assert!(installed >= 1, "the lagging member installed no snapshot");
+    ) < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging member installed no snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         snapshot_file.exists(),
         "an installed snapshot is kept on disk"
