@@ -81,6 +81,9 @@ pub enum KvCommand {
         /// Read level for this request (default: the bucket's).
         #[arg(long, value_parser = parse_level)]
         r: Option<pb::Level>,
+        /// Repair stale replicas before replying, so later reads at R never go back.
+        #[arg(long)]
+        monotonic: bool,
     },
     /// Show where a key lives: its replicas (preference list) and the fallbacks.
     Locate { bucket: String, key: String },
@@ -342,13 +345,19 @@ pub async fn run_kv(
                 println!("fallbacks: {}", hex(&reply.fallbacks).join(" "));
             }
         }
-        KvCommand::Get { bucket, key, r } => {
+        KvCommand::Get {
+            bucket,
+            key,
+            r,
+            monotonic,
+        } => {
             let reply = kv
                 .get(pb::GetRequest {
                     bucket,
                     key: key.into_bytes(),
                     r,
                     timeout_ms,
+                    monotonic,
                 })
                 .await
                 .map_err(status_error)?

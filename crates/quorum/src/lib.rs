@@ -224,6 +224,11 @@ impl ReadRound {
             .unwrap_or_else(|| Err(self.tally.shortfall(self.copies.len())))
     }
 
+    /// How many replicas answered so far.
+    pub fn answered(&self) -> usize {
+        self.copies.len()
+    }
+
     /// The merge of every copy answered so far (empty when none had one).
     pub fn merged(&self) -> Object {
         let mut merged = Object::new();

@@ -1015,6 +1015,7 @@ impl QuorumNode {
         key: Vec<u8>,
         level: Option<&pb::Level>,
         timeout_ms: u32,
+        monotonic: bool,
     ) -> Result<(Object, usize), Status> {
         let (def, ring) = self.bucket(bucket)?;
         self.check_key(&key)?;
@@ -1050,6 +1051,10 @@ impl QuorumNode {
         };
         let answered = decided.map_err(|e| unavailable(&e))?;
         let merged = round.merged();
+        if monotonic {
+            self.repair_before_reply(&def, &key, &round, &merged, r, deadline)
+                .await?;
+        }
         // Read repair in the background: late answers are waited for until the deadline, then
         // every replica that answered with less than the merge of all answers gets it.
         let node = self.clone();
@@ -1083,6 +1088,52 @@ impl QuorumNode {
             }
         });
         Ok((merged, answered))
+    }
+
+    /// Blocking read repair: sends `merged` to every stale replica among those that answered
+    /// and waits, so at least `r` replicas hold it before the read replies.
+    async fn repair_before_reply(
+        self: &Arc<Self>,
+        def: &BucketDef,
+        key: &[u8],
+        round: &ReadRound,
+        merged: &Object,
+        r: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Status> {
+        let stale = round.stale(merged);
+        let answered = round.answered();
+        let mut holding = answered - stale.len();
+        let mut repairs = tokio::task::JoinSet::new();
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        for member in stale {
+            let node = self.clone();
+            let (bucket, key, object) = (def.name.clone(), key.to_vec(), merged.clone());
+            let conflicts = def.conflicts;
+            repairs.spawn(async move {
+                node.read_repairs.fetch_add(1, Ordering::Relaxed);
+                (
+                    member,
+                    node.merge_at(member, bucket, key, object, conflicts, timeout)
+                        .await,
+                )
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = repairs.join_next().await {
+            match done {
+                Ok((_, Ok(()))) => holding += 1,
+                Ok((member, Err(why))) => failures.push(format!("{member}: {why}")),
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        if holding < r {
+            return Err(Status::unavailable(format!(
+                "blocking read repair: {holding} replicas hold the value read, {r} required ({})",
+                failures.join("; ")
+            )));
+        }
+        Ok(())
     }
 
     // ----- buckets -----
@@ -1278,6 +1329,7 @@ impl Kv for KvService {
                 request.key,
                 request.r.as_ref(),
                 request.timeout_ms,
+                request.monotonic,
             )
             .await?;
         Ok(Response::new(pb::GetResponse {

@@ -91,6 +91,7 @@ impl Client {
                 key: key.clone().into_bytes(),
                 r: level(pb::LevelKind::LevelQuorum),
                 timeout_ms: self.shared.op_timeout.as_millis() as u32,
+                monotonic: false,
             })
             .await;
         let read = match read {
@@ -140,6 +141,7 @@ impl Client {
                     key: format!("k{k}").into_bytes(),
                     r: level(pb::LevelKind::LevelAll),
                     timeout_ms: self.shared.op_timeout.as_millis() as u32,
+                    monotonic: false,
                 })
                 .await;
             let elements = match read {

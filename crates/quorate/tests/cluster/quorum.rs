@@ -423,3 +423,40 @@ async fn the_failure_detector_suspects_a_cut_off_member_and_clears_it_after_heal
     }
     await_liveness(&cluster, 0, &ids[2], "alive").await;
 }
+
+#[tokio::test]
+async fn a_monotonic_read_repairs_the_replicas_it_read_before_replying() {
+    // Goal: blocking read repair. Method: m1 cannot send to anyone, so a w=one put through it
+    // stays on m1 alone (its hint cannot be delivered either). A monotonic r=all read through
+    // m2 finds it; the read repairs m2 and m3 before replying. Then SIGKILL m1: a read at
+    // r=one, which can only reach m2 or m3, still returns the value.
+    let mut cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
+    cluster.leader().await;
+    let (m1, m2, m3) = (
+        cluster.endpoint(0),
+        cluster.endpoint(1),
+        cluster.endpoint(2),
+    );
+    quorate_json(&m2, &["bucket", "create", "mono", "--n", "3"]);
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let (ok, text) = quorate(
+        &m1,
+        &[
+            "fault",
+            "block",
+            "--peers",
+            &format!("{},{}", names[1], names[2]),
+        ],
+    );
+    assert!(ok, "{text}");
+    let reply = write(&m1, "mono", "k", "fresh", "one", "");
+    assert_eq!(reply["acked"], 1, "{reply}");
+    let repaired = quorate_json(
+        &m2,
+        &["kv", "get", "mono", "k", "--r", "all", "--monotonic"],
+    );
+    assert_eq!(repaired["siblings"][0]["value"], "fresh", "{repaired}");
+    cluster.kill(0);
+    let (values, _) = read(&m3, "mono", "k", "one");
+    assert_eq!(values, vec!["fresh".to_owned()]);
+}
