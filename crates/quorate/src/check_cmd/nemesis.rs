@@ -186,6 +186,28 @@ impl FaultWindow {
     }
 }
 
+/// Keeps a fault (described by `shown`) in force for its duration, then runs `heal`; returns
+/// its window on the run's clock (from `start`).
+async fn hold(
+    fault: &PlannedFault,
+    shown: String,
+    start: Instant,
+    heal: impl std::future::Future<Output = ()>,
+) -> FaultWindow {
+    let since = |at: Instant| (at - start).as_nanos() as u64;
+    let began = since(Instant::now());
+    tracing::info!(kind = fault.kind.as_str(), what = %shown, "fault begins");
+    tokio::time::sleep(fault.duration).await;
+    heal.await;
+    tracing::info!(kind = fault.kind.as_str(), "fault healed");
+    FaultWindow {
+        kind: fault.kind,
+        members: vec![shown],
+        start: began,
+        end: since(Instant::now()),
+    }
+}
+
 /// Runs the plan from `start` and returns the windows; every fault is healed at the end of
 /// its window.
 pub async fn execute(
@@ -209,17 +231,8 @@ pub async fn execute(
                 guard.skew(target, &command).await;
                 (target, format!("{}: {what}", guard.name(target)))
             };
-            let began = since(Instant::now());
-            tracing::info!(kind = fault.kind.as_str(), skew = %shown, "fault begins");
-            tokio::time::sleep(fault.duration).await;
-            members.lock().await.skew(target, &FaultCommand::Heal).await;
-            tracing::info!(kind = fault.kind.as_str(), "fault healed");
-            windows.push(FaultWindow {
-                kind: fault.kind,
-                members: vec![shown],
-                start: began,
-                end: since(Instant::now()),
-            });
+            let heal = async { members.lock().await.skew(target, &FaultCommand::Heal).await };
+            windows.push(hold(&fault, shown, start, heal).await);
             continue;
         }
         if fault.kind.is_network() {
@@ -254,17 +267,8 @@ pub async fn execute(
                     }
                 }
             };
-            let began = since(Instant::now());
-            tracing::info!(kind = fault.kind.as_str(), cut = %shown, "fault begins");
-            tokio::time::sleep(fault.duration).await;
-            members.lock().await.heal_network().await;
-            tracing::info!(kind = fault.kind.as_str(), "fault healed");
-            windows.push(FaultWindow {
-                kind: fault.kind,
-                members: vec![shown],
-                start: began,
-                end: since(Instant::now()),
-            });
+            let heal = async { members.lock().await.heal_network().await };
+            windows.push(hold(&fault, shown, start, heal).await);
             continue;
         }
         let targets = {
