@@ -263,8 +263,9 @@ fn normalize(text: &str) -> String {
         (r#""ts":"[^"]*""#, "\"ts\":<TS>"),
         (r"client-[0-9a-f-]+", "client-<UUID>"),
         (r"\b[0-9a-f]{12,16}\b", "<ID>"),
-        // etcdctl pads ids to 16 digits in some messages; ids with leading zeros differ.
-        (r"Member +<ID>", "Member <ID>"),
+        // etcdctl pads ids to 16 digits with spaces (`%16x`, member and cluster ids alike), so
+        // an id with a leading zero digit gets one more space before it.
+        (r" +<ID>", " <ID>"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:<PORT>"),
         (r"took = \S+", "took = <T>"),
         (r"remaining\(\d+s\)", "remaining(<N>s)"),
