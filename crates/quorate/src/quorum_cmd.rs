@@ -165,21 +165,9 @@ fn bucket_text(bucket: &pb::Bucket) -> String {
     )
 }
 
-/// A channel to the first endpoint that accepts a connection.
+/// A channel to the first endpoint that accepts a connection (each call bounded by `timeout`).
 async fn connect(endpoints: &[String], timeout: Duration) -> anyhow::Result<Channel> {
-    let mut last = None;
-    for endpoint in endpoints {
-        let attempt = tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect()
-            .await;
-        match attempt {
-            Ok(channel) => return Ok(channel),
-            Err(error) => last = Some(anyhow::anyhow!("{endpoint}: {error}")),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
+    Ok(client::Client::connect(endpoints, timeout).await?.channel())
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {

@@ -11,7 +11,9 @@ mod state;
 
 pub use frame::{frame, unframe};
 pub use log::LogStore;
-pub use objects::{Change, ChangeOutcome, Hint, ObjectStore, Slot};
+pub use objects::{
+    CHANGED_SINCE_READ, Change, ChangeOutcome, Hint, ObjectStore, Slot, remove_if_unchanged,
+};
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;
 pub use state::{StateStore, StateView, StateWrite, StoreSizes};
@@ -40,6 +42,24 @@ pub enum StorageError {
     },
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+}
+
+/// Opens or creates the redb file at `path`.
+fn open_file(path: &std::path::Path) -> Result<redb::Database, StorageError> {
+    redb::Database::create(path).map_err(|source| StorageError::Open {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Opens or creates a redb database on a caller-provided backend (tests, the simulator's disk).
+fn open_backend(backend: impl redb::StorageBackend) -> Result<redb::Database, StorageError> {
+    redb::Database::builder()
+        .create_with_backend(backend)
+        .map_err(|source| StorageError::Open {
+            path: "<backend>".into(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -18,10 +18,7 @@ pub struct LogStore {
 impl LogStore {
     /// Opens or creates the log file at `path`.
     pub fn open(path: &Path) -> Result<LogStore, StorageError> {
-        let db = Database::create(path).map_err(|source| StorageError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = crate::open_file(path)?;
         let store = LogStore { db };
         store.init()?;
         Ok(store)
@@ -29,12 +26,7 @@ impl LogStore {
 
     /// Opens a log on a caller-provided backend (the simulator's disk).
     pub fn open_with_backend(backend: impl redb::StorageBackend) -> Result<LogStore, StorageError> {
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|source| StorageError::Open {
-                path: "<backend>".into(),
-                source,
-            })?;
+        let db = crate::open_backend(backend)?;
         let store = LogStore { db };
         store.init()?;
         Ok(store)

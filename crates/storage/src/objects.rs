@@ -60,6 +60,29 @@ pub type Change = Box<dyn FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, Strin
 /// was refused.
 pub type ChangeOutcome = Result<(u64, Option<Vec<u8>>), String>;
 
+/// The refusal of [`remove_if_unchanged`] when the value changed since it was read.
+pub const CHANGED_SINCE_READ: &str = "changed since it was read";
+
+/// A change that removes a value only while it still holds `expected`: a delivered hint that
+/// was merged with a newer write meanwhile stays for the next delivery.
+pub fn remove_if_unchanged(expected: Vec<u8>) -> Change {
+    Box::new(move |old| match old {
+        Some(old) if old == expected.as_slice() => Ok(None),
+        _ => Err(CHANGED_SINCE_READ.to_owned()),
+    })
+}
+
+impl Hint {
+    /// Where this hint is stored.
+    pub fn slot(&self) -> Slot {
+        Slot::Hint {
+            target: self.target,
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
 /// Splits a stored key back into (bucket, key).
 fn split_stored_key(stored: &[u8]) -> Result<(String, Vec<u8>), StorageError> {
     let corrupt = |detail: &str| StorageError::Corrupt {
@@ -88,10 +111,7 @@ fn hint_key(target: u64, bucket: &str, key: &[u8]) -> Vec<u8> {
 impl ObjectStore {
     /// Opens or creates the object file at `path`.
     pub fn open(path: &Path) -> Result<ObjectStore, StorageError> {
-        let db = Database::create(path).map_err(|source| StorageError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = crate::open_file(path)?;
         Self::with_db(db)
     }
 
@@ -99,12 +119,7 @@ impl ObjectStore {
     pub fn open_with_backend(
         backend: impl redb::StorageBackend,
     ) -> Result<ObjectStore, StorageError> {
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|source| StorageError::Open {
-                path: "<backend>".into(),
-                source,
-            })?;
+        let db = crate::open_backend(backend)?;
         Self::with_db(db)
     }
 
@@ -202,26 +217,6 @@ impl ObjectStore {
             });
         }
         Ok(hints)
-    }
-
-    /// Removes a delivered hint if it still holds `delivered` (a hint merged with a newer write
-    /// meanwhile stays for the next round). Returns whether it was removed.
-    pub fn remove_hint(&self, hint: &Hint) -> Result<bool, StorageError> {
-        let stored = hint_key(hint.target, &hint.bucket, &hint.key);
-        let tx = self.db.begin_write()?;
-        let removed = {
-            let mut table = tx.open_table(HINTS)?;
-            let same = match table.get(stored.as_slice())? {
-                Some(bytes) => unframe(bytes.value(), "quorum hint")? == hint.object.as_slice(),
-                None => false,
-            };
-            if same {
-                table.remove(stored.as_slice())?;
-            }
-            same
-        };
-        tx.commit()?;
-        Ok(removed)
     }
 
     /// Bytes of hints held for each target member.
@@ -403,9 +398,19 @@ mod tests {
         // A hint rewritten since it was read is not removed.
         let stale = hints[0].clone();
         put(7, b"k1", b"newer");
-        assert!(!store.remove_hint(&stale).expect("remove"));
+        let kept = change(
+            &store,
+            stale.slot(),
+            remove_if_unchanged(stale.object.clone()),
+        );
+        assert_eq!(kept, Err(CHANGED_SINCE_READ.to_owned()));
         let fresh = store.hints_for(7, 1).expect("hints").remove(0);
-        assert!(store.remove_hint(&fresh).expect("remove"));
+        let removed = change(
+            &store,
+            fresh.slot(),
+            remove_if_unchanged(fresh.object.clone()),
+        );
+        assert_eq!(removed, Ok((5, None)));
         assert_eq!(store.hints_for(7, 10).expect("hints").len(), 1);
         assert!(
             store.get("b", b"k1").expect("get").is_none(),

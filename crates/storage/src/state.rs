@@ -66,10 +66,7 @@ pub struct StateWrite {
 impl StateStore {
     /// Opens or creates the state file at `path`.
     pub fn open(path: &Path) -> Result<StateStore, StorageError> {
-        let db = Database::create(path).map_err(|source| StorageError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = crate::open_file(path)?;
         Self::with_db(db, Some(path.to_path_buf()))
     }
 
@@ -82,12 +79,7 @@ impl StateStore {
     pub fn open_with_backend(
         backend: impl redb::StorageBackend,
     ) -> Result<StateStore, StorageError> {
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .map_err(|source| StorageError::Open {
-                path: "<backend>".into(),
-                source,
-            })?;
+        let db = crate::open_backend(backend)?;
         Self::with_db(db, None)
     }
 

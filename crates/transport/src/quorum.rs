@@ -29,12 +29,11 @@ use proto::quorate::v1::buckets_server::{Buckets, BucketsServer};
 use proto::quorate::v1::kv_server::{Kv, KvServer};
 use quorum::{Level, NotEnoughReplicas, ReadRound, WriteRound};
 use storage::{Change, ObjectStore, Slot, StorageError};
-
-use crate::objects::ObjectWriter;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::GrpcPeers;
+use crate::objects::ObjectWriter;
 
 use base::limits::{
     BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
@@ -92,6 +91,51 @@ enum Ack {
     Replica,
     /// A fallback member holds it as a hint for the replica (sloppy quorum).
     Fallback(NodeId),
+}
+
+/// A periodic task's clock: ticks every `period` (late ticks are delayed, not bunched) until
+/// `stop` turns true.
+struct Every {
+    ticker: tokio::time::Interval,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Every {
+    fn new(period: Duration, stop: tokio::sync::watch::Receiver<bool>) -> Every {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every { ticker, stop }
+    }
+
+    /// Waits for the next tick; false once the task should stop.
+    async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.ticker.tick() => true,
+            _ = self.stop.wait_for(|stop| *stop) => false,
+        }
+    }
+}
+
+/// A key's place on the ring for one request (see `QuorumNode::place`).
+struct Placed {
+    def: BucketDef,
+    token: u64,
+    replicas: Vec<NodeId>,
+    fallbacks: Vec<NodeId>,
+}
+
+/// The replica count `level` (else the bucket's `default`) asks for out of `n`; `what` is "r"
+/// or "w".
+fn required(
+    level: Option<&pb::Level>,
+    default: Level,
+    n: usize,
+    what: &'static str,
+) -> Result<usize, Status> {
+    level_of(level)?
+        .unwrap_or(default)
+        .required(n, what)
+        .map_err(invalid)
 }
 
 /// A bucket as the coordinator uses it.
@@ -305,14 +349,9 @@ impl QuorumNode {
     /// Pings every other member every `LIVENESS_PING_INTERVAL` until `stop` turns true; each
     /// answer is a heartbeat of the failure detector. Pings pass the fault-injection table, so
     /// a partition makes the other side suspect.
-    pub async fn watch_liveness(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(LIVENESS_PING_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
+    pub async fn watch_liveness(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every = Every::new(LIVENESS_PING_INTERVAL, stop);
+        while every.tick().await {
             let me = self.me();
             let members: Vec<NodeId> = self
                 .replica
@@ -376,14 +415,9 @@ impl QuorumNode {
     }
 
     /// Delivers held hints every `HINT_DELIVERY_INTERVAL` until `stop` turns true.
-    pub async fn deliver_hints(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(HINT_DELIVERY_INTERVAL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
+    pub async fn deliver_hints(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every = Every::new(HINT_DELIVERY_INTERVAL, stop);
+        while every.tick().await {
             let targets: Vec<NodeId> = {
                 let book = self.hints.lock().expect("hint book poisoned");
                 book.bytes
@@ -455,13 +489,13 @@ impl QuorumNode {
         }
     }
 
-    /// Removes a hint (if unchanged since read) and accounts for it.
-    async fn forget_hint(self: &Arc<Self>, hint: storage::Hint, delivered: bool) {
-        let node = self.clone();
+    /// Removes a hint (if unchanged since read) through the writer and accounts for it.
+    async fn forget_hint(&self, hint: storage::Hint, delivered: bool) {
         let size = hint.object.len() as u64;
         let target = NodeId(hint.target);
-        let removed = tokio::task::spawn_blocking(move || node.store.remove_hint(&hint)).await;
-        if let Ok(Ok(true)) = removed {
+        let change = storage::remove_if_unchanged(hint.object.clone());
+        let removed = self.writer.write(hint.slot(), change).await;
+        if let Ok(Ok((_, None))) = removed {
             let mut book = self.hints.lock().expect("hint book poisoned");
             let bytes = book.bytes.entry(target).or_insert(0);
             *bytes = bytes.saturating_sub(size);
@@ -572,6 +606,22 @@ impl QuorumNode {
         let def = BucketDef::from_pb(bucket)?;
         let ring = ring_of(&topology)?;
         Ok((def, ring))
+    }
+
+    /// Where a request on `key` of `bucket` goes: the bucket, the key's token, its N replicas
+    /// and the other members in ring order (the fallbacks of a sloppy quorum).
+    fn place(&self, bucket: &str, key: &[u8]) -> Result<Placed, Status> {
+        let (def, ring) = self.bucket(bucket)?;
+        self.check_key(key)?;
+        let token = placement::key_token(&def.name, key);
+        let mut replicas: Vec<NodeId> = ring.walk(token).collect();
+        let fallbacks = replicas.split_off(def.n.min(replicas.len()));
+        Ok(Placed {
+            def,
+            token,
+            replicas,
+            fallbacks,
+        })
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), Status> {
@@ -904,8 +954,12 @@ impl QuorumNode {
         context: &str,
         timeout_ms: u32,
     ) -> Result<(String, usize), Status> {
-        let (def, ring) = self.bucket(bucket)?;
-        self.check_key(&key)?;
+        let Placed {
+            def,
+            replicas,
+            fallbacks,
+            ..
+        } = self.place(bucket, &key)?;
         if let Some(value) = &value
             && value.len() > self.value_bytes_max
         {
@@ -915,10 +969,7 @@ impl QuorumNode {
                 self.value_bytes_max
             )));
         }
-        let w = level_of(level)?
-            .unwrap_or(def.w)
-            .required(def.n, "w")
-            .map_err(invalid)?;
+        let w = required(level, def.w, def.n, "w")?;
         let context = if context.is_empty() {
             VersionVector::new()
         } else {
@@ -927,7 +978,6 @@ impl QuorumNode {
         };
         let timeout = self.timeout_of(timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
-        let replicas = ring.preference_list(placement::key_token(&def.name, &key), def.n);
         let mut round = WriteRound::new(&replicas, w);
         // The coordinating replica: this member when it is one, else the first that answers.
         let mut order = replicas.clone();
@@ -968,8 +1018,6 @@ impl QuorumNode {
         let new_context = object.context.to_token();
         // Each replica's task sends once, so the channel never fills.
         let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
-        let token = placement::key_token(&def.name, &key);
-        let fallbacks: Vec<NodeId> = ring.walk(token).skip(def.n).collect();
         let used = Arc::new(Mutex::new(BTreeSet::new()));
         for member in replicas.iter().copied().filter(|m| *m != coordinator) {
             let node = self.clone();
@@ -1017,15 +1065,10 @@ impl QuorumNode {
         timeout_ms: u32,
         monotonic: bool,
     ) -> Result<(Object, usize), Status> {
-        let (def, ring) = self.bucket(bucket)?;
-        self.check_key(&key)?;
-        let r = level_of(level)?
-            .unwrap_or(def.r)
-            .required(def.n, "r")
-            .map_err(invalid)?;
+        let Placed { def, replicas, .. } = self.place(bucket, &key)?;
+        let r = required(level, def.r, def.n, "r")?;
         let timeout = self.timeout_of(timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
-        let replicas = ring.preference_list(placement::key_token(&def.name, &key), def.n);
         // Each replica's task sends once, so the channel never fills.
         let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
         for member in replicas.iter().copied() {
@@ -1051,13 +1094,16 @@ impl QuorumNode {
         };
         let answered = decided.map_err(|e| unavailable(&e))?;
         let merged = round.merged();
-        if monotonic {
+        let repaired = if monotonic {
             self.repair_before_reply(&def, &key, &round, &merged, r, deadline)
-                .await?;
-        }
+                .await?
+        } else {
+            Vec::new()
+        };
         // Read repair in the background: late answers are waited for until the deadline, then
         // every replica that answered with less than the merge of all answers gets it.
         let node = self.clone();
+        let replied = merged.clone();
         tokio::spawn(async move {
             while let Ok(Some((member, result))) =
                 tokio::time::timeout_at(deadline, rx.recv()).await
@@ -1067,8 +1113,14 @@ impl QuorumNode {
                     Err(why) => round.fail(member, why),
                 }
             }
-            let merged = round.merged();
-            for member in round.stale(&merged) {
+            // Replicas the blocking repair gave this same merge need nothing more.
+            let done = round.merged();
+            let skip = if done == replied {
+                repaired
+            } else {
+                Vec::new()
+            };
+            for member in round.stale(&done).into_iter().filter(|m| !skip.contains(m)) {
                 node.read_repairs.fetch_add(1, Ordering::Relaxed);
                 let result = node
                     .clone()
@@ -1076,7 +1128,7 @@ impl QuorumNode {
                         member,
                         def.name.clone(),
                         key.clone(),
-                        merged.clone(),
+                        done.clone(),
                         def.conflicts,
                         timeout,
                     )
@@ -1100,7 +1152,7 @@ impl QuorumNode {
         merged: &Object,
         r: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<(), Status> {
+    ) -> Result<Vec<NodeId>, Status> {
         let stale = round.stale(merged);
         let answered = round.answered();
         let mut holding = answered - stale.len();
@@ -1120,9 +1172,13 @@ impl QuorumNode {
             });
         }
         let mut failures = Vec::new();
+        let mut repaired = Vec::new();
         while let Some(done) = repairs.join_next().await {
             match done {
-                Ok((_, Ok(()))) => holding += 1,
+                Ok((member, Ok(()))) => {
+                    holding += 1;
+                    repaired.push(member);
+                }
                 Ok((member, Err(why))) => failures.push(format!("{member}: {why}")),
                 Err(error) => failures.push(error.to_string()),
             }
@@ -1133,7 +1189,7 @@ impl QuorumNode {
                 failures.join("; ")
             )));
         }
-        Ok(())
+        Ok(repaired)
     }
 
     // ----- buckets -----
@@ -1366,15 +1422,12 @@ impl Kv for KvService {
         request: Request<pb::LocateRequest>,
     ) -> Result<Response<pb::LocateResponse>, Status> {
         let request = request.into_inner();
-        let (def, ring) = self.0.bucket(&request.bucket)?;
-        self.0.check_key(&request.key)?;
-        let token = placement::key_token(&def.name, &request.key);
-        let walk: Vec<u64> = ring.walk(token).map(|m| m.0).collect();
-        let n = def.n.min(walk.len());
+        let placed = self.0.place(&request.bucket, &request.key)?;
+        let ids = |members: &[NodeId]| members.iter().map(|m| m.0).collect();
         Ok(Response::new(pb::LocateResponse {
-            replicas: walk[..n].to_vec(),
-            fallbacks: walk[n..].to_vec(),
-            token,
+            replicas: ids(&placed.replicas),
+            fallbacks: ids(&placed.fallbacks),
+            token: placed.token,
         }))
     }
 
