@@ -9,6 +9,7 @@ use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -43,10 +44,27 @@ pub struct Members {
     extra_args: Vec<String>,
 }
 
-/// Returns a loopback port free right now (the kernel's pick for port 0).
+/// Member ports come from below the kernel's ephemeral range (32768 and up on Linux), so no
+/// outgoing connection or port-0 bind can take one between the pick and the member's bind, or
+/// while a killed member is down (a port-0 pick was such a port, and a member then failed to
+/// start). Above the slices the cluster tests use (10000 to 29200).
+const PORTS_FIRST: u32 = 29_300;
+const PORTS_END: u32 = 32_700;
+
+/// Returns a loopback port free right now: picks walk the range from a start that depends on
+/// this process's id (so concurrent runs start apart), each checked by binding it.
 fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
-    Ok(listener.local_addr().context("read the bound port")?.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PORTS_END - PORTS_FIRST;
+    let start = std::process::id().wrapping_mul(97) % span;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (PORTS_FIRST + (start + offset) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port between {PORTS_FIRST} and {PORTS_END}")
 }
 
 impl Members {
