@@ -164,3 +164,15 @@ pub const LIVENESS_PING_TIMEOUT: std::time::Duration = std::time::Duration::from
 /// How long a coordinator waits for a replica its detector suspects before it treats the
 /// replica as failed (hint, fallback): short, since the replica is probably down.
 pub const SUSPECT_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How often a member looks for a ring change to stream for, or a finished one to clean up
+/// after.
+pub const RING_CHANGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Objects a ring change's stream reads and sends per page (one read transaction, and at most
+/// this many copies in flight times N).
+pub const HANDOFF_PAGE_OBJECTS: usize = 256;
+
+/// How often a request refused for a stale ring epoch looks whether its member has applied the
+/// newer ring.
+pub const EPOCH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);

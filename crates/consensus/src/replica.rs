@@ -605,6 +605,11 @@ impl Replica {
         self.state.shared.topology()
     }
 
+    /// Returns the ring epoch this member has applied.
+    pub fn topology_epoch(&self) -> u64 {
+        self.state.shared.topology_epoch()
+    }
+
     /// Commits a bucket change through Raft; the reply's `refusal` says why nothing changed.
     pub async fn change_bucket(
         &self,
@@ -616,6 +621,21 @@ impl Replica {
         match self.propose(command).await?.op {
             Some(pb::command_response::Op::Bucket(reply)) => Ok(reply),
             other => Err(internal(format!("bucket change answered with {other:?}"))),
+        }
+    }
+
+    /// Commits a step of a ring change through Raft; the reply's `refusal` says why nothing
+    /// changed.
+    pub async fn change_ring(
+        &self,
+        change: pb::RingChange,
+    ) -> Result<pb::RingChangeResponse, EtcdError> {
+        let command = pb::Command {
+            op: Some(pb::command::Op::Ring(change)),
+        };
+        match self.propose(command).await?.op {
+            Some(pb::command_response::Op::Ring(reply)) => Ok(reply),
+            other => Err(internal(format!("ring change answered with {other:?}"))),
         }
     }
 

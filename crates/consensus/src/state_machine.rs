@@ -339,6 +339,12 @@ impl Shared {
         inner.topology.clone()
     }
 
+    /// Returns the ring epoch of the topology (cheap: no copy of the topology).
+    pub(crate) fn topology_epoch(&self) -> u64 {
+        let inner = self.inner.read().expect("state lock poisoned");
+        inner.topology.epoch
+    }
+
     /// Returns the raised alarms of `member` (0: all) and `kind` (0: all).
     pub(crate) fn alarms(&self, member: u64, kind: i32) -> proto::etcdserverpb::AlarmResponse {
         let inner = self.inner.read().expect("state lock poisoned");
@@ -542,6 +548,7 @@ impl Shared {
             // The ring names the source cluster's members; the new cluster installs its own.
             inner.topology.ring.clear();
             inner.topology.vnodes = 0;
+            inner.topology.pending = None;
             let mut write = StateWrite::default();
             write.meta.push((REMOVED, encode_removed(&inner.removed)));
             write.meta.push((TOPOLOGY, inner.topology.encode_to_vec()));
@@ -587,6 +594,16 @@ impl Shared {
                     topology_changed |= reply.refusal.is_empty();
                     pb::CommandResponse {
                         op: Some(pb::command_response::Op::Bucket(reply)),
+                        ..Default::default()
+                    }
+                }
+                EntryPayload::Normal(Request(pb::Command {
+                    op: Some(pb::command::Op::Ring(change)),
+                })) => {
+                    let reply = apply_ring_change(&mut inner.topology, change);
+                    topology_changed |= reply.refusal.is_empty();
+                    pb::CommandResponse {
+                        op: Some(pb::command_response::Op::Ring(reply)),
                         ..Default::default()
                     }
                 }
@@ -709,6 +726,86 @@ fn apply_bucket_change(
     }
 }
 
+/// Applies a step of a ring change (see `RingChange` in raft.proto). A start needs the epoch
+/// its proposer computed from and no change in progress; a member's handoff counts only for
+/// the pending change's epoch, and the last required one switches the ring. Every step that
+/// changes placement moves the epoch on; a refused step changes nothing.
+fn apply_ring_change(
+    topology: &mut pb::Topology,
+    change: &pb::RingChange,
+) -> pb::RingChangeResponse {
+    use pb::ring_change::Step;
+    let epoch = topology.epoch;
+    let refuse = |refusal: String| pb::RingChangeResponse { refusal, epoch };
+    match &change.step {
+        Some(Step::Start(start)) => {
+            if topology.ring.is_empty() {
+                return refuse("the cluster has no token ring yet".to_owned());
+            }
+            if let Some(pending) = &topology.pending {
+                return refuse(format!(
+                    "a ring change is in progress ({}); wait for it or abort it",
+                    pending.description
+                ));
+            }
+            if start.from_epoch != epoch {
+                return refuse(format!(
+                    "the ring moved on to epoch {epoch} since epoch {}; retry",
+                    start.from_epoch
+                ));
+            }
+            if start.next.is_empty() {
+                return refuse("the next ring has no members".to_owned());
+            }
+            topology.pending = Some(pb::PendingRing {
+                next: start.next.clone(),
+                required: start.required.clone(),
+                done: Vec::new(),
+                description: start.description.clone(),
+            });
+        }
+        Some(Step::HandedOff(handed)) => {
+            let Some(pending) = topology.pending.as_mut() else {
+                return refuse("no ring change is in progress".to_owned());
+            };
+            if handed.epoch != epoch {
+                return refuse(format!(
+                    "the handoff is for epoch {}, the ring is at {epoch}",
+                    handed.epoch
+                ));
+            }
+            if !pending.required.contains(&handed.member) {
+                return refuse(format!(
+                    "member {:x} is not required to hand off",
+                    handed.member
+                ));
+            }
+            if !pending.done.contains(&handed.member) {
+                pending.done.push(handed.member);
+            }
+            if !pending.required.iter().all(|m| pending.done.contains(m)) {
+                return pb::RingChangeResponse {
+                    refusal: String::new(),
+                    epoch,
+                };
+            }
+            let finished = topology.pending.take().expect("pending checked above");
+            topology.ring = finished.next;
+        }
+        Some(Step::Abort(_)) => {
+            if topology.pending.take().is_none() {
+                return refuse("no ring change is in progress".to_owned());
+            }
+        }
+        None => return refuse("an empty ring change".to_owned()),
+    }
+    topology.epoch += 1;
+    pb::RingChangeResponse {
+        refusal: String::new(),
+        epoch: topology.epoch,
+    }
+}
+
 /// Applies one command. Records written earlier in the same batch are not yet in storage, so
 /// reads fall back to the batch's pending puts.
 fn apply_command(
@@ -747,8 +844,8 @@ fn apply_command(
                 ChangeSet::default(),
             ))
         }
-        Some(Op::Bucket(_)) => {
-            unreachable!("bucket changes are applied to the topology before commands")
+        Some(Op::Bucket(_) | Op::Ring(_)) => {
+            unreachable!("bucket and ring changes are applied to the topology before commands")
         }
         None => Err(EtcdError::Internal("empty command".into())),
     };
@@ -872,5 +969,94 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || shared.load_snapshot())
             .await
             .map_err(io_error)?
+    }
+}
+
+#[cfg(test)]
+mod ring_change_tests {
+    use super::*;
+
+    fn tokens(members: &[u64]) -> Vec<pb::RingToken> {
+        members
+            .iter()
+            .map(|m| pb::RingToken {
+                token: m * 1000,
+                member: *m,
+            })
+            .collect()
+    }
+
+    fn start(from_epoch: u64, next: &[u64], required: &[u64]) -> pb::RingChange {
+        pb::RingChange {
+            step: Some(pb::ring_change::Step::Start(pb::RingStart {
+                from_epoch,
+                next: tokens(next),
+                required: required.to_vec(),
+                description: "add member 4".into(),
+            })),
+        }
+    }
+
+    fn handed(epoch: u64, member: u64) -> pb::RingChange {
+        pb::RingChange {
+            step: Some(pb::ring_change::Step::HandedOff(pb::HandedOff {
+                epoch,
+                member,
+            })),
+        }
+    }
+
+    #[test]
+    fn a_ring_change_switches_after_every_required_handoff_and_refuses_out_of_turn_steps() {
+        // Goal: the ring switches exactly when the last required member handed off, and stale
+        // or duplicate steps change nothing. Method: walk a change through its steps.
+        let mut topology = pb::Topology {
+            ring: tokens(&[1, 2, 3]),
+            vnodes: 1,
+            ..Default::default()
+        };
+        let abort = pb::RingChange {
+            step: Some(pb::ring_change::Step::Abort(true)),
+        };
+        assert!(!apply_ring_change(&mut topology, &abort).refusal.is_empty());
+        assert!(
+            !apply_ring_change(&mut topology, &handed(0, 1))
+                .refusal
+                .is_empty()
+        );
+        let started = apply_ring_change(&mut topology, &start(0, &[1, 2, 3, 4], &[1, 2, 3, 4]));
+        assert_eq!((started.refusal.as_str(), started.epoch), ("", 1));
+        let second = apply_ring_change(&mut topology, &start(1, &[1, 2], &[1, 2]));
+        assert!(second.refusal.contains("in progress"), "{second:?}");
+        // A handoff for another epoch or from a member not required is refused.
+        assert!(
+            !apply_ring_change(&mut topology, &handed(0, 1))
+                .refusal
+                .is_empty()
+        );
+        assert!(
+            !apply_ring_change(&mut topology, &handed(1, 9))
+                .refusal
+                .is_empty()
+        );
+        for member in [1, 2, 2, 3] {
+            let reply = apply_ring_change(&mut topology, &handed(1, member));
+            assert_eq!((reply.refusal.as_str(), reply.epoch), ("", 1));
+            assert_eq!(topology.ring, tokens(&[1, 2, 3]), "switched too early");
+        }
+        let last = apply_ring_change(&mut topology, &handed(1, 4));
+        assert_eq!((last.refusal.as_str(), last.epoch), ("", 2));
+        assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
+        assert_eq!(topology.pending, None);
+        // A start computed from an older epoch is refused; an abort drops a pending change.
+        let stale = apply_ring_change(&mut topology, &start(1, &[1, 2, 3], &[1, 2, 3, 4]));
+        assert!(stale.refusal.contains("moved on"), "{stale:?}");
+        assert_eq!(
+            apply_ring_change(&mut topology, &start(2, &[1, 2, 3], &[1, 2, 3, 4])).epoch,
+            3
+        );
+        assert_eq!(apply_ring_change(&mut topology, &abort).epoch, 4);
+        assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
+        assert_eq!(topology.pending, None);
     }
 }

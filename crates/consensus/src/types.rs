@@ -34,6 +34,7 @@ impl fmt::Display for Request {
                 write!(f, "lease_checkpoint({})", c.checkpoints.len())
             }
             Some(pb::command::Op::Bucket(_)) => write!(f, "bucket_change"),
+            Some(pb::command::Op::Ring(_)) => write!(f, "ring_change"),
             None => write!(f, "empty"),
         }
     }

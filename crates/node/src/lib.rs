@@ -252,6 +252,7 @@ pub async fn run(
     for listener in client_listeners {
         let gate = LearnerGates::new(replica.clone());
         let (buckets_service, kv_service, _) = quorum.services();
+        let ring_service = quorum.ring_service();
         let fault_service = faults
             .as_ref()
             .map(|table| FaultService::server(table.clone(), clock.clone(), replica.clone()));
@@ -268,6 +269,7 @@ pub async fn run(
             .add_service(gate.wrap(MaintenanceService::server(context.clone())))
             .add_service(gate.wrap(ClusterService::server(context.clone())))
             .add_service(buckets_service)
+            .add_service(ring_service)
             .add_service(kv_service)
             .add_optional_service(fault_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
@@ -298,6 +300,11 @@ pub async fn run(
         let (liveness, stop) = (quorum.clone(), stop_rx.clone());
         tasks.spawn(async move {
             liveness.watch_liveness(stop).await;
+            Ok(())
+        });
+        let (ring, stop) = (quorum.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            ring.run_ring_changes(stop).await;
             Ok(())
         });
     }

@@ -64,6 +64,31 @@ async fn metrics(
             "Stale replicas sent the merge of a read since start",
             stats.read_repairs,
         ),
+        (
+            "quorum_ring_epoch",
+            "The token ring epoch this member has applied",
+            stats.ring_epoch,
+        ),
+        (
+            "quorum_handoff_sent",
+            "Copies sent to new replicas by ring-change streams since start",
+            stats.handoff_sent,
+        ),
+        (
+            "quorum_handoff_received",
+            "Copies received from other members' ring-change streams since start",
+            stats.handoff_received,
+        ),
+        (
+            "quorum_handoff_created",
+            "Received ring-change copies of keys this member held no copy of, since start",
+            stats.handoff_created,
+        ),
+        (
+            "quorum_handoff_removed",
+            "Objects dropped after ring changes as no longer replicated here, since start",
+            stats.handoff_removed,
+        ),
     ] {
         gauge(&mut registry, name, help, value as i64);
     }

@@ -13,7 +13,7 @@ use proto::etcdserverpb::{
 use proto::mvccpb::KeyValue;
 use serde_json::json;
 
-use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, txn};
+use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, ring_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -185,6 +185,11 @@ pub enum Command {
         #[command(subcommand)]
         command: quorum_cmd::BucketCommand,
     },
+    /// The token ring of quorum buckets: show it, add or remove a member, follow a change.
+    Ring {
+        #[command(subcommand)]
+        command: ring_cmd::RingCommand,
+    },
     /// Keys of quorum buckets: put, get, del with per-request levels and contexts.
     Kv {
         #[command(subcommand)]
@@ -280,6 +285,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bucket { command } => {
             quorum_cmd::run_bucket(&cli.endpoints, command, timeout, json_out).await
+        }
+        Command::Ring { command } => {
+            ring_cmd::run(&cli.endpoints, command, timeout, json_out).await
         }
         Command::Kv { command } => {
             quorum_cmd::run_kv(&cli.endpoints, command, timeout, json_out).await

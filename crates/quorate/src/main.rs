@@ -10,6 +10,7 @@ mod demo;
 mod fault_cmd;
 mod node_cmd;
 mod quorum_cmd;
+mod ring_cmd;
 mod txn;
 
 use clap::Parser;

@@ -325,12 +325,17 @@ pub async fn run_kv(
                         "token": reply.token,
                         "replicas": hex(&reply.replicas),
                         "fallbacks": hex(&reply.fallbacks),
+                        "next_replicas": hex(&reply.next_replicas),
                     })
                 );
             } else {
                 println!("token {:016x}", reply.token);
                 println!("replicas: {}", hex(&reply.replicas).join(" "));
                 println!("fallbacks: {}", hex(&reply.fallbacks).join(" "));
+                if !reply.next_replicas.is_empty() {
+                    let next = hex(&reply.next_replicas).join(" ");
+                    println!("replicas after the ring change: {next}");
+                }
             }
         }
         KvCommand::Get {

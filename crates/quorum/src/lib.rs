@@ -133,45 +133,81 @@ impl Tally {
     }
 }
 
-/// The acknowledgements of one write to its replicas.
+/// The acknowledgements of one write to its replicas. During a ring change a write has two
+/// replica sets (the current ring's and the next one's) and needs W acknowledgements in each
+/// ([`WriteRound::joint`]), so it is durable at W whichever ring serves the next read.
 #[derive(Clone, Debug)]
 pub struct WriteRound {
-    tally: Tally,
+    tallies: Vec<Tally>,
     acked: BTreeSet<NodeId>,
 }
 
 impl WriteRound {
     /// A write to `replicas` that needs `w` durable acknowledgements.
     pub fn new(replicas: &[NodeId], w: usize) -> WriteRound {
+        WriteRound::joint(&[replicas], w)
+    }
+
+    /// A write that needs `w` durable acknowledgements in each of `sets` (a replica in two
+    /// sets counts in both). It fails as soon as one set can no longer reach `w`.
+    pub fn joint(sets: &[&[NodeId]], w: usize) -> WriteRound {
         WriteRound {
-            tally: Tally::new(replicas, w),
+            tallies: sets.iter().map(|set| Tally::new(set, w)).collect(),
             acked: BTreeSet::new(),
         }
     }
 
+    fn counts(&self, replica: NodeId) -> bool {
+        self.tallies.iter().any(|t| t.replicas.contains(&replica))
+            && !self.tallies.iter().any(|t| t.failed.contains_key(&replica))
+    }
+
     /// `replica` stored the write durably.
     pub fn ack(&mut self, replica: NodeId) {
-        if self.tally.replicas.contains(&replica) && !self.tally.failed.contains_key(&replica) {
+        if self.counts(replica) {
             self.acked.insert(replica);
         }
     }
 
     /// `replica` did not store it (or cannot say).
     pub fn fail(&mut self, replica: NodeId, why: impl Into<String>) {
-        let acked = self.acked.clone();
-        self.tally
-            .fail(replica, why.into(), &|r| acked.contains(&r));
+        let why = why.into();
+        let acked = &self.acked;
+        for tally in &mut self.tallies {
+            tally.fail(replica, why.clone(), &|r| acked.contains(&r));
+        }
     }
 
-    /// The outcome once it is decided: the number of acknowledgements, or the shortfall.
+    /// How many of `tally`'s replicas acknowledged.
+    fn acked_in(&self, tally: &Tally) -> usize {
+        tally.replicas.intersection(&self.acked).count()
+    }
+
+    /// The outcome once it is decided: the number of acknowledgements, or the shortfall (of
+    /// the first replica set that can no longer reach W).
     pub fn outcome(&self) -> Option<Result<usize, NotEnoughReplicas>> {
-        self.tally.outcome(self.acked.len())
+        let mut open = false;
+        for tally in &self.tallies {
+            match tally.outcome(self.acked_in(tally)) {
+                Some(Err(shortfall)) => return Some(Err(shortfall)),
+                Some(Ok(_)) => {}
+                None => open = true,
+            }
+        }
+        (!open).then_some(Ok(self.acked.len()))
     }
 
     /// The outcome at the deadline: whatever did not answer counts as failed.
     pub fn at_deadline(&self) -> Result<usize, NotEnoughReplicas> {
-        self.outcome()
-            .unwrap_or_else(|| Err(self.tally.shortfall(self.acked.len())))
+        if let Some(outcome) = self.outcome() {
+            return outcome;
+        }
+        let short = self
+            .tallies
+            .iter()
+            .find(|t| self.acked_in(t) < t.required)
+            .expect("an undecided round has a set short of W");
+        Err(short.shortfall(self.acked_in(short)))
     }
 
     /// The replicas that acknowledged so far.

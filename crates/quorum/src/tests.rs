@@ -69,6 +69,40 @@ fn a_write_succeeds_at_w_acks_and_fails_once_w_is_out_of_reach() {
 }
 
 #[test]
+fn a_write_during_a_ring_change_needs_w_in_both_replica_sets() {
+    // Goal: a joint round (current ring A,B,C; next ring A,B,D) succeeds only with W acks in
+    // each set. Method: acks that satisfy one set only, then the other; a lost set fails it.
+    const D: NodeId = NodeId(4);
+    let (current, next) = ([A, B, C], [A, B, D]);
+    let mut round = WriteRound::joint(&[&current, &next], 2);
+    round.ack(C);
+    round.ack(D);
+    assert_eq!(round.outcome(), None, "one ack in each set is not W=2");
+    round.ack(A);
+    assert_eq!(round.outcome(), Some(Ok(3)), "A counts in both sets");
+
+    let mut round = WriteRound::joint(&[&current, &next], 2);
+    round.ack(A);
+    round.ack(C);
+    assert_eq!(round.outcome(), None, "the next ring has only A");
+    round.fail(B, "unreachable");
+    round.fail(D, "unreachable");
+    let shortfall = round.outcome().expect("decided").unwrap_err();
+    assert_eq!((shortfall.answered, shortfall.replicas), (1, 3));
+    assert!(
+        shortfall.to_string().contains("4: unreachable"),
+        "{shortfall}"
+    );
+
+    let mut round = WriteRound::joint(&[&current, &next], 3);
+    round.ack(A);
+    round.ack(B);
+    round.ack(C);
+    let at_deadline = round.at_deadline().unwrap_err();
+    assert_eq!((at_deadline.answered, at_deadline.required), (2, 3));
+}
+
+#[test]
 fn a_read_merges_the_copies_and_names_the_stale_replicas() {
     let mut old = Object::new();
     old.update(

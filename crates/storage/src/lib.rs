@@ -12,7 +12,8 @@ mod state;
 pub use frame::{frame, unframe};
 pub use log::LogStore;
 pub use objects::{
-    CHANGED_SINCE_READ, Change, ChangeOutcome, Hint, ObjectStore, Slot, remove_if_unchanged,
+    CHANGED_SINCE_READ, Change, ChangeOutcome, Hint, ObjectStore, Slot, StoredObject,
+    remove_if_unchanged,
 };
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;

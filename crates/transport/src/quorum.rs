@@ -35,11 +35,15 @@ use tonic::{Request, Response, Status};
 use crate::GrpcPeers;
 use crate::objects::ObjectWriter;
 
+mod handoff;
+
+pub use handoff::RingService;
+
 use base::limits::{
     BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
-    HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_INTERVAL, LIVENESS_PING_TIMEOUT,
-    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
-    SUSPECT_REPLICA_TIMEOUT,
+    EPOCH_POLL_INTERVAL, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_INTERVAL,
+    LIVENESS_PING_TIMEOUT, QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX,
+    RING_VNODES_DEFAULT as RING_VNODES, SUSPECT_REPLICA_TIMEOUT,
 };
 
 /// One member's quorum-bucket machinery, shared by its three services.
@@ -59,9 +63,52 @@ pub struct QuorumNode {
     read_repairs: AtomicU64,
     /// Phi-accrual suspicion of every other member, fed by pings.
     detector: Mutex<membership::Detector<NodeId>>,
+    /// Replica calls hold it shared from their epoch check until their write is durable; a
+    /// ring change's stream or cleanup takes it exclusively once, so it starts only after
+    /// every call admitted under an older epoch has finished.
+    gate: tokio::sync::RwLock<()>,
+    /// This member's part of ring changes (see `handoff`).
+    handoff: Mutex<handoff::Progress>,
     /// The `quorum-overwrite` canary is planted (tester canary builds only).
     #[cfg(feature = "canary")]
     overwrite: std::sync::atomic::AtomicBool,
+}
+
+/// The refusal of a replica call placed by an older ring epoch than the replica's.
+const STALE_EPOCH: &str = "stale ring epoch";
+
+/// Whether a replica's failure is a stale-epoch refusal: the request is placed again.
+fn is_stale(why: &str) -> bool {
+    why.starts_with(STALE_EPOCH)
+}
+
+/// A request attempt that failed; `stale` when a replica refused its ring epoch, so a retry
+/// placed by the newer ring may succeed.
+struct Failed {
+    status: Status,
+    stale: bool,
+}
+
+impl Failed {
+    fn of(shortfall: &NotEnoughReplicas) -> Failed {
+        Failed {
+            status: unavailable(shortfall),
+            stale: shortfall.failures.iter().any(|(_, why)| is_stale(why)),
+        }
+    }
+}
+
+/// An object on its way to one replica's copy (see `QuorumNode::merge_at`).
+#[derive(Clone)]
+struct MergeCall {
+    bucket: String,
+    key: Vec<u8>,
+    object: Object,
+    conflicts: Conflicts,
+    /// The ring epoch the call was placed at (0: unplaced, never refused).
+    epoch: u64,
+    /// Sent by a ring change's stream.
+    handoff: bool,
 }
 
 /// What this member holds in hints, and what happened to hints so far.
@@ -83,6 +130,14 @@ pub struct QuorumStats {
     /// Hints not kept because a target's bound was full (left to read repair).
     pub hints_dropped: u64,
     pub read_repairs: u64,
+    /// The ring epoch this member has applied.
+    pub ring_epoch: u64,
+    /// Copies this member's ring-change streams sent, copies it received from others' (and of
+    /// those, keys it held no copy of), and objects it dropped as no longer its to replicate.
+    pub handoff_sent: u64,
+    pub handoff_received: u64,
+    pub handoff_created: u64,
+    pub handoff_removed: u64,
 }
 
 /// How a replica's copy of a write was acknowledged.
@@ -120,8 +175,15 @@ impl Every {
 struct Placed {
     def: BucketDef,
     token: u64,
+    /// The current ring's N replicas.
     replicas: Vec<NodeId>,
+    /// The pending ring's N replicas during a ring change (empty otherwise): writes need W of
+    /// them too.
+    next: Vec<NodeId>,
+    /// Members in neither list, in ring order.
     fallbacks: Vec<NodeId>,
+    /// The ring epoch the placement was made at.
+    epoch: u64,
 }
 
 /// The replica count `level` (else the bucket's `default`) asks for out of `n`; `what` is "r"
@@ -306,6 +368,8 @@ impl QuorumNode {
                 ..HintBook::default()
             }),
             read_repairs: AtomicU64::new(0),
+            gate: tokio::sync::RwLock::new(()),
+            handoff: Mutex::new(handoff::Progress::default()),
             detector: Mutex::new(
                 membership::Detector::new(membership::Config::default())
                     .expect("the default detector configuration is valid"),
@@ -336,8 +400,15 @@ impl QuorumNode {
 
     /// The counters of the quorum path.
     pub fn stats(&self) -> QuorumStats {
+        let (handoff_sent, handoff_received, handoff_created, handoff_removed) =
+            self.handoff_counts();
         let book = self.hints.lock().expect("hint book poisoned");
         QuorumStats {
+            ring_epoch: self.replica.topology_epoch(),
+            handoff_sent,
+            handoff_received,
+            handoff_created,
+            handoff_removed,
             hint_bytes: book.bytes.values().sum(),
             hints_stored: book.stored,
             hints_delivered: book.delivered,
@@ -468,17 +539,15 @@ impl QuorumNode {
                 self.forget_hint(hint, false).await;
                 continue;
             };
-            let delivered = self
-                .clone()
-                .merge_at(
-                    target,
-                    hint.bucket.clone(),
-                    hint.key.clone(),
-                    object,
-                    conflicts,
-                    self.request_timeout,
-                )
-                .await;
+            let call = MergeCall {
+                bucket: hint.bucket.clone(),
+                key: hint.key.clone(),
+                object,
+                conflicts,
+                epoch: 0,
+                handoff: false,
+            };
+            let delivered = self.deliver_hint(target, call).await;
             match delivered {
                 Ok(()) => self.forget_hint(hint, true).await,
                 Err(why) => {
@@ -487,6 +556,32 @@ impl QuorumNode {
                 }
             }
         }
+    }
+
+    /// Hands one hint over: to `target` while it still replicates the key (in the current or
+    /// the pending ring), else — the ring changed since the hint was taken — to every member
+    /// that does, all of which must take it.
+    async fn deliver_hint(self: &Arc<Self>, target: NodeId, call: MergeCall) -> Result<(), String> {
+        let owners = match self.place(&call.bucket, &call.key) {
+            Ok(placed) => {
+                let mut owners = placed.replicas;
+                owners.extend(placed.next);
+                owners
+            }
+            // The bucket or the ring went away: the target is as good as any member.
+            Err(_) => vec![target],
+        };
+        let targets = if owners.contains(&target) {
+            vec![target]
+        } else {
+            owners
+        };
+        for member in targets {
+            self.clone()
+                .merge_at(member, call.clone(), self.request_timeout)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Removes a hint (if unchanged since read) through the writer and accounts for it.
@@ -591,8 +686,7 @@ impl QuorumNode {
         }
     }
 
-    fn bucket(&self, name: &str) -> Result<(BucketDef, Ring), Status> {
-        let topology = self.replica.topology();
+    fn bucket(topology: &raftpb::Topology, name: &str) -> Result<(BucketDef, Ring), Status> {
         let bucket = topology
             .buckets
             .iter()
@@ -604,24 +698,62 @@ impl QuorumNode {
             )));
         }
         let def = BucketDef::from_pb(bucket)?;
-        let ring = ring_of(&topology)?;
+        let ring = ring_of(topology)?;
         Ok((def, ring))
     }
 
     /// Where a request on `key` of `bucket` goes: the bucket, the key's token, its N replicas
-    /// and the other members in ring order (the fallbacks of a sloppy quorum).
+    /// (and those of the pending ring during a ring change) and the other members in ring
+    /// order (the fallbacks of a sloppy quorum).
     fn place(&self, bucket: &str, key: &[u8]) -> Result<Placed, Status> {
-        let (def, ring) = self.bucket(bucket)?;
+        let topology = self.replica.topology();
+        let (def, ring) = Self::bucket(&topology, bucket)?;
         self.check_key(key)?;
         let token = placement::key_token(&def.name, key);
         let mut replicas: Vec<NodeId> = ring.walk(token).collect();
-        let fallbacks = replicas.split_off(def.n.min(replicas.len()));
+        let mut fallbacks = replicas.split_off(def.n.min(replicas.len()));
+        let next = match &topology.pending {
+            Some(pending) => {
+                let next = ring_from(&pending.next)?.preference_list(token, def.n);
+                fallbacks.retain(|m| !next.contains(m));
+                next
+            }
+            None => Vec::new(),
+        };
         Ok(Placed {
             def,
             token,
             replicas,
+            next,
             fallbacks,
+            epoch: topology.epoch,
         })
+    }
+
+    /// Admits a replica call placed at ring `epoch`: refused when this member is at a later
+    /// epoch. The guard is held until the call's write is durable (see `gate`).
+    async fn admit(&self, epoch: u64) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, Status> {
+        let guard = self.gate.read().await;
+        let mine = self.replica.topology_epoch();
+        if epoch != 0 && epoch < mine {
+            return Err(Status::failed_precondition(format!(
+                "{STALE_EPOCH}: the call was placed at epoch {epoch}, this member is at {mine}"
+            )));
+        }
+        Ok(guard)
+    }
+
+    /// Waits until this member has applied a ring epoch after `epoch`; false at `deadline`.
+    async fn await_epoch_after(&self, epoch: u64, deadline: tokio::time::Instant) -> bool {
+        loop {
+            if self.replica.topology_epoch() > epoch {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(EPOCH_POLL_INTERVAL).await;
+        }
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), Status> {
@@ -668,12 +800,12 @@ impl QuorumNode {
     /// Applies a client write to this member's copy as the coordinating replica.
     async fn coordinate_local(
         self: &Arc<Self>,
-        bucket: String,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        request: replicapb::CoordinateRequest,
         context: VersionVector,
         conflicts: Conflicts,
     ) -> Result<Object, Status> {
+        let _admitted = self.admit(request.epoch).await?;
+        let (bucket, key, value) = (request.bucket, request.key, request.value);
         let timestamp = self.now();
         let actor = self.me().0;
         let overwrite = self.overwrites();
@@ -691,14 +823,17 @@ impl QuorumNode {
         decode(&bytes)?.ok_or_else(|| Status::internal("the coordinated write stored nothing"))
     }
 
-    /// Merges `object` into this member's copy, durably.
-    async fn merge_local(
-        self: &Arc<Self>,
-        bucket: String,
-        key: Vec<u8>,
-        object: Object,
-        conflicts: Conflicts,
-    ) -> Result<(), Status> {
+    /// Merges an object into this member's copy, durably; true when there was no copy.
+    async fn merge_local(self: &Arc<Self>, call: MergeCall) -> Result<bool, Status> {
+        let _admitted = self.admit(call.epoch).await?;
+        let MergeCall {
+            bucket,
+            key,
+            object,
+            conflicts,
+            handoff,
+            ..
+        } = call;
         self.observe(&object);
         let overwrite = self.overwrites();
         let change: Change = Box::new(move |old| {
@@ -709,8 +844,15 @@ impl QuorumNode {
             mine.merge(&object, conflicts);
             Ok(Some(crdt::codec::encode_object(&mine)))
         });
-        self.apply(Slot::Object { bucket, key }, change).await?;
-        Ok(())
+        let (before, _) = self.apply(Slot::Object { bucket, key }, change).await?;
+        let created = before == 0;
+        if handoff {
+            self.handoff
+                .lock()
+                .expect("handoff progress poisoned")
+                .received(created);
+        }
+        Ok(created)
     }
 
     /// Applies one change through the group-committing writer: (stored size before, bytes
@@ -728,7 +870,9 @@ impl QuorumNode {
         self: &Arc<Self>,
         bucket: String,
         key: Vec<u8>,
+        epoch: u64,
     ) -> Result<Option<Object>, Status> {
+        let _admitted = self.admit(epoch).await?;
         let node = self.clone();
         let bytes = tokio::task::spawn_blocking(move || node.store.get(&bucket, &key))
             .await
@@ -752,13 +896,7 @@ impl QuorumNode {
     ) -> Result<Object, String> {
         if member == self.me() {
             return self
-                .coordinate_local(
-                    request.bucket,
-                    request.key,
-                    request.value,
-                    context,
-                    conflicts,
-                )
+                .coordinate_local(request, context, conflicts)
                 .await
                 .map_err(|s| s.message().to_owned());
         }
@@ -776,33 +914,33 @@ impl QuorumNode {
         Ok(object)
     }
 
+    /// Merges a copy into `member`'s; true when it held no copy before.
     async fn merge_at(
         self: Arc<Self>,
         member: NodeId,
-        bucket: String,
-        key: Vec<u8>,
-        object: Object,
-        conflicts: Conflicts,
+        call: MergeCall,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         if member == self.me() {
             return self
-                .merge_local(bucket, key, object, conflicts)
+                .merge_local(call)
                 .await
                 .map_err(|s| s.message().to_owned());
         }
         let mut client = self.client(member).await?;
-        let mut call = Request::new(replicapb::MergeRequest {
-            bucket,
-            key,
-            object: crdt::codec::encode_object(&object),
-            conflicts: conflicts_to_pb(conflicts),
+        let mut request = Request::new(replicapb::MergeRequest {
+            bucket: call.bucket,
+            key: call.key,
+            object: crdt::codec::encode_object(&call.object),
+            conflicts: conflicts_to_pb(call.conflicts),
+            epoch: call.epoch,
+            handoff: call.handoff,
         });
-        call.set_timeout(timeout);
+        request.set_timeout(timeout);
         client
-            .merge(call)
+            .merge(request)
             .await
-            .map(|_| ())
+            .map(|reply| reply.into_inner().created)
             .map_err(|s| s.message().to_owned())
     }
 
@@ -843,13 +981,12 @@ impl QuorumNode {
     /// Replicates a coordinated write to `member`. When it fails: with a sloppy bucket the
     /// next unused fallback on the ring takes it as a hint (an acknowledgement for W);
     /// otherwise, or when no fallback takes it, this member keeps a hint (no acknowledgement).
-    #[allow(clippy::too_many_arguments)]
+    /// A stale-epoch refusal is returned as it is: the write is placed again.
     async fn replicate(
         self: Arc<Self>,
         member: NodeId,
-        def: BucketDef,
-        key: Vec<u8>,
-        object: Object,
+        call: MergeCall,
+        sloppy: bool,
         fallbacks: Vec<NodeId>,
         used: Arc<Mutex<BTreeSet<NodeId>>>,
         timeout: Duration,
@@ -861,22 +998,19 @@ impl QuorumNode {
         } else {
             timeout
         };
-        let why = match self
-            .clone()
-            .merge_at(
-                member,
-                def.name.clone(),
-                key.clone(),
-                object.clone(),
-                def.conflicts,
-                wait,
-            )
-            .await
-        {
-            Ok(()) => return Ok(Ack::Replica),
+        let why = match self.clone().merge_at(member, call.clone(), wait).await {
+            Ok(_) => return Ok(Ack::Replica),
+            Err(why) if is_stale(&why) => return Err(why),
             Err(why) => why,
         };
-        if def.sloppy {
+        let MergeCall {
+            bucket,
+            key,
+            object,
+            conflicts,
+            ..
+        } = call;
+        if sloppy {
             for fallback in fallbacks {
                 if !used.lock().expect("fallback set poisoned").insert(fallback) {
                     continue;
@@ -885,10 +1019,10 @@ impl QuorumNode {
                     .hint_at(
                         fallback,
                         member,
-                        def.name.clone(),
+                        bucket.clone(),
                         key.clone(),
                         object.clone(),
-                        def.conflicts,
+                        conflicts,
                         timeout,
                     )
                     .await;
@@ -898,7 +1032,7 @@ impl QuorumNode {
             }
         }
         if let Err(error) = self
-            .store_hint(member, def.name.clone(), key, object, def.conflicts)
+            .store_hint(member, bucket, key, object, conflicts)
             .await
         {
             tracing::warn!(%member, %error, "quorum: keeping a hint failed");
@@ -911,16 +1045,17 @@ impl QuorumNode {
         member: NodeId,
         bucket: String,
         key: Vec<u8>,
+        epoch: u64,
         timeout: Duration,
     ) -> Result<Option<Object>, String> {
         if member == self.me() {
             return self
-                .read_local(bucket, key)
+                .read_local(bucket, key, epoch)
                 .await
                 .map_err(|s| s.message().to_owned());
         }
         let mut client = self.client(member).await?;
-        let mut call = Request::new(replicapb::ReadRequest { bucket, key });
+        let mut call = Request::new(replicapb::ReadRequest { bucket, key, epoch });
         call.set_timeout(timeout);
         let reply = client
             .read(call)
@@ -944,7 +1079,9 @@ impl QuorumNode {
     }
 
     /// A put (a value) or a delete (`None`) through the quorum path. Returns the new context
-    /// and the acknowledgements.
+    /// and the acknowledgements. When a replica refuses the placement's ring epoch, the write
+    /// waits for this member to apply the newer ring and is placed again (the coordinated
+    /// object is kept: a retry adds no sibling).
     async fn write(
         self: &Arc<Self>,
         bucket: &str,
@@ -954,12 +1091,7 @@ impl QuorumNode {
         context: &str,
         timeout_ms: u32,
     ) -> Result<(String, usize), Status> {
-        let Placed {
-            def,
-            replicas,
-            fallbacks,
-            ..
-        } = self.place(bucket, &key)?;
+        let mut placed = self.place(bucket, &key)?;
         if let Some(value) = &value
             && value.len() > self.value_bytes_max
         {
@@ -969,74 +1101,141 @@ impl QuorumNode {
                 self.value_bytes_max
             )));
         }
-        let w = required(level, def.w, def.n, "w")?;
+        let w = required(level, placed.def.w, placed.def.n, "w")?;
         let context = if context.is_empty() {
             VersionVector::new()
         } else {
             VersionVector::from_token(context)
                 .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
         };
-        let timeout = self.timeout_of(timeout_ms);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut round = WriteRound::new(&replicas, w);
-        // The coordinating replica: this member when it is one, else the first that answers.
-        let mut order = replicas.clone();
-        if let Some(at) = order.iter().position(|m| *m == self.me()) {
-            order.rotate_left(at);
-        }
-        // Suspected members are tried last (a stable sort keeps the ring order otherwise).
-        order.sort_by_key(|m| self.suspects(*m));
+        let deadline = tokio::time::Instant::now() + self.timeout_of(timeout_ms);
         let mut coordinated = None;
-        for member in order {
-            let request = replicapb::CoordinateRequest {
-                bucket: def.name.clone(),
-                key: key.clone(),
-                value: value.clone(),
-                context: context.to_token(),
-                conflicts: conflicts_to_pb(def.conflicts),
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self
-                .coordinate_at(member, request, context.clone(), def.conflicts, left)
-                .await
-            {
-                Ok(object) => {
-                    round.ack(member);
-                    coordinated = Some((member, object));
-                    break;
+        loop {
+            let attempt = self
+                .write_placed(
+                    &placed,
+                    &key,
+                    &value,
+                    w,
+                    &context,
+                    &mut coordinated,
+                    deadline,
+                )
+                .await;
+            match attempt {
+                Ok(done) => return Ok(done),
+                Err(failed) if failed.stale => {
+                    if !self.await_epoch_after(placed.epoch, deadline).await {
+                        return Err(failed.status);
+                    }
+                    placed = self.place(bucket, &key)?;
                 }
-                Err(why) => round.fail(member, why),
+                Err(failed) => return Err(failed.status),
             }
         }
-        let Some((coordinator, object)) = coordinated else {
+    }
+
+    /// One attempt of a write as `placed`: coordinate it (unless an earlier attempt did),
+    /// then send it to every replica of the current ring and the pending one, and wait for W
+    /// in each.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_placed(
+        self: &Arc<Self>,
+        placed: &Placed,
+        key: &[u8],
+        value: &Option<Vec<u8>>,
+        w: usize,
+        context: &VersionVector,
+        coordinated: &mut Option<Object>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(String, usize), Failed> {
+        let Placed {
+            def,
+            replicas,
+            next,
+            fallbacks,
+            epoch,
+            ..
+        } = placed;
+        let mut round = if next.is_empty() {
+            WriteRound::new(replicas, w)
+        } else {
+            WriteRound::joint(&[replicas.as_slice(), next.as_slice()], w)
+        };
+        let mut targets = replicas.clone();
+        targets.extend(next.iter().filter(|m| !replicas.contains(m)));
+        let mut coordinator = None;
+        if coordinated.is_none() {
+            // The coordinating replica: this member when it is one, else the first that
+            // answers; suspected members are tried last (a stable sort keeps ring order).
+            let mut order = replicas.clone();
+            if let Some(at) = order.iter().position(|m| *m == self.me()) {
+                order.rotate_left(at);
+            }
+            order.sort_by_key(|m| self.suspects(*m));
+            for member in order {
+                let request = replicapb::CoordinateRequest {
+                    bucket: def.name.clone(),
+                    key: key.to_vec(),
+                    value: value.clone(),
+                    context: context.to_token(),
+                    conflicts: conflicts_to_pb(def.conflicts),
+                    epoch: *epoch,
+                };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self
+                    .coordinate_at(member, request, context.clone(), def.conflicts, left)
+                    .await
+                {
+                    Ok(object) => {
+                        round.ack(member);
+                        coordinator = Some(member);
+                        *coordinated = Some(object);
+                        break;
+                    }
+                    Err(why) => round.fail(member, why),
+                }
+            }
+        }
+        let Some(object) = coordinated.clone() else {
             // Every replica failed to coordinate, so the round is decided: a shortfall.
-            return Err(round.at_deadline().err().map_or_else(
-                || Status::unavailable("no replica coordinated the write"),
-                |shortfall| unavailable(&shortfall),
-            ));
+            return Err(match round.at_deadline() {
+                Err(shortfall) => Failed::of(&shortfall),
+                Ok(_) => Failed {
+                    status: Status::unavailable("no replica coordinated the write"),
+                    stale: false,
+                },
+            });
         };
         let new_context = object.context.to_token();
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         // Each replica's task sends once, so the channel never fills.
-        let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
+        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
         let used = Arc::new(Mutex::new(BTreeSet::new()));
-        for member in replicas.iter().copied().filter(|m| *m != coordinator) {
+        let call = MergeCall {
+            bucket: def.name.clone(),
+            key: key.to_vec(),
+            object,
+            conflicts: def.conflicts,
+            epoch: *epoch,
+            handoff: false,
+        };
+        for member in targets.into_iter().filter(|m| Some(*m) != coordinator) {
             let node = self.clone();
             let tx = tx.clone();
-            let (def, key, object) = (def.clone(), key.clone(), object.clone());
-            let (fallbacks, used) = (fallbacks.clone(), used.clone());
+            let (call, fallbacks, used) = (call.clone(), fallbacks.clone(), used.clone());
+            let sloppy = def.sloppy;
             tokio::spawn(async move {
                 let result = node
-                    .replicate(member, def, key, object, fallbacks, used, timeout)
+                    .replicate(member, call, sloppy, fallbacks, used, timeout)
                     .await;
                 let _ = tx.send((member, result)).await;
             });
         }
         drop(tx);
-        loop {
+        let decided = loop {
             if let Some(outcome) = round.outcome() {
-                return outcome
-                    .map(|acked| (new_context, acked))
-                    .map_err(|e| unavailable(&e));
+                break outcome;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((member, Ok(Ack::Replica)))) => round.ack(member),
@@ -1045,18 +1244,17 @@ impl QuorumNode {
                     round.ack(member);
                 }
                 Ok(Some((member, Err(why)))) => round.fail(member, why),
-                Ok(None) | Err(_) => {
-                    return round
-                        .at_deadline()
-                        .map(|acked| (new_context, acked))
-                        .map_err(|e| unavailable(&e));
-                }
+                Ok(None) | Err(_) => break round.at_deadline(),
             }
-        }
+        };
+        decided
+            .map(|acked| (new_context, acked))
+            .map_err(|shortfall| Failed::of(&shortfall))
     }
 
     /// A read through the quorum path: the merge of R answers (or more, if they came in
-    /// together), and the number of replicas that answered.
+    /// together), and the number of replicas that answered. Placed again, like a write, when
+    /// a replica refuses the placement's ring epoch.
     async fn read(
         self: &Arc<Self>,
         bucket: &str,
@@ -1065,23 +1263,56 @@ impl QuorumNode {
         timeout_ms: u32,
         monotonic: bool,
     ) -> Result<(Object, usize), Status> {
-        let Placed { def, replicas, .. } = self.place(bucket, &key)?;
-        let r = required(level, def.r, def.n, "r")?;
-        let timeout = self.timeout_of(timeout_ms);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let mut placed = self.place(bucket, &key)?;
+        let r = required(level, placed.def.r, placed.def.n, "r")?;
+        let deadline = tokio::time::Instant::now() + self.timeout_of(timeout_ms);
+        loop {
+            match self
+                .read_placed(&placed, &key, r, monotonic, deadline)
+                .await
+            {
+                Ok(done) => return Ok(done),
+                Err(failed) if failed.stale => {
+                    if !self.await_epoch_after(placed.epoch, deadline).await {
+                        return Err(failed.status);
+                    }
+                    placed = self.place(bucket, &key)?;
+                }
+                Err(failed) => return Err(failed.status),
+            }
+        }
+    }
+
+    /// One attempt of a read from the current ring's replicas as `placed`.
+    async fn read_placed(
+        self: &Arc<Self>,
+        placed: &Placed,
+        key: &[u8],
+        r: usize,
+        monotonic: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Object, usize), Failed> {
+        let Placed {
+            def,
+            replicas,
+            epoch,
+            ..
+        } = placed;
+        let (def, epoch) = (def.clone(), *epoch);
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         // Each replica's task sends once, so the channel never fills.
         let (tx, mut rx) = mpsc::channel(replicas.len().max(1));
         for member in replicas.iter().copied() {
             let node = self.clone();
             let tx = tx.clone();
-            let (bucket, key) = (def.name.clone(), key.clone());
+            let (bucket, key) = (def.name.clone(), key.to_vec());
             tokio::spawn(async move {
-                let result = node.read_at(member, bucket, key, timeout).await;
+                let result = node.read_at(member, bucket, key, epoch, timeout).await;
                 let _ = tx.send((member, result)).await;
             });
         }
         drop(tx);
-        let mut round = ReadRound::new(&replicas, r, def.conflicts);
+        let mut round = ReadRound::new(replicas, r, def.conflicts);
         let decided = loop {
             if let Some(outcome) = round.outcome() {
                 break outcome;
@@ -1092,18 +1323,29 @@ impl QuorumNode {
                 Ok(None) | Err(_) => break round.at_deadline(),
             }
         };
-        let answered = decided.map_err(|e| unavailable(&e))?;
+        let answered = decided.map_err(|shortfall| Failed::of(&shortfall))?;
         let merged = round.merged();
+        let call = MergeCall {
+            bucket: def.name.clone(),
+            key: key.to_vec(),
+            object: merged.clone(),
+            conflicts: def.conflicts,
+            epoch,
+            handoff: false,
+        };
         let repaired = if monotonic {
-            self.repair_before_reply(&def, &key, &round, &merged, r, deadline)
-                .await?
+            self.repair_before_reply(&call, &round, r, deadline)
+                .await
+                .map_err(|status| Failed {
+                    status,
+                    stale: false,
+                })?
         } else {
             Vec::new()
         };
         // Read repair in the background: late answers are waited for until the deadline, then
         // every replica that answered with less than the merge of all answers gets it.
         let node = self.clone();
-        let replied = merged.clone();
         tokio::spawn(async move {
             while let Ok(Some((member, result))) =
                 tokio::time::timeout_at(deadline, rx.recv()).await
@@ -1115,26 +1357,20 @@ impl QuorumNode {
             }
             // Replicas the blocking repair gave this same merge need nothing more.
             let done = round.merged();
-            let skip = if done == replied {
+            let skip = if done == call.object {
                 repaired
             } else {
                 Vec::new()
             };
+            let call = MergeCall {
+                object: done.clone(),
+                ..call
+            };
             for member in round.stale(&done).into_iter().filter(|m| !skip.contains(m)) {
                 node.read_repairs.fetch_add(1, Ordering::Relaxed);
-                let result = node
-                    .clone()
-                    .merge_at(
-                        member,
-                        def.name.clone(),
-                        key.clone(),
-                        done.clone(),
-                        def.conflicts,
-                        timeout,
-                    )
-                    .await;
+                let result = node.clone().merge_at(member, call.clone(), timeout).await;
                 match result {
-                    Ok(()) => tracing::debug!(%member, "quorum: read repair"),
+                    Ok(_) => tracing::debug!(%member, "quorum: read repair"),
                     Err(error) => tracing::debug!(%member, %error, "quorum: read repair failed"),
                 }
             }
@@ -1142,40 +1378,33 @@ impl QuorumNode {
         Ok((merged, answered))
     }
 
-    /// Blocking read repair: sends `merged` to every stale replica among those that answered
-    /// and waits, so at least `r` replicas hold it before the read replies.
+    /// Blocking read repair: sends the merge (`call`) to every stale replica among those that
+    /// answered and waits, so at least `r` replicas hold it before the read replies.
     async fn repair_before_reply(
         self: &Arc<Self>,
-        def: &BucketDef,
-        key: &[u8],
+        call: &MergeCall,
         round: &ReadRound,
-        merged: &Object,
         r: usize,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<NodeId>, Status> {
-        let stale = round.stale(merged);
+        let stale = round.stale(&call.object);
         let answered = round.answered();
         let mut holding = answered - stale.len();
         let mut repairs = tokio::task::JoinSet::new();
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         for member in stale {
             let node = self.clone();
-            let (bucket, key, object) = (def.name.clone(), key.to_vec(), merged.clone());
-            let conflicts = def.conflicts;
+            let call = call.clone();
             repairs.spawn(async move {
                 node.read_repairs.fetch_add(1, Ordering::Relaxed);
-                (
-                    member,
-                    node.merge_at(member, bucket, key, object, conflicts, timeout)
-                        .await,
-                )
+                (member, node.merge_at(member, call, timeout).await)
             });
         }
         let mut failures = Vec::new();
         let mut repaired = Vec::new();
         while let Some(done) = repairs.join_next().await {
             match done {
-                Ok((member, Ok(()))) => {
+                Ok((member, Ok(_))) => {
                     holding += 1;
                     repaired.push(member);
                 }
@@ -1213,11 +1442,16 @@ impl QuorumNode {
             )));
         }
         let voters = voters(&self.replica.membership());
-        if bucket.n as usize > voters.len() {
+        let topology = self.replica.topology();
+        // The ring's members hold the replicas; before the first bucket the voters will.
+        let (holders, what) = match ring_of(&topology) {
+            Ok(ring) => (ring.member_count(), "ring members"),
+            Err(_) => (voters.len(), "voting members"),
+        };
+        if bucket.n as usize > holders {
             return Err(Status::failed_precondition(format!(
-                "n={} exceeds the {} voting members",
-                bucket.n,
-                voters.len()
+                "n={} exceeds the {holders} {what}",
+                bucket.n
             )));
         }
         if bucket.conflicts == pb::Conflicts::Unspecified as i32 {
@@ -1292,11 +1526,12 @@ fn ring_of(topology: &raftpb::Topology) -> Result<Ring, Status> {
             "the cluster has no token ring yet",
         ));
     }
-    let tokens = topology
-        .ring
-        .iter()
-        .map(|t| (t.token, NodeId(t.member)))
-        .collect();
+    ring_from(&topology.ring)
+}
+
+/// The ring stored as `tokens`.
+fn ring_from(tokens: &[raftpb::RingToken]) -> Result<Ring, Status> {
+    let tokens = tokens.iter().map(|t| (t.token, NodeId(t.member))).collect();
     Ring::from_tokens(tokens).map_err(internal)
 }
 
@@ -1428,6 +1663,7 @@ impl Kv for KvService {
             replicas: ids(&placed.replicas),
             fallbacks: ids(&placed.fallbacks),
             token: placed.token,
+            next_replicas: ids(&placed.next),
         }))
     }
 
@@ -1492,16 +1728,7 @@ impl ReplicaRpc for ReplicaService {
                 .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
         };
         let conflicts = conflicts_of(request.conflicts)?;
-        let object = self
-            .0
-            .coordinate_local(
-                request.bucket,
-                request.key,
-                request.value,
-                context,
-                conflicts,
-            )
-            .await?;
+        let object = self.0.coordinate_local(request, context, conflicts).await?;
         Ok(Response::new(replicapb::CoordinateResponse {
             object: crdt::codec::encode_object(&object),
         }))
@@ -1514,11 +1741,16 @@ impl ReplicaRpc for ReplicaService {
         let request = request.into_inner();
         let object = decode(&request.object)?
             .ok_or_else(|| Status::invalid_argument("merge without an object"))?;
-        let conflicts = conflicts_of(request.conflicts)?;
-        self.0
-            .merge_local(request.bucket, request.key, object, conflicts)
-            .await?;
-        Ok(Response::new(replicapb::MergeResponse {}))
+        let call = MergeCall {
+            bucket: request.bucket,
+            key: request.key,
+            object,
+            conflicts: conflicts_of(request.conflicts)?,
+            epoch: request.epoch,
+            handoff: request.handoff,
+        };
+        let created = self.0.merge_local(call).await?;
+        Ok(Response::new(replicapb::MergeResponse { created }))
     }
 
     async fn hint(
@@ -1556,7 +1788,10 @@ impl ReplicaRpc for ReplicaService {
         request: Request<replicapb::ReadRequest>,
     ) -> Result<Response<replicapb::ReadResponse>, Status> {
         let request = request.into_inner();
-        let object = self.0.read_local(request.bucket, request.key).await?;
+        let object = self
+            .0
+            .read_local(request.bucket, request.key, request.epoch)
+            .await?;
         Ok(Response::new(replicapb::ReadResponse {
             object: object
                 .map(|o| crdt::codec::encode_object(&o))

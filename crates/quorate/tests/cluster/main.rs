@@ -358,4 +358,5 @@ mod lock;
 mod maintenance;
 mod membership;
 mod quorum;
+mod ring;
 mod watch;

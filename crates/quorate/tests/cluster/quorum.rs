@@ -228,7 +228,7 @@ async fn quorum_errors_are_precise_and_a_dead_replica_fails_only_what_needs_it()
 }
 
 /// Member ids (hex, as `quorate` prints them) by index.
-fn member_ids(cluster: &Cluster) -> Vec<String> {
+pub(super) fn member_ids(cluster: &Cluster) -> Vec<String> {
     let list = quorate_json(&cluster.endpoint(0), &["member", "list"]);
     cluster
         .members
