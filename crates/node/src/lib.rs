@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub unsafe_fault_injection: bool,
     /// Hint bytes kept per unreachable member of a quorum bucket's preference list.
     pub quorum_hint_bytes_max: u64,
+    /// How long a quorum bucket's tombstone stays before its entry may be reaped.
+    pub quorum_tombstone_grace: Duration,
     /// A planted bug to run (tester canaries only).
     #[cfg(feature = "canary")]
     pub canary: Option<consensus::Canary>,
@@ -237,6 +239,7 @@ pub async fn run(
         config.max_request_bytes,
         config.request_timeout,
         config.quorum_hint_bytes_max,
+        config.quorum_tombstone_grace,
     )?;
     #[cfg(feature = "canary")]
     quorum.plant(config.canary);
@@ -300,6 +303,11 @@ pub async fn run(
         let (liveness, stop) = (quorum.clone(), stop_rx.clone());
         tasks.spawn(async move {
             liveness.watch_liveness(stop).await;
+            Ok(())
+        });
+        let (reaper, stop) = (quorum.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            reaper.reap_tombstones(stop).await;
             Ok(())
         });
         let (ring, stop) = (quorum.clone(), stop_rx.clone());

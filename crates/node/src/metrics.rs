@@ -65,6 +65,11 @@ async fn metrics(
             stats.read_repairs,
         ),
         (
+            "quorum_tombstones_reaped",
+            "Deleted keys whose entry was dropped after the grace period, since start",
+            stats.tombstones_reaped,
+        ),
+        (
             "quorum_ring_epoch",
             "The token ring epoch this member has applied",
             stats.ring_epoch,

@@ -109,6 +109,11 @@ pub struct NodeArgs {
     /// repair by later reads.
     #[arg(long, env = "QUORATE_QUORUM_HINT_BYTES_MAX", default_value_t = base::limits::HINT_BYTES_PER_MEMBER_DEFAULT)]
     pub quorum_hint_bytes_max: u64,
+    /// How long a delete's tombstone stays before a member may drop the key's entry (once
+    /// every replica holds the delete). A member that is down for longer should not come back
+    /// with copies older than the delete; see docs/operations.md.
+    #[arg(long, env = "QUORATE_QUORUM_TOMBSTONE_GRACE", default_value = "1h", value_parser = parse_duration)]
+    pub quorum_tombstone_grace: Duration,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -223,6 +228,7 @@ impl NodeArgs {
             },
             unsafe_fault_injection: self.unsafe_fault_injection,
             quorum_hint_bytes_max: self.quorum_hint_bytes_max,
+            quorum_tombstone_grace: self.quorum_tombstone_grace,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,
         })

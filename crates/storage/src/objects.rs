@@ -14,6 +14,9 @@ use crate::{StorageError, frame, unframe};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quorum_objects");
 const HINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quorum_hints");
+/// Small named values of the quorum path itself (for example the dot counter floor of reaped
+/// tombstones), keyed by name.
+const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("quorum_meta");
 
 /// One hint as stored: for which member, which object, and its bytes (unframed).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub enum Slot {
         bucket: String,
         key: Vec<u8>,
     },
+    /// A named value of the quorum path's own bookkeeping.
+    Meta { name: &'static str },
 }
 
 /// A change of one stored value: from the current bytes (None: absent) to the new ones
@@ -135,6 +140,7 @@ impl ObjectStore {
         let tx = db.begin_write()?;
         tx.open_table(OBJECTS)?;
         tx.open_table(HINTS)?;
+        tx.open_table(META)?;
         tx.commit()?;
         Ok(ObjectStore { db })
     }
@@ -162,6 +168,7 @@ impl ObjectStore {
         {
             let mut objects = tx.open_table(OBJECTS)?;
             let mut hints = tx.open_table(HINTS)?;
+            let mut meta = tx.open_table(META)?;
             for (slot, change) in changes {
                 let (table, stored, what) = match &slot {
                     Slot::Object { bucket, key } => {
@@ -172,6 +179,7 @@ impl ObjectStore {
                         bucket,
                         key,
                     } => (&mut hints, hint_key(*target, bucket, key), "quorum hint"),
+                    Slot::Meta { name } => (&mut meta, name.as_bytes().to_vec(), "quorum meta"),
                 };
                 // A corrupt value refuses its own change only, not the batch.
                 let old = match table.get(stored.as_slice())? {
@@ -247,6 +255,16 @@ impl ObjectStore {
             *bytes.entry(u64::from_be_bytes(target)).or_insert(0) += object.len() as u64;
         }
         Ok(bytes)
+    }
+
+    /// Returns the named bookkeeping value `name`, verified.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(META)?;
+        match table.get(name.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(unframe(bytes.value(), "quorum meta")?.to_vec())),
+        }
     }
 
     /// Returns how many objects are stored.
@@ -338,7 +356,7 @@ mod tests {
     #[test]
     fn a_paged_scan_visits_every_object_once_across_buckets() {
         // Goal: pages of `objects_after` cover the store exactly. Method: 25 objects in two
-        // buckets read back in pages of 4 (a hint is not an object and stays out).
+        // buckets read back in pages of 4 (a hint or a meta value is no object: left out).
         let store = store();
         for i in 0..25u8 {
             let bucket = if i % 2 == 0 { "a" } else { "bb" };
@@ -355,6 +373,10 @@ mod tests {
             key: vec![99],
         };
         change(&store, hint, Box::new(|_| Ok(Some(vec![1])))).expect("hint stored");
+        let floor = Slot::Meta { name: "floor" };
+        change(&store, floor, Box::new(|_| Ok(Some(vec![7])))).expect("meta stored");
+        assert_eq!(store.meta("floor").expect("meta"), Some(vec![7]));
+        assert_eq!(store.meta("other").expect("meta"), None);
         let mut seen = Vec::new();
         let mut cursor: Option<(String, Vec<u8>)> = None;
         loop {

@@ -36,6 +36,7 @@ use crate::GrpcPeers;
 use crate::objects::ObjectWriter;
 
 mod handoff;
+mod reap;
 
 pub use handoff::RingService;
 
@@ -59,6 +60,14 @@ pub struct QuorumNode {
     request_timeout: Duration,
     /// Hint bytes kept per target member at most.
     hint_bytes_max: u64,
+    /// How old a delete must be before its key's entry may be reaped.
+    tombstone_grace: Duration,
+    /// Above every counter of this member's own dots in any entry it reaped (durable in the
+    /// store's meta table): a write to a key this member holds no entry for gets a dot above
+    /// it, so it never reuses a dot another replica's tombstone has seen.
+    reaped_floor: AtomicU64,
+    /// Entries reaped since start.
+    reaped: AtomicU64,
     hints: Mutex<HintBook>,
     read_repairs: AtomicU64,
     /// Phi-accrual suspicion of every other member, fed by pings.
@@ -138,6 +147,8 @@ pub struct QuorumStats {
     pub handoff_received: u64,
     pub handoff_created: u64,
     pub handoff_removed: u64,
+    /// Deleted keys whose entry was reaped after the grace period.
+    pub tombstones_reaped: u64,
 }
 
 /// How a replica's copy of a write was acknowledged.
@@ -343,7 +354,12 @@ impl QuorumNode {
         value_bytes_max: usize,
         request_timeout: Duration,
         hint_bytes_max: u64,
+        tombstone_grace: Duration,
     ) -> Result<Arc<QuorumNode>, StorageError> {
+        let reaped_floor = match store.meta(reap::FLOOR)? {
+            Some(bytes) => reap::decode_floor(&bytes)?,
+            None => 0,
+        };
         let bytes = store
             .hint_bytes()?
             .into_iter()
@@ -363,6 +379,9 @@ impl QuorumNode {
             value_bytes_max,
             request_timeout,
             hint_bytes_max,
+            tombstone_grace,
+            reaped_floor: AtomicU64::new(reaped_floor),
+            reaped: AtomicU64::new(0),
             hints: Mutex::new(HintBook {
                 bytes,
                 ..HintBook::default()
@@ -405,6 +424,7 @@ impl QuorumNode {
         let book = self.hints.lock().expect("hint book poisoned");
         QuorumStats {
             ring_epoch: self.replica.topology_epoch(),
+            tombstones_reaped: self.reaped.load(Ordering::Relaxed),
             handoff_sent,
             handoff_received,
             handoff_created,
@@ -809,8 +829,17 @@ impl QuorumNode {
         let timestamp = self.now();
         let actor = self.me().0;
         let overwrite = self.overwrites();
+        let floor = self.reaped_floor.load(Ordering::Acquire);
         let change: Change = Box::new(move |old| {
             let mut object = decode_stored(old)?;
+            if old.is_none() && floor > 0 {
+                // This member may have reaped the key: its next dot goes above every dot of
+                // its own a remaining tombstone could cover.
+                object.context.add_dot(&crdt::Dot {
+                    actor,
+                    counter: floor,
+                });
+            }
             if overwrite {
                 object.siblings.clear();
             }

@@ -477,3 +477,115 @@ async fn a_monotonic_read_repairs_the_replicas_it_read_before_replying() {
     let (values, _) = read(&m3, "mono", "k", "one");
     assert_eq!(values, vec!["fresh".to_owned()]);
 }
+
+/// Objects member `i` stores (its ring-change status reports them).
+fn stored_objects(cluster: &Cluster, i: usize) -> u64 {
+    let me = member_ids(cluster)[i].clone();
+    // `ring status -w json` prints one JSON value per member.
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args([
+            "--endpoints",
+            &cluster.endpoint(i),
+            "ring",
+            "status",
+            "-w",
+            "json",
+        ])
+        .output()
+        .expect("run quorate");
+    output_text(&output)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|v| v["member"] == me.as_str())
+        .and_then(|v| v["objects"].as_u64())
+        .unwrap_or_else(|| panic!("no status of member {i}"))
+}
+
+#[tokio::test]
+async fn tombstones_are_reaped_only_once_every_replica_holds_the_delete_and_nothing_resurrects() {
+    // Goal: a deleted key's entry goes after the grace period, but not while a replica that
+    // may hold the old value is cut off; nothing comes back after healing; a write after the
+    // reap is not taken for one the delete superseded. Method: grace 1 s on m1 and m2, 1 h on
+    // m3; write k at w=all; cut m3 off; delete k at w=quorum through m1 (m3 keeps the value);
+    // wait four grace periods: nothing is reaped; heal: m3 gets the delete, m1 and m2 reap
+    // (m3 keeps its tombstone: its grace is long); a new put of k through m1 — whose dot must
+    // stay above what m3's tombstone has seen — reads back alone ("old" does not come back)
+    // from every member.
+    let mut cluster = Cluster::stopped(3, &["--unsafe-fault-injection"]);
+    for (i, grace) in [(0, "1s"), (1, "1s"), (2, "1h")] {
+        cluster.spawn_with(i, &["--quorum-tombstone-grace", grace]);
+    }
+    cluster.leader().await;
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
+    quorate_json(&endpoints[0], &["bucket", "create", "t", "--n", "3"]);
+    write(&endpoints[0], "t", "k", "old", "all", "");
+    let (_, context) = read(&endpoints[0], "t", "k", "all");
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    let fault = |i: usize, args: &[&str]| {
+        let mut all = vec!["fault"];
+        all.extend(args);
+        let (ok, text) = quorate(&endpoints[i], &all);
+        assert!(ok, "{text}");
+    };
+    fault(
+        2,
+        &["block", "--peers", &format!("{},{}", names[0], names[1])],
+    );
+    fault(0, &["block", "--peers", &names[2]]);
+    fault(1, &["block", "--peers", &names[2]]);
+    let deleted = quorate_json(
+        &endpoints[0],
+        &[
+            "kv",
+            "del",
+            "t",
+            "k",
+            "--w",
+            "quorum",
+            "--context",
+            &context,
+        ],
+    );
+    assert_eq!(deleted["acked"], 2, "{deleted}");
+    let reaped = |i: usize| {
+        metric(
+            cluster.members[i].metrics,
+            "quorate_quorum_tombstones_reaped",
+        )
+    };
+    // Four grace periods with a replica unreachable: the delete stays where it is.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(
+            (0..3).map(reaped).sum::<i64>(),
+            0,
+            "reaped while m3 was cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        stored_objects(&cluster, 2),
+        1,
+        "m3 still holds the old value"
+    );
+    for i in 0..3 {
+        fault(i, &["heal"]);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while stored_objects(&cluster, 0) + stored_objects(&cluster, 1) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "m1 and m2 never reaped the entry"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reaped(0) >= 1 && reaped(1) >= 1);
+    assert_eq!(reaped(2), 0, "m3's grace is an hour");
+    assert_eq!(stored_objects(&cluster, 2), 1, "m3 keeps its tombstone");
+    // No read in between: its read repair would hand m3's tombstone back to m1 and m2.
+    write(&endpoints[0], "t", "k", "new", "all", "");
+    for endpoint in &endpoints {
+        let (values, _) = read(endpoint, "t", "k", "all");
+        assert_eq!(values, vec!["new".to_owned()], "through {endpoint}");
+    }
+}

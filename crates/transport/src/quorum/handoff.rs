@@ -63,14 +63,14 @@ impl Progress {
 }
 
 /// What a stream or a cleanup needs to know of a bucket.
-struct Held {
-    n: usize,
-    conflicts: Conflicts,
+pub(super) struct Held {
+    pub(super) n: usize,
+    pub(super) conflicts: Conflicts,
 }
 
 /// The buckets of `topology` by name (definitions that do not parse are skipped: they place
 /// nothing).
-fn held_buckets(topology: &raftpb::Topology) -> BTreeMap<String, Held> {
+pub(super) fn held_buckets(topology: &raftpb::Topology) -> BTreeMap<String, Held> {
     topology
         .buckets
         .iter()
@@ -294,7 +294,7 @@ impl QuorumNode {
             .map_err(|e| e.to_string())
     }
 
-    async fn page_after(
+    pub(super) async fn page_after(
         self: &Arc<Self>,
         cursor: Option<(String, Vec<u8>)>,
     ) -> Result<Vec<storage::StoredObject>, String> {
