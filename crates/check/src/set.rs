@@ -13,8 +13,31 @@ use crate::verdict::{Anomaly, AnomalyKind, Report, Verdict};
 /// How many elements one anomaly lists.
 const LISTED_ELEMENTS_MAX: usize = 12;
 
+/// What a set check demands of the reads before the final one (the final read must always
+/// hold every acknowledged add).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing: eventually consistent reads.
+    FinalOnly,
+    /// Every add acknowledged before the read began: what a quorum read promises when
+    /// R + W > N (a read need not hold what another read returned).
+    Acknowledged,
+    /// Also every element another read returned before it began: linearizable reads.
+    Linearizable,
+}
+
 /// Checks a set history; `linearizable` adds the real-time checks of every read.
 pub fn check_set(history: &History, linearizable: bool) -> Report {
+    let reads = if linearizable {
+        Reads::Linearizable
+    } else {
+        Reads::FinalOnly
+    };
+    check_set_with(history, reads)
+}
+
+/// Checks a set history with the demands `reads_check` makes of every read.
+pub fn check_set_with(history: &History, reads_check: Reads) -> Report {
     let report = |verdict, ops_checked| Report {
         checker: "set".to_owned(),
         verdict,
@@ -78,7 +101,9 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
     completed.sort_by_key(|&i| reads[i].0.ret);
     let mut by_call: Vec<usize> = (0..reads.len()).collect();
     by_call.sort_by_key(|&i| reads[i].0.call);
+    // Acknowledged before the read began, and returned by reads that completed before it.
     let mut required: BTreeSet<&Datum> = BTreeSet::new();
+    let mut read_before: BTreeSet<&Datum> = BTreeSet::new();
     let (mut next_add, mut next_read) = (0, 0);
 
     let mut anomalies = Vec::new();
@@ -96,7 +121,7 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
         {
             for element in &reads[completed[next_read]].1 {
                 if adds.contains_key(element) {
-                    required.insert(element);
+                    read_before.insert(element);
                 }
             }
             next_read += 1;
@@ -140,11 +165,15 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
                     .collect(),
             ));
         }
-        if !(linearizable || is_final) {
+        if reads_check == Reads::FinalOnly && !is_final {
             continue;
         }
+        let with_reads = is_final || reads_check == Reads::Linearizable;
         let missing: Vec<String> = required
             .iter()
+            .chain(read_before.iter().filter(|_| with_reads))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .filter(|element| !seen.contains(*element))
             .map(|element| element.to_string())
             .collect();
@@ -153,6 +182,11 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
                 (
                     AnomalyKind::LostWrite,
                     "(the final read) misses elements acknowledged or read before it",
+                )
+            } else if reads_check == Reads::Acknowledged {
+                (
+                    AnomalyKind::StaleRead,
+                    "misses elements acknowledged before it began",
                 )
             } else {
                 (

@@ -13,7 +13,7 @@ use crate::linear::{Budget, check_linearizable};
 use crate::lock::check_lock;
 use crate::model::{COMPARE_FAILED, Register};
 use crate::revisions::check_revisions;
-use crate::set::check_set;
+use crate::set::{Reads, check_set, check_set_with};
 use crate::verdict::{AnomalyKind, Verdict};
 use crate::watch::check_watch;
 
@@ -351,6 +351,50 @@ fn set_anomalies_are_each_named() {
             AnomalyKind::Unexpected,
             AnomalyKind::LostWrite
         ]
+    );
+}
+
+#[test]
+fn quorum_set_reads_must_hold_what_was_acknowledged_but_not_what_others_read() {
+    // Goal: the `Acknowledged` demand of quorum reads (R+W>N): a read must hold every add
+    // acknowledged before it began, but may miss one another read returned while its add was
+    // still in flight. Method: the same histories judged by each demand.
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .ok(1, "add", "", Value::Null, 1)
+        .invoke(2, "add", "", json!(2), 2)
+        .invoke(3, "read", "", Value::Null, 3)
+        .ok(3, "read", "", json!([1, 2]), 4)
+        // Misses 2, which only a read returned: fine for quorum reads, not linearizable.
+        .invoke(4, "read", "", Value::Null, 5)
+        .ok(4, "read", "", json!([1]), 6)
+        .ok(2, "add", "", Value::Null, 7)
+        .invoke(4, "read", "", Value::Null, 8)
+        .ok(4, "read", "", json!([1, 2]), 9);
+    let history = r.history();
+    assert_eq!(
+        check_set_with(&history, Reads::Acknowledged).verdict,
+        Verdict::Valid
+    );
+    assert_eq!(
+        kinds(&check_set_with(&history, Reads::Linearizable).verdict),
+        vec![AnomalyKind::StaleRead]
+    );
+    // Missing an acknowledged add is stale for quorum reads too.
+    let mut r = Recorder::default();
+    r.invoke(1, "add", "", json!(1), 0)
+        .ok(1, "add", "", Value::Null, 1)
+        .invoke(2, "read", "", Value::Null, 2)
+        .ok(2, "read", "", json!([]), 3)
+        .invoke(2, "read", "", Value::Null, 4)
+        .ok(2, "read", "", json!([1]), 5);
+    assert_eq!(
+        kinds(&check_set_with(&r.history(), Reads::Acknowledged).verdict),
+        vec![AnomalyKind::StaleRead]
+    );
+    assert_eq!(
+        check_set_with(&r.history(), Reads::FinalOnly).verdict,
+        Verdict::Valid
     );
 }
 

@@ -56,6 +56,9 @@ pub enum CheckModel {
     Watch,
     /// Fenced writes of lock holders: mutual exclusion, tokens never going back.
     Lock,
+    /// The set model for quorum reads (R+W>N): every read holds every add acknowledged before
+    /// it began, not necessarily what another read returned.
+    QuorumSet,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +159,9 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
             }
         }
         CheckModel::Set => check::set::check_set(history, linearizable),
+        CheckModel::QuorumSet => {
+            check::set::check_set_with(history, check::set::Reads::Acknowledged)
+        }
         CheckModel::Bank => check::bank::check_bank(history),
         CheckModel::Watch => check::watch::check_watch(history),
         CheckModel::Lock => check::lock::check_lock(history),

@@ -1,9 +1,11 @@
 //! The `quorum-set` workload: sets of unique integers kept in a quorum bucket over the native
 //! `quorate.v1` API. An add reads a key (r=quorum), merges the sibling sets, adds its element and
-//! puts the result with the read's context (at w=one or w=quorum, drawn per operation), so
-//! writes on both sides of a partition become siblings and the next add merges them. The final
-//! read unions every key's siblings at r=all after healing. The set checker then finds any
-//! acknowledged add missing (a lost write), or an element never added, or one twice.
+//! puts the result with the read's context (w=quorum), so concurrent adds, and adds whose
+//! outcome a partition left unknown, become siblings that the next add merges. One operation in
+//! four reads every key at r=quorum and unions their siblings; the final read does so at r=all
+//! after healing. The set checker then finds any acknowledged add missing from a read that
+//! began after it (R + W > N promises it, faults or not: the bucket's quorum is strict), or an
+//! element never added, or one twice.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -78,11 +80,7 @@ impl Client {
     pub async fn quorum_add(&mut self) -> EventType {
         let element = self.shared.started.fetch_add(1, Ordering::Relaxed);
         let key = format!("k{}", element % KEYS);
-        let w = if self.rng.random_range(0..2) == 0 {
-            pb::LevelKind::LevelOne
-        } else {
-            pb::LevelKind::LevelQuorum
-        };
+        let w = pb::LevelKind::LevelQuorum;
         self.invoke("add", Some(&key), json!(element));
         let mut kv = self.quorum_kv();
         let read = kv
@@ -129,8 +127,22 @@ impl Client {
         self.complete("add", Some(&key), completion)
     }
 
+    /// One operation: a read of every key (one in four) or an add.
+    pub async fn quorum_op(&mut self) -> EventType {
+        if self.rng.random_range(0..4) == 0 {
+            self.quorum_read(pb::LevelKind::LevelQuorum).await
+        } else {
+            self.quorum_add().await
+        }
+    }
+
     /// The final read: every key at r=all, the union of all siblings, as one read.
     pub async fn quorum_read_all(&mut self) -> EventType {
+        self.quorum_read(pb::LevelKind::LevelAll).await
+    }
+
+    /// A read of every key at level `r`, the union of all siblings, as one read.
+    async fn quorum_read(&mut self, r: pb::LevelKind) -> EventType {
         self.invoke("read", None, Value::Null);
         let mut kv = self.quorum_kv();
         let mut all = BTreeSet::new();
@@ -139,7 +151,7 @@ impl Client {
                 .get(pb::GetRequest {
                     bucket: BUCKET.to_owned(),
                     key: format!("k{k}").into_bytes(),
-                    r: level(pb::LevelKind::LevelAll),
+                    r: level(r),
                     timeout_ms: self.shared.op_timeout.as_millis() as u32,
                     monotonic: false,
                 })

@@ -333,7 +333,7 @@ impl Client {
                 WorkloadKind::Bank => self.bank_op().await,
                 WorkloadKind::Watch => self.watch_put().await,
                 WorkloadKind::Lock => self.lock_hold().await,
-                WorkloadKind::QuorumSet => self.quorum_add().await,
+                WorkloadKind::QuorumSet => self.quorum_op().await,
             };
             if completion_type != EventType::Ok {
                 self.avoid_current();
