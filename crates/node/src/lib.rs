@@ -236,10 +236,12 @@ pub async fn run(
         objects,
         peers.clone(),
         clock.clone(),
-        config.max_request_bytes,
-        config.request_timeout,
-        config.quorum_hint_bytes_max,
-        config.quorum_tombstone_grace,
+        transport::quorum::QuorumConfig {
+            value_bytes_max: config.max_request_bytes,
+            request_timeout: config.request_timeout,
+            hint_bytes_max: config.quorum_hint_bytes_max,
+            tombstone_grace: config.quorum_tombstone_grace,
+        },
     )?;
     #[cfg(feature = "canary")]
     quorum.plant(config.canary);

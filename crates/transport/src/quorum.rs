@@ -345,17 +345,33 @@ fn decode_stored(old: Option<&[u8]>) -> Result<Object, String> {
     }
 }
 
+/// The settings of one member's quorum path.
+#[derive(Copy, Clone, Debug)]
+pub struct QuorumConfig {
+    /// The largest value (and so request) accepted.
+    pub value_bytes_max: usize,
+    /// How long a request waits for replicas unless it says otherwise.
+    pub request_timeout: Duration,
+    /// Hint bytes kept per unreachable member at most.
+    pub hint_bytes_max: u64,
+    /// How old a delete must be before its key's entry may be reaped.
+    pub tombstone_grace: Duration,
+}
+
 impl QuorumNode {
     pub fn new(
         replica: Arc<Replica>,
         store: Arc<ObjectStore>,
         peers: Arc<GrpcPeers>,
         clock: Arc<dyn Clock>,
-        value_bytes_max: usize,
-        request_timeout: Duration,
-        hint_bytes_max: u64,
-        tombstone_grace: Duration,
+        config: QuorumConfig,
     ) -> Result<Arc<QuorumNode>, StorageError> {
+        let QuorumConfig {
+            value_bytes_max,
+            request_timeout,
+            hint_bytes_max,
+            tombstone_grace,
+        } = config;
         let reaped_floor = match store.meta(reap::FLOOR)? {
             Some(bytes) => reap::decode_floor(&bytes)?,
             None => 0,

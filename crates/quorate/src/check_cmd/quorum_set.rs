@@ -24,7 +24,7 @@ use super::workload::{Client, Completion};
 /// The bucket of the workload.
 pub const BUCKET: &str = "check-set";
 /// Keys the adds spread over.
-const KEYS: u64 = 8;
+const KEYS: u64 = 4;
 
 fn level(kind: pb::LevelKind) -> Option<pb::Level> {
     Some(pb::Level {
