@@ -155,10 +155,7 @@ const _: () = assert!(
         <= u128::MAX / (PHI_WINDOW_MAX as u128 * PHI_WINDOW_MAX as u128)
 );
 
-/// How often a member pings every other member for the phi-accrual detector of quorum buckets.
-pub const LIVENESS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// How long a liveness ping waits for its answer.
+/// How long a gossip message (or a liveness ping) waits for its peer to take it.
 pub const LIVENESS_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// How long a coordinator waits for a replica its detector suspects before it treats the

@@ -29,9 +29,11 @@
 
 mod detector;
 mod phi;
+pub mod swim;
 
 pub use detector::{Detector, Status};
 pub use phi::{Config, ConfigError, PhiAccrual};
+pub use swim::{Effects, Liveness, Swim, SwimConfig, SwimError, SwimId, SwimTimer};
 
 #[cfg(test)]
 mod tests;

@@ -107,6 +107,21 @@ async fn metrics(
         "Phi-accrual suspicion of each other member (8 and above: suspect)",
         phi,
     );
+    let swim = Family::<Vec<(String, String)>, Gauge>::default();
+    for (peer, liveness) in quorum.swim_liveness() {
+        let value = match liveness {
+            transport::quorum::SwimLiveness::Alive => 0,
+            transport::quorum::SwimLiveness::Suspect => 1,
+            transport::quorum::SwimLiveness::Down => 2,
+        };
+        swim.get_or_create(&vec![("peer".to_owned(), format!("{:x}", peer.0))])
+            .set(value);
+    }
+    registry.register(
+        "peer_swim",
+        "How SWIM gossip sees each other member: 0 alive, 1 suspect, 2 down",
+        swim,
+    );
     gauge(
         &mut registry,
         "raft_term",

@@ -405,11 +405,14 @@ pub async fn liveness(
         .map(|p| {
             (
                 p.member,
-                json!({ "status": p.status, "phi": p.phi, "threshold": reply.threshold }),
+                json!({ "status": p.status, "phi": p.phi, "threshold": reply.threshold, "swim": p.swim }),
             )
         })
         .collect();
-    seen.insert(reply.member, json!({ "status": "self", "phi": 0.0 }));
+    seen.insert(
+        reply.member,
+        json!({ "status": "self", "phi": 0.0, "swim": "self" }),
+    );
     Ok(seen)
 }
 

@@ -35,16 +35,18 @@ use tonic::{Request, Response, Status};
 use crate::GrpcPeers;
 use crate::objects::ObjectWriter;
 
+mod gossip;
 mod handoff;
 mod reap;
 
 pub use handoff::RingService;
+pub use membership::Liveness as SwimLiveness;
 
 use base::limits::{
     BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
-    EPOCH_POLL_INTERVAL, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_INTERVAL,
-    LIVENESS_PING_TIMEOUT, QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX,
-    RING_VNODES_DEFAULT as RING_VNODES, SUSPECT_REPLICA_TIMEOUT,
+    EPOCH_POLL_INTERVAL, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_TIMEOUT,
+    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
+    SUSPECT_REPLICA_TIMEOUT,
 };
 
 /// One member's quorum-bucket machinery, shared by its three services.
@@ -78,6 +80,8 @@ pub struct QuorumNode {
     gate: tokio::sync::RwLock<()>,
     /// This member's part of ring changes (see `handoff`).
     handoff: Mutex<handoff::Progress>,
+    /// SWIM gossip's mailbox and view (see `gossip`).
+    gossip: gossip::GossipState,
     /// The `quorum-overwrite` canary is planted (tester canary builds only).
     #[cfg(feature = "canary")]
     overwrite: std::sync::atomic::AtomicBool,
@@ -405,6 +409,7 @@ impl QuorumNode {
             read_repairs: AtomicU64::new(0),
             gate: tokio::sync::RwLock::new(()),
             handoff: Mutex::new(handoff::Progress::default()),
+            gossip: gossip::GossipState::new(),
             detector: Mutex::new(
                 membership::Detector::new(membership::Config::default())
                     .expect("the default detector configuration is valid"),
@@ -453,59 +458,17 @@ impl QuorumNode {
         }
     }
 
-    /// Pings every other member every `LIVENESS_PING_INTERVAL` until `stop` turns true; each
-    /// answer is a heartbeat of the failure detector. Pings pass the fault-injection table, so
-    /// a partition makes the other side suspect.
-    pub async fn watch_liveness(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        let mut every = Every::new(LIVENESS_PING_INTERVAL, stop);
-        while every.tick().await {
-            let me = self.me();
-            let members: Vec<NodeId> = self
-                .replica
-                .membership()
-                .nodes
-                .keys()
-                .map(|id| NodeId(*id))
-                .filter(|id| *id != me)
-                .collect();
-            {
-                // Forget members that left.
-                let mut detector = self.detector.lock().expect("detector poisoned");
-                let gone: Vec<NodeId> = detector
-                    .peers()
-                    .filter(|p| !members.contains(p))
-                    .copied()
-                    .collect();
-                for peer in gone {
-                    detector.remove(&peer);
-                }
-            }
-            for member in members {
-                let node = self.clone();
-                tokio::spawn(async move {
-                    let Ok(mut client) = node.client(member).await else {
-                        return;
-                    };
-                    let mut call = Request::new(replicapb::PingRequest {});
-                    call.set_timeout(LIVENESS_PING_TIMEOUT);
-                    if let Ok(reply) = client.ping(call).await
-                        && reply.into_inner().member == member.0
-                    {
-                        let now = node.clock.monotonic();
-                        node.detector
-                            .lock()
-                            .expect("detector poisoned")
-                            .heartbeat(member, now);
-                    }
-                });
-            }
-        }
-    }
-
-    /// Whether the failure detector suspects `member` (never this member itself).
+    /// Whether `member` is suspected (never this member itself): its phi is at or above the
+    /// threshold, or SWIM holds it suspect or down.
     fn suspects(&self, member: NodeId) -> bool {
         if member == self.me() {
             return false;
+        }
+        if matches!(
+            self.swim_view(member),
+            Some(membership::Liveness::Suspect | membership::Liveness::Down)
+        ) {
+            return true;
         }
         let now = self.clock.monotonic();
         !self
@@ -1724,6 +1687,11 @@ impl Kv for KvService {
                 member: member.0,
                 phi,
                 status: status.as_str().to_owned(),
+                swim: self
+                    .0
+                    .swim_view(member)
+                    .map_or("unknown", |l| l.as_str())
+                    .to_owned(),
             })
             .collect();
         Ok(Response::new(pb::LivenessResponse {
@@ -1817,6 +1785,15 @@ impl ReplicaRpc for ReplicaService {
             )
             .await?;
         Ok(Response::new(replicapb::HintResponse { stored }))
+    }
+
+    async fn gossip(
+        &self,
+        request: Request<replicapb::GossipRequest>,
+    ) -> Result<Response<replicapb::GossipResponse>, Status> {
+        let request = request.into_inner();
+        self.0.gossip_received(NodeId(request.from), request.data);
+        Ok(Response::new(replicapb::GossipResponse {}))
     }
 
     async fn ping(

@@ -376,13 +376,24 @@ fn liveness_of(cluster: &Cluster, observer: usize, of: &str) -> Option<Value> {
         .map(|m| m["liveness"].clone())
 }
 
-/// Polls until `observer` reports `of` with `status`.
+/// Polls until `observer` reports `of` with `status` (the phi detector's).
 async fn await_liveness(cluster: &Cluster, observer: usize, of: &str, status: &str) -> Value {
+    await_liveness_field(cluster, observer, of, "status", status).await
+}
+
+/// Polls until `observer` reports `of` with `field` (`status`: phi; `swim`: SWIM) at `status`.
+async fn await_liveness_field(
+    cluster: &Cluster,
+    observer: usize,
+    of: &str,
+    field: &str,
+    status: &str,
+) -> Value {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let seen = liveness_of(cluster, observer, of);
         if let Some(seen) = &seen
-            && seen["status"] == status
+            && seen[field] == status
         {
             return seen.clone();
         }
@@ -396,16 +407,19 @@ async fn await_liveness(cluster: &Cluster, observer: usize, of: &str, status: &s
 
 #[tokio::test]
 async fn the_failure_detector_suspects_a_cut_off_member_and_clears_it_after_healing() {
-    // Goal: phi-accrual liveness through real pings. Method: every member pings the others;
-    // m1 sees m2 and m3 alive. Cut m3 off (both directions, fault hook): m1's phi for m3
-    // climbs past the threshold (suspect), m2 stays alive. A quorum write through m1 still
-    // succeeds (m1 and m2). Heal: m3 is alive again.
+    // Goal: SWIM gossip and phi-accrual liveness on real members. Method: members gossip;
+    // m1 sees m2 and m3 alive (phi and SWIM). Cut m3 off (both directions, fault hook): m1's
+    // phi for m3 climbs past the threshold (suspect) and SWIM declares it down, while m2
+    // stays alive. A quorum write through m1 still succeeds (m1 and m2). Heal: m3 is alive
+    // again to both.
     let cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
     cluster.leader().await;
     let ids = member_ids(&cluster);
     await_liveness(&cluster, 0, &ids[0], "self").await;
     await_liveness(&cluster, 0, &ids[1], "alive").await;
     await_liveness(&cluster, 0, &ids[2], "alive").await;
+    await_liveness_field(&cluster, 0, &ids[1], "swim", "alive").await;
+    await_liveness_field(&cluster, 0, &ids[2], "swim", "alive").await;
     let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
     let fault = |i: usize, args: &[&str]| {
         let (ok, text) = quorate(&cluster.endpoint(i), &[&["fault"][..], args].concat());
@@ -419,7 +433,18 @@ async fn the_failure_detector_suspects_a_cut_off_member_and_clears_it_after_heal
     fault(1, &["block", "--peers", &names[2]]);
     let suspect = await_liveness(&cluster, 0, &ids[2], "suspect").await;
     assert!(suspect["phi"].as_f64().unwrap_or(0.0) >= 8.0, "{suspect}");
+    await_liveness_field(&cluster, 0, &ids[2], "swim", "down").await;
+    let swim_metric = |of: &str| {
+        metric(
+            cluster.members[0].metrics,
+            &format!("quorate_peer_swim{{peer=\"{of}\"}}"),
+        )
+    };
+    assert_eq!(swim_metric(&ids[2]), 2, "m3 down in m1's metrics");
+    assert_eq!(swim_metric(&ids[1]), 0, "m2 alive in m1's metrics");
     await_liveness(&cluster, 0, &ids[1], "alive").await;
+    let m2 = liveness_of(&cluster, 0, &ids[1]).expect("m2's liveness");
+    assert_eq!(m2["swim"], "alive", "{m2}");
     // Defining the bucket goes through Raft, which may be electing a leader after the cut.
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -439,6 +464,8 @@ async fn the_failure_detector_suspects_a_cut_off_member_and_clears_it_after_heal
         fault(i, &["heal"]);
     }
     await_liveness(&cluster, 0, &ids[2], "alive").await;
+    await_liveness_field(&cluster, 0, &ids[2], "swim", "alive").await;
+    await_liveness_field(&cluster, 2, &ids[0], "swim", "alive").await;
 }
 
 #[tokio::test]
