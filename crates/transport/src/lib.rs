@@ -110,11 +110,16 @@ fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
 }
 
 /// A status that means the request was not delivered is `Unreachable` (safe to resend);
-/// anything else carries the peer's message.
+/// anything else carries the peer's message. A connection that broke after the request was
+/// sent (tonic's `Unknown` "transport error") leaves the outcome unknown, as a deadline does:
+/// etcd's "request timed out", never resent.
 fn peer_error(status: Status) -> PeerError {
     match status.code() {
         tonic::Code::Unavailable => PeerError::Unreachable(status.message().to_string()),
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            PeerError::Remote(base::EtcdError::Timeout.to_string())
+        }
+        tonic::Code::Unknown if status.message() == "transport error" => {
             PeerError::Remote(base::EtcdError::Timeout.to_string())
         }
         _ => PeerError::Remote(status.message().to_string()),
@@ -436,5 +441,35 @@ impl Raft for RaftService {
             Ok(index) => Ok(Response::new(pb::ReadIndexResponse { index })),
             Err(error) => Err(status_from_etcd(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_errors_resend_only_what_was_not_delivered() {
+        // Goal: only an undelivered call may be resent; a broken connection after sending is
+        // an unknown outcome (etcd's timeout). Method: map each kind of status.
+        assert!(matches!(
+            peer_error(Status::unavailable("connection refused")),
+            PeerError::Unreachable(_)
+        ));
+        let timeout = base::EtcdError::Timeout.to_string();
+        for status in [
+            Status::unknown("transport error"),
+            Status::deadline_exceeded("late"),
+            Status::cancelled("gone"),
+        ] {
+            assert!(
+                matches!(peer_error(status.clone()), PeerError::Remote(ref m) if *m == timeout),
+                "{status:?}"
+            );
+        }
+        assert!(matches!(
+            peer_error(Status::unknown("etcdserver: not leader")),
+            PeerError::Remote(ref m) if m == "etcdserver: not leader"
+        ));
     }
 }

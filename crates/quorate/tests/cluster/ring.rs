@@ -225,24 +225,24 @@ async fn ring_cli(endpoint: &str, args: &[&str]) -> String {
     text
 }
 
-#[tokio::test]
-async fn ring_changes_under_writes_move_a_quarter_of_the_replicas_and_lose_no_acknowledged_write() {
-    // Goal: a ring change moves about 1/members of the replicas and loses no acknowledged
-    // write while writes go on. Method: 3 members, bucket n=3, every key written once; add m4
-    // to the cluster and then to the ring while 4 writers rewrite the keys at w=quorum; read
-    // every key back; count objects per member once cleanups finished. Then remove m1 from
-    // the ring under writes, and check the same.
-    let mut cluster = Cluster::start(3, &[]);
+/// Three ring members with bucket `moves` (n=3) holding every key once, and a fourth member
+/// in the cluster (a learner: it holds data, it does not vote) but not yet in the ring.
+struct Setup {
+    cluster: Cluster,
+    acked: Acked,
+    joiner: usize,
+    m4_id: String,
+}
+
+async fn three_and_a_joiner(extra_args: &[&str]) -> Setup {
+    let mut cluster = Cluster::start(3, extra_args);
     let leader = cluster.leader().await;
     let m1 = cluster.endpoint(0);
-    let (ok, text) = {
-        let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
-            .args(["--endpoints", &m1, "bucket", "create", "moves", "--n", "3"])
-            .output()
-            .expect("run quorate");
-        (output.status.success(), output_text(&output))
-    };
-    assert!(ok, "{text}");
+    let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+        .args(["--endpoints", &m1, "bucket", "create", "moves", "--n", "3"])
+        .output()
+        .expect("run quorate");
+    assert!(output.status.success(), "{}", output_text(&output));
     let three: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
     let acked: Acked = Arc::new(Mutex::new(BTreeMap::new()));
     // Every key once, before any change.
@@ -256,7 +256,6 @@ async fn ring_changes_under_writes_move_a_quarter_of_the_replicas_and_lose_no_ac
     .await;
     assert_eq!(await_clean(&three).await, vec![KEYS as u64; 3]);
 
-    // m4 joins the cluster (a learner is enough: it holds data, it does not vote).
     let joiner = cluster.add_slot();
     let mut client = cluster.client(leader).await;
     let peer_url = format!("http://127.0.0.1:{}", cluster.members[joiner].peer);
@@ -283,6 +282,30 @@ async fn ring_changes_under_writes_move_a_quarter_of_the_replicas_and_lose_no_ac
         assert!(Instant::now() < deadline, "m4 never learned the ring");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Setup {
+        cluster,
+        acked,
+        joiner,
+        m4_id,
+    }
+}
+
+#[tokio::test]
+async fn ring_changes_under_writes_move_a_quarter_of_the_replicas_and_lose_no_acknowledged_write() {
+    // Goal: a ring change moves about 1/members of the replicas and loses no acknowledged
+    // write while writes go on. Method: 3 members, bucket n=3, every key written once; add m4
+    // to the cluster and then to the ring while 4 writers rewrite the keys at w=quorum; read
+    // every key back; count objects per member once cleanups finished. Then remove m1 from
+    // the ring under writes, and check the same.
+    let Setup {
+        cluster,
+        acked,
+        joiner,
+        m4_id,
+        ..
+    } = three_and_a_joiner(&[]).await;
+    let m1 = cluster.endpoint(0);
+    let m4 = cluster.endpoint(joiner);
 
     let four: Vec<String> = (0..4).map(|i| cluster.endpoint(i)).collect();
     let writes = under_writes(four.clone(), &acked, async {
@@ -336,4 +359,148 @@ async fn ring_changes_under_writes_move_a_quarter_of_the_replicas_and_lose_no_ac
         [KEYS as u64; 3],
         "each key on all of the three left"
     );
+}
+
+/// The ring as `endpoint` shows it (JSON).
+async fn ring_show(endpoint: &str) -> serde_json::Value {
+    let text = ring_cli(endpoint, &["show", "-w", "json"]).await;
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Polls `endpoint`'s ring until `done` holds; returns it.
+async fn await_ring(
+    endpoint: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let shown = ring_show(endpoint).await;
+        if done(&shown) {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "the ring never {what}: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ring_change_waits_for_a_cut_off_member_outlives_restarts_and_can_be_aborted() {
+    // Goal: a ring change under faults. Method: (1) with m4 down, `ring add m4` starts but
+    // the streams to m4 fail and retry (`ring status` names the failure) and the ring does
+    // not switch; `ring abort` keeps the old ring. (2) With m4 back and m3 cut off (fault
+    // hook), writers rewrite keys through m1, m2 and m4 while m4 joins again: m3 cannot
+    // stream, so the change stays pending, also across a restart of m2; healed, the ring
+    // switches. Every acknowledged write is read back and every key ends on exactly N members.
+    let Setup {
+        mut cluster,
+        acked,
+        joiner,
+        m4_id,
+    } = three_and_a_joiner(&["--unsafe-fault-injection"]).await;
+    let m1 = cluster.endpoint(0);
+
+    // (1) The joiner is down: the change cannot finish; abort it.
+    cluster.kill(joiner);
+    let started = ring_cli(&m1, &["add", &m4_id]).await;
+    assert!(
+        started.contains(&format!("add member {m4_id}")),
+        "{started}"
+    );
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = ring_cli(&m1, &["status", "-w", "json"]).await;
+        let retrying = status
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|h| {
+                h["state"] == "retrying"
+                    && h["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains(&format!("member {m4_id}")))
+            });
+        if retrying {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stream failed on m4: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pending = ring_show(&m1).await;
+    assert_eq!(pending["epoch"], 1, "{pending}");
+    assert!(pending["pending"].is_object(), "{pending}");
+    let aborted = ring_cli(&m1, &["abort", "-w", "json"]).await;
+    let aborted: serde_json::Value = serde_json::from_str(aborted.trim()).expect("json");
+    assert_eq!(aborted["epoch"], 2, "{aborted}");
+    assert!(aborted["pending"].is_null(), "{aborted}");
+    assert_eq!(aborted["members"].as_array().map(Vec::len), Some(3));
+    cluster.spawn_with(joiner, &["--initial-cluster-state", "existing"]);
+
+    // (2) m3 cut off from everyone while m4 joins under writes; m2 restarts meanwhile.
+    let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    // Retried while a member has not yet learned a peer's name (m4 publishes it on start).
+    let fault = |cluster: &Cluster, i: usize, args: &[&str]| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
+                .args(["--endpoints", &cluster.endpoint(i), "fault"])
+                .args(args)
+                .output()
+                .expect("run quorate");
+            if output.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{}", output_text(&output));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let others = format!("{},{},{}", names[0], names[1], names[3]);
+    fault(&cluster, 2, &["block", "--peers", &others]);
+    for i in [0, 1, 3] {
+        fault(&cluster, i, &["block", "--peers", &names[2]]);
+    }
+    let writers_at: Vec<String> = [0, 1, 3].iter().map(|i| cluster.endpoint(*i)).collect();
+    let m3_id = super::quorum::member_ids(&cluster)[2].clone();
+    let writes = under_writes(writers_at, &acked, async {
+        let started = ring_cli(&m1, &["add", &m4_id]).await;
+        assert!(started.contains("epoch 3"), "{started}");
+        // Everyone but m3 streams and records its handoff; m3 cannot.
+        let shown = await_ring(&m1, "got every handoff but m3's", |r| {
+            r["pending"]["done"]
+                .as_array()
+                .is_some_and(|d| d.len() == 3)
+        })
+        .await;
+        assert!(
+            !shown["pending"]["done"]
+                .as_array()
+                .expect("done")
+                .contains(&serde_json::Value::from(m3_id.clone())),
+            "{shown}"
+        );
+        cluster.kill(1);
+        cluster.spawn(1);
+        // The change survives the restart and still waits for m3.
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            let shown = ring_show(&m1).await;
+            assert_eq!(shown["epoch"], 3, "switched without m3: {shown}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for i in 0..4 {
+            fault(&cluster, i, &["heal"]);
+        }
+        await_ring(&m1, "switched", |r| {
+            r["epoch"] == 4 && r["pending"].is_null()
+        })
+        .await;
+    })
+    .await;
+    assert!(writes > 0, "no write was acknowledged during the change");
+    let four: Vec<String> = (0..4).map(|i| cluster.endpoint(i)).collect();
+    check_acknowledged(&four, &acked).await;
+    let counts = await_clean(&four).await;
+    assert!(counts[3] > 0, "m4 holds replicas after joining: {counts:?}");
 }
