@@ -170,6 +170,6 @@ pub const RING_CHANGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration:
 /// this many copies in flight times N).
 pub const HANDOFF_PAGE_OBJECTS: usize = 256;
 
-/// How often a request refused for a stale ring epoch looks whether its member has applied the
-/// newer ring.
-pub const EPOCH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How often a request waiting for its member to apply something (the newer ring a replica
+/// refused a stale epoch for, the membership just after start) looks again.
+pub const APPLY_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);

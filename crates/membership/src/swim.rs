@@ -51,8 +51,13 @@ impl Identity for SwimId {
     }
 }
 
-/// A timer SWIM asked for: hand it back through [`Swim::handle_timer`] once `after` passed.
-pub type SwimTimer = Timer<SwimId>;
+/// A timer SWIM asked for: hand it back through [`Swim::handle_timer`] once its delay passed.
+/// It belongs to one life of the state machine (see `Swim::drain`); a later life ignores it.
+#[derive(Clone, Debug)]
+pub struct SwimTimer {
+    life: u64,
+    timer: Timer<SwimId>,
+}
 
 /// How SWIM sees one member.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -102,18 +107,35 @@ pub struct SwimConfig {
 
 impl Default for SwimConfig {
     fn default() -> SwimConfig {
+        // foca's LAN timing (memberlist's): an answer may take half a second on a loaded
+        // member before it is suspected; quicker hints come from the phi-accrual detector.
         SwimConfig {
-            probe_period: Duration::from_millis(500),
-            probe_rtt: Duration::from_millis(200),
+            probe_period: Duration::from_secs(1),
+            probe_rtt: Duration::from_millis(500),
             cluster_size: 3,
         }
     }
 }
 
+type Protocol = Foca<SwimId, PostcardCodec, StdRng, NoCustomBroadcast>;
+
 /// One member's SWIM state machine.
 pub struct Swim {
-    foca: Foca<SwimId, PostcardCodec, StdRng, NoCustomBroadcast>,
+    foca: Protocol,
     runtime: AccumulatingRuntime<SwimId>,
+    config: foca::Config,
+    seed: u64,
+    /// Counts the fresh starts after renewals; timers of earlier lives are ignored.
+    life: u64,
+}
+
+fn protocol(identity: SwimId, config: &foca::Config, seed: u64) -> Protocol {
+    Foca::new(
+        identity,
+        config.clone(),
+        StdRng::seed_from_u64(seed ^ identity.generation),
+        PostcardCodec,
+    )
 }
 
 impl Swim {
@@ -131,13 +153,11 @@ impl Swim {
             generation,
         };
         Swim {
-            foca: Foca::new(
-                identity,
-                foca_config,
-                StdRng::seed_from_u64(seed),
-                PostcardCodec,
-            ),
+            foca: protocol(identity, &foca_config, seed),
             runtime: AccumulatingRuntime::new(),
+            config: foca_config,
+            seed,
+            life: 0,
         }
     }
 
@@ -165,7 +185,10 @@ impl Swim {
 
     /// A timer that came due.
     pub fn handle_timer(&mut self, timer: SwimTimer) -> Result<Effects, SwimError> {
-        let handled = self.foca.handle_timer(timer, &mut self.runtime);
+        if timer.life != self.life {
+            return Ok(Effects::default());
+        }
+        let handled = self.foca.handle_timer(timer.timer, &mut self.runtime);
         let effects = self.drain();
         handled.map_err(|e| SwimError(e.to_string()))?;
         Ok(effects)
@@ -197,18 +220,31 @@ impl Swim {
             effects.sends.push((NodeId(to.member), data.to_vec()));
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
-            effects.timers.push((timer, after));
+            let life = self.life;
+            effects.timers.push((SwimTimer { life, timer }, after));
         }
-        // Declared down by the others, foca rejoins on its own as the next generation
-        // (`SwimId::renew`).
+        let mut rejoin = None;
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
                 OwnedNotification::MemberUp(id) => effects.changes.push((NodeId(id.member), true)),
                 OwnedNotification::MemberDown(id) => {
                     effects.changes.push((NodeId(id.member), false));
                 }
+                OwnedNotification::Rejoin(id) => rejoin = Some(id),
                 _ => {}
             }
+        }
+        // Declared down by the others, foca renews this member's identity (the next
+        // generation). That also voids its pending timers, among them the ones that would
+        // turn its own suspicions into downs, which would leave those members suspect until
+        // they refute. So the renewed member starts over from a fresh state instead: the
+        // driver's announcements rebuild its view within a second.
+        if let Some(identity) = rejoin {
+            self.foca = protocol(identity, &self.config, self.seed);
+            self.runtime = AccumulatingRuntime::new();
+            self.life += 1;
+            effects.sends.clear();
+            effects.timers.clear();
         }
         effects
     }

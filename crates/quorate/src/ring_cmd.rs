@@ -103,19 +103,7 @@ pub async fn run(
     let client = client::Client::connect(endpoints, timeout).await?;
     let mut ring = RingClient::new(client.channel());
     let (epoch, wait) = match command {
-        RingCommand::Show => {
-            let shown = ring
-                .show(pb::ShowRingRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            if json_out {
-                println!("{}", ring_json(&shown));
-            } else {
-                println!("{}", ring_text(&shown));
-            }
-            return Ok(());
-        }
+        RingCommand::Show => return print_ring(&mut ring, json_out).await,
         RingCommand::Status => {
             for h in handoffs(&client, timeout).await? {
                 match h {
@@ -178,6 +166,11 @@ pub async fn run(
     if wait {
         follow(&client, &mut ring, epoch, timeout).await?;
     }
+    print_ring(&mut ring, json_out).await
+}
+
+/// Prints the ring as the answering member shows it.
+async fn print_ring(ring: &mut RingClient<Channel>, json_out: bool) -> anyhow::Result<()> {
     let shown = ring
         .show(pb::ShowRingRequest {})
         .await

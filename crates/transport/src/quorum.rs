@@ -43,8 +43,8 @@ pub use handoff::RingService;
 pub use membership::Liveness as SwimLiveness;
 
 use base::limits::{
-    BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX, CLOCK_OFFSET_MAX,
-    EPOCH_POLL_INTERVAL, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_TIMEOUT,
+    APPLY_POLL_INTERVAL, BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX,
+    CLOCK_OFFSET_MAX, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_TIMEOUT,
     QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
     SUSPECT_REPLICA_TIMEOUT,
 };
@@ -459,15 +459,13 @@ impl QuorumNode {
     }
 
     /// Whether `member` is suspected (never this member itself): its phi is at or above the
-    /// threshold, or SWIM holds it suspect or down.
+    /// threshold, or SWIM has declared it down (a SWIM suspicion alone does not count: the
+    /// member may still refute it, and phi already reflects what this member hears).
     fn suspects(&self, member: NodeId) -> bool {
         if member == self.me() {
             return false;
         }
-        if matches!(
-            self.swim_view(member),
-            Some(membership::Liveness::Suspect | membership::Liveness::Down)
-        ) {
+        if self.swim_view(member) == Some(membership::Liveness::Down) {
             return true;
         }
         let now = self.clock.monotonic();
@@ -742,6 +740,24 @@ impl QuorumNode {
         Ok(guard)
     }
 
+    /// After a failed attempt: places the request again (Ok) when a replica refused its stale
+    /// ring epoch and this member applied a newer one before `deadline`; else the attempt's
+    /// error.
+    async fn place_again(
+        &self,
+        failed: Failed,
+        placed: &mut Placed,
+        bucket: &str,
+        key: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Status> {
+        if failed.stale && self.await_epoch_after(placed.epoch, deadline).await {
+            *placed = self.place(bucket, key)?;
+            return Ok(());
+        }
+        Err(failed.status)
+    }
+
     /// Waits until this member has applied a ring epoch after `epoch`; false at `deadline`.
     async fn await_epoch_after(&self, epoch: u64, deadline: tokio::time::Instant) -> bool {
         loop {
@@ -751,7 +767,7 @@ impl QuorumNode {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(EPOCH_POLL_INTERVAL).await;
+            tokio::time::sleep(APPLY_POLL_INTERVAL).await;
         }
     }
 
@@ -1132,13 +1148,10 @@ impl QuorumNode {
                 .await;
             match attempt {
                 Ok(done) => return Ok(done),
-                Err(failed) if failed.stale => {
-                    if !self.await_epoch_after(placed.epoch, deadline).await {
-                        return Err(failed.status);
-                    }
-                    placed = self.place(bucket, &key)?;
+                Err(failed) => {
+                    self.place_again(failed, &mut placed, bucket, &key, deadline)
+                        .await?
                 }
-                Err(failed) => return Err(failed.status),
             }
         }
     }
@@ -1280,13 +1293,10 @@ impl QuorumNode {
                 .await
             {
                 Ok(done) => return Ok(done),
-                Err(failed) if failed.stale => {
-                    if !self.await_epoch_after(placed.epoch, deadline).await {
-                        return Err(failed.status);
-                    }
-                    placed = self.place(bucket, &key)?;
+                Err(failed) => {
+                    self.place_again(failed, &mut placed, bucket, &key, deadline)
+                        .await?
                 }
-                Err(failed) => return Err(failed.status),
             }
         }
     }
@@ -1449,7 +1459,20 @@ impl QuorumNode {
                 bucket.n
             )));
         }
-        let voters = voters(&self.replica.membership());
+        // A member that just started may not have applied the membership yet: wait for it.
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let voters = loop {
+            let voters = voters(&self.replica.membership());
+            if !voters.is_empty() {
+                break voters;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable(
+                    "this member has not learned the cluster's membership yet",
+                ));
+            }
+            tokio::time::sleep(APPLY_POLL_INTERVAL).await;
+        };
         let topology = self.replica.topology();
         // The ring's members hold the replicas; before the first bucket the voters will.
         let (holders, what) = match ring_of(&topology) {
