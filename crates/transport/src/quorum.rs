@@ -558,9 +558,17 @@ impl QuorumNode {
     /// Hands one hint over: to `target` while it still replicates the key (in the current or
     /// the pending ring), else — the ring changed since the hint was taken — to every member
     /// that does, all of which must take it.
-    async fn deliver_hint(self: &Arc<Self>, target: NodeId, call: MergeCall) -> Result<(), String> {
+    /// The delivery is placed (and fenced) at the ring epoch it was computed at, so it never
+    /// lands on a member that has cleaned up after a newer ring; refused, it waits for the next
+    /// round.
+    async fn deliver_hint(
+        self: &Arc<Self>,
+        target: NodeId,
+        mut call: MergeCall,
+    ) -> Result<(), String> {
         let owners = match self.place(&call.bucket, &call.key) {
             Ok(placed) => {
+                call.epoch = placed.epoch;
                 let mut owners = placed.replicas;
                 owners.extend(placed.next);
                 owners
