@@ -296,25 +296,17 @@ pub async fn run(
         client_urls: config.advertise_client_urls.clone(),
     };
     tasks.spawn(publish(replica.clone(), attributes, stop_rx.clone()));
-    {
-        let (hints, stop) = (quorum.clone(), stop_rx.clone());
+    // The quorum path's background tasks: hint delivery, SWIM gossip, tombstone reaping and
+    // this member's part in ring changes; each runs until the stop signal.
+    let background: [futures::future::BoxFuture<'static, ()>; 4] = [
+        Box::pin(quorum.clone().deliver_hints(stop_rx.clone())),
+        Box::pin(quorum.clone().watch_liveness(stop_rx.clone())),
+        Box::pin(quorum.clone().reap_tombstones(stop_rx.clone())),
+        Box::pin(quorum.clone().run_ring_changes(stop_rx.clone())),
+    ];
+    for task in background {
         tasks.spawn(async move {
-            hints.deliver_hints(stop).await;
-            Ok(())
-        });
-        let (liveness, stop) = (quorum.clone(), stop_rx.clone());
-        tasks.spawn(async move {
-            liveness.watch_liveness(stop).await;
-            Ok(())
-        });
-        let (reaper, stop) = (quorum.clone(), stop_rx.clone());
-        tasks.spawn(async move {
-            reaper.reap_tombstones(stop).await;
-            Ok(())
-        });
-        let (ring, stop) = (quorum.clone(), stop_rx.clone());
-        tasks.spawn(async move {
-            ring.run_ring_changes(stop).await;
+            task.await;
             Ok(())
         });
     }
