@@ -155,8 +155,8 @@ const _: () = assert!(
         <= u128::MAX / (PHI_WINDOW_MAX as u128 * PHI_WINDOW_MAX as u128)
 );
 
-/// How long a gossip message (or a liveness ping) waits for its peer to take it.
-pub const LIVENESS_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+/// How long a SWIM gossip message waits for its peer to take it.
+pub const GOSSIP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// How long a coordinator waits for a replica its detector suspects before it treats the
 /// replica as failed (hint, fallback): short, since the replica is probably down.

@@ -44,7 +44,7 @@ pub use membership::Liveness as SwimLiveness;
 
 use base::limits::{
     APPLY_POLL_INTERVAL, BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX,
-    CLOCK_OFFSET_MAX, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL, LIVENESS_PING_TIMEOUT,
+    CLOCK_OFFSET_MAX, GOSSIP_SEND_TIMEOUT, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL,
     QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
     SUSPECT_REPLICA_TIMEOUT,
 };
@@ -855,8 +855,8 @@ impl QuorumNode {
         decode(&bytes)?.ok_or_else(|| Status::internal("the coordinated write stored nothing"))
     }
 
-    /// Merges an object into this member's copy, durably; true when there was no copy.
-    async fn merge_local(self: &Arc<Self>, call: MergeCall) -> Result<bool, Status> {
+    /// Merges an object into this member's copy, durably.
+    async fn merge_local(self: &Arc<Self>, call: MergeCall) -> Result<(), Status> {
         let _admitted = self.admit(call.epoch).await?;
         let MergeCall {
             bucket,
@@ -877,14 +877,13 @@ impl QuorumNode {
             Ok(Some(crdt::codec::encode_object(&mine)))
         });
         let (before, _) = self.apply(Slot::Object { bucket, key }, change).await?;
-        let created = before == 0;
         if handoff {
             self.handoff
                 .lock()
                 .expect("handoff progress poisoned")
-                .received(created);
+                .received(before == 0);
         }
-        Ok(created)
+        Ok(())
     }
 
     /// Applies one change through the group-committing writer: (stored size before, bytes
@@ -946,13 +945,13 @@ impl QuorumNode {
         Ok(object)
     }
 
-    /// Merges a copy into `member`'s; true when it held no copy before.
+    /// Merges a copy into `member`'s.
     async fn merge_at(
         self: Arc<Self>,
         member: NodeId,
         call: MergeCall,
         timeout: Duration,
-    ) -> Result<bool, String> {
+    ) -> Result<(), String> {
         if member == self.me() {
             return self
                 .merge_local(call)
@@ -972,7 +971,7 @@ impl QuorumNode {
         client
             .merge(request)
             .await
-            .map(|reply| reply.into_inner().created)
+            .map(|_| ())
             .map_err(|s| s.message().to_owned())
     }
 
@@ -1031,7 +1030,7 @@ impl QuorumNode {
             timeout
         };
         let why = match self.clone().merge_at(member, call.clone(), wait).await {
-            Ok(_) => return Ok(Ack::Replica),
+            Ok(()) => return Ok(Ack::Replica),
             Err(why) if is_stale(&why) => return Err(why),
             Err(why) => why,
         };
@@ -1396,7 +1395,7 @@ impl QuorumNode {
                 node.read_repairs.fetch_add(1, Ordering::Relaxed);
                 let result = node.clone().merge_at(member, call.clone(), timeout).await;
                 match result {
-                    Ok(_) => tracing::debug!(%member, "quorum: read repair"),
+                    Ok(()) => tracing::debug!(%member, "quorum: read repair"),
                     Err(error) => tracing::debug!(%member, %error, "quorum: read repair failed"),
                 }
             }
@@ -1430,7 +1429,7 @@ impl QuorumNode {
         let mut repaired = Vec::new();
         while let Some(done) = repairs.join_next().await {
             match done {
-                Ok((member, Ok(_))) => {
+                Ok((member, Ok(()))) => {
                     holding += 1;
                     repaired.push(member);
                 }
@@ -1793,8 +1792,8 @@ impl ReplicaRpc for ReplicaService {
             epoch: request.epoch,
             handoff: request.handoff,
         };
-        let created = self.0.merge_local(call).await?;
-        Ok(Response::new(replicapb::MergeResponse { created }))
+        self.0.merge_local(call).await?;
+        Ok(Response::new(replicapb::MergeResponse {}))
     }
 
     async fn hint(
@@ -1825,15 +1824,6 @@ impl ReplicaRpc for ReplicaService {
         let request = request.into_inner();
         self.0.gossip_received(NodeId(request.from), request.data);
         Ok(Response::new(replicapb::GossipResponse {}))
-    }
-
-    async fn ping(
-        &self,
-        _request: Request<replicapb::PingRequest>,
-    ) -> Result<Response<replicapb::PingResponse>, Status> {
-        Ok(Response::new(replicapb::PingResponse {
-            member: self.0.me().0,
-        }))
     }
 
     async fn read(

@@ -146,7 +146,7 @@ impl QuorumNode {
                     return;
                 };
                 let mut call = Request::new(replicapb::GossipRequest { from: me.0, data });
-                call.set_timeout(LIVENESS_PING_TIMEOUT);
+                call.set_timeout(GOSSIP_SEND_TIMEOUT);
                 // Lost like a datagram when it fails: SWIM's probes account for loss.
                 let _ = client.gossip(call).await;
             });

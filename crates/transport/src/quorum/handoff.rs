@@ -229,7 +229,7 @@ impl QuorumNode {
             }
             while let Some(sent) = sends.join_next().await {
                 match sent {
-                    Ok((_, Ok(_))) => {
+                    Ok((_, Ok(()))) => {
                         self.handoff.lock().expect("handoff poisoned").sent += 1;
                     }
                     Ok((target, Err(why))) => {
