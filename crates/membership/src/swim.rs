@@ -216,37 +216,61 @@ impl Swim {
 
     fn drain(&mut self) -> Effects {
         let mut effects = Effects::default();
-        while let Some((to, data)) = self.runtime.to_send() {
-            effects.sends.push((NodeId(to.member), data.to_vec()));
-        }
-        while let Some((after, timer)) = self.runtime.to_schedule() {
-            let life = self.life;
-            effects.timers.push((SwimTimer { life, timer }, after));
-        }
-        let mut rejoin = None;
-        while let Some(notification) = self.runtime.to_notify() {
-            match notification {
-                OwnedNotification::MemberUp(id) => effects.changes.push((NodeId(id.member), true)),
-                OwnedNotification::MemberDown(id) => {
-                    effects.changes.push((NodeId(id.member), false));
-                }
-                OwnedNotification::Rejoin(id) => rejoin = Some(id),
-                _ => {}
+        loop {
+            let mut rejoin = None;
+            while let Some((to, data)) = self.runtime.to_send() {
+                effects.sends.push((NodeId(to.member), data.to_vec()));
             }
-        }
-        // Declared down by the others, foca renews this member's identity (the next
-        // generation). That also voids its pending timers, among them the ones that would
-        // turn its own suspicions into downs, which would leave those members suspect until
-        // they refute. So the renewed member starts over from a fresh state instead: the
-        // driver's announcements rebuild its view within a second.
-        if let Some(identity) = rejoin {
-            self.foca = protocol(identity, &self.config, self.seed);
-            self.runtime = AccumulatingRuntime::new();
-            self.life += 1;
+            while let Some((after, timer)) = self.runtime.to_schedule() {
+                let life = self.life;
+                effects.timers.push((SwimTimer { life, timer }, after));
+            }
+            while let Some(notification) = self.runtime.to_notify() {
+                match notification {
+                    OwnedNotification::MemberUp(id) => {
+                        effects.changes.push((NodeId(id.member), true));
+                    }
+                    OwnedNotification::MemberDown(id) => {
+                        effects.changes.push((NodeId(id.member), false));
+                    }
+                    OwnedNotification::Rejoin(id) => rejoin = Some(id),
+                    _ => {}
+                }
+            }
+            let Some(identity) = rejoin else {
+                return effects;
+            };
+            self.start_over(identity);
+            // What the old life asked for is moot; the new life's requests follow.
             effects.sends.clear();
             effects.timers.clear();
         }
-        effects
+    }
+
+    /// Declared down by the others, foca renews this member's identity (the next
+    /// generation). That also voids its pending timers, among them the ones that would turn
+    /// its own suspicions into downs, which would leave those members suspect until they
+    /// refute. So the renewed member starts over from a fresh state, seeded with the members
+    /// it knew: down ones as down, the others as alive, to be probed afresh.
+    fn start_over(&mut self, identity: SwimId) {
+        let known: Vec<Member<SwimId>> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| {
+                let state = match m.state() {
+                    State::Down => State::Down,
+                    State::Alive | State::Suspect => State::Alive,
+                };
+                Member::new(*m.id(), m.incarnation(), state)
+            })
+            .collect();
+        self.foca = protocol(identity, &self.config, self.seed);
+        self.runtime = AccumulatingRuntime::new();
+        self.life += 1;
+        // A member foca refuses is left out; the driver's announcements bring it back.
+        let _ = self
+            .foca
+            .apply_many(known.into_iter(), false, &mut self.runtime);
     }
 }
 

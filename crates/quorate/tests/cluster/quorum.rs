@@ -292,9 +292,16 @@ async fn hints_reach_a_replica_that_was_down_and_a_full_hint_bound_fails_no_writ
     await_metric(metrics, "quorate_quorum_hint_bytes", |bytes| bytes == 0).await;
     assert!(metric(metrics, "quorate_quorum_hints_delivered") >= 5);
     assert_eq!(metric(metrics, "quorate_quorum_read_repairs"), 0);
+    // m3 must have applied the bucket's definition (it was down when it was created) before
+    // it is left alone: hints need no definition, reads do.
+    let m3 = cluster.endpoint(2);
+    let deadline = Instant::now() + DEADLINE;
+    while !quorate(&m3, &["bucket", "show", "h"]).0 {
+        assert!(Instant::now() < deadline, "m3 never learned bucket h");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.kill(0);
     cluster.kill(1);
-    let m3 = cluster.endpoint(2);
     for i in 0..5 {
         let (values, _) = read(&m3, "h", &format!("k{i}"), "one");
         assert_eq!(values, vec![format!("v{i}")], "m3 lacks k{i}");
