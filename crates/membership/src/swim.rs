@@ -161,17 +161,18 @@ impl Swim {
         }
     }
 
-    /// Introduces this member to `peer` (whose generation it does not know); repeated for
-    /// peers not yet known to be up, it also brings back members after a partition.
-    pub fn announce(&mut self, peer: NodeId) -> Result<Effects, SwimError> {
-        let dst = SwimId {
-            member: peer.0,
-            generation: 0,
-        };
-        self.foca
-            .announce(dst, &mut self.runtime)
-            .map_err(|e| SwimError(e.to_string()))?;
-        Ok(self.drain())
+    /// Introduces this member to `peers` (whose generations it does not know); repeated for
+    /// peers not yet known to be up, it also brings back members after a partition. A peer
+    /// foca will not announce to (this member itself) is skipped.
+    pub fn announce(&mut self, peers: impl IntoIterator<Item = NodeId>) -> Effects {
+        for peer in peers {
+            let dst = SwimId {
+                member: peer.0,
+                generation: 0,
+            };
+            let _ = self.foca.announce(dst, &mut self.runtime);
+        }
+        self.drain()
     }
 
     /// A message from another member.
@@ -341,13 +342,13 @@ mod tests {
                     .filter(|(_, l)| *l == Liveness::Alive)
                     .map(|(id, _)| id)
                     .collect();
-                for peer in ids
+                let peers: Vec<NodeId> = ids
                     .iter()
                     .filter(|p| *p != me && !alive.contains(&NodeId(**p)))
-                {
-                    let effects = self.swims.get_mut(me).unwrap().announce(NodeId(*peer));
-                    self.apply(*me, effects.expect("announce"));
-                }
+                    .map(|p| NodeId(*p))
+                    .collect();
+                let effects = self.swims.get_mut(me).unwrap().announce(peers);
+                self.apply(*me, effects);
             }
         }
 

@@ -69,11 +69,9 @@ impl QuorumNode {
             ..SwimConfig::default()
         };
         let mut swim = Swim::new(me, generation, generation ^ me.0, config);
-        let mut every = Every::new(ANNOUNCE_INTERVAL, stop.clone());
-        let mut stop = stop;
+        let mut every = Every::new(ANNOUNCE_INTERVAL, stop);
         loop {
             let effects = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => return,
                 input = receiver.recv() => match input {
                     Some(Input::Data(data)) => swim.handle_data(&data),
                     Some(Input::Timer(timer)) => swim.handle_timer(timer),
@@ -83,15 +81,8 @@ impl QuorumNode {
                     if !more {
                         return;
                     }
-                    let mut all = Effects::default();
-                    for peer in self.announce_targets(&swim) {
-                        if let Ok(effects) = swim.announce(peer) {
-                            all.sends.extend(effects.sends);
-                            all.timers.extend(effects.timers);
-                            all.changes.extend(effects.changes);
-                        }
-                    }
-                    Ok(all)
+                    let targets = self.announce_targets(&swim);
+                    Ok(swim.announce(targets))
                 }
             };
             match effects {

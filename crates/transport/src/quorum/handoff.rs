@@ -87,6 +87,37 @@ pub(super) fn held_buckets(topology: &raftpb::Topology) -> BTreeMap<String, Held
         .collect()
 }
 
+/// A scan of a member's objects, `HANDOFF_PAGE_OBJECTS` at a time, each page read in its own
+/// short transaction (streams, cleanups and reaping write while they scan).
+pub(super) struct Pages {
+    node: Arc<QuorumNode>,
+    /// The last (bucket, key) returned.
+    after: Option<(String, Vec<u8>)>,
+    done: bool,
+}
+
+impl Pages {
+    /// The next page; None once every object was returned.
+    pub(super) async fn next(&mut self) -> Result<Option<Vec<storage::StoredObject>>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        let (node, after) = (self.node.clone(), self.after.take());
+        let page = tokio::task::spawn_blocking(move || {
+            let after = after.as_ref().map(|(b, k)| (b.as_str(), k.as_slice()));
+            node.store.objects_after(after, HANDOFF_PAGE_OBJECTS)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("reading stored objects: {e}"))?;
+        match page.last() {
+            Some(last) => self.after = Some((last.bucket.clone(), last.key.clone())),
+            None => self.done = true,
+        }
+        Ok((!self.done).then_some(page))
+    }
+}
+
 impl QuorumNode {
     /// Takes this member's part in ring changes until `stop` turns true: streams for a pending
     /// change it is required for and records its handoff, and cleans up once after every
@@ -179,16 +210,14 @@ impl QuorumNode {
         }
         tracing::info!(epoch, total, change = %pending.description, "ring change: streaming");
         let me = self.me();
-        let mut cursor: Option<(String, Vec<u8>)> = None;
+        let mut pages = self.pages();
         loop {
             if self.replica.topology_epoch() != epoch {
                 return Ok(false);
             }
-            let page = self.page_after(cursor.take()).await?;
-            let Some(last) = page.last() else {
+            let Some(page) = pages.next().await? else {
                 return Ok(true);
             };
-            cursor = Some((last.bucket.clone(), last.key.clone()));
             let mut sends = tokio::task::JoinSet::new();
             let scanned = page.len() as u64;
             for stored in page {
@@ -249,17 +278,15 @@ impl QuorumNode {
         let buckets = held_buckets(topology);
         drop(self.gate.write().await);
         let me = self.me();
-        let mut cursor: Option<(String, Vec<u8>)> = None;
+        let mut pages = self.pages();
         let mut removed = 0u64;
         loop {
             if self.replica.topology_epoch() != topology.epoch {
                 return Err("the ring changed during the cleanup".to_owned());
             }
-            let page = self.page_after(cursor.take()).await?;
-            let Some(last) = page.last() else {
+            let Some(page) = pages.next().await? else {
                 break;
             };
-            cursor = Some((last.bucket.clone(), last.key.clone()));
             for stored in page {
                 let Some(held) = buckets.get(&stored.bucket) else {
                     continue;
@@ -294,18 +321,13 @@ impl QuorumNode {
             .map_err(|e| e.to_string())
     }
 
-    pub(super) async fn page_after(
-        self: &Arc<Self>,
-        cursor: Option<(String, Vec<u8>)>,
-    ) -> Result<Vec<storage::StoredObject>, String> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let after = cursor.as_ref().map(|(b, k)| (b.as_str(), k.as_slice()));
-            node.store.objects_after(after, HANDOFF_PAGE_OBJECTS)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("reading stored objects: {e}"))
+    /// A paged scan of every object this member stores.
+    pub(super) fn pages(self: &Arc<Self>) -> Pages {
+        Pages {
+            node: self.clone(),
+            after: None,
+            done: false,
+        }
     }
 
     /// The counters of ring changes: (sent, received, created, removed).

@@ -70,13 +70,8 @@ impl QuorumNode {
             logical: 0,
         };
         let mut reaped = 0;
-        let mut cursor: Option<(String, Vec<u8>)> = None;
-        loop {
-            let page = self.page_after(cursor.take()).await?;
-            let Some(last) = page.last() else {
-                return Ok(reaped);
-            };
-            cursor = Some((last.bucket.clone(), last.key.clone()));
+        let mut pages = self.pages();
+        while let Some(page) = pages.next().await? {
             for stored in page {
                 let Some(held) = buckets.get(&stored.bucket) else {
                     continue;
@@ -93,6 +88,7 @@ impl QuorumNode {
                 }
             }
         }
+        Ok(reaped)
     }
 
     /// Reaps one entry if every other replica holds the same delete or nothing; repairs a
