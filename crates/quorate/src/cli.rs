@@ -745,7 +745,7 @@ async fn watch(
     }
 }
 
-fn member_id(text: &str) -> anyhow::Result<u64> {
+pub(crate) fn member_id(text: &str) -> anyhow::Result<u64> {
     u64::from_str_radix(text.trim_start_matches("0x"), 16)
         .map_err(|_| anyhow::anyhow!("member id {text:?} is not hexadecimal"))
 }

@@ -170,7 +170,12 @@ async fn connect(endpoints: &[String], timeout: Duration) -> anyhow::Result<Chan
     Ok(client::Client::connect(endpoints, timeout).await?.channel())
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+/// Member ids as `member list` prints them (hexadecimal).
+pub(crate) fn hex(ids: &[u64]) -> Vec<String> {
+    ids.iter().map(|id| format!("{id:x}")).collect()
+}
+
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
@@ -317,7 +322,6 @@ pub async fn run_kv(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let hex = |ids: &[u64]| ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>();
             if json_out {
                 println!(
                     "{}",

@@ -11,6 +11,9 @@ use proto::quorate::v1::ring_client::RingClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use crate::cli::member_id;
+use crate::quorum_cmd::{hex, status_error};
+
 /// The ring subcommands. Member ids are hexadecimal, as `member list` prints them.
 #[derive(Subcommand, Debug)]
 pub enum RingCommand {
@@ -37,19 +40,6 @@ pub enum RingCommand {
     Abort,
     /// Each member's part in the current change: streaming progress and stored objects.
     Status,
-}
-
-fn member_id(text: &str) -> anyhow::Result<u64> {
-    u64::from_str_radix(text.trim_start_matches("0x"), 16)
-        .map_err(|_| anyhow::anyhow!("member id {text:?} is not hexadecimal"))
-}
-
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
-}
-
-fn hex(ids: &[u64]) -> Vec<String> {
-    ids.iter().map(|id| format!("{id:x}")).collect()
 }
 
 fn ring_json(ring: &pb::ShowRingResponse) -> Value {
