@@ -605,6 +605,12 @@ impl Replica {
         self.state.shared.topology()
     }
 
+    /// Returns how many times the applied topology changed since start: what is derived
+    /// from `topology` stays valid while this stays the same.
+    pub fn topology_version(&self) -> u64 {
+        self.state.shared.topology_version()
+    }
+
     /// Returns the ring epoch this member has applied.
     pub fn topology_epoch(&self) -> u64 {
         self.state.shared.topology_epoch()

@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     snapshot_file: SnapshotFile,
     inner: RwLock<Inner>,
     pub(crate) feed: EventFeed,
+    /// Counts changes of the topology since start (not persisted), so readers can cache what
+    /// they derive from it and rebuild only when it changed.
+    topology_version: std::sync::atomic::AtomicU64,
 }
 
 /// openraft's state machine handle (cheap to clone).
@@ -159,6 +162,7 @@ impl StateMachine {
             snapshot_file,
             inner: RwLock::new(inner),
             feed,
+            topology_version: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(StateMachine {
             shared: Arc::new(shared),
@@ -337,6 +341,18 @@ impl Shared {
     pub(crate) fn topology(&self) -> pb::Topology {
         let inner = self.inner.read().expect("state lock poisoned");
         inner.topology.clone()
+    }
+
+    /// Returns how many times the topology changed since start (cheap). Read it before
+    /// `topology`: a cache keyed by it is then at worst rebuilt once too often.
+    pub(crate) fn topology_version(&self) -> u64 {
+        self.topology_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn topology_changed(&self) {
+        self.topology_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Returns the ring epoch of the topology (cheap: no copy of the topology).
@@ -534,6 +550,7 @@ impl Shared {
             removed,
             topology,
         };
+        self.topology_changed();
         self.feed.reset(current, compacted);
         Ok(())
     }
@@ -555,6 +572,7 @@ impl Shared {
             write.meta.push((ALARMS, encode_alarms(&inner.keyspace)));
             self.store.write(&write, true).map_err(io_error)?;
         }
+        self.topology_changed();
         let (meta, data) = self.snapshot_bytes()?;
         self.save_snapshot(&meta, &data)
     }
@@ -659,6 +677,7 @@ impl Shared {
         }
         if topology_changed {
             write.meta.push((TOPOLOGY, inner.topology.encode_to_vec()));
+            self.topology_changed();
         }
         // Not fsync'd: the Raft log holds every applied entry until a snapshot, which syncs.
         self.store.write(&write, false).map_err(io_error)?;

@@ -75,7 +75,7 @@ pub(super) fn held_buckets(topology: &raftpb::Topology) -> BTreeMap<String, Held
         .buckets
         .iter()
         .filter_map(|b| {
-            let def = BucketDef::from_pb(b).ok()?;
+            let def = bucket_def(b).ok()?;
             Some((
                 def.name.clone(),
                 Held {
@@ -197,6 +197,11 @@ impl QuorumNode {
         let current = ring_of(topology).map_err(|s| s.message().to_owned())?;
         let next = ring_from(&pending.next).map_err(|s| s.message().to_owned())?;
         let buckets = held_buckets(topology);
+        // One plan per replica count, from the ranges whose replicas the change moves.
+        let plans: BTreeMap<usize, quorum::HandoffPlan> = buckets
+            .values()
+            .map(|held| (held.n, quorum::HandoffPlan::new(&current, &next, held.n)))
+            .collect();
         // Every call admitted under an older epoch has finished once the gate is ours.
         drop(self.gate.write().await);
         let total = self.stored_objects().await?;
@@ -225,12 +230,7 @@ impl QuorumNode {
                     continue; // the bucket was deleted: nothing places this object
                 };
                 let token = placement::key_token(&stored.bucket, &stored.key);
-                let before = current.preference_list(token, held.n);
-                let after = next.preference_list(token, held.n);
-                let targets: Vec<NodeId> = after
-                    .into_iter()
-                    .filter(|m| *m != me && !before.contains(m))
-                    .collect();
+                let targets = plans[&held.n].targets(token, me);
                 if targets.is_empty() {
                     continue;
                 }
@@ -292,7 +292,7 @@ impl QuorumNode {
                     continue;
                 };
                 let token = placement::key_token(&stored.bucket, &stored.key);
-                if ring.preference_list(token, held.n).contains(&me) {
+                if quorum::keeps(&ring, token, held.n, me) {
                     continue;
                 }
                 let slot = Slot::Object {

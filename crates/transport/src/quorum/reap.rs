@@ -27,15 +27,6 @@ pub(super) fn decode_floor(bytes: &[u8]) -> Result<u64, StorageError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Whether `object` is a delete older than `older_than`: only tombstones, all written before.
-fn reapable(object: &Object, older_than: HlcTimestamp) -> bool {
-    !object.siblings.is_empty()
-        && object
-            .siblings
-            .iter()
-            .all(|s| s.is_tombstone() && s.timestamp < older_than)
-}
-
 impl QuorumNode {
     /// Reaps tombstones older than the grace period until `stop` turns true, looking a few
     /// times per grace period (at least every minute, at most four times a second).
@@ -79,7 +70,7 @@ impl QuorumNode {
                 let Ok(object) = crdt::codec::decode_object(&stored.object) else {
                     continue; // refused (and reported) when a request reads it
                 };
-                if reapable(&object, older_than)
+                if quorum::reap::reapable(&object, older_than)
                     && self
                         .reap_one(&ring, held, stored, object, topology.epoch)
                         .await?
@@ -92,7 +83,8 @@ impl QuorumNode {
     }
 
     /// Reaps one entry if every other replica holds the same delete or nothing; repairs a
-    /// replica that lacks the delete instead. Returns whether the entry went.
+    /// replica that lacks the delete instead (`quorum::reap::decide`). Returns whether the
+    /// entry went.
     async fn reap_one(
         self: &Arc<Self>,
         ring: &Ring,
@@ -103,7 +95,7 @@ impl QuorumNode {
     ) -> Result<bool, String> {
         let me = self.me();
         let token = placement::key_token(&stored.bucket, &stored.key);
-        let mut everywhere = true;
+        let mut answers = Vec::new();
         for member in ring.preference_list(token, held.n) {
             if member == me {
                 continue;
@@ -118,34 +110,29 @@ impl QuorumNode {
                     self.request_timeout,
                 )
                 .await;
-            match copy {
-                // It may lack the delete: keep the entry until it answers.
-                Err(_) => return Ok(false),
-                Ok(None) => {}
-                Ok(Some(copy)) if copy == object => {}
-                Ok(Some(copy)) => {
-                    everywhere = false;
-                    if object.supersedes_or_equals(&copy) {
-                        let call = MergeCall {
-                            bucket: stored.bucket.clone(),
-                            key: stored.key.clone(),
-                            object: object.clone(),
-                            conflicts: held.conflicts,
-                            epoch,
-                            handoff: false,
-                        };
-                        let _ = self
-                            .clone()
-                            .merge_at(member, call, self.request_timeout)
-                            .await;
-                    }
+            answers.push((member, copy));
+        }
+        let floor = match quorum::reap::decide(me, &object, &answers) {
+            quorum::reap::Reap::Remove { floor } => floor,
+            quorum::reap::Reap::Keep { repair } => {
+                for member in repair {
+                    let call = MergeCall {
+                        bucket: stored.bucket.clone(),
+                        key: stored.key.clone(),
+                        object: object.clone(),
+                        conflicts: held.conflicts,
+                        epoch,
+                        handoff: false,
+                    };
+                    let _ = self
+                        .clone()
+                        .merge_at(member, call, self.request_timeout)
+                        .await;
                 }
+                return Ok(false);
             }
-        }
-        if !everywhere {
-            return Ok(false);
-        }
-        self.raise_reaped_floor(object.context.get(me.0)).await?;
+        };
+        self.raise_reaped_floor(floor).await?;
         let slot = Slot::Object {
             bucket: stored.bucket,
             key: stored.key,
