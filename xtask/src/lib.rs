@@ -133,6 +133,7 @@ pub const PURE_CRATES: &[&str] = &[
     "placement",
     "quorum",
     "membership",
+    "sim",
 ];
 
 /// What a pure crate must not depend on, and why.
