@@ -134,6 +134,7 @@ pub const PURE_CRATES: &[&str] = &[
     "quorum",
     "membership",
     "sim",
+    "topology",
 ];
 
 /// What a pure crate must not depend on, and why.

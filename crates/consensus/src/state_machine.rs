@@ -608,7 +608,7 @@ impl Shared {
                 EntryPayload::Normal(Request(pb::Command {
                     op: Some(pb::command::Op::Bucket(change)),
                 })) => {
-                    let reply = apply_bucket_change(&mut inner.topology, change);
+                    let reply = topology::apply_bucket_change(&mut inner.topology, change);
                     topology_changed |= reply.refusal.is_empty();
                     pb::CommandResponse {
                         op: Some(pb::command_response::Op::Bucket(reply)),
@@ -618,7 +618,7 @@ impl Shared {
                 EntryPayload::Normal(Request(pb::Command {
                     op: Some(pb::command::Op::Ring(change)),
                 })) => {
-                    let reply = apply_ring_change(&mut inner.topology, change);
+                    let reply = topology::apply_ring_change(&mut inner.topology, change);
                     topology_changed |= reply.refusal.is_empty();
                     pb::CommandResponse {
                         op: Some(pb::command_response::Op::Ring(reply)),
@@ -688,140 +688,6 @@ impl Shared {
             inner.keyspace.compacted_revision(),
         );
         Ok(replies)
-    }
-}
-
-/// Applies a bucket change to the topology: a create of an existing bucket with the same
-/// definition succeeds unchanged, with another definition it is refused; a delete of an unknown
-/// bucket is refused. The first create installs the proposed ring when there is none.
-fn apply_bucket_change(
-    topology: &mut pb::Topology,
-    change: &pb::BucketChange,
-) -> pb::BucketChangeResponse {
-    use pb::bucket_change::Change;
-    let refuse = |refusal: String| pb::BucketChangeResponse {
-        refusal,
-        bucket: None,
-    };
-    match &change.change {
-        Some(Change::Create(bucket)) => {
-            if let Some(existing) = topology.buckets.iter().find(|b| b.name == bucket.name) {
-                if existing != bucket {
-                    return refuse(format!(
-                        "bucket {:?} already exists with another definition",
-                        bucket.name
-                    ));
-                }
-                return pb::BucketChangeResponse {
-                    refusal: String::new(),
-                    bucket: Some(existing.clone()),
-                };
-            }
-            if topology.ring.is_empty() {
-                topology.ring = change.initial_ring.clone();
-                topology.vnodes = change.vnodes;
-            }
-            topology.buckets.push(bucket.clone());
-            topology.buckets.sort_by(|a, b| a.name.cmp(&b.name));
-            pb::BucketChangeResponse {
-                refusal: String::new(),
-                bucket: Some(bucket.clone()),
-            }
-        }
-        Some(Change::Delete(name)) => match topology.buckets.iter().position(|b| &b.name == name) {
-            Some(at) => pb::BucketChangeResponse {
-                refusal: String::new(),
-                bucket: Some(topology.buckets.remove(at)),
-            },
-            None => refuse(format!("bucket {name:?} not found")),
-        },
-        // A ring installation alone (after a restore into a new cluster cleared the ring).
-        None if topology.ring.is_empty() && !change.initial_ring.is_empty() => {
-            topology.ring = change.initial_ring.clone();
-            topology.vnodes = change.vnodes;
-            pb::BucketChangeResponse::default()
-        }
-        None => refuse("the token ring is installed already".to_owned()),
-    }
-}
-
-/// Applies a step of a ring change (see `RingChange` in raft.proto). A start needs the epoch
-/// its proposer computed from and no change in progress; a member's handoff counts only for
-/// the pending change's epoch, and the last required one switches the ring. Every step that
-/// changes placement moves the epoch on; a refused step changes nothing.
-fn apply_ring_change(
-    topology: &mut pb::Topology,
-    change: &pb::RingChange,
-) -> pb::RingChangeResponse {
-    use pb::ring_change::Step;
-    let epoch = topology.epoch;
-    let refuse = |refusal: String| pb::RingChangeResponse { refusal, epoch };
-    match &change.step {
-        Some(Step::Start(start)) => {
-            if topology.ring.is_empty() {
-                return refuse("the cluster has no token ring yet".to_owned());
-            }
-            if let Some(pending) = &topology.pending {
-                return refuse(format!(
-                    "a ring change is in progress ({}); wait for it or abort it",
-                    pending.description
-                ));
-            }
-            if start.from_epoch != epoch {
-                return refuse(format!(
-                    "the ring moved on to epoch {epoch} since epoch {}; retry",
-                    start.from_epoch
-                ));
-            }
-            if start.next.is_empty() {
-                return refuse("the next ring has no members".to_owned());
-            }
-            topology.pending = Some(pb::PendingRing {
-                next: start.next.clone(),
-                required: start.required.clone(),
-                done: Vec::new(),
-                description: start.description.clone(),
-            });
-        }
-        Some(Step::HandedOff(handed)) => {
-            let Some(pending) = topology.pending.as_mut() else {
-                return refuse("no ring change is in progress".to_owned());
-            };
-            if handed.epoch != epoch {
-                return refuse(format!(
-                    "the handoff is for epoch {}, the ring is at {epoch}",
-                    handed.epoch
-                ));
-            }
-            if !pending.required.contains(&handed.member) {
-                return refuse(format!(
-                    "member {:x} is not required to hand off",
-                    handed.member
-                ));
-            }
-            if !pending.done.contains(&handed.member) {
-                pending.done.push(handed.member);
-            }
-            if !pending.required.iter().all(|m| pending.done.contains(m)) {
-                return pb::RingChangeResponse {
-                    refusal: String::new(),
-                    epoch,
-                };
-            }
-            let finished = topology.pending.take().expect("pending checked above");
-            topology.ring = finished.next;
-        }
-        Some(Step::Abort(_)) => {
-            if topology.pending.take().is_none() {
-                return refuse("no ring change is in progress".to_owned());
-            }
-        }
-        None => return refuse("an empty ring change".to_owned()),
-    }
-    topology.epoch += 1;
-    pb::RingChangeResponse {
-        refusal: String::new(),
-        epoch: topology.epoch,
     }
 }
 
@@ -988,94 +854,5 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || shared.load_snapshot())
             .await
             .map_err(io_error)?
-    }
-}
-
-#[cfg(test)]
-mod ring_change_tests {
-    use super::*;
-
-    fn tokens(members: &[u64]) -> Vec<pb::RingToken> {
-        members
-            .iter()
-            .map(|m| pb::RingToken {
-                token: m * 1000,
-                member: *m,
-            })
-            .collect()
-    }
-
-    fn start(from_epoch: u64, next: &[u64], required: &[u64]) -> pb::RingChange {
-        pb::RingChange {
-            step: Some(pb::ring_change::Step::Start(pb::RingStart {
-                from_epoch,
-                next: tokens(next),
-                required: required.to_vec(),
-                description: "add member 4".into(),
-            })),
-        }
-    }
-
-    fn handed(epoch: u64, member: u64) -> pb::RingChange {
-        pb::RingChange {
-            step: Some(pb::ring_change::Step::HandedOff(pb::HandedOff {
-                epoch,
-                member,
-            })),
-        }
-    }
-
-    #[test]
-    fn a_ring_change_switches_after_every_required_handoff_and_refuses_out_of_turn_steps() {
-        // Goal: the ring switches exactly when the last required member handed off, and stale
-        // or duplicate steps change nothing. Method: walk a change through its steps.
-        let mut topology = pb::Topology {
-            ring: tokens(&[1, 2, 3]),
-            vnodes: 1,
-            ..Default::default()
-        };
-        let abort = pb::RingChange {
-            step: Some(pb::ring_change::Step::Abort(true)),
-        };
-        assert!(!apply_ring_change(&mut topology, &abort).refusal.is_empty());
-        assert!(
-            !apply_ring_change(&mut topology, &handed(0, 1))
-                .refusal
-                .is_empty()
-        );
-        let started = apply_ring_change(&mut topology, &start(0, &[1, 2, 3, 4], &[1, 2, 3, 4]));
-        assert_eq!((started.refusal.as_str(), started.epoch), ("", 1));
-        let second = apply_ring_change(&mut topology, &start(1, &[1, 2], &[1, 2]));
-        assert!(second.refusal.contains("in progress"), "{second:?}");
-        // A handoff for another epoch or from a member not required is refused.
-        assert!(
-            !apply_ring_change(&mut topology, &handed(0, 1))
-                .refusal
-                .is_empty()
-        );
-        assert!(
-            !apply_ring_change(&mut topology, &handed(1, 9))
-                .refusal
-                .is_empty()
-        );
-        for member in [1, 2, 2, 3] {
-            let reply = apply_ring_change(&mut topology, &handed(1, member));
-            assert_eq!((reply.refusal.as_str(), reply.epoch), ("", 1));
-            assert_eq!(topology.ring, tokens(&[1, 2, 3]), "switched too early");
-        }
-        let last = apply_ring_change(&mut topology, &handed(1, 4));
-        assert_eq!((last.refusal.as_str(), last.epoch), ("", 2));
-        assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
-        assert_eq!(topology.pending, None);
-        // A start computed from an older epoch is refused; an abort drops a pending change.
-        let stale = apply_ring_change(&mut topology, &start(1, &[1, 2, 3], &[1, 2, 3, 4]));
-        assert!(stale.refusal.contains("moved on"), "{stale:?}");
-        assert_eq!(
-            apply_ring_change(&mut topology, &start(2, &[1, 2, 3], &[1, 2, 3, 4])).epoch,
-            3
-        );
-        assert_eq!(apply_ring_change(&mut topology, &abort).epoch, 4);
-        assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
-        assert_eq!(topology.pending, None);
     }
 }

@@ -19,12 +19,12 @@ use etcd_api::{
     MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
+use quorum_node::QuorumNode;
 use storage::{LogStore, ObjectStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use transport::quorum::QuorumNode;
 use transport::{FaultService, FaultTable, GrpcPeers, HostClock, RaftService};
 
 /// The version reported by Status: the etcd API version we are compatible with.
@@ -236,7 +236,7 @@ pub async fn run(
         objects,
         peers.clone(),
         clock.clone(),
-        transport::quorum::QuorumConfig {
+        quorum_node::QuorumConfig {
             value_bytes_max: config.max_request_bytes,
             request_timeout: config.request_timeout,
             hint_bytes_max: config.quorum_hint_bytes_max,

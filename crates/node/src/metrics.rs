@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use transport::quorum::QuorumNode;
+use quorum_node::QuorumNode;
 
 /// Returns the HTTP routes of the metrics listener.
 pub fn router(replica: Arc<Replica>, quorum: Arc<QuorumNode>) -> Router {
@@ -110,9 +110,9 @@ async fn metrics(
     let swim = Family::<Vec<(String, String)>, Gauge>::default();
     for (peer, liveness) in quorum.swim_liveness() {
         let value = match liveness {
-            transport::quorum::SwimLiveness::Alive => 0,
-            transport::quorum::SwimLiveness::Suspect => 1,
-            transport::quorum::SwimLiveness::Down => 2,
+            quorum_node::SwimLiveness::Alive => 0,
+            quorum_node::SwimLiveness::Suspect => 1,
+            quorum_node::SwimLiveness::Down => 2,
         };
         swim.get_or_create(&vec![("peer".to_owned(), format!("{:x}", peer.0))])
             .set(value);

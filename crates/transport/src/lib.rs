@@ -7,8 +7,6 @@
 
 mod clock;
 mod faults;
-mod objects;
-pub mod quorum;
 
 pub use clock::{BadRate, HostClock, SKEW_RATE_MAX, SkewState};
 pub use faults::{FaultService, FaultTable};

@@ -12,7 +12,20 @@ use quorum::{
 };
 use tokio::sync::oneshot;
 
-use super::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base::NodeId;
+use base::limits::SUSPECT_REPLICA_TIMEOUT;
+use crdt::VersionVector;
+use proto::quorate::replica::v1 as replicapb;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::{MergeCall, Placed, QuorumNode, conflicts_to_pb, status};
+use quorum::{BucketDef, NotEnoughReplicas};
 
 /// Inputs of one request's coordinator queued at most; every call task sends one, so a task
 /// waits for room only while the loop is busy with another input.

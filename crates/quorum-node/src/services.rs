@@ -3,11 +3,31 @@
 //! changes they propose. They decode, call the node, and encode; replica failures leave
 //! through `status`.
 
-use super::*;
+use std::sync::Arc;
+
+use base::NodeId;
+use base::limits::{
+    APPLY_POLL_INTERVAL, BUCKET_REPLICAS_MAX as REPLICAS_MAX, RING_VNODES_DEFAULT as RING_VNODES,
+};
+use crdt::{Object, VersionVector};
+use placement::Ring;
+use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::replica::v1 as replicapb;
+use proto::quorate::replica::v1::replica_server::Replica as ReplicaRpc;
+use proto::quorate::v1 as pb;
+use proto::quorate::v1::buckets_server::Buckets;
+use proto::quorate::v1::kv_server::Kv;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    MergeCall, QuorumNode, bucket_def, conflicts_of, internal, level_to_pb, replica, ring_of,
+    ring_tokens, status, voters,
+};
 
 impl QuorumNode {
     async fn create_bucket(&self, bucket: pb::Bucket) -> Result<pb::Bucket, Status> {
-        validate_bucket_name(&bucket.name)?;
+        topology::validate_bucket_name(&bucket.name)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut bucket = bucket;
         if bucket.r#type == pb::BucketType::Unspecified as i32 {
             bucket.r#type = pb::BucketType::Quorum as i32;

@@ -1,43 +1,42 @@
-//! The driver of quorum buckets on one member: the `quorate.v1` Buckets and Kv services
-//! clients call, the `quorate.replica.v1` Replica service peers call, and the driving of the
-//! `quorum` crate's coordinators, which turn a client request into replica calls. Every
-//! decision (levels, placement, the coordinating replica, when a round is done, hints,
-//! merges, read-repair targets, epoch admission) is the `quorum` crate's; this module owns the
-//! sockets, tasks, the clock and fsync (through `storage::ObjectStore`).
+//! The driver of quorum buckets on one member, the thin driver of the `quorum` core: the
+//! `quorate.v1` Buckets and Kv services clients call, the `quorate.replica.v1` Replica
+//! service peers call, and the driving of the `quorum` coordinators, which turn a client
+//! request into replica calls. Every decision (levels, placement, the coordinating replica,
+//! when a round is done, hints, merges, read-repair targets, epoch admission) is the `quorum`
+//! crate's; this crate owns the sockets, tasks, the clock and fsync (through
+//! `storage::ObjectStore`), and must never decide anything a test of `quorum` cannot reach.
 //!
 //! Parts: `coordinator` drives a request's coordinator; `replica` is this member as a replica
 //! and the calls to one replica; `hints` keeps and delivers hints; `services` are the gRPC
 //! services; `status` maps the path's errors to gRPC statuses; `handoff`, `reap` and `gossip`
 //! are ring changes, tombstone reaping and SWIM.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base::{Clock, Hlc, HlcTimestamp, NodeId};
-use consensus::{PeerError, Replica};
+use consensus::Replica;
 use crdt::{Conflicts, Object, VersionVector};
 use placement::Ring;
 use proto::quorate::raft::v1 as raftpb;
-use proto::quorate::replica::v1 as replicapb;
-use proto::quorate::replica::v1::replica_client::ReplicaClient;
-use proto::quorate::replica::v1::replica_server::{Replica as ReplicaRpc, ReplicaServer};
+use proto::quorate::replica::v1::replica_server::ReplicaServer;
 use proto::quorate::v1 as pb;
-use proto::quorate::v1::buckets_server::{Buckets, BucketsServer};
-use proto::quorate::v1::kv_server::{Kv, KvServer};
-use quorum::{BucketDef, HintBook, Level, NotEnoughReplicas, Placer, Plan};
-use storage::{Change, ObjectStore, Slot, StorageError};
-use tokio::sync::mpsc;
-use tonic::{Request, Response, Status};
+use proto::quorate::v1::buckets_server::BucketsServer;
+use proto::quorate::v1::kv_server::KvServer;
+use quorum::{BucketDef, HintBook, Level, Placer, Plan};
+use storage::{ObjectStore, StorageError};
+use tonic::Status;
 
-use crate::GrpcPeers;
+use transport::GrpcPeers;
+
 use crate::objects::ObjectWriter;
 
 mod coordinator;
 mod gossip;
 mod handoff;
 mod hints;
+mod objects;
 mod reap;
 mod replica;
 mod services;
@@ -47,12 +46,7 @@ pub use handoff::RingService;
 pub use membership::Liveness as SwimLiveness;
 pub use services::{BucketsService, KvService, ReplicaService};
 
-use base::limits::{
-    APPLY_POLL_INTERVAL, BUCKET_NAME_BYTES_MAX, BUCKET_REPLICAS_MAX as REPLICAS_MAX,
-    CLOCK_OFFSET_MAX, GOSSIP_SEND_TIMEOUT, HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL,
-    QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX, RING_VNODES_DEFAULT as RING_VNODES,
-    SUSPECT_REPLICA_TIMEOUT,
-};
+use base::limits::{APPLY_POLL_INTERVAL, CLOCK_OFFSET_MAX, QUORUM_KEY_BYTES_MAX as KEY_BYTES_MAX};
 
 /// One member's quorum-bucket machinery, shared by its three services.
 pub struct QuorumNode {
@@ -291,25 +285,6 @@ fn internal(error: impl std::fmt::Display) -> Status {
     Status::internal(error.to_string())
 }
 
-/// Checks a bucket name: 1 to 64 bytes of letters, digits, '.', '_' and '-'.
-pub fn validate_bucket_name(name: &str) -> Result<(), Status> {
-    if name.is_empty() || name.len() > BUCKET_NAME_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "bucket name must be 1 to {BUCKET_NAME_BYTES_MAX} bytes, got {}",
-            name.len()
-        )));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(Status::invalid_argument(format!(
-            "bucket name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
-        )));
-    }
-    Ok(())
-}
-
 /// A stored copy, decoded inside a write transaction (a refusal aborts the change).
 fn decode_stored(bytes: &[u8]) -> Result<Object, String> {
     crdt::codec::decode_object(bytes).map_err(|e| format!("stored quorum object: {e}"))
@@ -459,7 +434,7 @@ impl QuorumNode {
                 self.value_bytes_max + base::limits::GRPC_OVERHEAD_BYTES,
             ),
             ReplicaServer::new(ReplicaService(self.clone()))
-                .max_decoding_message_size(crate::PEER_MESSAGE_BYTES_MAX),
+                .max_decoding_message_size(transport::PEER_MESSAGE_BYTES_MAX),
         )
     }
 

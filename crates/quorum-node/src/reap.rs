@@ -14,7 +14,14 @@ use std::time::Duration;
 use base::HlcTimestamp;
 
 use super::handoff::{Held, held_buckets};
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crdt::Object;
+use placement::Ring;
+use storage::{Change, Slot, StorageError};
+
+use crate::{Every, MergeCall, QuorumNode, ring_of};
 
 /// The meta value holding the reaped counter floor (a big-endian u64).
 pub(super) const FLOOR: &str = "reaped_counter_floor";

@@ -15,7 +15,17 @@ use std::collections::BTreeMap;
 use base::limits::{HANDOFF_PAGE_OBJECTS, RING_CHANGE_CHECK_INTERVAL};
 use proto::quorate::v1::ring_server::{Ring as RingRpc, RingServer};
 
-use super::*;
+use std::sync::Arc;
+
+use base::NodeId;
+use crdt::Conflicts;
+use placement::Ring;
+use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::v1 as pb;
+use storage::Slot;
+use tonic::{Request, Response, Status};
+
+use crate::{Every, MergeCall, QuorumNode, bucket_def, ring_from, ring_of, ring_tokens};
 
 /// This member's part in ring changes, for the Handoff call and metrics.
 #[derive(Clone, Debug, Default)]
@@ -350,15 +360,9 @@ impl QuorumNode {
         skip: Option<NodeId>,
         description: String,
     ) -> Result<u64, Status> {
-        let mut required: Vec<u64> = current
-            .members()
-            .into_iter()
-            .chain(next.members())
-            .filter(|m| Some(*m) != skip)
-            .map(|m| m.0)
-            .collect();
-        required.sort_unstable();
-        required.dedup();
+        let members = |ring: &Ring| ring.members().into_iter().map(|m| m.0);
+        let required =
+            topology::required_handoffs(members(current), members(next), skip.map(|m| m.0));
         let step = raftpb::RingChange {
             step: Some(raftpb::ring_change::Step::Start(raftpb::RingStart {
                 from_epoch,

@@ -12,7 +12,17 @@
 
 use membership::{Effects, Liveness, Swim, SwimConfig, SwimTimer};
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base::NodeId;
+use base::limits::GOSSIP_SEND_TIMEOUT;
+use proto::quorate::replica::v1 as replicapb;
+use tokio::sync::mpsc;
+use tonic::Request;
+
+use crate::{Every, QuorumNode};
 
 /// How often this member announces itself to the members SWIM does not see alive.
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);

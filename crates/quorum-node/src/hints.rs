@@ -6,7 +6,15 @@
 
 use quorum::ReplicaError;
 
-use super::*;
+use std::sync::Arc;
+
+use base::NodeId;
+use base::limits::{HINT_DELIVERY_BATCH, HINT_DELIVERY_INTERVAL};
+use crdt::{Conflicts, Object};
+use quorum::Plan;
+use storage::{Change, Slot};
+
+use crate::{Every, MergeCall, QuorumNode, decode_stored};
 
 impl QuorumNode {
     /// Delivers held hints every `HINT_DELIVERY_INTERVAL` until `stop` turns true.

@@ -7,7 +7,19 @@
 use quorum::ReplicaError;
 use quorum::replica::Coordinated;
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base::NodeId;
+use consensus::PeerError;
+use crdt::{Conflicts, Object, VersionVector};
+use proto::quorate::replica::v1 as replicapb;
+use proto::quorate::replica::v1::replica_client::ReplicaClient;
+use storage::{Change, Slot, StorageError};
+use tonic::Request;
+
+use crate::{MergeCall, QuorumNode, conflicts_to_pb, decode_stored, status};
 
 fn corrupt(error: impl std::fmt::Display) -> ReplicaError {
     ReplicaError::Corrupt(error.to_string())
@@ -163,8 +175,8 @@ impl QuorumNode {
             tokio::time::sleep(delay).await;
         }
         Ok(ReplicaClient::new(channel)
-            .max_decoding_message_size(crate::PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(crate::PEER_MESSAGE_BYTES_MAX))
+            .max_decoding_message_size(transport::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(transport::PEER_MESSAGE_BYTES_MAX))
     }
 
     pub(super) async fn coordinate_at(

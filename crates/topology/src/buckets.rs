@@ -1,0 +1,98 @@
+//! Bucket definitions in the topology: creating (idempotent for the same definition) and
+//! deleting quorum buckets, installing the first token ring, and the naming rule every bucket
+//! follows. Applied by the metadata group's state machine to every member's copy alike.
+
+use base::limits::BUCKET_NAME_BYTES_MAX;
+use proto::quorate::raft::v1 as pb;
+
+/// Why a bucket name is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadBucketName {
+    Length(usize),
+    Character(String, char),
+}
+
+impl std::fmt::Display for BadBucketName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadBucketName::Length(len) => write!(
+                f,
+                "bucket name must be 1 to {BUCKET_NAME_BYTES_MAX} bytes, got {len}"
+            ),
+            BadBucketName::Character(name, bad) => write!(
+                f,
+                "bucket name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BadBucketName {}
+
+/// Checks a bucket name: 1 to 64 bytes of letters, digits, '.', '_' and '-'.
+pub fn validate_bucket_name(name: &str) -> Result<(), BadBucketName> {
+    if name.is_empty() || name.len() > BUCKET_NAME_BYTES_MAX {
+        return Err(BadBucketName::Length(name.len()));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(BadBucketName::Character(name.to_owned(), bad));
+    }
+    Ok(())
+}
+
+/// Applies a bucket change to the topology: a create of an existing bucket with the same
+/// definition succeeds unchanged, with another definition it is refused; a delete of an unknown
+/// bucket is refused. The first create installs the proposed ring when there is none.
+pub fn apply_bucket_change(
+    topology: &mut pb::Topology,
+    change: &pb::BucketChange,
+) -> pb::BucketChangeResponse {
+    use pb::bucket_change::Change;
+    let refuse = |refusal: String| pb::BucketChangeResponse {
+        refusal,
+        bucket: None,
+    };
+    match &change.change {
+        Some(Change::Create(bucket)) => {
+            if let Some(existing) = topology.buckets.iter().find(|b| b.name == bucket.name) {
+                if existing != bucket {
+                    return refuse(format!(
+                        "bucket {:?} already exists with another definition",
+                        bucket.name
+                    ));
+                }
+                return pb::BucketChangeResponse {
+                    refusal: String::new(),
+                    bucket: Some(existing.clone()),
+                };
+            }
+            if topology.ring.is_empty() {
+                topology.ring = change.initial_ring.clone();
+                topology.vnodes = change.vnodes;
+            }
+            topology.buckets.push(bucket.clone());
+            topology.buckets.sort_by(|a, b| a.name.cmp(&b.name));
+            pb::BucketChangeResponse {
+                refusal: String::new(),
+                bucket: Some(bucket.clone()),
+            }
+        }
+        Some(Change::Delete(name)) => match topology.buckets.iter().position(|b| &b.name == name) {
+            Some(at) => pb::BucketChangeResponse {
+                refusal: String::new(),
+                bucket: Some(topology.buckets.remove(at)),
+            },
+            None => refuse(format!("bucket {name:?} not found")),
+        },
+        // A ring installation alone (after a restore into a new cluster cleared the ring).
+        None if topology.ring.is_empty() && !change.initial_ring.is_empty() => {
+            topology.ring = change.initial_ring.clone();
+            topology.vnodes = change.vnodes;
+            pb::BucketChangeResponse::default()
+        }
+        None => refuse("the token ring is installed already".to_owned()),
+    }
+}

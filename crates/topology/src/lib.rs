@@ -1,0 +1,16 @@
+//! The pure rules of the cluster topology that the metadata group replicates: quorum-bucket
+//! definitions (`buckets`) and token-ring changes with their epochs (`ring`). The consensus
+//! state machine calls these when it applies a bucket or ring command, so every member's
+//! topology changes alike; drivers use the same rules to check a change before proposing it.
+//!
+//! Must never do I/O, read a clock or depend on a runtime: topology in, topology and reply
+//! out.
+
+mod buckets;
+mod ring;
+
+pub use buckets::{BadBucketName, apply_bucket_change, validate_bucket_name};
+pub use ring::{apply_ring_change, required_handoffs};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! The topology rules' transitions: ring changes step by step (switch after the last
+//! required handoff, refusals that change nothing), bucket creation (idempotent, first ring
+//! installed once) and deletion, and bucket names.
+
+use proto::quorate::raft::v1 as pb;
+
+use crate::*;
+
+fn tokens(members: &[u64]) -> Vec<pb::RingToken> {
+    members
+        .iter()
+        .map(|m| pb::RingToken {
+            token: m * 1000,
+            member: *m,
+        })
+        .collect()
+}
+
+fn start(from_epoch: u64, next: &[u64], required: &[u64]) -> pb::RingChange {
+    pb::RingChange {
+        step: Some(pb::ring_change::Step::Start(pb::RingStart {
+            from_epoch,
+            next: tokens(next),
+            required: required.to_vec(),
+            description: "add member 4".into(),
+        })),
+    }
+}
+
+fn handed(epoch: u64, member: u64) -> pb::RingChange {
+    pb::RingChange {
+        step: Some(pb::ring_change::Step::HandedOff(pb::HandedOff {
+            epoch,
+            member,
+        })),
+    }
+}
+
+#[test]
+fn a_ring_change_switches_after_every_required_handoff_and_refuses_out_of_turn_steps() {
+    // Goal: the ring switches exactly when the last required member handed off, and stale
+    // or duplicate steps change nothing. Method: walk a change through its steps.
+    let mut topology = pb::Topology {
+        ring: tokens(&[1, 2, 3]),
+        vnodes: 1,
+        ..Default::default()
+    };
+    let abort = pb::RingChange {
+        step: Some(pb::ring_change::Step::Abort(true)),
+    };
+    assert!(!apply_ring_change(&mut topology, &abort).refusal.is_empty());
+    assert!(
+        !apply_ring_change(&mut topology, &handed(0, 1))
+            .refusal
+            .is_empty()
+    );
+    let started = apply_ring_change(&mut topology, &start(0, &[1, 2, 3, 4], &[1, 2, 3, 4]));
+    assert_eq!((started.refusal.as_str(), started.epoch), ("", 1));
+    let second = apply_ring_change(&mut topology, &start(1, &[1, 2], &[1, 2]));
+    assert!(second.refusal.contains("in progress"), "{second:?}");
+    // A handoff for another epoch or from a member not required is refused.
+    assert!(
+        !apply_ring_change(&mut topology, &handed(0, 1))
+            .refusal
+            .is_empty()
+    );
+    assert!(
+        !apply_ring_change(&mut topology, &handed(1, 9))
+            .refusal
+            .is_empty()
+    );
+    for member in [1, 2, 2, 3] {
+        let reply = apply_ring_change(&mut topology, &handed(1, member));
+        assert_eq!((reply.refusal.as_str(), reply.epoch), ("", 1));
+        assert_eq!(topology.ring, tokens(&[1, 2, 3]), "switched too early");
+    }
+    let last = apply_ring_change(&mut topology, &handed(1, 4));
+    assert_eq!((last.refusal.as_str(), last.epoch), ("", 2));
+    assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
+    assert_eq!(topology.pending, None);
+    // A start computed from an older epoch is refused; an abort drops a pending change.
+    let stale = apply_ring_change(&mut topology, &start(1, &[1, 2, 3], &[1, 2, 3, 4]));
+    assert!(stale.refusal.contains("moved on"), "{stale:?}");
+    assert_eq!(
+        apply_ring_change(&mut topology, &start(2, &[1, 2, 3], &[1, 2, 3, 4])).epoch,
+        3
+    );
+    assert_eq!(apply_ring_change(&mut topology, &abort).epoch, 4);
+    assert_eq!(topology.ring, tokens(&[1, 2, 3, 4]));
+    assert_eq!(topology.pending, None);
+}
+
+fn bucket(name: &str, n: u32) -> proto::quorate::v1::Bucket {
+    proto::quorate::v1::Bucket {
+        name: name.to_owned(),
+        n,
+        ..Default::default()
+    }
+}
+
+fn create(bucket: proto::quorate::v1::Bucket, ring: &[u64]) -> pb::BucketChange {
+    pb::BucketChange {
+        change: Some(pb::bucket_change::Change::Create(bucket)),
+        initial_ring: tokens(ring),
+        vnodes: 1,
+    }
+}
+
+#[test]
+fn a_bucket_is_created_once_with_the_first_ring_and_refused_with_another_definition() {
+    // Goal: creation is idempotent for one definition, the first create installs the ring and
+    // later ones never replace it. Method: create, create again, create differently, delete.
+    let mut topology = pb::Topology::default();
+    let first = apply_bucket_change(&mut topology, &create(bucket("users", 3), &[1, 2, 3]));
+    assert_eq!(first.refusal, "");
+    assert_eq!(topology.ring, tokens(&[1, 2, 3]));
+    let again = apply_bucket_change(&mut topology, &create(bucket("users", 3), &[7]));
+    assert_eq!(
+        (again.refusal.as_str(), again.bucket),
+        ("", Some(bucket("users", 3)))
+    );
+    assert_eq!(
+        topology.ring,
+        tokens(&[1, 2, 3]),
+        "the ring is installed once"
+    );
+    let other = apply_bucket_change(&mut topology, &create(bucket("users", 2), &[]));
+    assert_eq!(
+        other.refusal,
+        "bucket \"users\" already exists with another definition"
+    );
+    apply_bucket_change(&mut topology, &create(bucket("carts", 1), &[]));
+    let names: Vec<&str> = topology.buckets.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["carts", "users"], "kept sorted by name");
+    let delete = |name: &str| pb::BucketChange {
+        change: Some(pb::bucket_change::Change::Delete(name.to_owned())),
+        ..Default::default()
+    };
+    assert_eq!(
+        apply_bucket_change(&mut topology, &delete("users")).refusal,
+        ""
+    );
+    assert_eq!(
+        apply_bucket_change(&mut topology, &delete("users")).refusal,
+        "bucket \"users\" not found"
+    );
+}
+
+#[test]
+fn bucket_names_are_short_and_plain() {
+    assert_eq!(validate_bucket_name("users.v2_a-b"), Ok(()));
+    assert_eq!(
+        validate_bucket_name("").unwrap_err().to_string(),
+        "bucket name must be 1 to 64 bytes, got 0"
+    );
+    assert!(validate_bucket_name(&"x".repeat(65)).is_err());
+    assert_eq!(
+        validate_bucket_name("a/b").unwrap_err().to_string(),
+        "bucket name \"a/b\" contains '/'; use letters, digits, '.', '_' and '-'"
+    );
+}
+
+#[test]
+fn every_member_of_either_ring_hands_off_but_an_unreachable_one() {
+    assert_eq!(
+        required_handoffs([3, 1, 2], [4, 2, 1], None),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(required_handoffs([3, 1, 2], [1, 2], Some(3)), vec![1, 2]);
+}
