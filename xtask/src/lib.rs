@@ -1,6 +1,8 @@
 //! Tidy checks of the repository's own rules (STYLE.md), run as tests by `xtask/tests/tidy.rs`:
 //! every Rust file opens with a `//!` header, no unbounded channels, to-do markers only with an
-//! issue number, and the crate layering of ARCHITECTURE.md. It reads files only; it never edits them.
+//! issue number, sizes a newcomer can read (no non-test file over `FILE_LINES_MAX` lines, no
+//! function over `FUNCTION_LINES_MAX` without a reason at its top), and the crate layering of
+//! ARCHITECTURE.md. It reads files only; it never edits them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -94,6 +96,88 @@ pub fn check_source(path: &Path, text: &str) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Lines a non-test source file may have.
+pub const FILE_LINES_MAX: usize = 800;
+/// Lines a function may have unless a comment at its top says why it is longer.
+pub const FUNCTION_LINES_MAX: usize = 100;
+/// The words that state the reason for a longer function (in its doc comment or a comment
+/// just above it).
+pub const LONG_REASON: &str = "Long because";
+
+/// Whether `path` holds tests rather than product code (`tests.rs`, files under `tests/`).
+pub fn is_test_source(path: &Path) -> bool {
+    path.file_name().is_some_and(|name| name == "tests.rs")
+        || path.components().any(|c| c.as_os_str() == "tests")
+}
+
+/// Checks the sizes of one non-test Rust file: its length, and the length of every function
+/// before its `#[cfg(test)]` part (a function ends at the first line that closes it at its own
+/// indentation).
+pub fn check_sizes(path: &Path, text: &str) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if is_test_source(path) {
+        return out;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() > FILE_LINES_MAX {
+        out.push(Violation {
+            path: path.to_path_buf(),
+            line: FILE_LINES_MAX + 1,
+            rule: "file longer than FILE_LINES_MAX lines: split it by what its parts own",
+        });
+    }
+    let product = lines
+        .iter()
+        .position(|l| l.starts_with("#[cfg(test)]"))
+        .unwrap_or(lines.len());
+    for (at, line) in lines[..product].iter().enumerate() {
+        let Some(indent) = function_indent(line) else {
+            continue;
+        };
+        let close = format!("{indent}}}");
+        let Some(end) = lines[at + 1..product].iter().position(|l| **l == close) else {
+            continue;
+        };
+        let length = end + 2;
+        let above = lines[..at]
+            .iter()
+            .rev()
+            .take_while(|l| {
+                let l = l.trim_start();
+                l.starts_with("//") || l.starts_with("#[")
+            })
+            .any(|l| l.contains(LONG_REASON));
+        if length > FUNCTION_LINES_MAX && !above {
+            out.push(Violation {
+                path: path.to_path_buf(),
+                line: at + 1,
+                rule: "function longer than FUNCTION_LINES_MAX lines without a `Long because` \
+                       reason at its top",
+            });
+        }
+    }
+    out
+}
+
+/// The indentation of a line that opens a function definition with a body.
+fn function_indent(line: &str) -> Option<&str> {
+    let trimmed = line.trim_start();
+    let indent = &line[..line.len() - trimmed.len()];
+    let mut rest = trimmed;
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let is_fn = rest.starts_with("fn ") && !line.trim_end().ends_with(';');
+    is_fn.then_some(indent)
 }
 
 /// Returns each workspace crate's normal dependencies (names), read from its Cargo.toml.

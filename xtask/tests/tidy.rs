@@ -12,6 +12,7 @@ fn every_rust_file_follows_the_source_rules() {
             let text = std::fs::read_to_string(&path).expect("read source");
             let relative = path.strip_prefix(&root).unwrap_or(&path);
             violations.extend(check_source(relative, &text));
+            violations.extend(check_sizes(relative, &text));
         }
     }
     let report: Vec<String> = violations.iter().map(ToString::to_string).collect();
@@ -42,4 +43,17 @@ fn the_checks_catch_what_they_are_for() {
     assert_eq!(check_source(path, &good), vec![]);
     let deps = [("mvcc".to_string(), vec!["redb".to_string()])].into();
     assert_eq!(check_layering(&deps).len(), 1);
+    // A long function is refused unless its top says why; a long file always.
+    let body = "    x();\n".repeat(FUNCTION_LINES_MAX);
+    let long = format!("//! Owns x.\nfn long() {{\n{body}}}\n");
+    assert_eq!(check_sizes(path, &long).len(), 1);
+    let reasoned =
+        format!("//! Owns x.\n/// {LONG_REASON} it is one table.\nfn long() {{\n{body}}}\n");
+    assert_eq!(check_sizes(path, &reasoned), vec![]);
+    let big = "//! Owns x.\n".to_owned() + &"x();\n".repeat(FILE_LINES_MAX);
+    assert_eq!(check_sizes(path, &big).len(), 1);
+    assert_eq!(
+        check_sizes(std::path::Path::new("a/tests.rs"), &big),
+        vec![]
+    );
 }

@@ -24,6 +24,10 @@ struct Fenced {
 }
 
 /// Checks a fenced-lock history.
+///
+/// Long because it is one pass over the holds in fencing-token order whose checks share the
+/// pass's state (the previous holder, its writes, the overlap found); split, each part would
+/// take all of it.
 pub fn check_lock(history: &History) -> Report {
     let report = |verdict, ops_checked| Report {
         checker: "lock".to_owned(),

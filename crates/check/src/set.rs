@@ -37,6 +37,10 @@ pub fn check_set(history: &History, linearizable: bool) -> Report {
 }
 
 /// Checks a set history with the demands `reads_check` makes of every read.
+///
+/// Long because it is one pass over the reads in invocation order with two cursors (the
+/// acknowledged adds and the completed reads) kept in step; the anomaly texts are built
+/// inline where the pass found them.
 pub fn check_set_with(history: &History, reads_check: Reads) -> Report {
     let report = |verdict, ops_checked| Report {
         checker: "set".to_owned(),

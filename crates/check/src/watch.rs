@@ -28,6 +28,9 @@ struct Delivered {
 }
 
 /// Checks a watch history.
+///
+/// Long because it is one pass comparing every watcher's events with the one history of
+/// writes, each check needing the same cursor per watcher.
 pub fn check_watch(history: &History) -> Report {
     let report = |verdict, ops_checked| Report {
         checker: "watch".to_owned(),

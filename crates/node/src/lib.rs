@@ -164,6 +164,9 @@ impl NodeConfig {
 }
 
 /// Runs a member until `shutdown` completes; returns after every server has stopped.
+///
+/// Long because it is the member's wiring in start-up order (storage, replica, quorum path,
+/// listeners, background tasks, shutdown), read top to bottom.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

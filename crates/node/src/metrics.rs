@@ -31,6 +31,9 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, gauge);
 }
 
+/// Renders `/metrics`.
+///
+/// Long because it is the list of every metric the member exports, one registration each.
 async fn metrics(
     replica: Arc<Replica>,
     quorum: Arc<QuorumNode>,

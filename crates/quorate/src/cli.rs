@@ -2,17 +2,15 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
 use client::Client;
-use proto::etcdserverpb::response_op::Response as OpResponse;
-use proto::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    TxnResponse,
-};
-use proto::mvccpb::KeyValue;
+use proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use serde_json::json;
 
+use crate::print::{
+    delete_json, print_delete, print_put, print_range, print_txn, put_json, range_json, txn_json,
+};
+use crate::watch_cmd::{WatchArgs, watch};
 use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, ring_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
@@ -268,10 +266,13 @@ fn range_of(key: &str, range_end: Option<String>, prefix: bool) -> (Vec<u8>, Vec
     (key_bytes, end)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs a parsed command line.
+///
+/// Long because it is the dispatch of every subcommand, one arm each.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(cli.command_timeout);
     let json_out = cli.write_out == Output::Json;
@@ -551,205 +552,6 @@ fn read_txn(interactive: bool) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn kv_json(kv: &KeyValue) -> serde_json::Value {
-    json!({"key": text(&kv.key), "value": text(&kv.value), "create_revision": kv.create_revision,
-           "mod_revision": kv.mod_revision, "version": kv.version, "lease": kv.lease})
-}
-
-fn put_json(response: &PutResponse) -> serde_json::Value {
-    let revision = response.header.as_ref().map_or(0, |h| h.revision);
-    json!({"revision": revision, "prev_kv": response.prev_kv.as_ref().map(kv_json)})
-}
-
-fn range_json(response: &RangeResponse) -> serde_json::Value {
-    let revision = response.header.as_ref().map_or(0, |h| h.revision);
-    let kvs: Vec<_> = response.kvs.iter().map(kv_json).collect();
-    json!({"revision": revision, "count": response.count, "more": response.more, "kvs": kvs})
-}
-
-fn delete_json(response: &DeleteRangeResponse) -> serde_json::Value {
-    let revision = response.header.as_ref().map_or(0, |h| h.revision);
-    let prev: Vec<_> = response.prev_kvs.iter().map(kv_json).collect();
-    json!({"revision": revision, "deleted": response.deleted, "prev_kvs": prev})
-}
-
-fn txn_json(response: &TxnResponse) -> serde_json::Value {
-    let revision = response.header.as_ref().map_or(0, |h| h.revision);
-    let responses: Vec<_> = response
-        .responses
-        .iter()
-        .map(|r| match &r.response {
-            Some(OpResponse::ResponsePut(put)) => json!({"put": put_json(put)}),
-            Some(OpResponse::ResponseRange(range)) => json!({"range": range_json(range)}),
-            Some(OpResponse::ResponseDeleteRange(del)) => json!({"delete_range": delete_json(del)}),
-            Some(OpResponse::ResponseTxn(txn)) => json!({"txn": txn_json(txn)}),
-            None => serde_json::Value::Null,
-        })
-        .collect();
-    json!({"revision": revision, "succeeded": response.succeeded, "responses": responses})
-}
-
-fn print_put(response: &PutResponse) {
-    println!("OK");
-    if let Some(kv) = &response.prev_kv {
-        println!("{}\n{}", text(&kv.key), text(&kv.value));
-    }
-}
-
-fn print_range(response: &RangeResponse, keys_only: bool, count_only: bool) {
-    if count_only {
-        println!("{}", response.count);
-        return;
-    }
-    for kv in &response.kvs {
-        println!("{}", text(&kv.key));
-        if !keys_only {
-            println!("{}", text(&kv.value));
-        }
-    }
-}
-
-fn print_delete(response: &DeleteRangeResponse) {
-    println!("{}", response.deleted);
-    for kv in &response.prev_kvs {
-        println!("{}\n{}", text(&kv.key), text(&kv.value));
-    }
-}
-
-/// Prints as `etcdctl txn` does: SUCCESS or FAILURE, then each response after a blank line.
-/// As in etcdctl, a range inside a transaction prints every key and value line, whatever its
-/// keys-only or count-only options.
-fn print_txn(response: &TxnResponse) {
-    println!(
-        "{}",
-        if response.succeeded {
-            "SUCCESS"
-        } else {
-            "FAILURE"
-        }
-    );
-    for r in &response.responses {
-        println!();
-        match &r.response {
-            Some(OpResponse::ResponsePut(put)) => print_put(put),
-            Some(OpResponse::ResponseRange(range)) => print_range(range, false, false),
-            Some(OpResponse::ResponseDeleteRange(del)) => print_delete(del),
-            Some(OpResponse::ResponseTxn(txn)) => println!("{}", txn_json(txn)),
-            None => {}
-        }
-    }
-}
-
-struct WatchArgs {
-    key: Vec<u8>,
-    range_end: Vec<u8>,
-    rev: i64,
-    prev_kv: bool,
-    max_events: u64,
-}
-
-/// Prints events until `max_events` (or forever). When a stream breaks, reconnects to any
-/// endpoint and resumes at the revision after the last one printed, so nothing is lost or
-/// printed twice; a compacted start revision is an error.
-async fn watch(
-    endpoints: &[String],
-    timeout: Duration,
-    args: WatchArgs,
-    json_out: bool,
-) -> anyhow::Result<()> {
-    use proto::etcdserverpb::WatchCreateRequest;
-    use proto::mvccpb::event::EventType;
-    let mut next = args.rev;
-    let mut printed = 0u64;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let create = WatchCreateRequest {
-            key: args.key.clone(),
-            range_end: args.range_end.clone(),
-            start_revision: next,
-            prev_kv: args.prev_kv,
-            ..Default::default()
-        };
-        let stream = match Client::connect(endpoints, timeout).await {
-            Ok(client) => client.watch(create).await.map_err(anyhow::Error::from),
-            Err(error) => Err(error.into()),
-        };
-        let mut stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                eprintln!("watch: {error:#}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        loop {
-            let response = match stream.message().await {
-                Ok(Some(response)) => response,
-                Ok(None) => break,
-                Err(status) => {
-                    eprintln!("watch: {}; resuming at revision {next}", status.message());
-                    break;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            if response.compact_revision != 0 {
-                bail!(
-                    "watch: revision {next} was compacted (compacted revision {}); start at {} or later",
-                    response.compact_revision,
-                    response.compact_revision
-                );
-            }
-            if response.canceled {
-                bail!("watch cancelled: {}", response.cancel_reason);
-            }
-            if response.created && next <= 0 {
-                // From now on: pin the start so a resume neither skips nor repeats.
-                next = response.header.as_ref().map_or(0, |h| h.revision) + 1;
-            }
-            for event in &response.events {
-                let Some(kv) = &event.kv else { continue };
-                if json_out {
-                    let kind = if event.r#type == EventType::Delete as i32 {
-                        "DELETE"
-                    } else {
-                        "PUT"
-                    };
-                    println!(
-                        "{}",
-                        json!({"type": kind, "kv": kv_json(kv), "prev_kv": event.prev_kv.as_ref().map(kv_json)})
-                    );
-                } else {
-                    println!(
-                        "{}",
-                        if event.r#type == EventType::Delete as i32 {
-                            "DELETE"
-                        } else {
-                            "PUT"
-                        }
-                    );
-                    if let Some(prev) = &event.prev_kv {
-                        println!("{}\n{}", text(&prev.key), text(&prev.value));
-                    }
-                    println!("{}\n{}", text(&kv.key), text(&kv.value));
-                }
-                next = kv.mod_revision + 1;
-                printed += 1;
-                if args.max_events != 0 && printed >= args.max_events {
-                    return Ok(());
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-pub(crate) fn member_id(text: &str) -> anyhow::Result<u64> {
-    u64::from_str_radix(text.trim_start_matches("0x"), 16)
-        .map_err(|_| anyhow::anyhow!("member id {text:?} is not hexadecimal"))
-}
-
 /// `quorate member add|remove|promote|update`, printed as etcdctl prints them.
 async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Result<()> {
     use proto::etcdserverpb::cluster_client::ClusterClient;
@@ -804,4 +606,9 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
         MemberCommand::List => unreachable!("listed separately"),
     }
     Ok(())
+}
+
+pub(crate) fn member_id(text: &str) -> anyhow::Result<u64> {
+    u64::from_str_radix(text.trim_start_matches("0x"), 16)
+        .map_err(|_| anyhow::anyhow!("member id {text:?} is not hexadecimal"))
 }

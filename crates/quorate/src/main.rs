@@ -9,9 +9,11 @@ mod coord;
 mod demo;
 mod fault_cmd;
 mod node_cmd;
+mod print;
 mod quorum_cmd;
 mod ring_cmd;
 mod txn;
+mod watch_cmd;
 
 use clap::Parser;
 

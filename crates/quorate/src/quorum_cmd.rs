@@ -264,6 +264,9 @@ pub async fn run_bucket(
 }
 
 /// Runs a kv subcommand.
+///
+/// Long because it is one arm per kv subcommand (put, get, del, locate), each printing its
+/// own reply.
 pub async fn run_kv(
     endpoints: &[String],
     command: KvCommand,

@@ -107,6 +107,8 @@ fn parse_compare(line: &str) -> anyhow::Result<Compare> {
 }
 
 /// Parses one request: `put KEY VALUE`, `get KEY [END]` or `del KEY [END]`, with flags.
+///
+/// Long because it is etcdctl's request grammar, one arm per request kind with its flags.
 fn parse_request(line: &str) -> anyhow::Result<RequestOp> {
     let words = split_words(line)?;
     let (verb, rest) = words.split_first().context("empty request")?;

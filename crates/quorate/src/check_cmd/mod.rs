@@ -20,6 +20,7 @@ mod nemesis;
 mod quorum_set;
 mod report;
 mod run;
+mod watch_workload;
 mod workload;
 
 /// `quorate check`: a run with the options below, or a subcommand.

@@ -69,6 +69,26 @@ enum Durable {
     Hinted,
 }
 
+/// Who sent a call to member `me`, and which call it is.
+#[derive(Copy, Clone)]
+struct Caller {
+    me: NodeId,
+    from: NodeId,
+    req: u64,
+    call: CallId,
+}
+
+impl Caller {
+    fn answer_when_durable(self, kind: Durable) -> Then {
+        Then::Answer {
+            to: self.from,
+            req: self.req,
+            call: self.call,
+            kind,
+        }
+    }
+}
+
 /// A request this member coordinates.
 struct Request {
     client: usize,
@@ -160,6 +180,12 @@ impl Sim {
 
     /// A message arrived at member `me` (which is up).
     pub(super) fn receive(&mut self, me: NodeId, from: NodeId, msg: Msg) {
+        let at = |req, call| Caller {
+            me,
+            from,
+            req,
+            call,
+        };
         match msg {
             Msg::Coordinate {
                 req,
@@ -168,53 +194,14 @@ impl Sim {
                 value,
                 context,
                 epoch,
-            } => {
-                if let Err(error) = replica::admit(epoch, EPOCH) {
-                    return self.reply(me, from, req, call, Answer::Failed(error));
-                }
-                let now = self.now;
-                let timestamp = self.member(me).hlc.now(now);
-                let write = Coordinated {
-                    context,
-                    actor: me.0,
-                    timestamp,
-                    value,
-                    conflicts: Conflicts::Siblings,
-                    reaped_floor: 0,
-                };
-                let then = Then::Answer {
-                    to: from,
-                    req,
-                    call,
-                    kind: Durable::Coordinated,
-                };
-                let change = Change::Coordinate(write);
-                self.queue_job(me, Job::Object { key, change, then });
-            }
+            } => self.on_coordinate(at(req, call), key, value, context, epoch),
             Msg::Merge {
                 req,
                 call,
                 key,
                 object,
                 epoch,
-            } => {
-                if let Err(error) = replica::admit(epoch, EPOCH) {
-                    return self.reply(me, from, req, call, Answer::Failed(error));
-                }
-                let then = if self.canary == Some(Canary::AckBeforeDurable) {
-                    self.reply(me, from, req, call, Answer::Merged);
-                    Then::Nothing
-                } else {
-                    Then::Answer {
-                        to: from,
-                        req,
-                        call,
-                        kind: Durable::Merged,
-                    }
-                };
-                let change = Change::Merge(object);
-                self.queue_job(me, Job::Object { key, change, then });
-            }
+            } => self.on_merge(at(req, call), key, object, epoch),
             Msg::Read {
                 req,
                 call,
@@ -233,24 +220,7 @@ impl Sim {
                 target,
                 key,
                 object,
-            } => {
-                if !self.member(me).book.admit(target, size(&object)) {
-                    return self.reply(me, from, req, call, Answer::Hinted(false));
-                }
-                let then = Then::Answer {
-                    to: from,
-                    req,
-                    call,
-                    kind: Durable::Hinted,
-                };
-                let job = Job::Hint {
-                    target,
-                    key,
-                    object,
-                    then,
-                };
-                self.queue_job(me, job);
-            }
+            } => self.on_hint(at(req, call), target, key, object),
             Msg::Deliver { key, object } => {
                 let then = Then::Delivered {
                     to: from,
@@ -274,6 +244,63 @@ impl Sim {
                 },
             ),
         }
+    }
+
+    /// The replica applies a client write with a new dot, answering once it is durable.
+    fn on_coordinate(
+        &mut self,
+        at: Caller,
+        key: String,
+        value: Option<Vec<u8>>,
+        context: VersionVector,
+        epoch: u64,
+    ) {
+        if let Err(error) = replica::admit(epoch, EPOCH) {
+            return self.reply(at.me, at.from, at.req, at.call, Answer::Failed(error));
+        }
+        let now = self.now;
+        let timestamp = self.member(at.me).hlc.now(now);
+        let write = Coordinated {
+            context,
+            actor: at.me.0,
+            timestamp,
+            value,
+            conflicts: Conflicts::Siblings,
+            reaped_floor: 0,
+        };
+        let then = at.answer_when_durable(Durable::Coordinated);
+        let change = Change::Coordinate(write);
+        self.queue_job(at.me, Job::Object { key, change, then });
+    }
+
+    /// The replica merges a copy, answering once it is durable (or at once, with the canary).
+    fn on_merge(&mut self, at: Caller, key: String, object: Object, epoch: u64) {
+        if let Err(error) = replica::admit(epoch, EPOCH) {
+            return self.reply(at.me, at.from, at.req, at.call, Answer::Failed(error));
+        }
+        let then = if self.canary == Some(Canary::AckBeforeDurable) {
+            self.reply(at.me, at.from, at.req, at.call, Answer::Merged);
+            Then::Nothing
+        } else {
+            at.answer_when_durable(Durable::Merged)
+        };
+        let change = Change::Merge(object);
+        self.queue_job(at.me, Job::Object { key, change, then });
+    }
+
+    /// A fallback holds a hint for `target` if its bound has room.
+    fn on_hint(&mut self, at: Caller, target: NodeId, key: String, object: Object) {
+        if !self.member(at.me).book.admit(target, size(&object)) {
+            return self.reply(at.me, at.from, at.req, at.call, Answer::Hinted(false));
+        }
+        let then = at.answer_when_durable(Durable::Hinted);
+        let job = Job::Hint {
+            target,
+            key,
+            object,
+            then,
+        };
+        self.queue_job(at.me, job);
     }
 
     fn reply(&mut self, me: NodeId, to: NodeId, req: u64, call: CallId, answer: Answer) {
