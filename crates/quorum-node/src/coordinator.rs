@@ -22,9 +22,8 @@ use base::limits::SUSPECT_REPLICA_TIMEOUT;
 use crdt::VersionVector;
 use proto::quorate::replica::v1 as replicapb;
 use tokio::sync::mpsc;
-use tonic::Status;
 
-use crate::{MergeCall, Placed, QuorumNode, conflicts_to_pb, status};
+use crate::{MergeCall, Placed, QuorumError, QuorumNode, conflicts_to_pb};
 use quorum::{BucketDef, NotEnoughReplicas};
 
 /// Inputs of one request's coordinator queued at most; every call task sends one, so a task
@@ -111,7 +110,7 @@ impl QuorumNode {
         context: VersionVector,
         w: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<WriteDone, Status> {
+    ) -> Result<WriteDone, QuorumError> {
         let spec = WriteSpec {
             me: self.me(),
             w,
@@ -153,8 +152,10 @@ impl QuorumNode {
         });
         match reply.await {
             Ok(Ok(done)) => Ok(done),
-            Ok(Err(shortfall)) => Err(status::of_shortfall(&shortfall)),
-            Err(_) => Err(Status::internal("the write's coordinator stopped")),
+            Ok(Err(shortfall)) => Err(shortfall.into()),
+            Err(_) => Err(QuorumError::Internal(
+                "the write's coordinator stopped".to_owned(),
+            )),
         }
     }
 
@@ -269,7 +270,7 @@ impl QuorumNode {
         r: usize,
         monotonic: bool,
         deadline: tokio::time::Instant,
-    ) -> Result<ReadDone, Status> {
+    ) -> Result<ReadDone, QuorumError> {
         let spec = ReadSpec {
             r,
             conflicts: placed.def.conflicts,
@@ -309,8 +310,10 @@ impl QuorumNode {
         });
         match reply.await {
             Ok(Ok(done)) => Ok(done),
-            Ok(Err(error)) => Err(status::of_read_error(&error)),
-            Err(_) => Err(Status::internal("the read's coordinator stopped")),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(QuorumError::Internal(
+                "the read's coordinator stopped".to_owned(),
+            )),
         }
     }
 

@@ -25,7 +25,9 @@ use proto::quorate::v1 as pb;
 use storage::Slot;
 use tonic::{Request, Response, Status};
 
-use crate::{Every, MergeCall, QuorumNode, bucket_def, ring_from, ring_of, ring_tokens};
+use crate::{
+    Every, MergeCall, QuorumError, QuorumNode, bucket_def, ring_from, ring_of, ring_tokens,
+};
 
 /// This member's part in ring changes, for the Handoff call and metrics.
 #[derive(Clone, Debug, Default)]
@@ -204,8 +206,8 @@ impl QuorumNode {
             .pending
             .as_ref()
             .expect("streams only for a pending ring");
-        let current = ring_of(topology).map_err(|s| s.message().to_owned())?;
-        let next = ring_from(&pending.next).map_err(|s| s.message().to_owned())?;
+        let current = ring_of(topology).map_err(|e| e.to_string())?;
+        let next = ring_from(&pending.next).map_err(|e| e.to_string())?;
         let buckets = held_buckets(topology);
         // One plan per replica count, from the ranges whose replicas the change moves.
         let plans: BTreeMap<usize, quorum::HandoffPlan> = buckets
@@ -284,7 +286,7 @@ impl QuorumNode {
     /// Removes every object this member no longer replicates under the ring of `topology`
     /// (none is pending). Objects of deleted buckets stay: no ring places them.
     async fn clean_up(self: &Arc<Self>, topology: &raftpb::Topology) -> Result<(), String> {
-        let ring = ring_of(topology).map_err(|s| s.message().to_owned())?;
+        let ring = ring_of(topology).map_err(|e| e.to_string())?;
         let buckets = held_buckets(topology);
         drop(self.gate.write().await);
         let me = self.me();
@@ -359,7 +361,7 @@ impl QuorumNode {
         next: &Ring,
         skip: Option<NodeId>,
         description: String,
-    ) -> Result<u64, Status> {
+    ) -> Result<u64, QuorumError> {
         let members = |ring: &Ring| ring.members().into_iter().map(|m| m.0);
         let required =
             topology::required_handoffs(members(current), members(next), skip.map(|m| m.0));
@@ -374,29 +376,27 @@ impl QuorumNode {
         self.ring_step(step).await
     }
 
-    async fn ring_step(&self, step: raftpb::RingChange) -> Result<u64, Status> {
+    async fn ring_step(&self, step: raftpb::RingChange) -> Result<u64, QuorumError> {
         let reply = self
             .replica
             .change_ring(step)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(Status::failed_precondition(reply.refusal));
+            return Err(QuorumError::RingRefused(reply.refusal));
         }
         Ok(reply.epoch)
     }
 
-    async fn join_ring(&self, member: NodeId) -> Result<u64, Status> {
+    async fn join_ring(&self, member: NodeId) -> Result<u64, QuorumError> {
         let topology = self.replica.topology();
         let current = ring_of(&topology)?;
         if !self.replica.membership().nodes.contains_key(&member.0) {
-            return Err(Status::failed_precondition(format!(
-                "member {member} is not a member of the cluster (add it with `member add` first)"
-            )));
+            return Err(QuorumError::NotClusterMember(member));
         }
         let next = current
             .with_member(member)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            .map_err(|e| QuorumError::RingRefused(e.to_string()))?;
         self.start_ring_change(
             topology.epoch,
             &current,
@@ -407,22 +407,21 @@ impl QuorumNode {
         .await
     }
 
-    async fn leave_ring(&self, member: NodeId, unreachable: bool) -> Result<u64, Status> {
+    async fn leave_ring(&self, member: NodeId, unreachable: bool) -> Result<u64, QuorumError> {
         let topology = self.replica.topology();
         let current = ring_of(&topology)?;
         let next = current
             .without_member(member)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            .map_err(|e| QuorumError::RingRefused(e.to_string()))?;
         if let Some(bucket) = held_buckets(&topology)
             .iter()
             .find(|(_, held)| held.n > next.member_count())
         {
-            return Err(Status::failed_precondition(format!(
-                "bucket {:?} has n={} and the ring would keep {} members",
-                bucket.0,
-                bucket.1.n,
-                next.member_count()
-            )));
+            return Err(QuorumError::RingTooSmall {
+                bucket: bucket.0.clone(),
+                n: bucket.1.n,
+                members: next.member_count(),
+            });
         }
         let skip = unreachable.then_some(member);
         let description = if unreachable {
@@ -455,8 +454,8 @@ impl QuorumNode {
         }
     }
 
-    async fn handoff_status(self: &Arc<Self>) -> Result<pb::HandoffResponse, Status> {
-        let objects = self.stored_objects().await.map_err(Status::internal)?;
+    async fn handoff_status(self: &Arc<Self>) -> Result<pb::HandoffResponse, QuorumError> {
+        let objects = self.stored_objects().await.map_err(QuorumError::Internal)?;
         let progress = self.handoff.lock().expect("handoff poisoned").clone();
         Ok(pb::HandoffResponse {
             member: self.me().0,

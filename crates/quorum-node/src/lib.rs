@@ -26,13 +26,13 @@ use proto::quorate::v1::buckets_server::BucketsServer;
 use proto::quorate::v1::kv_server::KvServer;
 use quorum::{BucketDef, HintBook, Level, Placer, Plan};
 use storage::{ObjectStore, StorageError};
-use tonic::Status;
 
 use transport::GrpcPeers;
 
 use crate::objects::ObjectWriter;
 
 mod coordinator;
+mod error;
 mod gossip;
 mod handoff;
 mod hints;
@@ -42,6 +42,7 @@ mod replica;
 mod services;
 pub mod status;
 
+pub use error::QuorumError;
 pub use handoff::RingService;
 pub use membership::Liveness as SwimLiveness;
 pub use services::{BucketsService, KvService, ReplicaService};
@@ -158,7 +159,7 @@ struct Placement {
 }
 
 impl Placement {
-    fn of(topology: raftpb::Topology) -> Result<Placement, Status> {
+    fn of(topology: raftpb::Topology) -> Result<Placement, QuorumError> {
         let current = if topology.ring.is_empty() {
             None
         } else {
@@ -179,23 +180,19 @@ impl Placement {
     }
 
     /// The definition of quorum bucket `name`.
-    fn bucket(&self, name: &str) -> Result<&BucketDef, Status> {
+    fn bucket(&self, name: &str) -> Result<&BucketDef, QuorumError> {
         let bucket = self
             .topology
             .buckets
             .iter()
             .find(|b| b.name == name)
-            .ok_or_else(|| Status::not_found(format!("bucket {name:?} not found")))?;
+            .ok_or_else(|| QuorumError::NoBucket(name.to_owned()))?;
         if bucket.r#type != pb::BucketType::Quorum as i32 {
-            return Err(Status::failed_precondition(format!(
-                "bucket {name:?} is not a quorum bucket"
-            )));
+            return Err(QuorumError::NotQuorumBucket(name.to_owned()));
         }
         // A definition the placer skipped does not parse: say why.
         bucket_def(bucket)?;
-        self.placer
-            .bucket(name)
-            .map_err(|e| status::of_place_error(&e))
+        Ok(self.placer.bucket(name)?)
     }
 }
 
@@ -206,14 +203,11 @@ fn required(
     default: Level,
     n: usize,
     what: &'static str,
-) -> Result<usize, Status> {
-    level_of(level)?
-        .unwrap_or(default)
-        .required(n, what)
-        .map_err(|e| status::of_level_error(&e))
+) -> Result<usize, QuorumError> {
+    Ok(level_of(level)?.unwrap_or(default).required(n, what)?)
 }
 
-fn level_of(level: Option<&pb::Level>) -> Result<Option<Level>, Status> {
+fn level_of(level: Option<&pb::Level>) -> Result<Option<Level>, QuorumError> {
     let Some(level) = level else {
         return Ok(None);
     };
@@ -223,10 +217,7 @@ fn level_of(level: Option<&pb::Level>) -> Result<Option<Level>, Status> {
         Ok(pb::LevelKind::LevelQuorum) => Ok(Some(Level::Quorum)),
         Ok(pb::LevelKind::LevelAll) => Ok(Some(Level::All)),
         Ok(pb::LevelKind::LevelCount) => Ok(Some(Level::Count(level.count))),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown level kind {}",
-            level.kind
-        ))),
+        Err(_) => Err(QuorumError::UnknownLevelKind(level.kind)),
     }
 }
 
@@ -244,13 +235,11 @@ pub fn level_to_pb(level: Level) -> pb::Level {
     }
 }
 
-fn conflicts_of(value: i32) -> Result<Conflicts, Status> {
+fn conflicts_of(value: i32) -> Result<Conflicts, QuorumError> {
     match pb::Conflicts::try_from(value) {
         Ok(pb::Conflicts::Unspecified | pb::Conflicts::Siblings) => Ok(Conflicts::Siblings),
         Ok(pb::Conflicts::Lww) => Ok(Conflicts::Lww),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown conflict resolution {value}"
-        ))),
+        Err(_) => Err(QuorumError::UnknownConflicts(value)),
     }
 }
 
@@ -262,7 +251,7 @@ fn conflicts_to_pb(conflicts: Conflicts) -> i32 {
 }
 
 /// A stored bucket definition as the coordinators use it.
-fn bucket_def(bucket: &pb::Bucket) -> Result<BucketDef, Status> {
+fn bucket_def(bucket: &pb::Bucket) -> Result<BucketDef, QuorumError> {
     let n = bucket.n as usize;
     let def = BucketDef {
         name: bucket.name.clone(),
@@ -272,17 +261,9 @@ fn bucket_def(bucket: &pb::Bucket) -> Result<BucketDef, Status> {
         conflicts: conflicts_of(bucket.conflicts)?,
         sloppy: bucket.sloppy,
     };
-    def.r
-        .required(n, "r")
-        .map_err(|e| status::of_level_error(&e))?;
-    def.w
-        .required(n, "w")
-        .map_err(|e| status::of_level_error(&e))?;
+    def.r.required(n, "r")?;
+    def.w.required(n, "w")?;
     Ok(def)
-}
-
-fn internal(error: impl std::fmt::Display) -> Status {
-    Status::internal(error.to_string())
 }
 
 /// A stored copy, decoded inside a write transaction (a refusal aborts the change).
@@ -464,7 +445,7 @@ impl QuorumNode {
         }
     }
     /// The placement of the topology this member has applied: built once per topology change.
-    fn placement(&self) -> Result<Arc<Placement>, Status> {
+    fn placement(&self) -> Result<Arc<Placement>, QuorumError> {
         let version = self.replica.topology_version();
         let mut cached = self.placement.lock().expect("placement cache poisoned");
         if let Some((built_at, placement)) = cached.as_ref()
@@ -480,14 +461,11 @@ impl QuorumNode {
     /// Where a request on `key` of `bucket` goes: the bucket, the key's token, its N replicas
     /// (and those of the pending ring during a ring change) and the other members in ring
     /// order (the fallbacks of a sloppy quorum).
-    fn place(&self, bucket: &str, key: &[u8]) -> Result<Placed, Status> {
+    fn place(&self, bucket: &str, key: &[u8]) -> Result<Placed, QuorumError> {
         let placement = self.placement()?;
         let def = placement.bucket(bucket)?.clone();
         self.check_key(key)?;
-        let plan = placement
-            .placer
-            .plan(&def, key)
-            .map_err(|e| status::of_place_error(&e))?;
+        let plan = placement.placer.plan(&def, key)?;
         Ok(Placed { def, plan })
     }
 
@@ -504,15 +482,12 @@ impl QuorumNode {
         }
     }
 
-    fn check_key(&self, key: &[u8]) -> Result<(), Status> {
+    fn check_key(&self, key: &[u8]) -> Result<(), QuorumError> {
         if key.is_empty() {
-            return Err(Status::invalid_argument("key is empty"));
+            return Err(QuorumError::KeyEmpty);
         }
         if key.len() > KEY_BYTES_MAX {
-            return Err(Status::invalid_argument(format!(
-                "key of {} bytes exceeds the limit of {KEY_BYTES_MAX} bytes",
-                key.len()
-            )));
+            return Err(QuorumError::KeyTooLarge { len: key.len() });
         }
         Ok(())
     }
@@ -537,23 +512,22 @@ impl QuorumNode {
         level: Option<&pb::Level>,
         context: &str,
         timeout_ms: u32,
-    ) -> Result<(String, usize), Status> {
+    ) -> Result<(String, usize), QuorumError> {
         let placed = self.place(bucket, &key)?;
         if let Some(value) = &value
             && value.len() > self.value_bytes_max
         {
-            return Err(Status::invalid_argument(format!(
-                "value of {} bytes exceeds the limit of {} bytes",
-                value.len(),
-                self.value_bytes_max
-            )));
+            return Err(QuorumError::ValueTooLarge {
+                len: value.len(),
+                max: self.value_bytes_max,
+            });
         }
         let w = required(level, placed.def.w, placed.def.n, "w")?;
         let context = if context.is_empty() {
             VersionVector::new()
         } else {
             VersionVector::from_token(context)
-                .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
+                .map_err(|e| QuorumError::BadContext(e.to_string()))?
         };
         let deadline = tokio::time::Instant::now() + self.timeout_of(timeout_ms);
         let done = self
@@ -572,7 +546,7 @@ impl QuorumNode {
         level: Option<&pb::Level>,
         timeout_ms: u32,
         monotonic: bool,
-    ) -> Result<(Object, usize), Status> {
+    ) -> Result<(Object, usize), QuorumError> {
         let placed = self.place(bucket, &key)?;
         let r = required(level, placed.def.r, placed.def.n, "r")?;
         let deadline = tokio::time::Instant::now() + self.timeout_of(timeout_ms);
@@ -605,17 +579,15 @@ fn ring_tokens(ring: &Ring) -> Vec<raftpb::RingToken> {
         .collect()
 }
 
-fn ring_of(topology: &raftpb::Topology) -> Result<Ring, Status> {
+fn ring_of(topology: &raftpb::Topology) -> Result<Ring, QuorumError> {
     if topology.ring.is_empty() {
-        return Err(Status::failed_precondition(
-            "the cluster has no token ring yet",
-        ));
+        return Err(QuorumError::NoRing);
     }
     ring_from(&topology.ring)
 }
 
 /// The ring stored as `tokens`.
-fn ring_from(tokens: &[raftpb::RingToken]) -> Result<Ring, Status> {
+fn ring_from(tokens: &[raftpb::RingToken]) -> Result<Ring, QuorumError> {
     let tokens = tokens.iter().map(|t| (t.token, NodeId(t.member))).collect();
-    Ring::from_tokens(tokens).map_err(internal)
+    Ring::from_tokens(tokens).map_err(|e| QuorumError::Internal(format!("stored ring: {e}")))
 }

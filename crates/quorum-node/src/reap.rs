@@ -57,7 +57,7 @@ impl QuorumNode {
         if topology.ring.is_empty() || topology.pending.is_some() {
             return Ok(0);
         }
-        let ring = ring_of(&topology).map_err(|s| s.message().to_owned())?;
+        let ring = ring_of(&topology).map_err(|e| e.to_string())?;
         let buckets = held_buckets(&topology);
         let grace = u64::try_from(self.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
         let Some(before) = self.clock.physical_micros().checked_sub(grace) else {

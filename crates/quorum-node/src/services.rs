@@ -20,29 +20,22 @@ use proto::quorate::v1::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    MergeCall, QuorumNode, bucket_def, conflicts_of, internal, level_to_pb, replica, ring_of,
+    MergeCall, QuorumError, QuorumNode, bucket_def, conflicts_of, level_to_pb, replica, ring_of,
     ring_tokens, status, voters,
 };
 
 impl QuorumNode {
-    async fn create_bucket(&self, bucket: pb::Bucket) -> Result<pb::Bucket, Status> {
-        topology::validate_bucket_name(&bucket.name)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    async fn create_bucket(&self, bucket: pb::Bucket) -> Result<pb::Bucket, QuorumError> {
+        topology::validate_bucket_name(&bucket.name)?;
         let mut bucket = bucket;
         if bucket.r#type == pb::BucketType::Unspecified as i32 {
             bucket.r#type = pb::BucketType::Quorum as i32;
         }
         if bucket.r#type != pb::BucketType::Quorum as i32 {
-            return Err(Status::invalid_argument(format!(
-                "bucket type {} is not supported; quorum is",
-                bucket.r#type
-            )));
+            return Err(QuorumError::UnsupportedBucketType(bucket.r#type));
         }
         if bucket.n == 0 || bucket.n > REPLICAS_MAX {
-            return Err(Status::invalid_argument(format!(
-                "n={} must be between 1 and {REPLICAS_MAX}",
-                bucket.n
-            )));
+            return Err(QuorumError::ReplicasOutOfRange(bucket.n));
         }
         // A member that just started may not have applied the membership yet: wait for it.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -52,9 +45,7 @@ impl QuorumNode {
                 break voters;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Status::unavailable(
-                    "this member has not learned the cluster's membership yet",
-                ));
+                return Err(QuorumError::NoMembershipYet);
             }
             tokio::time::sleep(APPLY_POLL_INTERVAL).await;
         };
@@ -65,10 +56,11 @@ impl QuorumNode {
             Err(_) => (voters.len(), "voting members"),
         };
         if bucket.n as usize > holders {
-            return Err(Status::failed_precondition(format!(
-                "n={} exceeds the {holders} {what}",
-                bucket.n
-            )));
+            return Err(QuorumError::TooFewHolders {
+                n: bucket.n,
+                holders,
+                what,
+            });
         }
         if bucket.conflicts == pb::Conflicts::Unspecified as i32 {
             bucket.conflicts = pb::Conflicts::Siblings as i32;
@@ -77,7 +69,8 @@ impl QuorumNode {
         let def = bucket_def(&bucket)?;
         bucket.r = Some(level_to_pb(def.r));
         bucket.w = Some(level_to_pb(def.w));
-        let ring = Ring::new(&voters, RING_VNODES).map_err(internal)?;
+        let ring = Ring::new(&voters, RING_VNODES)
+            .map_err(|e| QuorumError::Internal(format!("the first ring: {e}")))?;
         let change = raftpb::BucketChange {
             change: Some(raftpb::bucket_change::Change::Create(bucket)),
             initial_ring: ring_tokens(&ring),
@@ -87,16 +80,16 @@ impl QuorumNode {
             .replica
             .change_bucket(change)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(Status::already_exists(reply.refusal));
+            return Err(QuorumError::BucketExists(reply.refusal));
         }
-        reply
-            .bucket
-            .ok_or_else(|| Status::internal("bucket change answered without a bucket"))
+        reply.bucket.ok_or_else(|| {
+            QuorumError::Internal("bucket change answered without a bucket".to_owned())
+        })
     }
 
-    async fn delete_bucket(&self, name: String) -> Result<(), Status> {
+    async fn delete_bucket(&self, name: String) -> Result<(), QuorumError> {
         let change = raftpb::BucketChange {
             change: Some(raftpb::bucket_change::Change::Delete(name)),
             initial_ring: Vec::new(),
@@ -106,9 +99,9 @@ impl QuorumNode {
             .replica
             .change_bucket(change)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(Status::not_found(reply.refusal));
+            return Err(QuorumError::DeleteRefused(reply.refusal));
         }
         Ok(())
     }
@@ -139,7 +132,7 @@ impl Buckets for BucketsService {
         let bucket = request
             .into_inner()
             .bucket
-            .ok_or_else(|| Status::invalid_argument("no bucket given"))?;
+            .ok_or(QuorumError::Missing("no bucket given"))?;
         let bucket = self.0.create_bucket(bucket).await?;
         Ok(Response::new(pb::BucketResponse {
             bucket: Some(bucket),
@@ -158,7 +151,7 @@ impl Buckets for BucketsService {
             .buckets
             .into_iter()
             .find(|b| b.name == name)
-            .ok_or_else(|| Status::not_found(format!("bucket {name:?} not found")))?;
+            .ok_or(QuorumError::NoBucket(name))?;
         Ok(Response::new(pb::BucketResponse {
             bucket: Some(bucket),
         }))
@@ -310,7 +303,7 @@ impl ReplicaRpc for ReplicaService {
             VersionVector::new()
         } else {
             VersionVector::from_token(&request.context)
-                .map_err(|e| Status::invalid_argument(format!("bad context token: {e}")))?
+                .map_err(|e| QuorumError::BadContext(e.to_string()))?
         };
         let conflicts = conflicts_of(request.conflicts)?;
         let object = self
@@ -330,7 +323,7 @@ impl ReplicaRpc for ReplicaService {
         let request = request.into_inner();
         let object = replica::decode_copy(&request.object)
             .map_err(|e| status::of_replica_error(&e))?
-            .ok_or_else(|| Status::invalid_argument("merge without an object"))?;
+            .ok_or(QuorumError::Missing("merge without an object"))?;
         let call = MergeCall {
             bucket: request.bucket,
             key: request.key,
@@ -353,7 +346,7 @@ impl ReplicaRpc for ReplicaService {
         let request = request.into_inner();
         let object = replica::decode_copy(&request.object)
             .map_err(|e| status::of_replica_error(&e))?
-            .ok_or_else(|| Status::invalid_argument("hint without an object"))?;
+            .ok_or(QuorumError::Missing("hint without an object"))?;
         let conflicts = conflicts_of(request.conflicts)?;
         let stored = self
             .0

@@ -1,15 +1,15 @@
 //! The one place where the quorum path's errors meet gRPC: a replica's failure becomes a
 //! status whose details carry the typed `ReplicaFault` (so a coordinator decides on the reason,
 //! never on the message text), a coordinator turns a peer's status back into a
-//! `quorum::ReplicaError`, and the coordinators' outcomes (not enough replicas, a short
-//! blocking repair, a placement that cannot be made, a level N cannot meet) become the
-//! statuses clients see.
+//! `quorum::ReplicaError`, and a client request's `QuorumError` becomes the status the client
+//! sees (the code by the kind of failure, the message the error's text).
 
 use prost::Message;
 use proto::quorate::replica::v1 as replicapb;
-use quorum::{LevelError, NotEnoughReplicas, PlaceError, ReadError, ReplicaError};
-use storage::StorageError;
+use quorum::ReplicaError;
 use tonic::{Code, Status};
+
+use crate::QuorumError;
 
 use replicapb::replica_fault::Fault;
 
@@ -67,34 +67,36 @@ pub fn to_replica_error(status: &Status) -> ReplicaError {
     }
 }
 
-/// Fewer replicas answered than the level required: unavailable (for a write, the outcome is
-/// unknown: the replicas that stored it keep it).
-pub fn of_shortfall(shortfall: &NotEnoughReplicas) -> Status {
-    Status::unavailable(shortfall.to_string())
-}
-
-pub fn of_read_error(error: &ReadError) -> Status {
-    Status::unavailable(error.to_string())
-}
-
-pub fn of_place_error(error: &PlaceError) -> Status {
-    match error {
-        PlaceError::NoBucket(_) => Status::not_found(error.to_string()),
-        PlaceError::NoRing => Status::failed_precondition(error.to_string()),
-    }
-}
-
-pub fn of_level_error(error: &LevelError) -> Status {
-    Status::invalid_argument(error.to_string())
-}
-
-/// A stored copy that fails its checksum is data loss; other storage failures are internal.
-pub fn of_storage_error(error: StorageError) -> Status {
-    match error {
-        StorageError::Corrupt { what, detail } => {
-            Status::data_loss(format!("corrupt {what}: {detail}"))
-        }
-        other => Status::internal(other.to_string()),
+impl From<QuorumError> for Status {
+    /// The status a client gets for a failed request: its code by the kind of failure, its
+    /// message the error's text.
+    fn from(error: QuorumError) -> Status {
+        use QuorumError as E;
+        let code = match &error {
+            E::KeyEmpty
+            | E::KeyTooLarge { .. }
+            | E::ValueTooLarge { .. }
+            | E::BadContext(_)
+            | E::UnknownLevelKind(_)
+            | E::UnknownConflicts(_)
+            | E::Level(_)
+            | E::BucketName(_)
+            | E::UnsupportedBucketType(_)
+            | E::ReplicasOutOfRange(_)
+            | E::Missing(_) => Code::InvalidArgument,
+            E::NoBucket(_) | E::DeleteRefused(_) => Code::NotFound,
+            E::NotQuorumBucket(_)
+            | E::NoRing
+            | E::TooFewHolders { .. }
+            | E::NotClusterMember(_)
+            | E::RingTooSmall { .. }
+            | E::RingRefused(_) => Code::FailedPrecondition,
+            E::BucketExists(_) => Code::AlreadyExists,
+            // For a write the outcome is unknown: the replicas that stored it keep it.
+            E::NotEnough(_) | E::Read(_) | E::NoMembershipYet | E::Proposal(_) => Code::Unavailable,
+            E::Internal(_) => Code::Internal,
+        };
+        Status::new(code, error.to_string())
     }
 }
 

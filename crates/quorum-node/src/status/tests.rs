@@ -47,3 +47,44 @@ fn a_status_without_details_is_judged_by_its_code_not_its_text() {
         ReplicaError::Timeout
     );
 }
+
+#[test]
+fn a_request_error_becomes_the_status_its_kind_calls_for() {
+    let cases = [
+        (QuorumError::KeyEmpty, Code::InvalidArgument, "key is empty"),
+        (
+            QuorumError::NoBucket("users".into()),
+            Code::NotFound,
+            "bucket \"users\" not found",
+        ),
+        (
+            QuorumError::NoRing,
+            Code::FailedPrecondition,
+            "the cluster has no token ring yet",
+        ),
+        (
+            QuorumError::BucketExists("bucket \"users\" already exists".into()),
+            Code::AlreadyExists,
+            "bucket \"users\" already exists",
+        ),
+        (
+            QuorumError::NotEnough(quorum::NotEnoughReplicas {
+                required: 2,
+                answered: 1,
+                replicas: 3,
+                failures: vec![(base::NodeId(2), ReplicaError::Timeout)],
+            }),
+            Code::Unavailable,
+            "not enough replicas: 1 of 3 answered, 2 required (2: no answer in time)",
+        ),
+        (
+            QuorumError::Internal("stored ring: empty".into()),
+            Code::Internal,
+            "stored ring: empty",
+        ),
+    ];
+    for (error, code, message) in cases {
+        let status = Status::from(error);
+        assert_eq!((status.code(), status.message()), (code, message));
+    }
+}
