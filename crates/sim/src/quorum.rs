@@ -4,8 +4,10 @@
 //! `ReadCoordinator` for the requests clients send it. Clients run the tester's quorum-set
 //! workload (read a key, merge the sibling sets, add a unique element, put with the context;
 //! one operation in four reads every key). A seeded plan drops, delays and reorders messages,
-//! partitions members and crash-restarts them (a crash loses every unsynced write and every
-//! request the member was coordinating). Then everything heals, one final read at r=all
+//! partitions members, crash-restarts them (a crash loses every unsynced write and every
+//! request the member was coordinating) and moves the ring epoch on (members apply it at
+//! different times, so replicas refuse calls placed at the older epoch and coordinators place
+//! their requests again). Then everything heals, one final read at r=all
 //! follows, and the set checker judges the history with the quorum-read model (R + W > N: a
 //! read holds every add acknowledged before it began; with a sloppy quorum, one seed in four
 //! where there are fallbacks, only the final read must); finally every key's replicas must hold
@@ -86,6 +88,8 @@ pub struct Outcome {
     /// The cluster and the faults of the run, in words.
     pub plan: String,
     pub events: u64,
+    /// Requests placed again after a replica refused their ring epoch.
+    pub replaced: u64,
 }
 
 impl Outcome {
@@ -114,8 +118,8 @@ impl Outcome {
             Err(why) => format!("did not converge: {why}"),
         };
         format!(
-            "seed {}: {} ({} ops checked, {} events); {converged}\n  {}",
-            self.seed, verdict, self.report.ops_checked, self.events, self.plan
+            "seed {}: {} ({} ops checked, {} events, {} placed again); {converged}\n  {}",
+            self.seed, verdict, self.report.ops_checked, self.events, self.replaced, self.plan
         )
     }
 }
@@ -246,6 +250,11 @@ enum Event {
         step: u64,
     },
     Fault(Fault),
+    /// `member` applied ring epoch `epoch`.
+    LearnEpoch {
+        member: NodeId,
+        epoch: u64,
+    },
     FinalRead,
 }
 
@@ -264,6 +273,7 @@ impl Event {
             Event::ClientReply { client, .. } => format!("client {client} reply"),
             Event::ClientTimeout { client, .. } => format!("client {client} timeout"),
             Event::Fault(fault) => format!("fault {fault:?}"),
+            Event::LearnEpoch { member, epoch } => format!("{member} learns epoch {epoch}"),
             Event::FinalRead => "final read".to_owned(),
         }
     }
@@ -299,6 +309,10 @@ struct Sim {
     history: Vec<check::Event>,
     canary: Option<Canary>,
     ops_open: bool,
+    /// The latest ring epoch (members learn it one by one).
+    epoch: u64,
+    /// Requests placed again after a stale-epoch refusal.
+    replaced: u64,
     final_read: Option<Result<(), String>>,
     trace: Option<Vec<String>>,
     hash: u64,
@@ -351,6 +365,8 @@ pub fn run(settings: Settings) -> Outcome {
         history: Vec::new(),
         canary: settings.canary,
         ops_open: true,
+        epoch: 1,
+        replaced: 0,
         final_read: None,
         trace: settings.trace.then(Vec::new),
         hash: 0xcbf2_9ce4_8422_2325,
@@ -466,6 +482,7 @@ impl Sim {
             } => self.client_reply(client, step, reply),
             Event::ClientTimeout { client, step } => self.client_timeout(client, step),
             Event::Fault(fault) => self.fault(fault),
+            Event::LearnEpoch { member, epoch } => self.learn_epoch(member, epoch),
             Event::FinalRead => self.start_final_read(),
         }
     }
@@ -551,6 +568,7 @@ impl Sim {
             trace: self.trace.unwrap_or_default(),
             plan,
             events: self.processed,
+            replaced: self.replaced,
         }
     }
 

@@ -35,6 +35,7 @@ fn settings(seed: u64, canary: Option<Canary>) -> Settings {
 fn check_part(part: u64) {
     let count = seed_count();
     let mut checked = 0;
+    let mut replaced = 0;
     for seed in (0..count).filter(|s| s % PARTS == part) {
         let outcome = run(settings(seed, None));
         assert!(
@@ -44,8 +45,14 @@ fn check_part(part: u64) {
             replay_command(seed)
         );
         checked += outcome.report.ops_checked;
+        replaced += outcome.replaced;
     }
     assert!(checked > 0 || count == 0, "the seeds checked no operation");
+    // The stale-epoch path is exercised, not only possible.
+    assert!(
+        replaced > 0 || count < 100,
+        "no request was placed again in {count} seeds"
+    );
 }
 
 #[test]

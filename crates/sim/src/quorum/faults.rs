@@ -17,6 +17,9 @@ pub(super) enum Fault {
     /// Messages between the two sides are lost (both ways).
     Partition(Vec<NodeId>, Vec<NodeId>),
     Heal,
+    /// The ring epoch moves on (as a ring change's steps move it); members apply it at
+    /// different times, so calls placed at the older one are refused for a while.
+    EpochBump,
     /// Heal every partition, restart every member, stop losing messages.
     HealAll,
 }
@@ -35,7 +38,8 @@ impl FaultPlan {
             let start = rng.range(50_000, until - 100_000);
             let end = (start + rng.range(20_000, 400_000)).min(until);
             let member = *rng.pick(members);
-            match rng.range(0, 3) {
+            match rng.range(0, 4) {
+                3 => faults.push((start, Fault::EpochBump)),
                 0 => {
                     faults.push((start, Fault::Crash(member)));
                     faults.push((end, Fault::Restart(member)));
@@ -92,6 +96,16 @@ impl Sim {
                 }
             }
             Fault::Heal => self.net.blocked = BTreeSet::new(),
+            Fault::EpochBump => {
+                self.epoch += 1;
+                for member in self.ids.clone() {
+                    // The metadata group's commit reaches members at different times, down
+                    // ones included (they replay it at restart).
+                    let delay = self.rng.range(0, 50_000);
+                    let epoch = self.epoch;
+                    self.after(delay, super::Event::LearnEpoch { member, epoch });
+                }
+            }
             Fault::HealAll => {
                 self.ops_open = false;
                 self.net.blocked = BTreeSet::new();

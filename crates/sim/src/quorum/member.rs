@@ -18,9 +18,6 @@ use quorum::{
 use super::clients::ClientReply;
 use super::{Answer, Canary, Event, Msg, REQUEST_TIMEOUT, Sim};
 
-/// The only ring epoch of the simulation (no ring changes yet).
-const EPOCH: u64 = 1;
-
 /// A write queued for the next sync, and what to send once it is durable.
 enum Job {
     Object {
@@ -99,6 +96,8 @@ struct Request {
     deadline: u64,
     /// Calls sent and not yet answered (each gets exactly one answer).
     open: BTreeSet<CallId>,
+    /// Waiting to be placed again by a ring epoch after this one.
+    replacing_after: Option<u64>,
     core: Core,
 }
 
@@ -111,6 +110,9 @@ pub(super) struct Member {
     pub(super) up: bool,
     /// Incremented by each crash: timers of an earlier life are void.
     pub(super) life: u64,
+    /// The ring epoch this member has applied (from the metadata group, so it survives a
+    /// crash); the ring itself never changes here, but its epoch moves on.
+    pub(super) epoch: u64,
     /// What the disk holds.
     pub(super) durable: BTreeMap<String, Object>,
     hints: BTreeMap<(NodeId, String), Object>,
@@ -131,6 +133,7 @@ impl Member {
         Member {
             up: true,
             life: 0,
+            epoch: 1,
             durable: BTreeMap::new(),
             hints: BTreeMap::new(),
             book: HintBook::new(hint_bytes_max, []),
@@ -208,7 +211,7 @@ impl Sim {
                 key,
                 epoch,
             } => {
-                let answer = match replica::admit(epoch, EPOCH) {
+                let answer = match replica::admit(epoch, self.member(me).epoch) {
                     Ok(()) => Answer::Copy(self.member(me).durable.get(&key).cloned()),
                     Err(error) => Answer::Failed(error),
                 };
@@ -255,7 +258,7 @@ impl Sim {
         context: VersionVector,
         epoch: u64,
     ) {
-        if let Err(error) = replica::admit(epoch, EPOCH) {
+        if let Err(error) = replica::admit(epoch, self.member(at.me).epoch) {
             return self.reply(at.me, at.from, at.req, at.call, Answer::Failed(error));
         }
         let now = self.now;
@@ -275,7 +278,7 @@ impl Sim {
 
     /// The replica merges a copy, answering once it is durable (or at once, with the canary).
     fn on_merge(&mut self, at: Caller, key: String, object: Object, epoch: u64) {
-        if let Err(error) = replica::admit(epoch, EPOCH) {
+        if let Err(error) = replica::admit(epoch, self.member(at.me).epoch) {
             return self.reply(at.me, at.from, at.req, at.call, Answer::Failed(error));
         }
         let then = if self.canary == Some(Canary::AckBeforeDurable) {
@@ -424,6 +427,7 @@ impl Sim {
             context: VersionVector::new(),
             deadline,
             open: BTreeSet::new(),
+            replacing_after: None,
             core,
         };
         self.member(me).requests.insert(req, request);
@@ -440,10 +444,7 @@ impl Sim {
         value: Option<Vec<u8>>,
         context: VersionVector,
     ) {
-        let plan = self
-            .placer
-            .plan(&self.bucket, key.as_bytes())
-            .expect("the sim's bucket and ring exist");
+        let plan = self.plan_at(me, &key);
         let w = self
             .bucket
             .w
@@ -477,10 +478,7 @@ impl Sim {
         key: String,
         r: usize,
     ) {
-        let plan = self
-            .placer
-            .plan(&self.bucket, key.as_bytes())
-            .expect("the sim's bucket and ring exist");
+        let plan = self.plan_at(me, &key);
         let spec = ReadSpec {
             r,
             conflicts: Conflicts::Siblings,
@@ -575,9 +573,7 @@ impl Sim {
                         self.queue_job(me, job);
                     }
                 }
-                WriteCommand::PlaceAgain { after_epoch } => {
-                    panic!("placed again after epoch {after_epoch}, but the ring never changes")
-                }
+                WriteCommand::PlaceAgain { after_epoch } => self.place_again(me, req, after_epoch),
                 WriteCommand::Reply(reply) => {
                     let (client, step) = (request.client, request.step);
                     let reply = ClientReply::Write(reply.map_err(|e| e.to_string()));
@@ -626,9 +622,7 @@ impl Sim {
                     };
                     self.call(me, req, call, to, msg);
                 }
-                ReadCommand::PlaceAgain { after_epoch } => {
-                    panic!("placed again after epoch {after_epoch}, but the ring never changes")
-                }
+                ReadCommand::PlaceAgain { after_epoch } => self.place_again(me, req, after_epoch),
                 ReadCommand::Reply(reply) => {
                     let (client, step) = (request.client, request.step);
                     let reply = ClientReply::Read(reply.map_err(|e| e.to_string()));
@@ -644,6 +638,67 @@ impl Sim {
             }
         }
         self.drop_finished(me, req);
+    }
+
+    /// `key`'s placement by member `me`: the ring's, at the epoch `me` has applied.
+    fn plan_at(&mut self, me: NodeId, key: &str) -> quorum::Plan {
+        let mut plan = self
+            .placer
+            .plan(&self.bucket, key.as_bytes())
+            .expect("the sim's bucket and ring exist");
+        plan.epoch = self.member(me).epoch;
+        plan
+    }
+
+    /// A request refused for a stale epoch waits for `me` to apply a later one.
+    fn place_again(&mut self, me: NodeId, req: u64, after_epoch: u64) {
+        if self.member(me).epoch > after_epoch {
+            self.placed(me, req);
+        } else if let Some(request) = self.member(me).requests.get_mut(&req) {
+            request.replacing_after = Some(after_epoch);
+        }
+    }
+
+    /// Member `me` applied ring epoch `epoch`: requests waiting for it are placed again.
+    pub(super) fn learn_epoch(&mut self, me: NodeId, epoch: u64) {
+        let member = self.member(me);
+        member.epoch = member.epoch.max(epoch);
+        let epoch = member.epoch;
+        let waiting: Vec<u64> = member
+            .requests
+            .iter()
+            .filter(|(_, r)| r.replacing_after.is_some_and(|after| after < epoch))
+            .map(|(req, _)| *req)
+            .collect();
+        for req in waiting {
+            self.placed(me, req);
+        }
+    }
+
+    /// Feeds a request its new placement.
+    fn placed(&mut self, me: NodeId, req: u64) {
+        let Some(request) = self.member(me).requests.get_mut(&req) else {
+            return;
+        };
+        request.replacing_after = None;
+        let key = request.key.clone();
+        self.replaced += 1;
+        let plan = self.plan_at(me, &key);
+        let request = self
+            .member(me)
+            .requests
+            .get_mut(&req)
+            .expect("present above");
+        match &mut request.core {
+            Core::Write(core) => {
+                let commands = core.handle(WriteInput::Placed(plan));
+                self.write_commands(me, req, commands);
+            }
+            Core::Read(core) => {
+                let commands = core.handle(ReadInput::Placed(plan));
+                self.read_commands(me, req, commands);
+            }
+        }
     }
 
     fn drop_finished(&mut self, me: NodeId, req: u64) {
