@@ -273,9 +273,44 @@ pub const LAYERING: &[(&str, &str, &str)] = &[
         "anyhow",
         "anyhow only in the binary, tests and xtask",
     ),
-    ("base", "clap", "only quorate reads the command line"),
-    ("node", "clap", "only quorate reads the command line"),
+    (
+        "workload",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "tester",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    (
+        "bench",
+        "anyhow",
+        "anyhow only in the binary, tests and xtask",
+    ),
+    ("workload", "redb", "only storage touches redb"),
+    ("tester", "redb", "only storage touches redb"),
+    ("bench", "redb", "only storage touches redb"),
+    (
+        "workload",
+        "node",
+        "workloads reach members through client, never their code",
+    ),
+    (
+        "tester",
+        "node",
+        "the tester runs members as processes, never links them",
+    ),
+    (
+        "bench",
+        "node",
+        "the bench reaches members through client, never their code",
+    ),
 ];
+
+/// The crates that may read the command line (STYLE §1: only the binary does; xtask is the
+/// tidy tool's own binary).
+pub const CLI_CRATES: &[&str] = &["quorate", "xtask"];
 
 /// Returns the layering rules the dependency lists break.
 pub fn check_layering(deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
@@ -284,7 +319,18 @@ pub fn check_layering(deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
             .iter()
             .map(move |(dep, why)| (*krate, *dep, *why))
     });
+    let cli = deps
+        .keys()
+        .filter(|krate| !CLI_CRATES.contains(&krate.as_str()))
+        .map(|krate| {
+            (
+                krate.as_str(),
+                "clap",
+                "only quorate reads the command line",
+            )
+        });
     pure.chain(LAYERING.iter().copied())
+        .chain(cli)
         .filter(|(krate, dep, _)| deps.get(*krate).is_some_and(|d| d.iter().any(|x| x == dep)))
         .map(|(krate, dep, why)| format!("{krate} depends on {dep}: {why}"))
         .collect()

@@ -43,6 +43,10 @@ fn the_checks_catch_what_they_are_for() {
     assert_eq!(check_source(path, &good), vec![]);
     let deps = [("mvcc".to_string(), vec!["redb".to_string()])].into();
     assert_eq!(check_layering(&deps).len(), 1);
+    // Only the binary reads the command line; a library with clap is refused.
+    let clap = |krate: &str| [(krate.to_string(), vec!["clap".to_string()])].into();
+    assert_eq!(check_layering(&clap("tester")).len(), 1);
+    assert_eq!(check_layering(&clap("quorate")), Vec::<String>::new());
     // A long function is refused unless its top says why; a long file always.
     let body = "    x();\n".repeat(FUNCTION_LINES_MAX);
     let long = format!("//! Owns x.\nfn long() {{\n{body}}}\n");

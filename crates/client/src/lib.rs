@@ -1,7 +1,15 @@
-//! The client the CLI uses to talk to members over the etcd v3 API: it picks the first reachable
-//! endpoint, bounds every call with a deadline, and retries reads on another endpoint when one
-//! is unavailable. Writes are never retried blindly: a write whose reply was lost may have
-//! committed, so it is reported as indeterminate instead.
+//! The one client of Quorate: the CLI, the tester and the bench reach members through it, over
+//! the etcd v3 API and `quorate.v1`, with one endpoint and retry policy. `channels` says how an
+//! endpoint is reached (scheme, connect bound, call deadline); `fate` what a failed call did
+//! (reads may move to another member when one is unavailable; a write whose reply was lost may
+//! have committed, so it is indeterminate and never retried blindly); `Client` picks the first
+//! reachable endpoint and applies that policy to etcd calls; `buckets` and `faults` are the
+//! `quorate.v1` administration and fault-injection calls.
+
+pub mod buckets;
+pub mod channels;
+pub mod fate;
+pub mod faults;
 
 use std::time::Duration;
 
@@ -15,7 +23,9 @@ use proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, StatusRequest, StatusResponse, TxnRequest,
     TxnResponse, WatchCreateRequest, WatchRequest, WatchResponse, watch_request,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+pub use channels::with_scheme;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +36,8 @@ pub enum ClientError {
     BadEndpoint { endpoint: String, reason: String },
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    #[error("{endpoint} does not serve fault injection (start it with --unsafe-fault-injection)")]
+    FaultInjectionOff { endpoint: String },
 }
 
 /// A connection to one member of a cluster, chosen from a list of endpoints.
@@ -35,15 +47,6 @@ pub struct Client {
     channel: Channel,
     endpoint: String,
     timeout: Duration,
-}
-
-/// Returns `endpoint` with a scheme, as etcdctl accepts bare `host:port`.
-pub fn with_scheme(endpoint: &str) -> String {
-    if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
 }
 
 impl Client {
@@ -67,18 +70,7 @@ impl Client {
     }
 
     async fn connect_one(endpoint: &str, timeout: Duration) -> Result<Channel, ClientError> {
-        let uri = with_scheme(endpoint);
-        let endpoint_config = Endpoint::from_shared(uri.clone())
-            .map_err(|e| ClientError::BadEndpoint {
-                endpoint: uri.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(timeout)
-            .timeout(timeout);
-        endpoint_config
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))
+        channels::connect(endpoint, timeout, Some(timeout)).await
     }
 
     /// Returns the endpoint this client is connected to.
@@ -107,7 +99,7 @@ impl Client {
                 .range(request.clone())
                 .await;
             match result {
-                Err(status) if status.code() == tonic::Code::Unavailable && attempts > 1 => {
+                Err(status) if fate::read_retryable(&status) && attempts > 1 => {
                     attempts -= 1;
                     self.rotate().await?;
                 }
@@ -163,16 +155,7 @@ impl Client {
     /// Opens a second channel to the connected member without a per-call deadline, for
     /// long-lived streams (keep-alives, observe) and calls that wait (Lock, Campaign).
     pub async fn stream_channel(&self) -> Result<Channel, ClientError> {
-        let uri = with_scheme(&self.endpoint);
-        Endpoint::from_shared(uri.clone())
-            .map_err(|e| ClientError::BadEndpoint {
-                endpoint: uri.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(self.timeout)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))
+        channels::connect(&self.endpoint, self.timeout, None).await
     }
 
     /// Opens a watch on the connected member. The stream has no deadline (only connecting
@@ -182,16 +165,7 @@ impl Client {
         &self,
         create: WatchCreateRequest,
     ) -> Result<tonic::Streaming<WatchResponse>, ClientError> {
-        let uri = with_scheme(&self.endpoint);
-        let channel = Endpoint::from_shared(uri.clone())
-            .map_err(|e| ClientError::BadEndpoint {
-                endpoint: uri.clone(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(self.timeout)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable(format!("{uri}: {e}")))?;
+        let channel = self.stream_channel().await?;
         let request = WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
         };

@@ -11,7 +11,7 @@ use crate::print::{
     delete_json, print_delete, print_put, print_range, print_txn, put_json, range_json, txn_json,
 };
 use crate::watch_cmd::{WatchArgs, watch};
-use crate::{bench, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, ring_cmd, txn};
+use crate::{bench_cmd, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, ring_cmd, txn};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -167,7 +167,7 @@ pub enum Command {
     /// Measure throughput and latency.
     Bench {
         #[command(subcommand)]
-        command: bench::BenchCommand,
+        command: bench_cmd::BenchCommand,
     },
     /// Run a workload under faults against members it starts and check the history;
     /// `analyze` rechecks a saved history file.
@@ -279,8 +279,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => node_cmd::run(*args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Bench { command } => bench::run(&cli.endpoints, command).await,
-        Command::Check(args) => check_cmd::run(args, json_out).await,
+        Command::Bench { command } => Ok(bench_cmd::run(&cli.endpoints, command).await?),
+        Command::Check(args) => Ok(check_cmd::run(args, json_out).await?),
         Command::Fault { command } => {
             fault_cmd::run(&cli.endpoints, command, timeout, json_out).await
         }

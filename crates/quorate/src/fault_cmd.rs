@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
+use client::faults::Fault;
 use proto::quorate::fault::v1 as pb;
-use proto::quorate::fault::v1::faults_client::FaultsClient;
 use serde_json::{Value, json};
 
 /// The fault subcommands.
@@ -55,7 +55,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut states = Vec::new();
     for endpoint in endpoints {
-        let state = apply(endpoint, &command, timeout)
+        let state = client::faults::inject(endpoint, &Fault::from(&command), timeout)
             .await
             .with_context(|| format!("fault injection at {endpoint}"))?;
         states.push((endpoint.clone(), state));
@@ -82,45 +82,21 @@ pub async fn run(
     Ok(())
 }
 
-/// Sends one fault command to one member and returns its fault state.
-pub async fn apply(
-    endpoint: &str,
-    command: &FaultCommand,
-    timeout: Duration,
-) -> anyhow::Result<pb::FaultState> {
-    let channel = tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await?;
-    let mut faults = FaultsClient::new(channel);
-    let reply = match command {
-        FaultCommand::Block { peers } => {
-            faults
-                .block(pb::BlockRequest {
-                    peers: peers.clone(),
-                })
-                .await
+impl From<&FaultCommand> for Fault {
+    fn from(command: &FaultCommand) -> Fault {
+        match command {
+            FaultCommand::Block { peers } => Fault::Block {
+                peers: peers.clone(),
+            },
+            FaultCommand::Delay { ms } => Fault::Delay { ms: *ms },
+            FaultCommand::Drop { ratio } => Fault::Drop { ratio: *ratio },
+            FaultCommand::Clock { offset_ms, rate } => Fault::Clock {
+                offset_ms: *offset_ms,
+                rate: *rate,
+            },
+            FaultCommand::Heal => Fault::Heal,
+            FaultCommand::Status => Fault::Status,
         }
-        FaultCommand::Delay { ms } => faults.delay(pb::DelayRequest { delay_ms: *ms }).await,
-        FaultCommand::Drop { ratio } => faults.drop(pb::DropRequest { ratio: *ratio }).await,
-        FaultCommand::Clock { offset_ms, rate } => {
-            faults
-                .clock(pb::ClockRequest {
-                    offset_ms: *offset_ms,
-                    rate: *rate,
-                })
-                .await
-        }
-        FaultCommand::Heal => faults.heal(pb::HealRequest {}).await,
-        FaultCommand::Status => faults.state(pb::StateRequest {}).await,
-    };
-    match reply {
-        Ok(state) => Ok(state.into_inner()),
-        Err(status) if status.code() == tonic::Code::Unimplemented => anyhow::bail!(
-            "the member does not serve fault injection (start it with --unsafe-fault-injection)"
-        ),
-        Err(status) => anyhow::bail!("{}: {}", status.code(), status.message()),
     }
 }
 

@@ -2,12 +2,13 @@
 //! sets up tracing and the abort-on-panic hook, and runs a member, the local demo cluster or a
 //! client command. It must hold no database logic of its own.
 
-mod bench;
+mod bench_cmd;
 mod check_cmd;
 mod cli;
 mod coord;
 mod demo;
 mod fault_cmd;
+mod named;
 mod node_cmd;
 mod print;
 mod quorum_cmd;
@@ -38,9 +39,14 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            if let Some(verdict) = error.downcast_ref::<check_cmd::VerdictExit>() {
-                eprintln!("{verdict}");
-                return std::process::ExitCode::from(verdict.code);
+            if let Some(check) = error.downcast_ref::<tester::CheckError>() {
+                match check {
+                    tester::CheckError::Invalid | tester::CheckError::Unknown => {
+                        eprintln!("{check}")
+                    }
+                    _ => eprintln!("Error: {check}"),
+                }
+                return std::process::ExitCode::from(check.exit_code());
             }
             eprintln!("Error: {error:#}");
             std::process::ExitCode::from(1)

@@ -192,11 +192,7 @@ async fn handoffs(
             continue;
         };
         let answer = async {
-            let channel = Channel::from_shared(url.clone())
-                .map_err(|e| e.to_string())?
-                .connect_timeout(timeout)
-                .timeout(timeout)
-                .connect()
+            let channel = client::channels::connect(url, timeout, Some(timeout))
                 .await
                 .map_err(|e| e.to_string())?;
             RingClient::new(channel)

@@ -6,68 +6,53 @@
 //! outside fault windows, latency, verdict) and writes it with timelines to `report.html`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use check::{Budget, EventType, History, Outcome};
-use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use workload::nemesis::{self, FaultKind, FaultWindow};
+use workload::{Client, Recorder, Shared, WorkloadKind};
 
-use super::members::Members;
-use super::nemesis::{self, FaultKind, FaultWindow};
-use super::workload::{Client, Recorder, Shared, WorkloadKind};
-use super::{CheckModel, judge, report_text, verdict_result};
-use crate::node_cmd::parse_duration;
+use crate::error::CheckError;
+use crate::members::Members;
+use crate::{CheckModel, judge, report_text, verdict_result};
 
 /// Options of a check run.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The `quorate` executable the members run.
+    pub exe: PathBuf,
     /// The workload.
-    #[arg(long, value_enum, default_value = "register")]
     pub workload: WorkloadKind,
-    /// Fault kinds the nemesis draws from, comma-separated (none for no faults).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    /// Fault kinds the nemesis draws from (none for no faults).
     pub nemesis: Vec<FaultKind>,
-    /// How long the clients run (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// How long the clients run.
     pub time: Duration,
     /// Members to start.
-    #[arg(long, default_value_t = 3)]
     pub members: usize,
     /// Concurrent clients (writers, for the watch workload).
-    #[arg(long, default_value_t = 5)]
     pub clients: u64,
     /// Watchers of the watch workload.
-    #[arg(long, default_value_t = 3)]
     pub watchers: u64,
     /// Seed of the clients' choices and the nemesis plan (printed; default: from the clock).
-    #[arg(long)]
     pub seed: Option<u64>,
     /// Mean length of a fault window and of the quiet gap between two.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Register operations on one key before the clients move to the next key.
-    #[arg(long, default_value_t = 100)]
     pub ops_per_key: u64,
     /// Deadline of one client operation; past it the outcome is unknown.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub op_timeout: Duration,
     /// Directory for the history, the fault windows and the members' logs (default:
     /// quorate-check/<workload>-<seed>).
-    #[arg(long)]
     pub out: Option<PathBuf>,
     /// Keep the members' data directories after the run.
-    #[arg(long)]
     pub keep_data: bool,
-    /// Run the members with a planted bug, which the run must find (builds with the `canary`
-    /// feature only): stale-read, ack-before-commit, watch-gap, lock-no-wait.
-    #[cfg(feature = "canary")]
-    #[arg(long, value_parser = crate::node_cmd::parse_canary)]
-    pub canary: Option<node::Canary>,
+    /// Extra `quorate node` flags for every member (a planted bug, for canaries).
+    pub member_args: Vec<String>,
 }
 
 /// How long members get to elect a leader and serve after a start or a heal.
@@ -78,9 +63,11 @@ const WATCHER_PROCESS_BASE: u64 = 1000;
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a check and returns the verdict as the exit status.
-pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
+pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
     if args.members == 0 || args.clients == 0 {
-        bail!("--members and --clients must be at least 1");
+        return Err(CheckError::Options(
+            "--members and --clients must be at least 1",
+        ));
     }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -90,7 +77,7 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("quorate-check").join(format!("{}-{seed}", args.workload.as_str()))
     });
-    std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+    std::fs::create_dir_all(&out).map_err(file_error("create", &out))?;
     let plan = nemesis::plan(&args.nemesis, seed, args.time, args.interval);
     let plan_text = nemesis::describe(&plan);
     let title = format!(
@@ -104,9 +91,20 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
 
     let data = out.join("data");
     if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("wipe {}", data.display()))?;
+        std::fs::remove_dir_all(&data).map_err(file_error("wipe", &data))?;
     }
-    let members = Members::start(args.members, &data, member_args(&args))?;
+    if !args.member_args.is_empty() {
+        eprintln!(
+            "members run with {}: a planted bug, this run should be judged invalid",
+            args.member_args.join(" ")
+        );
+    }
+    let members = Members::start(
+        args.exe.clone(),
+        args.members,
+        &data,
+        args.member_args.clone(),
+    )?;
     let endpoints = members.endpoints();
     let members = Arc::new(Mutex::new(members));
     let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
@@ -116,46 +114,26 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&data);
     }
 
-    let history_path = out.join("history.jsonl");
-    let mut text = String::new();
-    for event in &events {
-        text.push_str(&check::codec::encode_event(event));
-        text.push('\n');
-    }
-    std::fs::write(&history_path, text)
-        .with_context(|| format!("write {}", history_path.display()))?;
-    let faults_path = out.join("faults.jsonl");
-    let faults: String = windows
-        .iter()
-        .map(|w| format!("{}\n", w.to_json()))
-        .collect();
-    std::fs::write(&faults_path, faults)
-        .with_context(|| format!("write {}", faults_path.display()))?;
+    let history_path = save(&out, &events, &windows)?;
 
-    let history = History::from_events(&events).context("pair the recorded operations")?;
-    let model = match args.workload {
-        WorkloadKind::Register => CheckModel::EtcdKv,
-        WorkloadKind::Set => CheckModel::Set,
-        WorkloadKind::Bank => CheckModel::Bank,
-        WorkloadKind::Watch => CheckModel::Watch,
-        WorkloadKind::Lock => CheckModel::Lock,
-        WorkloadKind::QuorumSet => CheckModel::QuorumSet,
-    };
+    let history = History::from_events(&events).map_err(|source| CheckError::Pair {
+        what: "the recorded history".to_owned(),
+        source,
+    })?;
     // Every read is judged in real time; what a read must hold is the model's to say.
-    let report = judge(&history, model, Budget::default(), true);
+    let report = judge(&history, model_of(args.workload), Budget::default(), true);
     let summary = Summary::of(&history, &windows);
     let report_path = out.join("report.html");
-    let facts = super::report::RunFacts {
+    let facts = crate::report::RunFacts {
         title,
         seed,
         plan: &plan_text,
         summary: &summary.text(&windows),
     };
-    let page = super::report::html(&facts, &report, &history.counts(), &history, &windows);
-    std::fs::write(&report_path, page)
-        .with_context(|| format!("write {}", report_path.display()))?;
+    let page = crate::report::html(&facts, &report, &history.counts(), &history, &windows);
+    write_file(&report_path, page)?;
     if json_out {
-        let mut value = super::report_json(&report, &history.counts(), events.len());
+        let mut value = crate::report_json(&report, &history.counts(), events.len());
         value["seed"] = json!(seed);
         value["workload"] = json!(args.workload.as_str());
         value["faults"] = Value::Array(windows.iter().map(FaultWindow::to_json).collect());
@@ -175,32 +153,65 @@ pub async fn run(args: RunArgs, json_out: bool) -> anyhow::Result<()> {
     verdict_result(&report.verdict)
 }
 
-/// Extra flags of every member: the canary, when the run asks for one.
-fn member_args(args: &RunArgs) -> Vec<String> {
-    #[cfg(feature = "canary")]
-    if let Some(canary) = args.canary {
-        eprintln!("members run the canary {canary:?}: this run should be judged invalid");
-        return vec!["--unsafe-canary".to_owned(), canary.name().to_owned()];
+/// The checker of a workload's histories.
+fn model_of(workload: WorkloadKind) -> CheckModel {
+    match workload {
+        WorkloadKind::Register => CheckModel::EtcdKv,
+        WorkloadKind::Set => CheckModel::Set,
+        WorkloadKind::Bank => CheckModel::Bank,
+        WorkloadKind::Watch => CheckModel::Watch,
+        WorkloadKind::Lock => CheckModel::Lock,
+        WorkloadKind::QuorumSet => CheckModel::QuorumSet,
     }
-    let _ = args;
-    Vec::new()
+}
+
+/// Writes the history (`history.jsonl`) and the fault windows (`faults.jsonl`) under `out`;
+/// returns the history's path.
+fn save(
+    out: &Path,
+    events: &[check::Event],
+    windows: &[FaultWindow],
+) -> Result<PathBuf, CheckError> {
+    let history_path = out.join("history.jsonl");
+    let mut text = String::new();
+    for event in events {
+        text.push_str(&check::codec::encode_event(event));
+        text.push('\n');
+    }
+    write_file(&history_path, text)?;
+    let faults: String = windows
+        .iter()
+        .map(|w| format!("{}\n", w.to_json()))
+        .collect();
+    write_file(&out.join("faults.jsonl"), faults)?;
+    Ok(history_path)
+}
+
+/// Writes one of the run's files.
+fn write_file(path: &Path, text: String) -> Result<(), CheckError> {
+    std::fs::write(path, text).map_err(file_error("write", path))
+}
+
+/// The error of a file operation of the run.
+fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckError {
+    let path = path.to_owned();
+    move |source| CheckError::File { what, path, source }
 }
 
 /// Waits for the members, runs the clients and the nemesis, heals, reads finally; returns the
 /// events and the fault windows.
 async fn drive(
-    args: &RunArgs,
+    args: &RunOptions,
     seed: u64,
     plan: Vec<nemesis::PlannedFault>,
     members: Arc<Mutex<Members>>,
     endpoints: Vec<String>,
-) -> anyhow::Result<(Vec<check::Event>, Vec<FaultWindow>)> {
+) -> Result<(Vec<check::Event>, Vec<FaultWindow>), CheckError> {
     members
         .lock()
         .await
-        .wait_ready(READY_TIMEOUT)
-        .await
-        .context("start the members")?;
+        .wait_ready(READY_TIMEOUT, "start the members")
+        .await?;
     let start = Instant::now();
     let recorder = Arc::new(Recorder::new(start));
     let shared = Arc::new(Shared::new(
@@ -212,12 +223,17 @@ async fn drive(
     ));
     if args.workload == WorkloadKind::QuorumSet {
         let creator = Client::new(args.clients, shared.clone(), seed);
-        super::quorum_set::create_bucket(&creator, Instant::now() + READY_TIMEOUT).await?;
+        workload::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
+            .await
+            .map_err(|source| CheckError::Client {
+                what: "create the workload's bucket",
+                source,
+            })?;
     }
     if args.workload == WorkloadKind::Bank {
         let mut opener = Client::new(args.clients, shared.clone(), seed);
         if opener.bank_init().await != EventType::Ok {
-            bail!("could not open the bank's accounts");
+            return Err(CheckError::BankNotOpened);
         }
     }
     let deadline = Instant::now() + args.time;
@@ -242,11 +258,11 @@ async fn drive(
     } else {
         Vec::new()
     };
-    let nemesis = tokio::spawn(nemesis::execute(plan, members.clone(), start));
+    let nemesis = tokio::spawn(crate::nemesis::execute(plan, members.clone(), start));
     for client in clients {
-        client.await.context("join a client")?;
+        client.await?;
     }
-    let windows = nemesis.await.context("join the nemesis")??;
+    let windows = nemesis.await??;
     progress.abort();
     eprintln!("\rhealing and reading finally…");
     {
@@ -254,9 +270,8 @@ async fn drive(
         guard.heal()?;
         guard.heal_network().await;
         guard
-            .wait_ready(READY_TIMEOUT)
-            .await
-            .context("members after healing")?;
+            .wait_ready(READY_TIMEOUT, "members after healing")
+            .await?;
     }
     let mut reader = Client::new(args.clients + 1, shared.clone(), seed);
     if !reader

@@ -1,190 +1,21 @@
-//! The nemesis of a check run: a seeded plan of faults (when, which kind, for how long, which
-//! member) printed before the run so it can be repeated, and its execution against the
-//! members — SIGKILL and restart of one member, the leader, a minority or all of them,
-//! SIGSTOP/SIGCONT pauses of one member or the leader, and network faults through the
-//! members' fault-injection API (one member or the leader isolated, two halves, a bridge,
-//! delayed or dropped peer messages, a member's clock stepped or run fast or slow).
-//! Every fault is healed when its window ends, and the windows are recorded for the report.
+//! The execution of a nemesis plan (`workload::nemesis`) against member processes: SIGKILL
+//! and restart of one member, the leader, a minority or all of them, SIGSTOP/SIGCONT pauses of
+//! one member or the leader, and network faults through the members' fault-injection API (one
+//! member or the leader isolated, two halves, a bridge, delayed or dropped peer messages, a
+//! member's clock stepped or run fast or slow). Every fault is healed when its window ends,
+//! and the windows are recorded for the report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::ValueEnum;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use client::faults::Fault;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use workload::nemesis::{
+    FaultKind, FaultWindow, NEMESIS_DELAY_MS, NEMESIS_DROP_RATIO, PlannedFault,
+};
 
-use super::members::Members;
-use crate::fault_cmd::FaultCommand;
-
-/// The delay of the `delay` fault, on every peer message of every member.
-const NEMESIS_DELAY_MS: u64 = 100;
-/// The share of peer messages the `drop` fault loses.
-const NEMESIS_DROP_RATIO: f64 = 0.2;
-
-/// The kinds of fault.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum FaultKind {
-    /// No faults.
-    None,
-    /// SIGKILL one member, restart it when the window ends.
-    Kill,
-    /// SIGKILL the current leader.
-    KillLeader,
-    /// SIGKILL a minority of the members.
-    KillMinority,
-    /// SIGKILL every member.
-    KillAll,
-    /// SIGSTOP one member, SIGCONT it when the window ends.
-    Pause,
-    /// SIGSTOP the current leader.
-    PauseLeader,
-    /// Cut one member off from all others.
-    PartitionOne,
-    /// Cut the current leader off from all others.
-    PartitionLeader,
-    /// Split the members into two halves (the smaller one a minority).
-    PartitionHalves,
-    /// Two halves that cannot talk, and one member that talks to both.
-    Bridge,
-    /// Every member delays each of its peer messages by 100 ms.
-    Delay,
-    /// Every member drops a fifth of its peer messages.
-    Drop,
-    /// Skew one member's clock: a step of 10-59 s ahead or behind, or a rate of 4x or 1/4x.
-    Clock,
-    /// Skew the current leader's clock (the one its lease timers read).
-    ClockLeader,
-}
-
-impl FaultKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::None => "none",
-            FaultKind::Kill => "kill",
-            FaultKind::KillLeader => "kill-leader",
-            FaultKind::KillMinority => "kill-minority",
-            FaultKind::KillAll => "kill-all",
-            FaultKind::Pause => "pause",
-            FaultKind::PauseLeader => "pause-leader",
-            FaultKind::PartitionOne => "partition-one",
-            FaultKind::PartitionLeader => "partition-leader",
-            FaultKind::PartitionHalves => "partition-halves",
-            FaultKind::Bridge => "bridge",
-            FaultKind::Delay => "delay",
-            FaultKind::Drop => "drop",
-            FaultKind::Clock => "clock",
-            FaultKind::ClockLeader => "clock-leader",
-        }
-    }
-
-    fn is_pause(self) -> bool {
-        matches!(self, FaultKind::Pause | FaultKind::PauseLeader)
-    }
-
-    fn is_clock(self) -> bool {
-        matches!(self, FaultKind::Clock | FaultKind::ClockLeader)
-    }
-
-    /// Faults of the network, applied through the members' fault-injection hook.
-    fn is_network(self) -> bool {
-        matches!(
-            self,
-            FaultKind::PartitionOne
-                | FaultKind::PartitionLeader
-                | FaultKind::PartitionHalves
-                | FaultKind::Bridge
-                | FaultKind::Delay
-                | FaultKind::Drop
-        )
-    }
-}
-
-/// One fault of the plan.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlannedFault {
-    /// From the start of the run.
-    pub at: Duration,
-    pub duration: Duration,
-    pub kind: FaultKind,
-    /// Picks the member(s) when the kind does not name them (index modulo members).
-    pub pick: usize,
-}
-
-/// Plans faults over `time`: quiet gaps and fault windows each lasting between half and one
-/// and a half `interval`, kinds drawn from `kinds`, all from `seed`. Nothing starts in the
-/// last `interval`, so the run ends with a quiet stretch before healing.
-pub fn plan(
-    kinds: &[FaultKind],
-    seed: u64,
-    time: Duration,
-    interval: Duration,
-) -> Vec<PlannedFault> {
-    let kinds: Vec<FaultKind> = kinds
-        .iter()
-        .copied()
-        .filter(|k| *k != FaultKind::None)
-        .collect();
-    if kinds.is_empty() || interval.is_zero() {
-        return Vec::new();
-    }
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
-    let span = |rng: &mut StdRng| interval.mul_f64(rng.random_range(0.5..1.5));
-    let mut faults = Vec::new();
-    let mut now = span(&mut rng);
-    while now + interval < time {
-        let duration = span(&mut rng).min(time - now);
-        faults.push(PlannedFault {
-            at: now,
-            duration,
-            kind: kinds[rng.random_range(0..kinds.len())],
-            pick: rng.random_range(0..1024),
-        });
-        now += duration + span(&mut rng);
-    }
-    faults
-}
-
-/// The plan as text, one fault per line.
-pub fn describe(plan: &[PlannedFault]) -> String {
-    if plan.is_empty() {
-        return "  (no faults)\n".to_owned();
-    }
-    plan.iter()
-        .map(|f| {
-            format!(
-                "  at {:>6.1}s for {:>4.1}s: {} (pick {})\n",
-                f.at.as_secs_f64(),
-                f.duration.as_secs_f64(),
-                f.kind.as_str(),
-                f.pick
-            )
-        })
-        .collect()
-}
-
-/// A fault as it happened.
-#[derive(Clone, Debug)]
-pub struct FaultWindow {
-    pub kind: FaultKind,
-    pub members: Vec<String>,
-    /// Nanoseconds since the run started, on the history's clock.
-    pub start: u64,
-    pub end: u64,
-}
-
-impl FaultWindow {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "kind": self.kind.as_str(),
-            "members": self.members,
-            "start": self.start,
-            "end": self.end,
-        })
-    }
-}
+use crate::error::CheckError;
+use crate::members::Members;
 
 /// Keeps a fault (described by `shown`) in force for its duration, then runs `heal`; returns
 /// its window on the run's clock (from `start`).
@@ -214,7 +45,7 @@ pub async fn execute(
     plan: Vec<PlannedFault>,
     members: Arc<Mutex<Members>>,
     start: Instant,
-) -> anyhow::Result<Vec<FaultWindow>> {
+) -> Result<Vec<FaultWindow>, CheckError> {
     let since = |at: Instant| (at - start).as_nanos() as u64;
     let mut windows = Vec::new();
     for fault in plan {
@@ -231,7 +62,7 @@ pub async fn execute(
                 guard.skew(target, &command).await;
                 (target, format!("{}: {what}", guard.name(target)))
             };
-            let heal = async { members.lock().await.skew(target, &FaultCommand::Heal).await };
+            let heal = async { members.lock().await.skew(target, &Fault::Heal).await };
             windows.push(hold(&fault, shown, start, heal).await);
             continue;
         }
@@ -241,7 +72,7 @@ pub async fn execute(
                 match fault.kind {
                     FaultKind::Delay => {
                         guard
-                            .degrade(&FaultCommand::Delay {
+                            .degrade(&Fault::Delay {
                                 ms: NEMESIS_DELAY_MS,
                             })
                             .await;
@@ -249,7 +80,7 @@ pub async fn execute(
                     }
                     FaultKind::Drop => {
                         guard
-                            .degrade(&FaultCommand::Drop {
+                            .degrade(&Fault::Drop {
                                 ratio: NEMESIS_DROP_RATIO,
                             })
                             .await;
@@ -342,32 +173,32 @@ async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> 
 /// any lease the workloads take, so a lessor that read a step as elapsed time would expire
 /// them all), or a clock running four times fast or slow (leases timed by it end early or
 /// late).
-fn skew_of(pick: usize) -> (FaultCommand, String) {
+fn skew_of(pick: usize) -> (Fault, String) {
     let step_ms = (10 + (pick / 4) % 50) as i64 * 1000;
     match pick % 4 {
         0 => (
-            FaultCommand::Clock {
+            Fault::Clock {
                 offset_ms: Some(step_ms),
                 rate: None,
             },
             format!("clock stepped {} s ahead", step_ms / 1000),
         ),
         1 => (
-            FaultCommand::Clock {
+            Fault::Clock {
                 offset_ms: Some(-step_ms),
                 rate: None,
             },
             format!("clock stepped {} s behind", step_ms / 1000),
         ),
         2 => (
-            FaultCommand::Clock {
+            Fault::Clock {
                 offset_ms: None,
                 rate: Some(4.0),
             },
             "clock runs 4x fast".to_owned(),
         ),
         _ => (
-            FaultCommand::Clock {
+            Fault::Clock {
                 offset_ms: None,
                 rate: Some(0.25),
             },
@@ -413,32 +244,4 @@ fn describe_cuts(members: &Members, cuts: &[(usize, Vec<usize>)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_plan_is_fixed_by_its_seed_and_stays_inside_the_run() {
-        let kinds = [FaultKind::Kill, FaultKind::Pause];
-        let time = Duration::from_secs(60);
-        let interval = Duration::from_secs(5);
-        let first = plan(&kinds, 7, time, interval);
-        assert_eq!(first, plan(&kinds, 7, time, interval));
-        assert_ne!(first, plan(&kinds, 8, time, interval));
-        assert!(first.len() >= 3, "{first:?}");
-        for window in first.windows(2) {
-            assert!(
-                window[0].at + window[0].duration <= window[1].at,
-                "{window:?}"
-            );
-        }
-        for fault in &first {
-            assert!(fault.at + interval < time, "{fault:?}");
-            assert!(fault.at + fault.duration <= time, "{fault:?}");
-            assert!(kinds.contains(&fault.kind));
-        }
-        assert!(plan(&[FaultKind::None], 7, time, interval).is_empty());
-    }
 }

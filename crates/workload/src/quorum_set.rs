@@ -9,17 +9,15 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use check::EventType;
 use proto::quorate::v1 as pb;
-use proto::quorate::v1::buckets_client::BucketsClient;
 use proto::quorate::v1::kv_client::KvClient;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::workload::{Client, Completion};
+use crate::{Client, Completion};
 
 /// The bucket of the workload.
 pub const BUCKET: &str = "check-set";
@@ -27,10 +25,7 @@ pub const BUCKET: &str = "check-set";
 const KEYS: u64 = 4;
 
 fn level(kind: pb::LevelKind) -> Option<pb::Level> {
-    Some(pb::Level {
-        kind: kind as i32,
-        count: 0,
-    })
+    client::buckets::level(kind)
 }
 
 /// The elements of every sibling of a reply, merged.
@@ -46,29 +41,17 @@ fn union(reply: &pb::GetResponse) -> Result<BTreeSet<u64>, String> {
 
 /// Creates the workload's bucket (n=3, siblings, strict) through any member, retrying until
 /// `deadline` while the cluster elects a leader.
-pub async fn create_bucket(client: &Client, deadline: Instant) -> anyhow::Result<()> {
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        for channel in &client.members {
-            let request = pb::CreateBucketRequest {
-                bucket: Some(pb::Bucket {
-                    name: BUCKET.to_owned(),
-                    r#type: pb::BucketType::Quorum as i32,
-                    n: 3.min(client.members.len() as u32),
-                    r: level(pb::LevelKind::LevelQuorum),
-                    w: level(pb::LevelKind::LevelQuorum),
-                    conflicts: pb::Conflicts::Siblings as i32,
-                    sloppy: false,
-                }),
-            };
-            match BucketsClient::new(channel.clone()).create(request).await {
-                Ok(_) => return Ok(()),
-                Err(status) => last = status.message().to_owned(),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::bail!("could not create the bucket {BUCKET}: {last}")
+pub async fn create_bucket(client: &Client, deadline: Instant) -> Result<(), client::ClientError> {
+    let bucket = pb::Bucket {
+        name: BUCKET.to_owned(),
+        r#type: pb::BucketType::Quorum as i32,
+        n: 3.min(client.members.len() as u32),
+        r: level(pb::LevelKind::LevelQuorum),
+        w: level(pb::LevelKind::LevelQuorum),
+        conflicts: pb::Conflicts::Siblings as i32,
+        sloppy: false,
+    };
+    client::buckets::ensure(&client.members, bucket, deadline.into_std()).await
 }
 
 impl Client {

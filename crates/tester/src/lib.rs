@@ -1,47 +1,29 @@
-//! `quorate check`: runs a workload against members it starts, under a seeded nemesis, and
-//! judges the history (`run`); `quorate check analyze FILE --model M` rechecks any saved
-//! history (JSON lines, DESIGN §5) with the checkers of the `check` crate and prints the
-//! operation counts, the verdict and every anomaly. The exit code is the verdict: 0 valid,
-//! 1 invalid, 2 unknown (a budget ran out or the history lacks what the checker needs), 3 not
-//! checked (unreadable or malformed history), so only a valid verdict passes a script. It reads the file and prints; all judging is in
-//! the `check` crate.
+//! The tester, `quorate check`: runs a workload (`workload`) against members it starts, under
+//! a seeded nemesis, and judges the history (`run`); `analyze` rechecks any saved history
+//! (JSON lines, DESIGN §5) with the checkers of the `check` crate and prints the operation
+//! counts, the verdict and every anomaly. The outcome is the process's exit code
+//! (`CheckError::exit_code`): 0 valid, 1 invalid, 2 unknown (a budget ran out or the history
+//! lacks what the checker needs), 3 not checked (unreadable or malformed history, or a run
+//! that could not be carried out), so only a valid verdict passes a script. All judging is in
+//! the `check` crate; the command line that fills the options below is the binary's.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use check::history::Counts;
 use check::{Budget, History, Register, Report, Verdict};
-use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+mod error;
 mod members;
 mod nemesis;
-mod quorum_set;
 mod report;
 mod run;
-mod watch_workload;
-mod workload;
 
-/// `quorate check`: a run with the options below, or a subcommand.
-#[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct CheckArgs {
-    #[command(subcommand)]
-    pub command: Option<CheckCommand>,
-    #[command(flatten)]
-    pub run: run::RunArgs,
-}
-
-/// The check's subcommands.
-#[derive(Subcommand, Debug)]
-pub enum CheckCommand {
-    /// Recheck a saved history.
-    Analyze(AnalyzeArgs),
-}
+pub use error::{CheckError, EXIT_INVALID, EXIT_NOT_CHECKED, EXIT_UNKNOWN};
+pub use run::{RunOptions, run};
 
 /// The checkers a history can be judged by.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum CheckModel {
     /// Linearizable read/write register per key.
     Register,
@@ -62,76 +44,91 @@ pub enum CheckModel {
     QuorumSet,
 }
 
-#[derive(Args, Debug)]
-pub struct AnalyzeArgs {
+impl CheckModel {
+    /// Every model, in the order help lists them.
+    pub const ALL: &'static [CheckModel] = &[
+        CheckModel::Register,
+        CheckModel::CasRegister,
+        CheckModel::EtcdKv,
+        CheckModel::Set,
+        CheckModel::Bank,
+        CheckModel::Watch,
+        CheckModel::Lock,
+        CheckModel::QuorumSet,
+    ];
+
+    /// The model's name, as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckModel::Register => "register",
+            CheckModel::CasRegister => "cas-register",
+            CheckModel::EtcdKv => "etcd-kv",
+            CheckModel::Set => "set",
+            CheckModel::Bank => "bank",
+            CheckModel::Watch => "watch",
+            CheckModel::Lock => "lock",
+            CheckModel::QuorumSet => "quorum-set",
+        }
+    }
+
+    /// What the model checks, in one line.
+    pub fn help(self) -> &'static str {
+        match self {
+            CheckModel::Register => "linearizable read/write register per key",
+            CheckModel::CasRegister => "linearizable read/write/compare-and-set register per key",
+            CheckModel::EtcdKv => {
+                "cas-register plus etcd's revisions: they follow real time, and writes never share one"
+            }
+            CheckModel::Set => "unique adds and whole-set reads: nothing lost, invented or twice",
+            CheckModel::Bank => "transfers: every read conserves the total, no negative balance",
+            CheckModel::Watch => "watchers against the puts: no gap, no duplicate, in order",
+            CheckModel::Lock => "fenced writes of lock holders: mutual exclusion, tokens in order",
+            CheckModel::QuorumSet => {
+                "set for quorum reads: every read holds every add acknowledged before it began"
+            }
+        }
+    }
+}
+
+/// What `analyze` judges and how.
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
     /// The history file (JSON lines).
     pub file: PathBuf,
     /// The checker to judge it by.
-    #[arg(long, value_enum)]
     pub model: CheckModel,
     /// Set model: require only the final read to be complete (for eventually consistent
-    /// reads); by default every read must hold what was acknowledged before it began.
-    #[arg(long)]
+    /// reads); otherwise every read must hold what was acknowledged before it began.
     pub final_read_only: bool,
-    /// Linearizability search steps per key before the verdict is unknown.
-    #[arg(long, default_value_t = Budget::default().steps_max)]
-    pub steps_max: u64,
-    /// Memoized search configurations per key before the verdict is unknown.
-    #[arg(long, default_value_t = Budget::default().cache_entries_max)]
-    pub cache_entries_max: usize,
-}
-
-/// A verdict other than valid, carried to `main` as the process's exit code.
-#[derive(Debug)]
-pub struct VerdictExit {
-    pub code: u8,
-    pub message: String,
-}
-
-impl fmt::Display for VerdictExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
+    /// The linearizability search's bounds per key.
+    pub budget: Budget,
 }
 
 /// Anomalies the text report prints; the rest are counted.
 const ANOMALIES_PRINTED_MAX: usize = 20;
 
-/// The exit code of a history that could not be checked at all.
-const NOT_CHECKED: u8 = 3;
-
-impl std::error::Error for VerdictExit {}
-
-/// Runs a check or a check subcommand.
-pub async fn run(args: CheckArgs, json_out: bool) -> anyhow::Result<()> {
-    let result = match args.command {
-        Some(CheckCommand::Analyze(args)) => analyze(&args, json_out),
-        None => run::run(args.run, json_out).await,
-    };
-    result.map_err(|error| {
-        if error.is::<VerdictExit>() {
-            return error;
-        }
-        VerdictExit {
-            code: NOT_CHECKED,
-            message: format!("Error: {error:#}"),
-        }
-        .into()
-    })
-}
-
-fn analyze(args: &AnalyzeArgs, json_out: bool) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("read history {}", args.file.display()))?;
-    let events = check::codec::decode_history(&text)
-        .with_context(|| format!("decode history {}", args.file.display()))?;
-    let history = History::from_events(&events)
-        .with_context(|| format!("pair operations of {}", args.file.display()))?;
-    let budget = Budget {
-        steps_max: args.steps_max,
-        cache_entries_max: args.cache_entries_max,
-    };
-    let report = judge(&history, args.model, budget, !args.final_read_only);
+/// Rechecks a saved history and prints the report (JSON when `json_out`).
+pub fn analyze(options: &AnalyzeOptions, json_out: bool) -> Result<(), CheckError> {
+    let path = &options.file;
+    let text = std::fs::read_to_string(path).map_err(|source| CheckError::File {
+        what: "read history",
+        path: path.clone(),
+        source,
+    })?;
+    let events = check::codec::decode_history(&text).map_err(|source| CheckError::Decode {
+        path: path.clone(),
+        source,
+    })?;
+    let history = History::from_events(&events).map_err(|source| CheckError::Pair {
+        what: path.display().to_string(),
+        source,
+    })?;
+    let report = judge(
+        &history,
+        options.model,
+        options.budget,
+        !options.final_read_only,
+    );
     if json_out {
         println!("{}", report_json(&report, &history.counts(), events.len()));
     } else {
@@ -169,20 +166,12 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
     }
 }
 
-/// `Ok` for valid; otherwise the exit code of the verdict.
-pub fn verdict_result(verdict: &Verdict) -> anyhow::Result<()> {
+/// `Ok` for valid; otherwise the error that carries the verdict's exit code.
+pub fn verdict_result(verdict: &Verdict) -> Result<(), CheckError> {
     match verdict {
         Verdict::Valid => Ok(()),
-        Verdict::Invalid(_) => Err(VerdictExit {
-            code: 1,
-            message: "the history is invalid".to_owned(),
-        }
-        .into()),
-        Verdict::Unknown(_) => Err(VerdictExit {
-            code: 2,
-            message: "the history could not be judged: unknown".to_owned(),
-        }
-        .into()),
+        Verdict::Invalid(_) => Err(CheckError::Invalid),
+        Verdict::Unknown(_) => Err(CheckError::Unknown),
     }
 }
 

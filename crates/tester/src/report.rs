@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use check::history::Counts;
 use check::{History, Outcome, Report, Verdict};
 
-use super::nemesis::FaultWindow;
+use workload::nemesis::FaultWindow;
 
 /// Intervals the timelines divide the run into.
 const BUCKETS: usize = 120;
@@ -298,7 +298,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::check_cmd::nemesis::FaultKind;
+    use workload::nemesis::FaultKind;
 
     #[test]
     fn the_report_shows_the_verdict_anomalies_faults_and_both_timelines_escaped() {

@@ -4,21 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use serde_json::json;
 
-use super::stats::Recorder;
+use crate::error::BenchError;
+use crate::stats::Recorder;
 
-#[derive(Args, Debug)]
-pub struct FloorArgs {
+/// What `floor` measures.
+#[derive(Clone, Debug)]
+pub struct FloorOptions {
     /// Samples of each measurement.
-    #[arg(long, default_value_t = 500)]
     pub samples: usize,
     /// Directory on the disk to measure (put it where the data dirs live).
-    #[arg(long, default_value = ".")]
     pub dir: std::path::PathBuf,
     /// Bytes appended before each fdatasync (about one small Raft entry).
-    #[arg(long, default_value_t = 512)]
     pub append_size: usize,
 }
 
@@ -28,7 +26,7 @@ fn fdatasync_latencies(
     dir: &std::path::Path,
     samples: usize,
     size: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> std::io::Result<Vec<Duration>> {
     use std::io::Write;
     let path = dir.join(format!(".quorate-bench-floor-{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
@@ -37,7 +35,7 @@ fn fdatasync_latencies(
         .open(&path)?;
     let block = vec![0x5a_u8; size];
     let mut latencies = Vec::with_capacity(samples);
-    let measured = (|| -> anyhow::Result<()> {
+    let measured = (|| -> std::io::Result<()> {
         for _ in 0..samples {
             let start = Instant::now();
             file.write_all(&block)?;
@@ -54,7 +52,7 @@ fn fdatasync_latencies(
 
 /// Latencies of `samples` 64-byte request/echo round trips over one loopback TCP connection
 /// with Nagle off (as the members' connections).
-fn loopback_latencies(samples: usize) -> anyhow::Result<Vec<Duration>> {
+fn loopback_latencies(samples: usize) -> std::io::Result<Vec<Duration>> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
@@ -83,13 +81,13 @@ fn loopback_latencies(samples: usize) -> anyhow::Result<Vec<Duration>> {
     }
     drop(stream);
     echo.join()
-        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+        .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
     Ok(latencies)
 }
 
 /// `quorate bench floor`: prints one JSON line with fdatasync and loopback round-trip
 /// percentiles (microseconds) and their sum at p50, the floor of a 1-client durable put.
-pub fn floor(args: FloorArgs) -> anyhow::Result<()> {
+pub fn floor(args: FloorOptions) -> Result<(), BenchError> {
     let samples = args.samples.max(1);
     let histogram = |latencies: Vec<Duration>| {
         let mut recorder = Recorder::new();
@@ -98,8 +96,10 @@ pub fn floor(args: FloorArgs) -> anyhow::Result<()> {
         }
         recorder
     };
-    let sync = histogram(fdatasync_latencies(&args.dir, samples, args.append_size)?);
-    let rtt = histogram(loopback_latencies(samples)?);
+    let sync = histogram(
+        fdatasync_latencies(&args.dir, samples, args.append_size).map_err(BenchError::Floor)?,
+    );
+    let rtt = histogram(loopback_latencies(samples).map_err(BenchError::Floor)?);
     let us = |d: Duration| d.as_micros() as u64;
     println!(
         "{}",

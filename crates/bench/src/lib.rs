@@ -1,9 +1,10 @@
-//! `quorate bench`: a load generator over the etcd v3 API (so one run works unchanged against
-//! etcd and Quorate), the floor of this machine, and the report that compares runs. Each run
+//! The bench, `quorate bench`: a load generator over the etcd v3 API (so one run works unchanged
+//! against etcd and Quorate) and over quorum buckets (`quorate.v1`), the floor of this machine, and the report that compares runs. Each run
 //! prints one JSON summary line on stdout (HDR-histogram percentiles, ops/s, errors) and can
 //! write its per-second throughput as CSV; a progress bar goes to stderr when it is a
 //! terminal. It never starts or stops members: `scripts/bench-vs-etcd.sh` does.
 
+mod error;
 mod floor;
 mod report;
 mod stats;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::watch_client::WatchClient;
 use proto::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest, watch_request};
@@ -25,172 +25,90 @@ use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::node_cmd::parse_duration;
-pub use floor::FloorArgs;
-pub use report::ReportArgs;
+pub use error::BenchError;
+pub use floor::{FloorOptions, floor};
+pub use report::{ReportOptions, report};
 use stats::Recorder;
-use workload::{Kind, QuorumLevel, Worker};
+pub use workload::QuorumLevel;
+use workload::{Kind, Worker};
 
-/// The bench's subcommands.
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
+/// The load a run generates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
     /// Puts of random keys.
-    Put(RunArgs),
-    /// Gets of random keys (filled first).
-    Get(GetArgs),
-    /// Gets and puts of random keys (filled first), by default 90 % reads.
-    Mixed(MixedArgs),
+    Put,
+    /// Gets of random keys (filled first), linearizable or serializable.
+    Get { serializable: bool },
+    /// Gets and puts of random keys (filled first), `read_ratio` of them reads.
+    Mixed { read_ratio: f64, serializable: bool },
     /// Compare-and-put transactions on random keys (filled first): put if the key's
     /// modification revision is the one this client last saw, else read it.
-    Txn(RunArgs),
-    /// Events per second delivered to W watchers of a prefix while the clients put keys
-    /// under it; latency is from the put's start to each delivery.
-    Watch(WatchArgs),
+    Txn,
+    /// Events per second delivered to `watchers` watchers of a prefix while the clients put
+    /// keys under it; latency is from the put's start to each delivery.
+    Watch { watchers: usize },
     /// Lease churn: each operation grants a lease, puts a key under it and revokes it.
-    Lease(RunArgs),
-    /// Puts to a quorum bucket (`bench-lww`, n=3, created if missing) at a write level;
-    /// Quorate only.
-    QuorumPut(QuorumArgs),
-    /// Gets from the quorum bucket (filled first at w=all) at a read level; Quorate only.
-    QuorumGet(QuorumArgs),
-    /// This machine's floor for one durable write: fdatasync of a small append plus one
-    /// loopback round trip.
-    Floor(FloorArgs),
-    /// Table (medians, ratios) and SVG plot from saved JSON summary lines.
-    Report(ReportArgs),
+    Lease,
+    /// Puts to a quorum bucket (`bench-lww`, n=3, created if missing) at a write level.
+    QuorumPut(QuorumLevel),
+    /// Gets from the quorum bucket (filled first at w=all) at a read level.
+    QuorumGet(QuorumLevel),
 }
 
-/// Options every load workload takes.
-#[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+/// Options every load takes.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
     /// Concurrent clients (each one request at a time).
-    #[arg(long, default_value_t = 1)]
     pub clients: usize,
     /// gRPC connections the clients share, spread over the endpoints in turn.
-    #[arg(long, default_value_t = 1)]
     pub conns: usize,
-    /// How long to measure (e.g. 10s, 500ms, 1m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// How long to measure.
     pub duration: Duration,
-    /// Load before measuring, not recorded (0s for none).
-    #[arg(long, default_value = "2s", value_parser = parse_duration_or_zero)]
+    /// Load before measuring, not recorded (zero for none).
     pub warmup: Duration,
     /// Value size in bytes.
-    #[arg(long, default_value_t = 256)]
     pub value_size: usize,
     /// Distinct keys used.
-    #[arg(long, default_value_t = 10_000)]
     pub key_space: u64,
     /// Write completions per second of the measured window to this CSV file.
-    #[arg(long)]
     pub csv: Option<PathBuf>,
     /// A label copied into the JSON summary (e.g. the system measured).
-    #[arg(long, default_value = "")]
     pub label: String,
     /// A round number copied into the JSON summary (for alternating comparisons).
-    #[arg(long, default_value_t = 0)]
     pub round: u32,
     /// Never draw the progress bar.
-    #[arg(long)]
     pub no_progress: bool,
 }
 
-/// Consistency of a read, as etcdctl spells it.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    /// Linearizable (ReadIndex through the leader).
-    L,
-    /// Serializable (the member's local state).
-    S,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct GetArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    #[arg(long, value_enum, default_value_t = Consistency::L)]
-    pub consistency: Consistency,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct MixedArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    #[arg(long, value_enum, default_value_t = Consistency::L)]
-    pub consistency: Consistency,
-    /// Fraction of operations that are reads.
-    #[arg(long, default_value_t = 0.9)]
-    pub read_ratio: f64,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct QuorumArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Replicas that must answer each operation.
-    #[arg(long, value_enum, default_value_t = QuorumLevel::Quorum)]
-    pub level: QuorumLevel,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct WatchArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// Watchers of the prefix, spread over the connections.
-    #[arg(long, default_value_t = 16)]
-    pub watchers: usize,
-}
-
-fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
-    if text.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
-        return Ok(Duration::ZERO);
-    }
-    parse_duration(text)
-}
-
-/// Runs one bench subcommand against `endpoints`.
-pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<()> {
-    let (name, kind, args) = match command {
-        BenchCommand::Floor(args) => return floor::floor(args),
-        BenchCommand::Report(args) => return report::report(args),
-        BenchCommand::Watch(args) => return watch(endpoints, args).await,
-        BenchCommand::Put(args) => ("put", Kind::Put, args),
-        BenchCommand::Txn(args) => ("txn", Kind::Txn, args),
-        BenchCommand::Lease(args) => ("lease", Kind::Lease, args),
-        BenchCommand::QuorumPut(args) => (
-            quorum_name("quorum-put", args.level),
-            Kind::QuorumPut(args.level),
-            args.run,
-        ),
-        BenchCommand::QuorumGet(args) => (
-            quorum_name("quorum-get", args.level),
-            Kind::QuorumGet(args.level),
-            args.run,
-        ),
-        BenchCommand::Get(args) => (
-            get_name(args.consistency),
-            Kind::Get {
-                serializable: args.consistency == Consistency::S,
-            },
-            args.run,
-        ),
-        BenchCommand::Mixed(args) => {
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&args.read_ratio),
-                "--read-ratio must be between 0 and 1, not {}",
-                args.read_ratio
-            );
+/// Runs one load against `endpoints` and prints its JSON summary line.
+pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<(), BenchError> {
+    let (name, kind) = match load {
+        Load::Watch { watchers } => return watch(endpoints, args, watchers).await,
+        Load::Put => ("put", Kind::Put),
+        Load::Txn => ("txn", Kind::Txn),
+        Load::Lease => ("lease", Kind::Lease),
+        Load::QuorumPut(level) => (quorum_name("quorum-put", level), Kind::QuorumPut(level)),
+        Load::QuorumGet(level) => (quorum_name("quorum-get", level), Kind::QuorumGet(level)),
+        Load::Get { serializable } => (get_name(serializable), Kind::Get { serializable }),
+        Load::Mixed {
+            read_ratio,
+            serializable,
+        } => {
+            if !(0.0..=1.0).contains(&read_ratio) {
+                return Err(BenchError::Options(format!(
+                    "--read-ratio must be between 0 and 1, not {read_ratio}"
+                )));
+            }
             (
                 "mixed",
                 Kind::Mixed {
-                    read_ratio: args.read_ratio,
-                    serializable: args.consistency == Consistency::S,
+                    read_ratio,
+                    serializable,
                 },
-                args.run,
             )
         }
     };
-    let channels = connect(endpoints, args.conns).await?;
+    let channels = client::channels::pool(endpoints, args.conns).await?;
     if kind.is_quorum() {
         prepare_quorum(&channels, &args, matches!(kind, Kind::QuorumGet(_))).await?;
     }
@@ -270,18 +188,18 @@ fn quorum_name(workload: &str, level: QuorumLevel) -> &'static str {
 
 /// Creates the quorum bench bucket (waiting for the cluster to accept it), and for gets writes
 /// the key space once, one filler per connection.
-async fn prepare_quorum(channels: &[Channel], args: &RunArgs, fill: bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match workload::quorum_bucket(channels[0].clone()).await {
-            Ok(()) => break,
-            Err(status) if Instant::now() < deadline => {
-                tracing::debug!(%status, "bench: bucket not created yet");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(status) => anyhow::bail!("create the bench bucket: {}", describe(&status)),
-        }
-    }
+async fn prepare_quorum(
+    channels: &[Channel],
+    args: &LoadOptions,
+    fill: bool,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + QUORUM_BUCKET_WAIT;
+    workload::quorum_bucket(channels, deadline)
+        .await
+        .map_err(|source| BenchError::Client {
+            what: "create the bench bucket",
+            source,
+        })?;
     if !fill {
         return Ok(());
     }
@@ -296,17 +214,17 @@ async fn prepare_quorum(channels: &[Channel], args: &RunArgs, fill: bool) -> any
         tasks.spawn(workload::quorum_fill(channel, first, end, args.value_size));
     }
     while let Some(filled) = tasks.join_next().await {
-        filled?.map_err(|status| anyhow::anyhow!("fill the bucket: {}", describe(&status)))?;
+        filled?.map_err(BenchError::rpc("fill the bucket"))?;
     }
     Ok(())
 }
 
-fn get_name(consistency: Consistency) -> &'static str {
-    match consistency {
-        Consistency::L => "get-l",
-        Consistency::S => "get-s",
-    }
+fn get_name(serializable: bool) -> &'static str {
+    if serializable { "get-s" } else { "get-l" }
 }
+
+/// How long a quorum run waits for the cluster to take its bucket.
+const QUORUM_BUCKET_WAIT: Duration = Duration::from_secs(30);
 
 fn describe(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
@@ -321,7 +239,7 @@ struct Window {
 }
 
 impl Window {
-    fn new(args: &RunArgs) -> Window {
+    fn new(args: &LoadOptions) -> Window {
         let start = Instant::now();
         let measure_from = start + args.warmup;
         Window {
@@ -332,32 +250,9 @@ impl Window {
     }
 }
 
-/// Opens `conns` connections, spread over `endpoints` in turn.
-async fn connect(endpoints: &[String], conns: usize) -> anyhow::Result<Vec<Channel>> {
-    let default = ["127.0.0.1:2379".to_string()];
-    let endpoints = if endpoints.is_empty() {
-        &default[..]
-    } else {
-        endpoints
-    };
-    let mut channels = Vec::new();
-    for i in 0..conns.max(1) {
-        let endpoint = &endpoints[i % endpoints.len()];
-        let uri = client::with_scheme(endpoint);
-        let channel = tonic::transport::Endpoint::from_shared(uri.clone())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|error| anyhow::anyhow!("connect to {uri}: {error}"))?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
-
 /// Fills the key space before a read workload, one filler per connection; returns each
 /// key's modification revision.
-async fn fill(channels: &[Channel], args: &RunArgs) -> anyhow::Result<HashMap<u64, i64>> {
+async fn fill(channels: &[Channel], args: &LoadOptions) -> Result<HashMap<u64, i64>, BenchError> {
     let mut revisions = HashMap::new();
     let key_space = args.key_space.max(1);
     let share = key_space.div_ceil(channels.len() as u64);
@@ -368,10 +263,7 @@ async fn fill(channels: &[Channel], args: &RunArgs) -> anyhow::Result<HashMap<u6
         fillers.spawn(workload::fill(channel.clone(), first, end, args.value_size));
     }
     while let Some(filled) = fillers.join_next().await {
-        revisions.extend(
-            filled?
-                .map_err(|status| anyhow::anyhow!("fill the key space: {}", describe(&status)))?,
-        );
+        revisions.extend(filled?.map_err(BenchError::rpc("fill the key space"))?);
     }
     Ok(revisions)
 }
@@ -384,7 +276,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(args: &RunArgs, name: &str) -> Progress {
+    fn start(args: &LoadOptions, name: &str) -> Progress {
         let total = args.warmup + args.duration;
         let bar = if args.no_progress {
             indicatif::ProgressBar::hidden()
@@ -446,7 +338,7 @@ fn ms(duration: Duration) -> f64 {
 }
 
 /// The JSON summary line of a run.
-fn summary_json(name: &str, endpoints: &[String], args: &RunArgs, total: &Recorder) -> Value {
+fn summary_json(name: &str, endpoints: &[String], args: &LoadOptions, total: &Recorder) -> Value {
     let summary = total.summary(args.duration);
     let mut line = json!({
         "workload": name, "label": args.label, "round": args.round,
@@ -464,7 +356,7 @@ fn summary_json(name: &str, endpoints: &[String], args: &RunArgs, total: &Record
     line
 }
 
-fn write_csv(args: &RunArgs, total: &Recorder) -> anyhow::Result<()> {
+fn write_csv(args: &LoadOptions, total: &Recorder) -> Result<(), BenchError> {
     let Some(path) = &args.csv else {
         return Ok(());
     };
@@ -473,7 +365,11 @@ fn write_csv(args: &RunArgs, total: &Recorder) -> anyhow::Result<()> {
     for (second, count) in total.per_second(seconds).iter().enumerate() {
         text.push_str(&format!("{second},{count}\n"));
     }
-    std::fs::write(path, text).map_err(|error| anyhow::anyhow!("write {}: {error}", path.display()))
+    std::fs::write(path, text).map_err(|source| BenchError::File {
+        what: "write",
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Prefix the watch workload writes under and watches.
@@ -487,18 +383,17 @@ const WATCH_DRAIN: Duration = Duration::from_secs(5);
 /// watcher measures delivery latency; `events` counts deliveries of puts begun in the window
 /// and `events_expected` is the acknowledged such puts times the watchers (equal unless an
 /// event was lost; a put that failed but was applied anyway can make `events` larger).
-async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Result<()> {
-    let run = args.run;
-    let channels = connect(endpoints, run.conns).await?;
+async fn watch(endpoints: &[String], run: LoadOptions, watchers: usize) -> Result<(), BenchError> {
+    let channels = client::channels::pool(endpoints, run.conns).await?;
     let mut streams = Vec::new();
-    for i in 0..args.watchers.max(1) {
+    for i in 0..watchers.max(1) {
         streams.push(open_watch(channels[i % channels.len()].clone()).await?);
     }
     let window = Window::new(&run);
     let (last_tx, last_rx) = tokio::sync::watch::channel(None::<i64>);
-    let mut watchers = tokio::task::JoinSet::new();
+    let mut listening = tokio::task::JoinSet::new();
     for events in streams {
-        watchers.spawn(watcher(events, last_rx.clone(), window));
+        listening.spawn(watcher(events, last_rx.clone(), window));
     }
     let progress = Progress::start(&run, "watch");
     let mut writers = tokio::task::JoinSet::new();
@@ -546,18 +441,18 @@ async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Result<()> {
     }
     let _ = last_tx.send(Some(last_revision));
     let mut delivered = Recorder::new();
-    while let Some(joined) = watchers.join_next().await {
+    while let Some(joined) = listening.join_next().await {
         delivered.merge(&joined?);
     }
     progress.finish(&delivered, run.duration);
     let mut summary = summary_json("watch", endpoints, &run, &delivered);
     let put_summary = puts.summary(run.duration);
-    summary["watchers"] = json!(args.watchers.max(1));
+    summary["watchers"] = json!(watchers.max(1));
     summary["puts"] = json!(put_summary.ops);
     summary["put_errors"] = json!(put_summary.errors);
     summary["put_p99_ms"] = json!(ms(put_summary.p99));
     summary["events"] = json!(delivered.ops());
-    summary["events_expected"] = json!(put_summary.ops * args.watchers.max(1) as u64);
+    summary["events_expected"] = json!(put_summary.ops * watchers.max(1) as u64);
     if let (None, Some(error)) = (delivered.first_error(), puts.first_error()) {
         summary["first_error"] = json!(error);
     }
@@ -627,7 +522,7 @@ async fn watcher(
 /// Opens a watch of the bench's watch prefix and waits until it is created.
 async fn open_watch(
     channel: Channel,
-) -> anyhow::Result<tonic::Streaming<proto::etcdserverpb::WatchResponse>> {
+) -> Result<tonic::Streaming<proto::etcdserverpb::WatchResponse>, BenchError> {
     let create = WatchCreateRequest {
         key: WATCH_PREFIX.as_bytes().to_vec(),
         range_end: base::keys::prefix_end(WATCH_PREFIX.as_bytes()),
@@ -640,13 +535,15 @@ async fn open_watch(
     let mut events = WatchClient::new(channel)
         .watch(requests)
         .await
-        .map_err(|status| anyhow::anyhow!("open a watch: {}", describe(&status)))?
+        .map_err(BenchError::rpc("open a watch"))?
         .into_inner();
     match events.next().await {
         Some(Ok(response)) if response.created => Ok(events),
-        Some(Ok(_)) => anyhow::bail!("the watch's first response did not confirm its creation"),
-        Some(Err(status)) => anyhow::bail!("open a watch: {}", describe(&status)),
-        None => anyhow::bail!("the watch stream ended before it was created"),
+        Some(Ok(_)) => Err(BenchError::Watch(
+            "the first response did not confirm its creation",
+        )),
+        Some(Err(status)) => Err(BenchError::rpc("open a watch")(status)),
+        None => Err(BenchError::Watch("the stream ended before it was created")),
     }
 }
 

@@ -8,22 +8,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use clap::Args;
 use serde_json::Value;
 
-#[derive(Args, Debug)]
-pub struct ReportArgs {
+use crate::error::BenchError;
+
+/// What `report` reads and compares.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
     /// Files of JSON summary lines (as `quorate bench …` prints them).
-    #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Label of the system compared against.
-    #[arg(long, default_value = "etcd")]
     pub baseline: String,
     /// Label of the system measured.
-    #[arg(long, default_value = "quorate")]
     pub candidate: String,
     /// Write a plot of throughput and p99 by clients here.
-    #[arg(long)]
     pub svg: Option<PathBuf>,
 }
 
@@ -58,25 +56,28 @@ pub struct Medians {
 
 /// Parses JSON summary lines; blank lines are skipped, anything else that is not a summary
 /// is an error naming the line.
-pub fn parse(text: &str, source: &str) -> anyhow::Result<Vec<Sample>> {
+pub fn parse(text: &str, source: &str) -> Result<Vec<Sample>, BenchError> {
     let mut samples = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let at = || format!("{source}:{}", number + 1);
-        let value: Value = serde_json::from_str(line)
-            .map_err(|error| anyhow::anyhow!("{}: not JSON: {error}", at()))?;
+        let at = |problem: String| BenchError::Summary {
+            at: format!("{source}:{}", number + 1),
+            problem,
+        };
+        let value: Value =
+            serde_json::from_str(line).map_err(|error| at(format!("not JSON: {error}")))?;
         let text_field = |name: &str| {
             value[name]
                 .as_str()
                 .map(str::to_string)
-                .ok_or_else(|| anyhow::anyhow!("{}: no text field {name:?}", at()))
+                .ok_or_else(|| at(format!("no text field {name:?}")))
         };
         let number_field = |name: &str| {
             value[name]
                 .as_f64()
-                .ok_or_else(|| anyhow::anyhow!("{}: no number field {name:?}", at()))
+                .ok_or_else(|| at(format!("no number field {name:?}")))
         };
         samples.push(Sample {
             workload: text_field("workload")?,
@@ -353,18 +354,26 @@ fn escape(text: &str) -> String {
 }
 
 /// `quorate bench report`.
-pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+pub fn report(args: ReportOptions) -> Result<(), BenchError> {
     let mut samples = Vec::new();
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|error| anyhow::anyhow!("read {}: {error}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|source| BenchError::File {
+            what: "read",
+            path: file.clone(),
+            source,
+        })?;
         samples.extend(parse(&text, &file.display().to_string())?);
     }
     let rows = compare(&samples, &args.baseline, &args.candidate);
     print!("{}", table(&rows, &args.baseline, &args.candidate));
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg(&rows, &args.baseline, &args.candidate))
-            .map_err(|error| anyhow::anyhow!("write {}: {error}", path.display()))?;
+        std::fs::write(path, svg(&rows, &args.baseline, &args.candidate)).map_err(|source| {
+            BenchError::File {
+                what: "write",
+                path: path.clone(),
+                source,
+            }
+        })?;
     }
     Ok(())
 }

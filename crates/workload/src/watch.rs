@@ -10,11 +10,8 @@ use proto::etcdserverpb::PutRequest;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
-use super::workload::{
-    Client, Completion, WATCH_KEYS, WATCH_PREFIX, WATCH_SILENCE_MAX, register_value,
-};
+use crate::{Client, Completion, WATCH_KEYS, WATCH_PREFIX, WATCH_SILENCE_MAX, register_value};
 
 impl Client {
     /// A put of a unique value to one of the watched keys.
@@ -144,10 +141,8 @@ impl Client {
         };
         // The request side stays open (and empty) for as long as the stream is read.
         let requests = tokio_stream::iter([request]).chain(tokio_stream::pending());
-        let channel = Endpoint::from_shared(client::with_scheme(endpoint))
-            .expect("check endpoints are loopback host:port")
-            .connect_timeout(Duration::from_millis(500))
-            .connect_lazy();
+        let channel =
+            client::channels::lazy(endpoint, None).expect("check endpoints are loopback host:port");
         let open = async {
             let mut stream = WatchClient::new(channel)
                 .max_decoding_message_size(usize::MAX)

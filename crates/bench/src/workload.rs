@@ -44,7 +44,7 @@ pub enum Kind {
 }
 
 /// The level of a quorum bench operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuorumLevel {
     One,
     Quorum,
@@ -52,6 +52,28 @@ pub enum QuorumLevel {
 }
 
 impl QuorumLevel {
+    /// Every level, in the order help lists them.
+    pub const ALL: &'static [QuorumLevel] =
+        &[QuorumLevel::One, QuorumLevel::Quorum, QuorumLevel::All];
+
+    /// The level's name, as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuorumLevel::One => "one",
+            QuorumLevel::Quorum => "quorum",
+            QuorumLevel::All => "all",
+        }
+    }
+
+    /// What the level waits for, in one line.
+    pub fn help(self) -> &'static str {
+        match self {
+            QuorumLevel::One => "one replica answers",
+            QuorumLevel::Quorum => "a majority of the bucket's n replicas answer",
+            QuorumLevel::All => "every replica answers",
+        }
+    }
+
     fn to_pb(self) -> Option<qpb::Level> {
         let kind = match self {
             QuorumLevel::One => qpb::LevelKind::LevelOne,
@@ -296,8 +318,8 @@ pub async fn fill(
     Ok(revisions)
 }
 
-/// Creates the quorum bench bucket unless it exists, then writes every key of `first..end`
-/// once (at w=all), so gets find values.
+/// Writes every key of `first..end` of the quorum bench bucket once (at w=all), so gets find
+/// values.
 pub async fn quorum_fill(
     channel: Channel,
     first: u64,
@@ -319,9 +341,12 @@ pub async fn quorum_fill(
     Ok(())
 }
 
-/// Creates the quorum bench bucket (n=3, lww); an existing one with that definition is fine.
-pub async fn quorum_bucket(channel: Channel) -> Result<(), tonic::Status> {
-    use proto::quorate::v1::buckets_client::BucketsClient;
+/// Creates the quorum bench bucket (n=3, lww) through any of `channels`, waiting until
+/// `deadline` for the cluster to take it; an existing one with that definition is fine.
+pub async fn quorum_bucket(
+    channels: &[Channel],
+    deadline: std::time::Instant,
+) -> Result<(), client::ClientError> {
     let bucket = qpb::Bucket {
         name: QUORUM_BUCKET.to_owned(),
         r#type: qpb::BucketType::Quorum as i32,
@@ -331,10 +356,5 @@ pub async fn quorum_bucket(channel: Channel) -> Result<(), tonic::Status> {
         conflicts: qpb::Conflicts::Lww as i32,
         sloppy: false,
     };
-    BucketsClient::new(channel)
-        .create(qpb::CreateBucketRequest {
-            bucket: Some(bucket),
-        })
-        .await?;
-    Ok(())
+    client::buckets::ensure(channels, bucket, deadline).await
 }

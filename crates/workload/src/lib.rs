@@ -1,3 +1,6 @@
+//! Workloads and nemesis plans, shared by the tester (`quorate check`) and, later, the
+//! whole-node simulator.
+//!
 //! The workloads of a check run, over the etcd v3 API with real TCP: `register` (linearizable
 //! reads, writes and compare-and-set of small values on keys that rotate after a bounded number
 //! of operations), `set` (unique adds as keys under one prefix, whole-prefix reads) and `bank`
@@ -17,7 +20,6 @@ use std::time::Duration;
 
 use check::model::COMPARE_FAILED;
 use check::{Event, EventType};
-use clap::ValueEnum;
 use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::request_op::Request as Op;
@@ -28,10 +30,16 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+pub mod nemesis;
+mod quorum_set;
+mod watch;
+
+pub use quorum_set::{BUCKET as QUORUM_SET_BUCKET, create_bucket};
 
 /// The workloads.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WorkloadKind {
     /// Reads, writes and compare-and-set on rotating keys; checked for linearizability.
     Register,
@@ -49,6 +57,41 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
+    /// Every workload, in the order help lists them.
+    pub const ALL: &'static [WorkloadKind] = &[
+        WorkloadKind::Register,
+        WorkloadKind::Set,
+        WorkloadKind::Bank,
+        WorkloadKind::Watch,
+        WorkloadKind::Lock,
+        WorkloadKind::QuorumSet,
+    ];
+
+    /// What the workload does and how it is judged, in one line.
+    pub fn help(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => {
+                "reads, writes and compare-and-set on rotating keys; checked for linearizability"
+            }
+            WorkloadKind::Set => {
+                "unique adds and whole-set reads; checked for lost, invented and duplicated elements"
+            }
+            WorkloadKind::Bank => {
+                "transfers between accounts; checked for conservation and non-negative balances"
+            }
+            WorkloadKind::Watch => {
+                "puts under a prefix and watchers of it; checked for gaps, duplicates, order and values"
+            }
+            WorkloadKind::Lock => {
+                "lock holders making fenced writes; checked for mutual exclusion and token order"
+            }
+            WorkloadKind::QuorumSet => {
+                "unique adds to sets in a quorum bucket (read, merge siblings, put with the context); checked like set"
+            }
+        }
+    }
+
+    /// The workload's name, as the command line and reports spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkloadKind::Register => "register",
@@ -64,7 +107,7 @@ impl WorkloadKind {
 const REGISTER_PREFIX: &str = "check/register/";
 const SET_PREFIX: &str = "check/set/";
 const BANK_PREFIX: &str = "check/bank/";
-pub(super) const WATCH_PREFIX: &str = "check/watch/";
+pub(crate) const WATCH_PREFIX: &str = "check/watch/";
 /// The lock of the lock workload and the key its fenced writes go to.
 const LOCK_NAME: &str = "check/lock";
 const LOCK_REGISTER: &str = "check/lock-register";
@@ -72,9 +115,9 @@ const LOCK_REGISTER: &str = "check/lock-register";
 /// long after its last keep-alive (it sends none: one hold is short).
 const LOCK_TTL_SECONDS: i64 = 3;
 /// Keys the watch workload's writers spread their puts over.
-pub(super) const WATCH_KEYS: u64 = 8;
+pub(crate) const WATCH_KEYS: u64 = 8;
 /// A watcher that hears nothing for this long re-opens its watch on another member.
-pub(super) const WATCH_SILENCE_MAX: Duration = Duration::from_secs(3);
+pub(crate) const WATCH_SILENCE_MAX: Duration = Duration::from_secs(3);
 /// Accounts of the bank workload and each one's opening balance.
 pub const BANK_ACCOUNTS: usize = 5;
 pub const BANK_OPENING_BALANCE: i64 = 100;
@@ -124,7 +167,7 @@ pub struct Shared {
     /// Register operations on one key before the clients move to the next.
     pub ops_per_key: u64,
     /// Operations started (rotates register keys; numbers set elements).
-    pub(super) started: AtomicU64,
+    pub(crate) started: AtomicU64,
     /// Register keys used, for the final reads.
     keys_used: Mutex<BTreeSet<u64>>,
 }
@@ -152,22 +195,22 @@ impl Shared {
 /// One logical client: one operation at a time, recorded under its process number.
 pub struct Client {
     process: u64,
-    pub(super) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// One lazily connected channel per member.
-    pub(super) members: Vec<Channel>,
+    pub(crate) members: Vec<Channel>,
     /// The member of the current operation.
-    pub(super) kv: KvClient<Channel>,
-    pub(super) current: usize,
+    pub(crate) kv: KvClient<Channel>,
+    pub(crate) current: usize,
     /// Until when each member is avoided after it did not answer.
     avoid_until: Vec<Instant>,
-    pub(super) rng: StdRng,
+    pub(crate) rng: StdRng,
 }
 
 /// How long a client avoids a member that did not answer.
 const AVOID_UNANSWERING_MEMBER: Duration = Duration::from_secs(1);
 
 /// A call's result as the history records it.
-pub(super) struct Completion {
+pub(crate) struct Completion {
     event_type: EventType,
     value: Value,
     error: Option<String>,
@@ -175,7 +218,7 @@ pub(super) struct Completion {
 }
 
 impl Completion {
-    pub(super) fn ok(value: Value, header: Option<ResponseHeader>) -> Self {
+    pub(crate) fn ok(value: Value, header: Option<ResponseHeader>) -> Self {
         Completion {
             event_type: EventType::Ok,
             value,
@@ -194,25 +237,14 @@ impl Completion {
     }
 
     /// A read's error: a read has no effect, so it certainly failed.
-    pub(super) fn read_error(status: &tonic::Status) -> Self {
+    pub(crate) fn read_error(status: &tonic::Status) -> Self {
         Completion::failed(&status_text(status), None)
     }
 
     /// A write's error: only a refusal before proposing is certain; anything else (a timeout,
     /// a lost connection, a leader change) may have committed.
-    pub(super) fn write_error(status: &tonic::Status) -> Self {
-        use tonic::Code;
-        let certain = matches!(
-            status.code(),
-            Code::InvalidArgument
-                | Code::FailedPrecondition
-                | Code::OutOfRange
-                | Code::ResourceExhausted
-                | Code::PermissionDenied
-                | Code::Unauthenticated
-                | Code::NotFound
-                | Code::AlreadyExists
-        );
+    pub(crate) fn write_error(status: &tonic::Status) -> Self {
+        let certain = client::fate::write_fate(status) == client::fate::WriteFate::NotApplied;
         Completion {
             event_type: if certain {
                 EventType::Fail
@@ -253,11 +285,7 @@ fn status_text(status: &tonic::Status) -> String {
 }
 
 fn lazy_channel(endpoint: &str, timeout: Duration) -> Channel {
-    Endpoint::from_shared(client::with_scheme(endpoint))
-        .expect("check endpoints are loopback host:port")
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(timeout)
-        .connect_lazy()
+    client::channels::lazy(endpoint, Some(timeout)).expect("check endpoints are loopback host:port")
 }
 
 impl Client {
@@ -305,7 +333,7 @@ impl Client {
 
     /// Sends the next operation to a member drawn at random among those not being avoided
     /// (among all when every one is).
-    pub(super) fn pick_member(&mut self) {
+    pub(crate) fn pick_member(&mut self) {
         let now = Instant::now();
         let open: Vec<usize> = (0..self.members.len())
             .filter(|&i| self.avoid_until[i] <= now)
@@ -319,7 +347,7 @@ impl Client {
     }
 
     /// Leaves the current member alone for a moment: it did not answer.
-    pub(super) fn avoid_current(&mut self) {
+    pub(crate) fn avoid_current(&mut self) {
         self.avoid_until[self.current] = Instant::now() + AVOID_UNANSWERING_MEMBER;
     }
 
@@ -343,7 +371,7 @@ impl Client {
         }
     }
 
-    pub(super) fn invoke(&self, f: &str, key: Option<&str>, value: Value) {
+    pub(crate) fn invoke(&self, f: &str, key: Option<&str>, value: Value) {
         let recorder = &self.shared.recorder;
         recorder.push(Event::new(
             self.process,
@@ -357,7 +385,7 @@ impl Client {
 
     /// Records a completion; returns `Ok` when the member answered (a failed comparison is
     /// an answer), else the completion's type.
-    pub(super) fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
+    pub(crate) fn complete(&self, f: &str, key: Option<&str>, completion: Completion) -> EventType {
         let recorder = &self.shared.recorder;
         let mut event = Event::new(
             self.process,
@@ -714,7 +742,7 @@ fn account_key(i: usize) -> String {
 }
 
 /// A stored value as the history shows it: the integer it spells, else the text.
-pub(super) fn register_value(bytes: &[u8]) -> Value {
+pub(crate) fn register_value(bytes: &[u8]) -> Value {
     let text = String::from_utf8_lossy(bytes);
     match text.parse::<i64>() {
         Ok(n) => json!(n),

@@ -12,14 +12,14 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use client::faults::Fault;
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::{RangeRequest, StatusRequest};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::fault_cmd::FaultCommand;
+use crate::error::CheckError;
 
 /// Attempts and deadline of one fault-injection call to a member.
 const FAULT_ATTEMPTS: usize = 3;
@@ -53,7 +53,7 @@ const PORTS_END: u32 = 32_700;
 
 /// Returns a loopback port free right now: picks walk the range from a start that depends on
 /// this process's id (so concurrent runs start apart), each checked by binding it.
-fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> Result<u16, CheckError> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let span = PORTS_END - PORTS_FIRST;
     let start = std::process::id().wrapping_mul(97) % span;
@@ -64,14 +64,21 @@ fn free_port() -> anyhow::Result<u16> {
             return Ok(port);
         }
     }
-    bail!("no free loopback port between {PORTS_FIRST} and {PORTS_END}")
+    Err(CheckError::NoFreePort {
+        first: PORTS_FIRST,
+        end: PORTS_END,
+    })
 }
 
 impl Members {
-    /// Starts `count` members with data under `dir`, each with `extra_args` on its command
-    /// line.
-    pub fn start(count: usize, dir: &Path, extra_args: Vec<String>) -> anyhow::Result<Members> {
-        let exe = std::env::current_exe().context("find the quorate executable")?;
+    /// Starts `count` members of the `quorate` executable `exe` with data under `dir`, each
+    /// with `extra_args` on its command line.
+    pub fn start(
+        exe: PathBuf,
+        count: usize,
+        dir: &Path,
+        extra_args: Vec<String>,
+    ) -> Result<Members, CheckError> {
         let mut slots = Vec::with_capacity(count);
         for i in 1..=count {
             let name = format!("n{i}");
@@ -112,7 +119,7 @@ impl Members {
             .collect()
     }
 
-    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+    fn spawn(&mut self, i: usize) -> Result<(), CheckError> {
         let initial_cluster = self
             .slots
             .iter()
@@ -120,14 +127,21 @@ impl Members {
             .collect::<Vec<_>>()
             .join(",");
         let slot = &mut self.slots[i];
-        std::fs::create_dir_all(&slot.dir)
-            .with_context(|| format!("create {}", slot.dir.display()))?;
+        std::fs::create_dir_all(&slot.dir).map_err(|source| CheckError::File {
+            what: "create",
+            path: slot.dir.clone(),
+            source,
+        })?;
         let log_path = slot.dir.with_extension("log");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .with_context(|| format!("open {}", log_path.display()))?;
+            .map_err(|source| CheckError::File {
+                what: "open",
+                path: log_path.clone(),
+                source,
+            })?;
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let child = Command::new(&self.exe)
             .arg("node")
@@ -149,7 +163,11 @@ impl Members {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("start member {}", slot.name))?;
+            .map_err(|source| CheckError::Process {
+                what: "start",
+                member: slot.name.clone(),
+                source,
+            })?;
         slot.child = Some(child);
         slot.paused = false;
         Ok(())
@@ -167,19 +185,18 @@ impl Members {
             return;
         }
         let peers = to.iter().map(|&j| self.peer_url(j)).collect();
-        self.fault(i, &FaultCommand::Block { peers }, "partition")
-            .await;
+        self.fault(i, &Fault::Block { peers }, "partition").await;
     }
 
     /// Skews member `i`'s clock (a `clock` fault command).
-    pub async fn skew(&self, i: usize, command: &FaultCommand) {
+    pub async fn skew(&self, i: usize, command: &Fault) {
         if self.is_up(i) {
             self.fault(i, command, "skew the clock").await;
         }
     }
 
     /// Applies a delay or drop fault to every running member's peer messages.
-    pub async fn degrade(&self, command: &FaultCommand) {
+    pub async fn degrade(&self, command: &Fault) {
         for i in 0..self.slots.len() {
             if self.is_up(i) {
                 self.fault(i, command, "degrade the network").await;
@@ -192,17 +209,17 @@ impl Members {
     pub async fn heal_network(&self) {
         for i in 0..self.slots.len() {
             if self.is_up(i) {
-                self.fault(i, &FaultCommand::Heal, "heal the network").await;
+                self.fault(i, &Fault::Heal, "heal the network").await;
             }
         }
     }
 
     /// Sends a fault command to member `i`, up to three times.
-    async fn fault(&self, i: usize, command: &FaultCommand, what: &str) {
+    async fn fault(&self, i: usize, command: &Fault, what: &str) {
         let endpoint = format!("127.0.0.1:{}", self.slots[i].client);
         let mut last_error = None;
         for _ in 0..FAULT_ATTEMPTS {
-            match crate::fault_cmd::apply(&endpoint, command, FAULT_CALL_TIMEOUT).await {
+            match client::faults::inject(&endpoint, command, FAULT_CALL_TIMEOUT).await {
                 Ok(_) => return,
                 Err(error) => last_error = Some(error),
             }
@@ -218,24 +235,33 @@ impl Members {
     }
 
     /// SIGKILLs member `i` and reaps it.
-    pub async fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+    pub async fn kill(&mut self, i: usize) -> Result<(), CheckError> {
+        let member = self.slots[i].name.clone();
         if let Some(mut child) = self.slots[i].child.take() {
-            child.start_kill().context("SIGKILL member")?;
-            child.wait().await.context("reap member")?;
+            child.start_kill().map_err(|source| CheckError::Process {
+                what: "SIGKILL",
+                member: member.clone(),
+                source,
+            })?;
+            child.wait().await.map_err(|source| CheckError::Process {
+                what: "reap",
+                member,
+                source,
+            })?;
         }
         self.slots[i].paused = false;
         Ok(())
     }
 
     /// Restarts a killed member on its ports and data.
-    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+    pub fn restart(&mut self, i: usize) -> Result<(), CheckError> {
         if self.slots[i].child.is_none() {
             self.spawn(i)?;
         }
         Ok(())
     }
 
-    fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+    fn signal(&self, i: usize, signal: &'static str) -> Result<(), CheckError> {
         let Some(pid) = self.slots[i].child.as_ref().and_then(Child::id) else {
             return Ok(());
         };
@@ -243,15 +269,23 @@ impl Members {
             .arg(signal)
             .arg(pid.to_string())
             .status()
-            .context("run kill")?;
+            .map_err(|source| CheckError::Process {
+                what: "signal (run kill) for",
+                member: self.slots[i].name.clone(),
+                source,
+            })?;
         if !status.success() {
-            bail!("kill {signal} {pid} failed: {status}");
+            return Err(CheckError::Signal {
+                signal,
+                pid,
+                status: status.to_string(),
+            });
         }
         Ok(())
     }
 
     /// SIGSTOPs member `i`.
-    pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+    pub fn pause(&mut self, i: usize) -> Result<(), CheckError> {
         if self.is_up(i) {
             self.signal(i, "-STOP")?;
             self.slots[i].paused = true;
@@ -260,7 +294,7 @@ impl Members {
     }
 
     /// SIGCONTs member `i`.
-    pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+    pub fn resume(&mut self, i: usize) -> Result<(), CheckError> {
         if self.slots[i].paused {
             self.signal(i, "-CONT")?;
             self.slots[i].paused = false;
@@ -269,7 +303,7 @@ impl Members {
     }
 
     /// Restarts every killed member and resumes every paused one.
-    pub fn heal(&mut self) -> anyhow::Result<()> {
+    pub fn heal(&mut self) -> Result<(), CheckError> {
         for i in 0..self.slots.len() {
             self.resume(i)?;
             self.restart(i)?;
@@ -314,8 +348,13 @@ impl Members {
         None
     }
 
-    /// Waits until every running member serves a linearizable read.
-    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until every running member serves a linearizable read (`when` says at which
+    /// point of the run, for the error).
+    pub async fn wait_ready(
+        &self,
+        timeout: Duration,
+        when: &'static str,
+    ) -> Result<(), CheckError> {
         let deadline = Instant::now() + timeout;
         for (i, endpoint) in self.endpoints().iter().enumerate() {
             if !self.is_up(i) {
@@ -336,10 +375,11 @@ impl Members {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    bail!(
-                        "member {} serves no linearizable read within {timeout:?}",
-                        self.slots[i].name
-                    );
+                    return Err(CheckError::NotReady {
+                        when,
+                        member: self.slots[i].name.clone(),
+                        timeout,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -367,13 +407,9 @@ impl Members {
 }
 
 /// A connected channel to `endpoint` whose calls time out after `timeout`.
-pub async fn channel(
+async fn channel(
     endpoint: &str,
     timeout: Duration,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(client::with_scheme(endpoint))?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
+) -> Result<tonic::transport::Channel, client::ClientError> {
+    client::channels::connect(endpoint, timeout, Some(timeout)).await
 }
