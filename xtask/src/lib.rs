@@ -219,6 +219,7 @@ pub const PURE_CRATES: &[&str] = &[
     "membership",
     "sim",
     "topology",
+    "ranges",
 ];
 
 /// What a pure crate must not depend on, and why.

@@ -1,0 +1,37 @@
+//! The decisions of range-sharded consensus buckets, as pure functions and state machines (no
+//! I/O, no clock, no runtime; time comes in as ticks and durations): a bucket's keys, in byte
+//! order, are partitioned into ranges, each its own Raft group on a few members.
+//!
+//! - `descriptor`: a range's descriptor (span, replicas, generation) and a bucket's `RangeMap`
+//!   with the rules of its changes — split, merge, replica changes — each checked against the
+//!   generation the proposer saw, so a change computed from stale metadata is refused.
+//! - `cache`: the routing cache of clients and gateways, which a newer descriptor or a typed
+//!   error (`range moved`, `not leader`) corrects.
+//! - `split`: when a range splits (size, or load sustained over windows) and at which key.
+//! - `merge`: which adjacent ranges are small and quiet enough to merge.
+//! - `rebalance`: the steps (add learner, promote, remove, transfer leader) that re-create
+//!   replicas of dead members, drain members and even out replicas and leaders, never taking a
+//!   range below its replica target.
+//! - `quiesce`: when an idle group stops heartbeating and when it wakes.
+//!
+//! The metadata group applies descriptor changes; drivers in `consensus` and `node` feed the
+//! decisions their inputs and carry out their outputs.
+
+pub mod cache;
+pub mod descriptor;
+pub mod merge;
+pub mod quiesce;
+pub mod rebalance;
+pub mod split;
+
+pub use cache::{CachedRange, RangeCache};
+pub use descriptor::{
+    RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role,
+};
+pub use merge::{MergeCandidate, MergeConfig, merge_candidates};
+pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
+pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
+pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
+
+#[cfg(test)]
+mod tests;
