@@ -18,6 +18,7 @@ mod types;
 
 #[cfg(feature = "canary")]
 pub use canary::Canary;
+pub use log_store::{LogStore, LogWriter, MAIN_GROUP};
 pub use network::{PeerError, Peers};
 pub use replica::{RaftOptions, Replica, ReplicaStatus};
 pub use restore::{SnapshotSummary, inspect, restore_member};

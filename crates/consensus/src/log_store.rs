@@ -1,10 +1,11 @@
-//! openraft's log storage over `storage::LogStore`: entries and hard state in a redb file.
-//! Appends are pipelined: `append` puts the entries in an in-memory cache (readable at once,
-//! so the leader replicates them while its own fsync runs) and queues them for one log
-//! writer thread, which group-commits everything queued in one fsync'd transaction and only
-//! then tells openraft they are durable. Every write goes through that thread in order
-//! (openraft requires write IO serialized); votes, truncations and purges wait for it. It
-//! never reports an entry durable before its fsync returned.
+//! openraft's log storage over `storage::LogStore`: the entries and hard state of every Raft
+//! group of a member in one redb file. Appends are pipelined: `append` puts the entries in
+//! the group's in-memory cache (readable at once, so the leader replicates them while its own
+//! fsync runs) and queues them for the member's one log writer thread (`LogWriter`), which
+//! group-commits everything queued — the appends of many groups — in one fsync'd transaction
+//! and only then tells openraft they are durable. Every write of a group goes through that
+//! thread in order (openraft requires write IO serialized); votes, truncations and purges wait
+//! for it. It never reports an entry durable before its fsync returned.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -33,10 +34,21 @@ const PURGED: &str = "purged";
 #[derive(Clone)]
 pub struct LogStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<Write>,
+    writer: LogWriter,
 }
 
+/// The log writer of a member: one thread and one queue for the logs of all its groups, so
+/// one fsync covers the appends of many groups. The thread ends when the last clone of the
+/// writer and of every group's `LogStore` is dropped.
+#[derive(Clone)]
+pub struct LogWriter {
+    store: Arc<storage::LogStore>,
+    queue: mpsc::Sender<(Arc<Shared>, Write)>,
+}
+
+/// One group's log: its number in the file and its cache.
 struct Shared {
+    group: u64,
     store: Arc<storage::LogStore>,
     cache: Mutex<Cache>,
 }
@@ -175,8 +187,12 @@ fn bounds(range: &impl RangeBounds<u64>) -> Option<(u64, Option<u64>)> {
 }
 
 /// Reads a log id kept in the hard state (committed, purged).
-fn read_log_id(store: &storage::LogStore, name: &str) -> Result<Option<LogId>, io::Error> {
-    match store.hard_state(name).map_err(io_error)? {
+fn read_log_id(
+    store: &storage::LogStore,
+    group: u64,
+    name: &str,
+) -> Result<Option<LogId>, io::Error> {
+    match store.hard_state(group, name).map_err(io_error)? {
         None => Ok(None),
         Some(bytes) => {
             let id: pb::LogId = codec::decode(&bytes, "log id").map_err(io_error)?;
@@ -186,124 +202,187 @@ fn read_log_id(store: &storage::LogStore, name: &str) -> Result<Option<LogId>, i
 }
 
 /// Appends, commits and fsyncs in one transaction everything queued together: consecutive
-/// appends and committed ids form one group commit; a vote, truncation or purge runs alone,
-/// after the group before it.
-fn writer_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<Write>) {
+/// appends and committed ids, of any groups, form one group commit; a vote, truncation or
+/// purge runs alone, after the group commit before it.
+fn writer_loop(store: Arc<storage::LogStore>, mut queue: mpsc::Receiver<(Arc<Shared>, Write)>) {
     let mut batch = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
-        let mut entries = match &batch[0] {
+        let mut entries = match &batch[0].1 {
             Write::Append { entries, .. } => entries.len(),
             _ => 0,
         };
         while entries < RAFT_LOG_GROUP_COMMIT_ENTRIES_MAX {
             let Ok(next) = queue.try_recv() else { break };
-            if let Write::Append { entries: more, .. } = &next {
+            if let Write::Append { entries: more, .. } = &next.1 {
                 entries += more.len();
             }
             batch.push(next);
         }
-        let mut group = Group::default();
-        for write in batch.drain(..) {
+        let mut commit = GroupCommit::default();
+        for (shared, write) in batch.drain(..) {
             match write {
                 Write::Append {
                     entries,
                     generation,
                     callback,
                 } => {
+                    let part = commit.part(&shared);
                     if let Some((last, _)) = entries.last() {
-                        group.appended.push((*last, generation));
+                        part.appended.push((*last, generation));
                     }
-                    group.entries.extend(entries);
-                    group.callbacks.push(callback);
+                    part.entries.extend(entries);
+                    commit.callbacks.push(callback);
                 }
-                Write::Committed(bytes) => group.committed = Some(bytes),
+                Write::Committed(bytes) => commit.part(&shared).committed = Some(bytes),
                 other => {
-                    flush(&shared, std::mem::take(&mut group));
-                    run_alone(&shared, other);
+                    flush(&store, std::mem::take(&mut commit));
+                    run_alone(&store, &shared, other);
                 }
             }
         }
-        flush(&shared, group);
+        flush(&store, commit);
     }
 }
 
-/// Consecutive appends and committed ids written as one transaction.
+/// Consecutive appends and committed ids, of any groups, written as one transaction.
 #[derive(Default)]
-struct Group {
+struct GroupCommit {
+    /// One part per group, in the order the groups first appear.
+    parts: Vec<Part>,
+    callbacks: Vec<IOFlushed>,
+}
+
+/// One group's share of a group commit.
+struct Part {
+    shared: Arc<Shared>,
     entries: Vec<(u64, Vec<u8>)>,
     /// The last index of each append, with the cache generation it was queued in.
     appended: Vec<(u64, u64)>,
-    callbacks: Vec<IOFlushed>,
     committed: Option<Vec<u8>>,
 }
 
+impl GroupCommit {
+    fn part(&mut self, shared: &Arc<Shared>) -> &mut Part {
+        let index = match self
+            .parts
+            .iter()
+            .position(|p| p.shared.group == shared.group)
+        {
+            Some(index) => index,
+            None => {
+                self.parts.push(Part {
+                    shared: shared.clone(),
+                    entries: Vec::new(),
+                    appended: Vec::new(),
+                    committed: None,
+                });
+                self.parts.len() - 1
+            }
+        };
+        &mut self.parts[index]
+    }
+}
+
 /// Writes one group commit and reports it to openraft.
-fn flush(shared: &Shared, group: Group) {
-    let result = if group.entries.is_empty() && group.committed.is_none() {
+fn flush(store: &storage::LogStore, commit: GroupCommit) {
+    let hard_states: Vec<Vec<(&str, &[u8])>> = commit
+        .parts
+        .iter()
+        .map(|part| {
+            part.committed
+                .as_deref()
+                .map(|bytes| (COMMITTED, bytes))
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let writes: Vec<storage::GroupWrite<'_>> = commit
+        .parts
+        .iter()
+        .zip(&hard_states)
+        .filter(|(part, state)| !part.entries.is_empty() || !state.is_empty())
+        .map(|(part, state)| storage::GroupWrite {
+            group: part.shared.group,
+            entries: &part.entries,
+            hard_state: state,
+        })
+        .collect();
+    // Only entries need the fsync; a committed id alone rides on the next durable commit.
+    let durable = writes.iter().any(|w| !w.entries.is_empty());
+    let result = if writes.is_empty() {
         Ok(())
     } else {
-        let hard_state: Vec<(&str, &[u8])> = group
-            .committed
-            .as_deref()
-            .map(|bytes| (COMMITTED, bytes))
-            .into_iter()
-            .collect();
-        // Only entries need the fsync; a committed id alone rides on the next durable commit.
-        let durable = !group.entries.is_empty();
-        shared
-            .store
-            .write_batch(&group.entries, &hard_state, durable)
+        store.write_batch(&writes, durable)
     };
     match &result {
         Ok(()) => {
-            let mut cache = shared.cache.lock().expect("log cache lock poisoned");
-            let generation = cache.generation;
-            let durable = group
-                .appended
-                .iter()
-                .filter(|(_, g)| *g == generation)
-                .map(|(last, _)| *last)
-                .max();
-            if let Some(durable) = durable {
-                cache.durable = cache.durable.max(durable);
-                cache.evict();
+            for part in &commit.parts {
+                let mut cache = part.shared.cache.lock().expect("log cache lock poisoned");
+                let generation = cache.generation;
+                let durable = part
+                    .appended
+                    .iter()
+                    .filter(|(_, g)| *g == generation)
+                    .map(|(last, _)| *last)
+                    .max();
+                if let Some(durable) = durable {
+                    cache.durable = cache.durable.max(durable);
+                    cache.evict();
+                }
             }
         }
         Err(error) => tracing::error!(%error, "raft log write failed"),
     }
-    for callback in group.callbacks {
+    for callback in commit.callbacks {
         callback.io_completed(result.as_ref().map(|_| ()).map_err(io_error));
     }
 }
 
-fn run_alone(shared: &Shared, write: Write) {
-    let store = &shared.store;
+fn run_alone(store: &storage::LogStore, shared: &Shared, write: Write) {
+    let group = shared.group;
     match write {
         Write::Append { .. } | Write::Committed(_) => unreachable!("grouped by the caller"),
         Write::Vote { bytes, done } => {
-            let _ = done.send(store.put_hard_state(VOTE, &bytes, true).map_err(io_error));
+            let _ = done.send(
+                store
+                    .put_hard_state(group, VOTE, &bytes, true)
+                    .map_err(io_error),
+            );
         }
         Write::Truncate { from, done } => {
-            let _ = done.send(store.truncate_from(from).map_err(io_error));
+            let _ = done.send(store.truncate_from(group, from).map_err(io_error));
         }
         Write::Purge { upto, bytes, done } => {
-            let _ = done.send(store.purge_upto(upto, &bytes).map_err(io_error));
+            let _ = done.send(store.purge_upto(group, upto, &bytes).map_err(io_error));
         }
     }
 }
 
-impl LogStore {
-    /// Wraps an opened log file and starts its writer thread (which ends when the last clone
-    /// of this store is dropped).
-    pub fn new(store: storage::LogStore) -> Result<LogStore, io::Error> {
-        let purged_next = read_log_id(&store, PURGED)?.map_or(0, |id| id.index + 1);
-        let next = match store.last().map_err(io_error)? {
+impl LogWriter {
+    /// Wraps an opened log file and starts the writer thread.
+    pub fn start(store: storage::LogStore) -> Result<LogWriter, io::Error> {
+        let store = Arc::new(store);
+        let (queue, receiver) = mpsc::channel(RAFT_LOG_WRITE_QUEUE_MAX);
+        let thread_store = store.clone();
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(thread_store, receiver))?;
+        Ok(LogWriter { store, queue })
+    }
+
+    /// The log of `group`, written through this writer. Open each group once: two stores of
+    /// one group would keep two caches.
+    pub fn open_group(&self, group: u64) -> Result<LogStore, io::Error> {
+        let store = &self.store;
+        let purged_next = read_log_id(store, group, PURGED)?.map_or(0, |id| id.index + 1);
+        let next = match store.last(group).map_err(io_error)? {
             Some((index, _)) => (index + 1).max(purged_next),
             None => purged_next,
         };
         let shared = Arc::new(Shared {
-            store: Arc::new(store),
+            group,
+            store: store.clone(),
             cache: Mutex::new(Cache {
                 first: next,
                 entries: VecDeque::new(),
@@ -312,17 +391,32 @@ impl LogStore {
                 generation: 0,
             }),
         });
-        let (writer, queue) = mpsc::channel(RAFT_LOG_WRITE_QUEUE_MAX);
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || writer_loop(thread_shared, queue))?;
-        Ok(LogStore { shared, writer })
+        Ok(LogStore {
+            shared,
+            writer: self.clone(),
+        })
+    }
+}
+
+/// The group of the etcd keyspace and the cluster metadata, the member's first group.
+pub const MAIN_GROUP: u64 = 0;
+
+impl LogStore {
+    /// Wraps an opened log file, starts its writer and opens the main group's log (a member
+    /// with one group).
+    pub fn new(store: storage::LogStore) -> Result<LogStore, io::Error> {
+        LogWriter::start(store)?.open_group(MAIN_GROUP)
+    }
+
+    /// The writer this log goes through, to open more groups on it.
+    pub fn writer(&self) -> &LogWriter {
+        &self.writer
     }
 
     async fn send(&self, write: Write) -> Result<(), io::Error> {
         self.writer
-            .send(write)
+            .queue
+            .send((self.shared.clone(), write))
             .await
             .map_err(|_| io::Error::other("the raft log writer has stopped"))
     }
@@ -358,10 +452,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(cached);
         }
         let store = self.shared.store.clone();
+        let group = self.shared.group;
         let file_end = end.map_or(first, |end| end.min(first));
         let mut entries: Vec<Entry> = blocking(move || {
             store
-                .entries(start..file_end)
+                .entries(group, start..file_end)
                 .map_err(io_error)?
                 .iter()
                 .map(|(_, bytes)| codec::decode_entry(bytes).map_err(io_error))
@@ -374,13 +469,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
         let store = self.shared.store.clone();
-        blocking(move || match store.hard_state(VOTE).map_err(io_error)? {
-            None => Ok(None),
-            Some(bytes) => {
-                let vote: pb::Vote = codec::decode(&bytes, "vote").map_err(io_error)?;
-                Ok(Some(codec::vote_from_pb(&vote).map_err(io_error)?))
-            }
-        })
+        let group = self.shared.group;
+        blocking(
+            move || match store.hard_state(group, VOTE).map_err(io_error)? {
+                None => Ok(None),
+                Some(bytes) => {
+                    let vote: pb::Vote = codec::decode(&bytes, "vote").map_err(io_error)?;
+                    Ok(Some(codec::vote_from_pb(&vote).map_err(io_error)?))
+                }
+            },
+        )
         .await
     }
 }
@@ -395,10 +493,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let this = self.clone();
         blocking(move || {
-            let purged = read_log_id(&this.shared.store, PURGED)?;
+            let (store, group) = (&this.shared.store, this.shared.group);
+            let purged = read_log_id(store, group, PURGED)?;
             let last = match cached_last {
                 Some(last) => Some(last),
-                None => match this.shared.store.last().map_err(io_error)? {
+                None => match store.last(group).map_err(io_error)? {
                     Some((_, bytes)) => Some(codec::decode_entry(&bytes).map_err(io_error)?.log_id),
                     None => purged,
                 },
@@ -432,7 +531,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         let this = self.clone();
-        blocking(move || read_log_id(&this.shared.store, COMMITTED)).await
+        blocking(move || read_log_id(&this.shared.store, this.shared.group, COMMITTED)).await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed) -> Result<(), io::Error>

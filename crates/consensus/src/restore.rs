@@ -83,7 +83,9 @@ pub fn restore_member(
     data: &[u8],
     members: BTreeMap<NodeId, Member>,
 ) -> Result<SnapshotSummary, EtcdError> {
-    if log.last().map_err(invalid)?.is_some() || state.record_count().map_err(invalid)? > 0 {
+    if log.last(crate::MAIN_GROUP).map_err(invalid)?.is_some()
+        || state.record_count().map_err(invalid)? > 0
+    {
         return Err(invalid("the data dir already holds a member"));
     }
     let machine = StateMachine::open(state, snapshot).map_err(invalid)?;
@@ -97,6 +99,7 @@ pub fn restore_member(
     machine.shared.install_state(&meta, data).map_err(invalid)?;
     machine.shared.begin_new_cluster().map_err(invalid)?;
     let purged = prost::Message::encode_to_vec(&crate::codec::log_id_to_pb(&log_id));
-    log.purge_upto(log_id.index, &purged).map_err(invalid)?;
+    log.purge_upto(crate::MAIN_GROUP, log_id.index, &purged)
+        .map_err(invalid)?;
     summarize(&machine)
 }

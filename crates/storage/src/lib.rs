@@ -10,7 +10,7 @@ mod snapshot;
 mod state;
 
 pub use frame::{frame, unframe};
-pub use log::LogStore;
+pub use log::{GroupWrite, LogStore};
 pub use objects::{
     CHANGED_SINCE_READ, Change, ChangeOutcome, Hint, ObjectStore, Slot, StoredObject,
     remove_if_unchanged,

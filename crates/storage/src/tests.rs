@@ -1,7 +1,7 @@
 //! Tests of the storage files: what is written reads back, corruption is refused, and the log
 //! survives reopening.
 
-use crate::{LogStore, SnapshotFile, StateStore, StateWrite, frame, unframe};
+use crate::{GroupWrite, LogStore, SnapshotFile, StateStore, StateWrite, frame, unframe};
 
 #[test]
 fn log_entries_survive_reopen_and_truncate_and_purge() {
@@ -10,25 +10,120 @@ fn log_entries_survive_reopen_and_truncate_and_purge() {
     {
         let log = LogStore::open(&path).expect("open");
         let entries: Vec<(u64, Vec<u8>)> = (1..=5).map(|i| (i, vec![i as u8; 3])).collect();
-        log.append(&entries).expect("append");
-        log.put_hard_state("vote", b"v1", true).expect("vote");
+        log.append(0, &entries).expect("append");
+        log.put_hard_state(0, "vote", b"v1", true).expect("vote");
     }
     let log = LogStore::open(&path).expect("reopen");
-    assert_eq!(log.last().expect("last"), Some((5, vec![5; 3])));
-    assert_eq!(log.hard_state("vote").expect("vote"), Some(b"v1".to_vec()));
-    log.truncate_from(4).expect("truncate");
-    log.purge_upto(1, b"purged-1").expect("purge");
+    assert_eq!(log.last(0).expect("last"), Some((5, vec![5; 3])));
+    assert_eq!(
+        log.hard_state(0, "vote").expect("vote"),
+        Some(b"v1".to_vec())
+    );
+    log.truncate_from(0, 4).expect("truncate");
+    log.purge_upto(0, 1, b"purged-1").expect("purge");
     let indexes: Vec<u64> = log
-        .entries(..)
+        .entries(0, ..)
         .expect("entries")
         .into_iter()
         .map(|(i, _)| i)
         .collect();
     assert_eq!(indexes, vec![2, 3]);
     assert_eq!(
-        log.hard_state("purged").expect("purged"),
+        log.hard_state(0, "purged").expect("purged"),
         Some(b"purged-1".to_vec())
     );
+}
+
+#[test]
+fn groups_share_one_batch_and_stay_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = LogStore::open(&dir.path().join("log.redb")).expect("open");
+    let a: Vec<(u64, Vec<u8>)> = (1..=4).map(|i| (i, vec![b'a'; i as usize])).collect();
+    let b: Vec<(u64, Vec<u8>)> = (1..=6).map(|i| (i, vec![b'b'; i as usize])).collect();
+    // One transaction (one fsync) for both groups' appends and a hard-state value.
+    log.write_batch(
+        &[
+            GroupWrite {
+                group: 7,
+                entries: &a,
+                hard_state: &[("committed", b"c7")],
+            },
+            GroupWrite {
+                group: 9,
+                entries: &b,
+                hard_state: &[],
+            },
+        ],
+        true,
+    )
+    .expect("batch");
+    assert_eq!(log.groups().expect("groups"), vec![7, 9]);
+    assert_eq!(log.last(7).expect("last").map(|(i, _)| i), Some(4));
+    assert_eq!(log.last(9).expect("last").map(|(i, _)| i), Some(6));
+    assert_eq!(log.last(8).expect("last"), None);
+    assert_eq!(log.hard_state(9, "committed").expect("read"), None);
+    // Truncating and purging one group leaves the other whole.
+    log.truncate_from(9, 5).expect("truncate");
+    log.purge_upto(7, 2, b"p7").expect("purge");
+    let indexes = |group| -> Vec<u64> {
+        log.entries(group, ..)
+            .expect("entries")
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    };
+    assert_eq!(indexes(7), vec![3, 4]);
+    assert_eq!(indexes(9), vec![1, 2, 3, 4]);
+    assert_eq!(
+        log.entries(9, 2..4).expect("range"),
+        vec![(2, b"bb".to_vec()), (3, b"bbb".to_vec())]
+    );
+    // A group that leaves takes its entries and hard state with it.
+    log.remove_group(7).expect("remove");
+    assert_eq!(log.groups().expect("groups"), vec![9]);
+    assert_eq!(log.hard_state(7, "committed").expect("read"), None);
+    assert_eq!(log.hard_state(7, "purged").expect("read"), None);
+    assert_eq!(indexes(9), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_log_from_before_groups_becomes_group_zero() {
+    use redb::TableDefinition;
+    const OLD_ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_entries");
+    const OLD_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_hard_state");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let tx = db.begin_write().expect("tx");
+        {
+            let mut entries = tx.open_table(OLD_ENTRIES).expect("table");
+            for i in 1..=3u64 {
+                entries
+                    .insert(i, frame(&[i as u8]).as_slice())
+                    .expect("insert");
+            }
+            let mut state = tx.open_table(OLD_STATE).expect("table");
+            state
+                .insert("vote", frame(b"v").as_slice())
+                .expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+    let log = LogStore::open(&path).expect("open and migrate");
+    assert_eq!(log.groups().expect("groups"), vec![0]);
+    assert_eq!(
+        log.entries(0, ..).expect("entries"),
+        vec![(1, vec![1]), (2, vec![2]), (3, vec![3])]
+    );
+    assert_eq!(
+        log.hard_state(0, "vote").expect("vote"),
+        Some(b"v".to_vec())
+    );
+    drop(log);
+    // Opening again finds nothing left to move and keeps the data.
+    let log = LogStore::open(&path).expect("reopen");
+    assert_eq!(log.last(0).expect("last"), Some((3, vec![3])));
 }
 
 #[test]
