@@ -9,7 +9,8 @@
 #
 # Usage: scripts/bench-ab.sh OLD_BINARY NEW_BINARY OUT
 # Settings (environment): ROUNDS (2), CLIENTS (16), CONNS (3), DURATION (5s), WARMUP (1s),
-# KEY_SPACE (2000), BASE_PORT (25000).
+# KEY_SPACE (2000), BASE_PORT (25000), WORKLOADS (the rows, separated by ";", e.g.
+# "put;get --consistency l").
 set -euo pipefail
 OLD=$1 NEW=$2 OUT=$3
 ROUNDS=${ROUNDS:-2} CLIENTS=${CLIENTS:-16} CONNS=${CONNS:-3} DURATION=${DURATION:-5s}
@@ -41,8 +42,9 @@ start_cluster() { # binary workdir
   done
 }
 
-WORKLOADS=("put" "quorum-put --level one" "quorum-put --level quorum" "quorum-put --level all"
-  "get --consistency l" "quorum-get --level one" "quorum-get --level quorum" "quorum-get --level all")
+DEFAULT_WORKLOADS="put;quorum-put --level one;quorum-put --level quorum;quorum-put --level all"
+DEFAULT_WORKLOADS+=";get --consistency l;quorum-get --level one;quorum-get --level quorum;quorum-get --level all"
+IFS=';' read -ra WORKLOADS <<<"${WORKLOADS:-$DEFAULT_WORKLOADS}"
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
   for which in $order; do

@@ -1,5 +1,6 @@
 //! The pure rules of the cluster topology that the metadata group replicates: quorum-bucket
-//! definitions (`buckets`) and token-ring changes with their epochs (`ring`). The consensus
+//! definitions (`buckets`), token-ring changes with their epochs (`ring`), and the range
+//! descriptors of consensus buckets (`ranges`, with the rules of the `ranges` crate). The consensus
 //! state machine calls these when it applies a bucket or ring command, so every member's
 //! topology changes alike; drivers use the same rules to check a change before proposing it.
 //!
@@ -7,9 +8,11 @@
 //! out.
 
 mod buckets;
+mod ranges;
 mod ring;
 
 pub use buckets::{BadBucketName, apply_bucket_change, validate_bucket_name};
+pub use ranges::{apply_range_change, bucket_ranges, create_bucket_ranges, drop_bucket_ranges};
 pub use ring::{apply_ring_change, required_handoffs};
 
 #[cfg(test)]

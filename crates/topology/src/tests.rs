@@ -168,3 +168,131 @@ fn every_member_of_either_ring_hands_off_but_an_unreachable_one() {
     );
     assert_eq!(required_handoffs([3, 1, 2], [1, 2], Some(3)), vec![1, 2]);
 }
+
+fn range_change(
+    bucket: &str,
+    range: u64,
+    generation: u64,
+    change: pb::range_change::Change,
+) -> pb::RangeChange {
+    pb::RangeChange {
+        bucket: bucket.to_owned(),
+        range,
+        generation,
+        change: Some(change),
+    }
+}
+
+#[test]
+fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
+    use base::NodeId;
+    use pb::range_change::Change;
+    let mut topology = pb::Topology::default();
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let first = create_bucket_ranges(&mut topology, "orders", &voters).expect("create");
+    assert_eq!(
+        (first.id, first.generation, first.end.clone()),
+        (1, 1, None)
+    );
+    assert_eq!(first.replicas.len(), 3);
+    // Applied twice (a replayed create), it keeps what it has.
+    assert_eq!(
+        create_bucket_ranges(&mut topology, "orders", &voters).expect("again"),
+        first
+    );
+    let other = create_bucket_ranges(&mut topology, "users", &voters).expect("create");
+    assert_eq!(other.id, 2, "range ids are cluster-wide");
+
+    let split = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 1, Change::SplitAt(b"m".to_vec())),
+    );
+    assert_eq!(split.refusal, "");
+    let ids: Vec<(u64, u64)> = split.ranges.iter().map(|r| (r.id, r.generation)).collect();
+    assert_eq!(ids, vec![(1, 2), (3, 2)]);
+    assert_eq!(topology.next_range_id, 4);
+    let map = bucket_ranges(&topology, "orders")
+        .expect("valid")
+        .expect("ranges");
+    assert_eq!(map.lookup(b"z").id.0, 3);
+
+    // Made for the old generation: refused, nothing changes.
+    let before = topology.clone();
+    let stale = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 1, Change::SplitAt(b"c".to_vec())),
+    );
+    assert!(stale.refusal.contains("generation 2"), "{}", stale.refusal);
+    assert_eq!(topology, before);
+
+    let learner = apply_range_change(
+        &mut topology,
+        &range_change("orders", 3, 2, Change::AddLearner(4)),
+    );
+    assert_eq!(learner.refusal, "");
+    assert!(
+        learner.ranges[0]
+            .replicas
+            .iter()
+            .any(|r| r.member == 4 && r.learner)
+    );
+    let differ = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 2, Change::MergeRightGeneration(3)),
+    );
+    assert!(
+        differ.refusal.contains("different replicas"),
+        "{}",
+        differ.refusal
+    );
+    let removed = apply_range_change(
+        &mut topology,
+        &range_change("orders", 3, 3, Change::Remove(4)),
+    );
+    assert_eq!(removed.refusal, "");
+    let merged = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 2, Change::MergeRightGeneration(4)),
+    );
+    assert_eq!(merged.refusal, "");
+    assert_eq!((merged.ranges[0].id, merged.ranges[0].generation), (1, 5));
+    assert_eq!(merged.ranges[0].end, None);
+    // The other bucket was never touched; stored order is (bucket, start).
+    let stored: Vec<(&str, u64)> = topology
+        .ranges
+        .iter()
+        .map(|r| (r.bucket.as_str(), r.id))
+        .collect();
+    assert_eq!(stored, vec![("orders", 1), ("users", 2)]);
+
+    let unknown = apply_range_change(
+        &mut topology,
+        &range_change("nope", 1, 1, Change::Promote(1)),
+    );
+    assert!(
+        unknown.refusal.contains("not a consensus bucket"),
+        "{}",
+        unknown.refusal
+    );
+    drop_bucket_ranges(&mut topology, "orders");
+    assert!(bucket_ranges(&topology, "orders").expect("valid").is_none());
+}
+
+#[test]
+fn corrupt_stored_ranges_are_refused_not_used() {
+    use base::NodeId;
+    let mut topology = pb::Topology::default();
+    create_bucket_ranges(&mut topology, "orders", &[NodeId(1)]).expect("create");
+    topology.ranges[0].start = b"a".to_vec();
+    assert!(bucket_ranges(&topology, "orders").is_err());
+    let change = apply_range_change(
+        &mut topology,
+        &range_change(
+            "orders",
+            1,
+            1,
+            pb::range_change::Change::SplitAt(b"m".to_vec()),
+        ),
+    );
+    assert!(change.refusal.contains("partition"), "{}", change.refusal);
+}

@@ -1,0 +1,184 @@
+//! The ranges of consensus buckets as the metadata group keeps them: `RangeDescriptor`s in
+//! the topology, by bucket then start key, and the next range id. A new consensus bucket gets
+//! one range over all its keys; every later change — split, merge, one replica change — goes
+//! through `apply_range_change`, which checks it with the `ranges` rules against the
+//! generation its proposer saw, so a change computed from stale metadata changes nothing and
+//! says why.
+
+use base::NodeId;
+use proto::quorate::raft::v1 as pb;
+use ranges::{RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role};
+
+fn from_pb(range: &pb::RangeDescriptor) -> RangeDescriptor {
+    RangeDescriptor {
+        id: RangeId(range.id),
+        start: range.start.clone(),
+        end: range.end.clone(),
+        replicas: range
+            .replicas
+            .iter()
+            .map(|r| Replica {
+                member: NodeId(r.member),
+                role: if r.learner {
+                    Role::Learner
+                } else {
+                    Role::Voter
+                },
+            })
+            .collect(),
+        generation: range.generation,
+    }
+}
+
+fn to_pb(bucket: &str, range: &RangeDescriptor) -> pb::RangeDescriptor {
+    pb::RangeDescriptor {
+        id: range.id.0,
+        bucket: bucket.to_owned(),
+        start: range.start.clone(),
+        end: range.end.clone(),
+        replicas: range
+            .replicas
+            .iter()
+            .map(|r| pb::RangeReplica {
+                member: r.member.0,
+                learner: r.role == Role::Learner,
+            })
+            .collect(),
+        generation: range.generation,
+    }
+}
+
+/// The ranges of `bucket`, or `None` when it has none (not a consensus bucket). Stored
+/// descriptors that do not partition the bucket's keys are an error: the metadata is corrupt.
+pub fn bucket_ranges(
+    topology: &pb::Topology,
+    bucket: &str,
+) -> Result<Option<RangeMap>, RangeError> {
+    let mut descriptors = topology
+        .ranges
+        .iter()
+        .filter(|r| r.bucket == bucket)
+        .map(from_pb)
+        .peekable();
+    if descriptors.peek().is_none() {
+        return Ok(None);
+    }
+    RangeMap::from_descriptors(descriptors).map(Some)
+}
+
+fn next_id(topology: &mut pb::Topology) -> RangeId {
+    let id = topology.next_range_id.max(1);
+    topology.next_range_id = id + 1;
+    RangeId(id)
+}
+
+/// Replaces the stored ranges of `bucket` by `map`'s, keeping the order (bucket, start).
+fn store(topology: &mut pb::Topology, bucket: &str, map: &RangeMap) {
+    topology.ranges.retain(|r| r.bucket != bucket);
+    topology
+        .ranges
+        .extend(map.iter().map(|range| to_pb(bucket, range)));
+    topology
+        .ranges
+        .sort_by(|a, b| (a.bucket.as_str(), &a.start).cmp(&(b.bucket.as_str(), &b.start)));
+}
+
+/// Gives a new consensus bucket its first range, over all its keys, on `voters`; returns it.
+/// A bucket that already has ranges keeps them (the create was applied before).
+pub fn create_bucket_ranges(
+    topology: &mut pb::Topology,
+    bucket: &str,
+    voters: &[NodeId],
+) -> Result<pb::RangeDescriptor, RangeError> {
+    if let Some(map) = bucket_ranges(topology, bucket)? {
+        return Ok(to_pb(bucket, map.lookup(b"")));
+    }
+    let map = RangeMap::new(next_id(topology), voters);
+    map.check()?;
+    store(topology, bucket, &map);
+    Ok(to_pb(bucket, map.lookup(b"")))
+}
+
+/// Drops every range of `bucket` (the bucket was deleted).
+pub fn drop_bucket_ranges(topology: &mut pb::Topology, bucket: &str) {
+    topology.ranges.retain(|r| r.bucket != bucket);
+}
+
+/// Applies one range change; a refused change leaves the topology as it was and says why.
+pub fn apply_range_change(
+    topology: &mut pb::Topology,
+    change: &pb::RangeChange,
+) -> pb::RangeChangeResponse {
+    use pb::range_change::Change;
+    let refuse = |refusal: String| pb::RangeChangeResponse {
+        refusal,
+        ranges: Vec::new(),
+    };
+    let map = match bucket_ranges(topology, &change.bucket) {
+        Ok(Some(map)) => map,
+        Ok(None) => {
+            return refuse(format!(
+                "bucket {:?} has no ranges: it is not a consensus bucket",
+                change.bucket
+            ));
+        }
+        Err(error) => return refuse(format!("the ranges of {:?}: {error}", change.bucket)),
+    };
+    let (range, generation) = (RangeId(change.range), change.generation);
+    let outcome: Result<(Vec<RangeDescriptor>, RangeMap), RangeError> = match &change.change {
+        None => return refuse("the change names no operation".to_owned()),
+        Some(Change::SplitAt(at)) => {
+            let new_id = RangeId(topology.next_range_id.max(1));
+            let mut next = map.clone();
+            next.split(range, generation, at, new_id)
+                .map(|(left, right)| (vec![left, right], next))
+        }
+        Some(Change::MergeRightGeneration(right)) => {
+            let mut next = map.clone();
+            next.merge(range, generation, *right)
+                .map(|merged| (vec![merged], next))
+        }
+        Some(Change::AddLearner(member)) => replica_change(
+            &map,
+            range,
+            generation,
+            ReplicaChange::AddLearner(NodeId(*member)),
+        ),
+        Some(Change::Promote(member)) => replica_change(
+            &map,
+            range,
+            generation,
+            ReplicaChange::Promote(NodeId(*member)),
+        ),
+        Some(Change::Remove(member)) => replica_change(
+            &map,
+            range,
+            generation,
+            ReplicaChange::Remove(NodeId(*member)),
+        ),
+    };
+    match outcome {
+        Ok((changed, next)) => {
+            if matches!(change.change, Some(Change::SplitAt(_))) {
+                next_id(topology);
+            }
+            store(topology, &change.bucket, &next);
+            pb::RangeChangeResponse {
+                refusal: String::new(),
+                ranges: changed.iter().map(|r| to_pb(&change.bucket, r)).collect(),
+            }
+        }
+        Err(error) => refuse(error.to_string()),
+    }
+}
+
+fn replica_change(
+    map: &RangeMap,
+    range: RangeId,
+    generation: u64,
+    change: ReplicaChange,
+) -> Result<(Vec<RangeDescriptor>, RangeMap), RangeError> {
+    let mut next = map.clone();
+    next.change_replicas(range, generation, change)
+        .map(|changed| (vec![changed], next))
+}
