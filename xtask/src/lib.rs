@@ -220,6 +220,7 @@ pub const PURE_CRATES: &[&str] = &[
     "sim",
     "topology",
     "ranges",
+    "versioned",
 ];
 
 /// What a pure crate must not depend on, and why.
