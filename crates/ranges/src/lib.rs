@@ -13,6 +13,8 @@
 //!   replicas of dead members, drain members and even out replicas and leaders, never taking a
 //!   range below its replica target.
 //! - `quiesce`: when an idle group stops heartbeating and when it wakes.
+//! - `state`: one replica's state of a range — its descriptor and its keys' versions — which
+//!   refuses keys outside its span (`range moved`), so no replica serves what a split moved.
 //!
 //! The metadata group applies descriptor changes; drivers in `consensus` and `node` feed the
 //! decisions their inputs and carry out their outputs.
@@ -23,6 +25,7 @@ pub mod merge;
 pub mod quiesce;
 pub mod rebalance;
 pub mod split;
+pub mod state;
 
 pub use cache::{CachedRange, RangeCache};
 pub use descriptor::{
@@ -32,6 +35,7 @@ pub use merge::{MergeCandidate, MergeConfig, merge_candidates};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
+pub use state::{RangeOpError, RangeState, ScanPart};
 
 #[cfg(test)]
 mod tests;

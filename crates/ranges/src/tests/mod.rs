@@ -7,6 +7,7 @@ mod descriptor;
 mod quiesce;
 mod rebalance;
 mod split;
+mod state;
 
 use base::NodeId;
 

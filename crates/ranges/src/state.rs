@@ -1,0 +1,215 @@
+//! The state of one replica of one range: its descriptor and the versions of its keys. Every
+//! read and write checks the key against the descriptor the replica holds, so a replica never
+//! serves a key that a split or merge moved to another range — it answers `range moved` with
+//! its descriptor instead, and the caller's routing cache learns from it. Reads below the GC
+//! threshold are refused (their versions may be gone). Splits and merges change the state as
+//! the committed descriptor change says: a split hands the right half's versions to the new
+//! range's state, a merge takes the right neighbour's back.
+
+use base::HlcTimestamp;
+use versioned::{Version, VersionedMap, WriteTooOld};
+
+use crate::descriptor::RangeDescriptor;
+
+/// Why a range replica refused an operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeOpError {
+    /// The key is not in this range (any more): route by `descriptor`, this replica's view.
+    #[error("range moved: the key is outside range {} (generation {})", .descriptor.id, .descriptor.generation)]
+    KeyOutside { descriptor: RangeDescriptor },
+    #[error(transparent)]
+    WriteTooOld(#[from] WriteTooOld),
+    #[error("read at {at} is below the GC threshold {threshold}: its versions may be gone")]
+    BelowGc {
+        at: HlcTimestamp,
+        threshold: HlcTimestamp,
+    },
+    /// A split or merge whose descriptors do not fit this range: the log and the metadata
+    /// disagree, which must never happen.
+    #[error("descriptor change does not fit range {}: {why}", .descriptor.id)]
+    BadChange {
+        descriptor: RangeDescriptor,
+        why: &'static str,
+    },
+}
+
+/// What a scan of one range found, and where the caller goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPart {
+    pub entries: Vec<(Vec<u8>, Version)>,
+    /// The key to continue from: this range's end when the scan reaches past it, or the key
+    /// after the last entry when the limit cut it short; `None` when the scan is complete.
+    pub resume: Option<Vec<u8>>,
+}
+
+/// One replica's state of one range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeState {
+    descriptor: RangeDescriptor,
+    data: VersionedMap,
+}
+
+impl RangeState {
+    /// An empty range (a new bucket's first range).
+    pub fn new(descriptor: RangeDescriptor) -> RangeState {
+        RangeState {
+            descriptor,
+            data: VersionedMap::new(),
+        }
+    }
+
+    pub fn descriptor(&self) -> &RangeDescriptor {
+        &self.descriptor
+    }
+
+    fn check(&self, key: &[u8]) -> Result<(), RangeOpError> {
+        if self.descriptor.contains(key) {
+            Ok(())
+        } else {
+            Err(RangeOpError::KeyOutside {
+                descriptor: self.descriptor.clone(),
+            })
+        }
+    }
+
+    fn check_read(&self, at: HlcTimestamp) -> Result<(), RangeOpError> {
+        let threshold = self.data.gc_threshold();
+        if at < threshold {
+            return Err(RangeOpError::BelowGc { at, threshold });
+        }
+        Ok(())
+    }
+
+    /// Writes `value` to `key` at `ts`.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        ts: HlcTimestamp,
+        value: Vec<u8>,
+    ) -> Result<(), RangeOpError> {
+        self.check(key)?;
+        Ok(self.data.put(key, ts, value)?)
+    }
+
+    /// Deletes `key` at `ts`.
+    pub fn delete(&mut self, key: &[u8], ts: HlcTimestamp) -> Result<(), RangeOpError> {
+        self.check(key)?;
+        Ok(self.data.delete(key, ts)?)
+    }
+
+    /// The version of `key` a read at `ts` sees.
+    pub fn get(&self, key: &[u8], ts: HlcTimestamp) -> Result<Option<Version>, RangeOpError> {
+        self.check(key)?;
+        self.check_read(ts)?;
+        Ok(self.data.get(key, ts))
+    }
+
+    /// The keys of `[from, to)` in this range a read at `ts` sees, at most `limit`. `from`
+    /// must be in the range; the scan stops at the range's end and says where to go on.
+    pub fn scan(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        ts: HlcTimestamp,
+        limit: usize,
+    ) -> Result<ScanPart, RangeOpError> {
+        self.check(from)?;
+        self.check_read(ts)?;
+        let end = match (to, self.descriptor.end.as_deref()) {
+            (Some(to), Some(own)) => Some(to.min(own)),
+            (Some(to), None) => Some(to),
+            (None, own) => own,
+        };
+        let entries = self.data.scan(from, end, ts, limit);
+        let resume = if limit > 0 && entries.len() == limit {
+            let mut after = entries.last().map(|(k, _)| k.clone()).expect("limit > 0");
+            after.push(0);
+            Some(after)
+        } else {
+            // The scan went to the range's end; if the caller's end lies beyond it, go on there.
+            match (self.descriptor.end.as_deref(), to) {
+                (Some(own), Some(to)) if to > own => Some(own.to_vec()),
+                (Some(own), None) => Some(own.to_vec()),
+                _ => None,
+            }
+        };
+        Ok(ScanPart { entries, resume })
+    }
+
+    /// A replica change, or any change that keeps the span: takes the new descriptor.
+    pub fn set_descriptor(&mut self, descriptor: RangeDescriptor) -> Result<(), RangeOpError> {
+        if descriptor.id != self.descriptor.id
+            || descriptor.start != self.descriptor.start
+            || descriptor.end != self.descriptor.end
+        {
+            return Err(RangeOpError::BadChange {
+                descriptor,
+                why: "a replica change must keep the id and the span",
+            });
+        }
+        self.descriptor = descriptor;
+        Ok(())
+    }
+
+    /// Applies a committed split: this range becomes `left`, and the versions from
+    /// `right.start` on move to the returned state of `right`.
+    pub fn split(
+        &mut self,
+        left: RangeDescriptor,
+        right: RangeDescriptor,
+    ) -> Result<RangeState, RangeOpError> {
+        let fits = left.id == self.descriptor.id
+            && left.start == self.descriptor.start
+            && left.end.as_deref() == Some(right.start.as_slice())
+            && right.end == self.descriptor.end
+            && right.start > left.start;
+        if !fits {
+            return Err(RangeOpError::BadChange {
+                descriptor: right,
+                why: "the halves must cover exactly this range, cut inside it",
+            });
+        }
+        let data = self.data.split_off(&right.start);
+        self.descriptor = left;
+        Ok(RangeState {
+            descriptor: right,
+            data,
+        })
+    }
+
+    /// Applies a committed merge: this range becomes `merged`, taking `right`'s versions.
+    pub fn merge(
+        &mut self,
+        merged: RangeDescriptor,
+        right: RangeState,
+    ) -> Result<(), RangeOpError> {
+        let fits = merged.id == self.descriptor.id
+            && merged.start == self.descriptor.start
+            && self.descriptor.end.as_deref() == Some(right.descriptor.start.as_slice())
+            && merged.end == right.descriptor.end;
+        if !fits {
+            return Err(RangeOpError::BadChange {
+                descriptor: merged,
+                why: "a merge joins this range with its right neighbour",
+            });
+        }
+        self.data.absorb(right.data);
+        self.descriptor = merged;
+        Ok(())
+    }
+
+    /// Drops versions no read at or above `threshold` sees.
+    pub fn gc(&mut self, threshold: HlcTimestamp) -> usize {
+        self.data.gc(threshold)
+    }
+
+    /// The bytes of all versions, for the split decision.
+    pub fn bytes(&self) -> u64 {
+        self.data.bytes()
+    }
+
+    /// Where a split by size cuts, when the range holds two keys or more.
+    pub fn middle_key(&self) -> Option<Vec<u8>> {
+        self.data.middle_key()
+    }
+}

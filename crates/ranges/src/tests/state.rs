@@ -1,0 +1,211 @@
+//! A range replica's state: keys outside its span are refused with its descriptor, scans stop
+//! at its end and say where to go on, splits and merges move versions; and a property test
+//! that a bucket whose ranges split and merge under writes scans, range by range, exactly as
+//! one unsplit store would.
+
+use std::collections::BTreeMap;
+
+use base::{HlcTimestamp, NodeId};
+use proptest::prelude::*;
+use versioned::VersionedMap;
+
+use crate::descriptor::{RangeId, RangeMap};
+use crate::state::{RangeOpError, RangeState};
+
+fn ts(physical: u64) -> HlcTimestamp {
+    HlcTimestamp {
+        physical,
+        logical: 0,
+    }
+}
+
+fn bucket() -> (RangeMap, RangeState) {
+    let map = RangeMap::new(RangeId(1), &[NodeId(1), NodeId(2), NodeId(3)]);
+    let state = RangeState::new(map.lookup(b"").clone());
+    (map, state)
+}
+
+#[test]
+fn after_a_split_each_half_serves_only_its_keys() {
+    let (mut map, mut left) = bucket();
+    for key in [&b"a"[..], b"m", b"z"] {
+        left.put(key, ts(1), key.to_vec()).expect("put");
+    }
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let right = left.split(l.clone(), r.clone()).expect("apply the split");
+    // The left replica no longer serves "m" or "z": it says the range moved, with its view.
+    match left.get(b"z", ts(5)) {
+        Err(RangeOpError::KeyOutside { descriptor }) => assert_eq!(descriptor, l),
+        other => panic!("left served a key split away: {other:?}"),
+    }
+    assert!(matches!(
+        left.put(b"q", ts(6), b"q".to_vec()),
+        Err(RangeOpError::KeyOutside { .. })
+    ));
+    assert_eq!(
+        right
+            .get(b"z", ts(5))
+            .expect("right serves z")
+            .and_then(|v| v.value),
+        Some(b"z".to_vec())
+    );
+    assert!(left.get(b"a", ts(5)).expect("left serves a").is_some());
+    assert_eq!(left.bytes() + right.bytes(), 6);
+}
+
+#[test]
+fn scans_stop_at_the_range_end_and_say_where_to_go_on() {
+    let (mut map, mut left) = bucket();
+    for key in [&b"a"[..], b"b", b"m", b"n"] {
+        left.put(key, ts(1), key.to_vec()).expect("put");
+    }
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let right = left.split(l, r).expect("apply");
+    let part = left.scan(b"", None, ts(2), 10).expect("scan");
+    assert_eq!(part.entries.len(), 2);
+    assert_eq!(part.resume, Some(b"m".to_vec()));
+    let cut = left.scan(b"", None, ts(2), 1).expect("scan");
+    assert_eq!(
+        cut.resume,
+        Some(b"a\x00".to_vec()),
+        "the key after the last one returned"
+    );
+    let within = left.scan(b"a", Some(b"b"), ts(2), 10).expect("scan");
+    assert_eq!((within.entries.len(), within.resume), (1, None));
+    let rest = right.scan(b"m", None, ts(2), 10).expect("scan");
+    assert_eq!((rest.entries.len(), rest.resume), (2, None));
+    assert!(matches!(
+        right.scan(b"a", None, ts(2), 10),
+        Err(RangeOpError::KeyOutside { .. })
+    ));
+}
+
+#[test]
+fn reads_below_gc_and_mismatched_changes_are_refused() {
+    let (mut map, mut state) = bucket();
+    state.put(b"k", ts(10), b"v".to_vec()).expect("put");
+    state.gc(ts(20));
+    assert_eq!(
+        state.get(b"k", ts(15)),
+        Err(RangeOpError::BelowGc {
+            at: ts(15),
+            threshold: ts(20)
+        })
+    );
+    assert!(matches!(
+        state.put(b"k", ts(20), b"w".to_vec()),
+        Err(RangeOpError::WriteTooOld(_))
+    ));
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    // Halves swapped: refused, the state unchanged.
+    let before = state.clone();
+    assert!(matches!(
+        state.split(r.clone(), l.clone()),
+        Err(RangeOpError::BadChange { .. })
+    ));
+    assert_eq!(state, before);
+    let right = state.split(l, r).expect("apply");
+    let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    let merged = map
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    state.merge(merged.clone(), right).expect("apply the merge");
+    assert_eq!(state.descriptor(), &merged);
+    assert_eq!(
+        state.get(b"k", ts(30)).expect("read").and_then(|v| v.value),
+        Some(b"v".to_vec())
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8),
+    Delete(u8),
+    Split(u8),
+    Merge(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<u8>().prop_map(Op::Put),
+        1 => any::<u8>().prop_map(Op::Delete),
+        2 => any::<u8>().prop_map(Op::Split),
+        1 => any::<u8>().prop_map(Op::Merge),
+    ]
+}
+
+proptest! {
+    /// Goal: whatever splits and merges happen between writes, a scan that walks the ranges by
+    /// their resume keys returns every visible key once, in order, with the value one unsplit
+    /// store has; every write lands in exactly the range the map routes it to.
+    #[test]
+    fn a_bucket_split_and_merged_scans_like_one_store(
+        ops in proptest::collection::vec(op(), 1..80),
+        limit in 1usize..5,
+    ) {
+        let (mut map, first) = bucket();
+        let mut states: BTreeMap<RangeId, RangeState> = BTreeMap::from([(RangeId(1), first)]);
+        let mut model = VersionedMap::new();
+        let mut next_id = 2;
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = ts(step as u64 + 1);
+            match op {
+                Op::Put(k) | Op::Delete(k) => {
+                    let key = [k];
+                    let range = map.lookup(&key).id;
+                    let state = states.get_mut(&range).expect("a state per range");
+                    if matches!(op, Op::Put(_)) {
+                        state.put(&key, now, vec![k, k]).expect("routed put");
+                        model.put(&key, now, vec![k, k]).expect("model put");
+                    } else {
+                        state.delete(&key, now).expect("routed delete");
+                        model.delete(&key, now).expect("model delete");
+                    }
+                    for (id, other) in &states {
+                        if *id != range {
+                            prop_assert!(other.get(&key, now).is_err(), "two ranges serve one key");
+                        }
+                    }
+                }
+                Op::Split(at) => {
+                    let range = map.lookup(&[at]).clone();
+                    if let Ok((l, r)) = map.split(range.id, range.generation, &[at], RangeId(next_id)) {
+                        next_id += 1;
+                        let state = states.get_mut(&range.id).expect("state");
+                        let right = state.split(l, r.clone()).expect("apply the split");
+                        states.insert(r.id, right);
+                    }
+                }
+                Op::Merge(k) => {
+                    let range = map.lookup(&[k]).clone();
+                    let Some(end) = range.end.clone() else { continue };
+                    let right = map.lookup(&end).clone();
+                    if let Ok(merged) = map.merge(range.id, range.generation, right.generation) {
+                        let right_state = states.remove(&right.id).expect("right state");
+                        states.get_mut(&range.id).expect("left").merge(merged, right_state).expect("apply");
+                    }
+                }
+            }
+            // Walk the whole bucket as a client would: range by range, by resume keys.
+            let at = ts(step as u64 + 1);
+            let mut from: Vec<u8> = Vec::new();
+            let mut seen = Vec::new();
+            loop {
+                let range = map.lookup(&from).id;
+                let part = states[&range].scan(&from, None, at, limit).expect("scan");
+                seen.extend(part.entries.into_iter().map(|(k, v)| (k, v.value)));
+                match part.resume {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+            let expected: Vec<(Vec<u8>, Option<Vec<u8>>)> = model
+                .scan(b"", None, at, usize::MAX)
+                .into_iter()
+                .map(|(k, v)| (k, v.value))
+                .collect();
+            prop_assert_eq!(seen, expected);
+            prop_assert_eq!(states.len(), map.len());
+        }
+    }
+}
