@@ -32,7 +32,7 @@ impl HlcTimestamp {
     };
 
     /// The timestamp right after this one.
-    fn successor(self) -> HlcTimestamp {
+    pub fn successor(self) -> HlcTimestamp {
         match self.logical.checked_add(1) {
             Some(logical) => HlcTimestamp {
                 physical: self.physical,

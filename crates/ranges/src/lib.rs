@@ -13,6 +13,9 @@
 //!   replicas of dead members, drain members and even out replicas and leaders, never taking a
 //!   range below its replica target.
 //! - `quiesce`: when an idle group stops heartbeating and when it wakes.
+//! - `machine`: what applying a committed command does, with client sessions so a retried
+//!   request is applied once even across splits, and plain writes versioned above what they
+//!   follow.
 //! - `state`: one replica's state of a range — its descriptor and its keys' versions — which
 //!   refuses keys outside its span (`range moved`), so no replica serves what a split moved.
 //!
@@ -21,6 +24,7 @@
 
 pub mod cache;
 pub mod descriptor;
+pub mod machine;
 pub mod merge;
 pub mod quiesce;
 pub mod rebalance;
@@ -31,6 +35,7 @@ pub use cache::{CachedRange, RangeCache};
 pub use descriptor::{
     RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role,
 };
+pub use machine::{Outcome, RangeCommand, RangeMachine, RequestId};
 pub use merge::{MergeCandidate, MergeConfig, merge_candidates};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};

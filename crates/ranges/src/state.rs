@@ -203,6 +203,16 @@ impl RangeState {
         self.data.gc(threshold)
     }
 
+    /// The timestamp of `key`'s newest version, tombstones included.
+    pub fn newest(&self, key: &[u8]) -> Option<HlcTimestamp> {
+        self.data.newest(key)
+    }
+
+    /// Reads below this may miss versions GC dropped; writes at or below it are refused.
+    pub fn gc_threshold(&self) -> HlcTimestamp {
+        self.data.gc_threshold()
+    }
+
     /// The bytes of all versions, for the split decision.
     pub fn bytes(&self) -> u64 {
         self.data.bytes()

@@ -4,6 +4,7 @@
 
 mod cache;
 mod descriptor;
+mod machine;
 mod quiesce;
 mod rebalance;
 mod split;

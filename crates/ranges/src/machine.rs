@@ -1,0 +1,232 @@
+//! The state machine of one range's Raft group: what applying a committed command does to the
+//! replica's `RangeState`, identically on every replica. Two rules make a command safe to
+//! retry across leader changes, splits and moves:
+//!
+//! - **Sessions.** A command may carry a request id (client, sequence). Each range keeps, per
+//!   client, the highest sequence applied and its outcome; a command whose sequence is not
+//!   above that is not applied again — the same sequence gets the saved outcome, an older one
+//!   `Duplicate`. A refused command changed nothing and is not remembered. A split copies the sessions to both halves and a merge unites them (keeping
+//!   each client's highest), so a retry that lands on either range after the split is still
+//!   recognised. Sessions are bounded: past `SESSIONS_MAX` the least recently used goes.
+//! - **Timestamps.** A plain (non-transactional) write carries the leader's HLC reading but is
+//!   applied at the first timestamp above the key's newest version and the GC threshold if
+//!   its own is not, and the outcome says at which: the Raft order decides what the write
+//!   follows, the timestamp only versions it, and every replica computes the same one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base::HlcTimestamp;
+
+use crate::descriptor::RangeDescriptor;
+use crate::state::{RangeOpError, RangeState};
+
+/// Client sessions a range remembers.
+pub const SESSIONS_MAX: usize = 10_000;
+
+/// Who sent a command, and which of its commands it is (sequences grow per client).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId {
+    pub client: u64,
+    pub sequence: u64,
+}
+
+/// A command of a range's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeCommand {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ts: HlcTimestamp,
+    },
+    Delete {
+        key: Vec<u8>,
+        ts: HlcTimestamp,
+    },
+    /// The metadata committed this split; the range becomes `left`.
+    Split {
+        left: RangeDescriptor,
+        right: RangeDescriptor,
+    },
+    /// The metadata committed a replica change.
+    SetDescriptor(RangeDescriptor),
+    /// Drop versions no read at or above `threshold` sees.
+    Gc {
+        threshold: HlcTimestamp,
+    },
+}
+
+/// What applying a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A write, applied at this timestamp.
+    Written { ts: HlcTimestamp },
+    /// A split; the right half's state starts the new range's group on this replica.
+    Split { right: Box<RangeMachine> },
+    /// A descriptor change or GC.
+    Done,
+    /// Refused; nothing changed.
+    Refused(RangeOpError),
+    /// A request applied before, with an older sequence than the client's last.
+    Duplicate,
+}
+
+/// One client's session: its last applied sequence, that command's outcome, and when it was
+/// last used (the applied index), for eviction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Session {
+    sequence: u64,
+    outcome: Outcome,
+    used: u64,
+}
+
+/// The state machine of one range on one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeMachine {
+    state: RangeState,
+    /// The last applied log index.
+    applied: u64,
+    sessions: BTreeMap<u64, Session>,
+    /// (last use, client) of every session, for eviction in order of use.
+    by_use: BTreeSet<(u64, u64)>,
+}
+
+impl RangeMachine {
+    pub fn new(state: RangeState) -> RangeMachine {
+        RangeMachine {
+            state,
+            applied: 0,
+            sessions: BTreeMap::new(),
+            by_use: BTreeSet::new(),
+        }
+    }
+
+    pub fn state(&self) -> &RangeState {
+        &self.state
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Applies the command at log `index` (each index once, in order).
+    pub fn apply(
+        &mut self,
+        index: u64,
+        request: Option<RequestId>,
+        command: RangeCommand,
+    ) -> Outcome {
+        debug_assert!(index > self.applied, "entries apply once, in order");
+        self.applied = index;
+        if let Some(id) = request
+            && let Some(session) = self.sessions.get_mut(&id.client)
+        {
+            if id.sequence < session.sequence {
+                return Outcome::Duplicate;
+            }
+            if id.sequence == session.sequence {
+                self.by_use.remove(&(session.used, id.client));
+                self.by_use.insert((index, id.client));
+                session.used = index;
+                return session.outcome.clone();
+            }
+        }
+        let outcome = self.execute(command);
+        // A refused command changed nothing, so running it again is safe (and after a merge
+        // the same request may well succeed); only effects are remembered.
+        if let Some(id) = request
+            && matches!(outcome, Outcome::Written { .. } | Outcome::Done)
+        {
+            self.remember(id, outcome.clone(), index);
+        }
+        outcome
+    }
+
+    fn execute(&mut self, command: RangeCommand) -> Outcome {
+        let result = match command {
+            RangeCommand::Put { key, value, ts } => {
+                let at = self.write_ts(&key, ts);
+                self.state
+                    .put(&key, at, value)
+                    .map(|()| Outcome::Written { ts: at })
+            }
+            RangeCommand::Delete { key, ts } => {
+                let at = self.write_ts(&key, ts);
+                self.state
+                    .delete(&key, at)
+                    .map(|()| Outcome::Written { ts: at })
+            }
+            RangeCommand::Split { left, right } => {
+                self.state.split(left, right).map(|right| Outcome::Split {
+                    right: Box::new(RangeMachine {
+                        state: right,
+                        applied: 0,
+                        sessions: self.sessions.clone(),
+                        by_use: self.by_use.clone(),
+                    }),
+                })
+            }
+            RangeCommand::SetDescriptor(descriptor) => self
+                .state
+                .set_descriptor(descriptor)
+                .map(|()| Outcome::Done),
+            RangeCommand::Gc { threshold } => {
+                self.state.gc(threshold);
+                Ok(Outcome::Done)
+            }
+        };
+        result.unwrap_or_else(Outcome::Refused)
+    }
+
+    /// The timestamp a plain write to `key` proposed at `proposed` applies at.
+    fn write_ts(&self, key: &[u8], proposed: HlcTimestamp) -> HlcTimestamp {
+        let floor = self.state.newest(key).max(Some(self.state.gc_threshold()));
+        match floor {
+            Some(floor) if floor >= proposed => floor.successor(),
+            _ => proposed,
+        }
+    }
+
+    fn remember(&mut self, id: RequestId, outcome: Outcome, index: u64) {
+        let session = Session {
+            sequence: id.sequence,
+            outcome,
+            used: index,
+        };
+        if let Some(old) = self.sessions.insert(id.client, session) {
+            self.by_use.remove(&(old.used, id.client));
+        }
+        self.by_use.insert((index, id.client));
+        while self.sessions.len() > SESSIONS_MAX {
+            let (_, oldest) = self.by_use.pop_first().expect("one entry per session");
+            self.sessions.remove(&oldest);
+        }
+    }
+
+    /// Applies a committed merge: takes `right`'s keys and sessions (each client's highest).
+    pub fn merge(
+        &mut self,
+        merged: RangeDescriptor,
+        right: RangeMachine,
+    ) -> Result<(), RangeOpError> {
+        self.state.merge(merged, right.state)?;
+        for (client, session) in right.sessions {
+            if self
+                .sessions
+                .get(&client)
+                .is_some_and(|own| own.sequence >= session.sequence)
+            {
+                continue;
+            }
+            let used = session.used;
+            if let Some(old) = self.sessions.insert(client, session) {
+                self.by_use.remove(&(old.used, client));
+            }
+            self.by_use.insert((used, client));
+        }
+        while self.sessions.len() > SESSIONS_MAX {
+            let (_, oldest) = self.by_use.pop_first().expect("one entry per session");
+            self.sessions.remove(&oldest);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! The range state machine: retried requests apply once (also after a split or merge), plain
+//! writes are versioned above what they follow, refusals are not remembered, sessions bounded.
+
+use base::{HlcTimestamp, NodeId};
+
+use crate::descriptor::{RangeId, RangeMap};
+use crate::machine::{Outcome, RangeCommand, RangeMachine, RequestId, SESSIONS_MAX};
+use crate::state::{RangeOpError, RangeState};
+
+fn ts(physical: u64) -> HlcTimestamp {
+    HlcTimestamp {
+        physical,
+        logical: 0,
+    }
+}
+
+fn put(key: &[u8], value: &[u8], at: u64) -> RangeCommand {
+    RangeCommand::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        ts: ts(at),
+    }
+}
+
+fn request(client: u64, sequence: u64) -> Option<RequestId> {
+    Some(RequestId { client, sequence })
+}
+
+fn machine() -> (RangeMap, RangeMachine) {
+    let map = RangeMap::new(RangeId(1), &[NodeId(1)]);
+    let state = RangeState::new(map.lookup(b"").clone());
+    (map, RangeMachine::new(state))
+}
+
+fn value_at(machine: &RangeMachine, key: &[u8], at: u64) -> Option<Vec<u8>> {
+    machine
+        .state()
+        .get(key, ts(at))
+        .expect("readable")
+        .and_then(|v| v.value)
+}
+
+#[test]
+fn a_retried_request_is_applied_once() {
+    let (_, mut m) = machine();
+    let first = m.apply(1, request(7, 1), put(b"k", b"a", 10));
+    assert_eq!(first, Outcome::Written { ts: ts(10) });
+    m.apply(2, None, put(b"k", b"b", 20));
+    // The client's retry of sequence 1 (its reply was lost) gets the saved outcome and does
+    // not write "a" over "b".
+    assert_eq!(m.apply(3, request(7, 1), put(b"k", b"a", 30)), first);
+    assert_eq!(value_at(&m, b"k", 40), Some(b"b".to_vec()));
+    m.apply(4, request(7, 2), put(b"k", b"c", 40));
+    assert_eq!(
+        m.apply(5, request(7, 1), put(b"k", b"a", 50)),
+        Outcome::Duplicate
+    );
+    assert_eq!(value_at(&m, b"k", 60), Some(b"c".to_vec()));
+    assert_eq!(m.applied(), 5);
+}
+
+#[test]
+fn a_plain_write_is_versioned_above_what_it_follows() {
+    let (_, mut m) = machine();
+    m.apply(1, None, put(b"k", b"a", 50));
+    // A new leader's clock reads 40: the write still follows the one at 50.
+    let late = m.apply(2, None, put(b"k", b"b", 40));
+    assert_eq!(
+        late,
+        Outcome::Written {
+            ts: ts(50).successor()
+        }
+    );
+    assert_eq!(value_at(&m, b"k", 60), Some(b"b".to_vec()));
+    m.apply(3, None, RangeCommand::Gc { threshold: ts(100) });
+    let below_gc = m.apply(4, None, put(b"other", b"x", 90));
+    assert_eq!(
+        below_gc,
+        Outcome::Written {
+            ts: ts(100).successor()
+        }
+    );
+}
+
+#[test]
+fn refusals_are_not_remembered_and_retries_survive_a_split_and_a_merge() {
+    let (mut map, mut left) = machine();
+    let written = left.apply(1, request(3, 1), put(b"x", b"1", 10));
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let Outcome::Split { right } = left.apply(2, None, RangeCommand::Split { left: l, right: r })
+    else {
+        panic!("the split applies");
+    };
+    let mut right = *right;
+    // The retry of client 3's sequence 1 lands on the right half: recognised there.
+    assert_eq!(right.apply(1, request(3, 1), put(b"x", b"1", 20)), written);
+    assert_eq!(right.state().newest(b"x"), Some(ts(10)));
+    // A write to a key the left half no longer holds is refused, and not remembered.
+    let refused = left.apply(3, request(4, 1), put(b"y", b"2", 30));
+    assert!(matches!(
+        refused,
+        Outcome::Refused(RangeOpError::KeyOutside { .. })
+    ));
+    right.apply(2, request(4, 2), put(b"y", b"2", 30));
+    let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    let merged = map
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    left.merge(merged, right).expect("apply the merge");
+    // The merged range knows client 4 reached sequence 2.
+    assert_eq!(
+        left.apply(4, request(4, 1), put(b"y", b"old", 40)),
+        Outcome::Duplicate
+    );
+    assert_eq!(value_at(&left, b"y", 50), Some(b"2".to_vec()));
+}
+
+#[test]
+fn sessions_are_bounded_and_the_least_recently_used_goes() {
+    let (_, mut m) = machine();
+    for client in 0..=SESSIONS_MAX as u64 {
+        m.apply(client + 1, request(client, 1), put(b"k", b"v", client + 1));
+    }
+    // Client 0 was the least recently used: its retry is applied again (a new version).
+    let before = m.state().newest(b"k");
+    m.apply(SESSIONS_MAX as u64 + 2, request(0, 1), put(b"k", b"v", 1));
+    assert!(m.state().newest(b"k") > before);
+    // Taking client 0 back in pushed out the next least recently used, client 1; client 2 is
+    // remembered.
+    let kept = m.state().newest(b"k");
+    m.apply(SESSIONS_MAX as u64 + 3, request(2, 1), put(b"k", b"v", 1));
+    assert_eq!(m.state().newest(b"k"), kept);
+}
