@@ -7,6 +7,7 @@
 //!   generation the proposer saw, so a change computed from stale metadata is refused.
 //! - `cache`: the routing cache of clients and gateways, which a newer descriptor or a typed
 //!   error (`range moved`, `not leader`) corrects.
+//! - `route`: where one request goes next, and what each typed failure teaches the cache.
 //! - `split`: when a range splits (size, or load sustained over windows) and at which key.
 //! - `merge`: which adjacent ranges are small and quiet enough to merge.
 //! - `rebalance`: the steps (add learner, promote, remove, transfer leader) that re-create
@@ -28,6 +29,7 @@ pub mod machine;
 pub mod merge;
 pub mod quiesce;
 pub mod rebalance;
+pub mod route;
 pub mod split;
 pub mod state;
 
@@ -39,6 +41,7 @@ pub use machine::{Outcome, RangeCommand, RangeMachine, RequestId};
 pub use merge::{MergeCandidate, MergeConfig, merge_candidates};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
+pub use route::{Next, Route, RouteFailure};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
 pub use state::{RangeOpError, RangeState, ScanPart};
 
