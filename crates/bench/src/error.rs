@@ -39,6 +39,15 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// The error of file operation `what` on `path`, for `map_err`.
+    pub(crate) fn file(
+        what: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> BenchError {
+        let path = path.to_owned();
+        move |source| BenchError::File { what, path, source }
+    }
+
     /// A failed call of the preparation (bucket, fill, watch), which the run cannot go without.
     pub(crate) fn rpc(what: &'static str) -> impl FnOnce(tonic::Status) -> BenchError {
         move |status| BenchError::Rpc { what, status }

@@ -365,11 +365,7 @@ fn write_csv(args: &LoadOptions, total: &Recorder) -> Result<(), BenchError> {
     for (second, count) in total.per_second(seconds).iter().enumerate() {
         text.push_str(&format!("{second},{count}\n"));
     }
-    std::fs::write(path, text).map_err(|source| BenchError::File {
-        what: "write",
-        path: path.clone(),
-        source,
-    })
+    std::fs::write(path, text).map_err(BenchError::file("write", path))
 }
 
 /// Prefix the watch workload writes under and watches.

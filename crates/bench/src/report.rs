@@ -357,23 +357,14 @@ fn escape(text: &str) -> String {
 pub fn report(args: ReportOptions) -> Result<(), BenchError> {
     let mut samples = Vec::new();
     for file in &args.files {
-        let text = std::fs::read_to_string(file).map_err(|source| BenchError::File {
-            what: "read",
-            path: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(file).map_err(BenchError::file("read", file))?;
         samples.extend(parse(&text, &file.display().to_string())?);
     }
     let rows = compare(&samples, &args.baseline, &args.candidate);
     print!("{}", table(&rows, &args.baseline, &args.candidate));
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg(&rows, &args.baseline, &args.candidate)).map_err(|source| {
-            BenchError::File {
-                what: "write",
-                path: path.clone(),
-                source,
-            }
-        })?;
+        std::fs::write(path, svg(&rows, &args.baseline, &args.candidate))
+            .map_err(BenchError::file("write", path))?;
     }
     Ok(())
 }

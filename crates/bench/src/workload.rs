@@ -75,14 +75,10 @@ impl QuorumLevel {
     }
 
     fn to_pb(self) -> Option<qpb::Level> {
-        let kind = match self {
+        client::buckets::level(match self {
             QuorumLevel::One => qpb::LevelKind::LevelOne,
             QuorumLevel::Quorum => qpb::LevelKind::LevelQuorum,
             QuorumLevel::All => qpb::LevelKind::LevelAll,
-        };
-        Some(qpb::Level {
-            kind: kind as i32,
-            count: 0,
         })
     }
 }

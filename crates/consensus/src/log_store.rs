@@ -7,7 +7,7 @@
 //! thread in order (openraft requires write IO serialized); votes, truncations and purges wait
 //! for it. It never reports an entry durable before its fsync returned.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -250,6 +250,8 @@ fn writer_loop(store: Arc<storage::LogStore>, mut queue: mpsc::Receiver<(Arc<Sha
 struct GroupCommit {
     /// One part per group, in the order the groups first appear.
     parts: Vec<Part>,
+    /// Each group's index in `parts` (a commit may carry the appends of many groups).
+    by_group: HashMap<u64, usize>,
     callbacks: Vec<IOFlushed>,
 }
 
@@ -264,22 +266,16 @@ struct Part {
 
 impl GroupCommit {
     fn part(&mut self, shared: &Arc<Shared>) -> &mut Part {
-        let index = match self
-            .parts
-            .iter()
-            .position(|p| p.shared.group == shared.group)
-        {
-            Some(index) => index,
-            None => {
-                self.parts.push(Part {
-                    shared: shared.clone(),
-                    entries: Vec::new(),
-                    appended: Vec::new(),
-                    committed: None,
-                });
-                self.parts.len() - 1
-            }
-        };
+        let parts = &mut self.parts;
+        let index = *self.by_group.entry(shared.group).or_insert_with(|| {
+            parts.push(Part {
+                shared: shared.clone(),
+                entries: Vec::new(),
+                appended: Vec::new(),
+                committed: None,
+            });
+            parts.len() - 1
+        });
         &mut self.parts[index]
     }
 }

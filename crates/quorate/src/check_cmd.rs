@@ -115,11 +115,10 @@ pub async fn run(args: CheckArgs, json_out: bool) -> Result<(), tester::CheckErr
 }
 
 fn run_options(args: RunArgs) -> Result<RunOptions, tester::CheckError> {
-    let exe = std::env::current_exe().map_err(|source| tester::CheckError::File {
-        what: "find the quorate executable",
-        path: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
+    let exe = std::env::current_exe().map_err(tester::CheckError::file(
+        "find the quorate executable",
+        std::path::Path::new("/proc/self/exe"),
+    ))?;
     Ok(RunOptions {
         exe,
         member_args: member_args(&args),

@@ -31,11 +31,16 @@ impl RangeCache {
         RangeCache::default()
     }
 
-    /// The cached range holding `key`, if the cache knows one.
-    pub fn lookup(&self, key: &[u8]) -> Option<&CachedRange> {
+    /// The cached range with the greatest start at or before `key`.
+    fn at_or_before(&self, key: &[u8]) -> Option<(&Vec<u8>, &CachedRange)> {
         self.ranges
             .range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Included(key)))
             .next_back()
+    }
+
+    /// The cached range holding `key`, if the cache knows one.
+    pub fn lookup(&self, key: &[u8]) -> Option<&CachedRange> {
+        self.at_or_before(key)
             .map(|(_, cached)| cached)
             .filter(|cached| cached.descriptor.contains(key))
     }
@@ -43,9 +48,20 @@ impl RangeCache {
     /// Learns `descriptor` (with its leader, if known). Returns false, changing nothing, when
     /// a cached range overlapping it is newer.
     pub fn insert(&mut self, descriptor: RangeDescriptor, leader: Option<NodeId>) -> bool {
+        // Cached spans do not overlap: only the one starting at or before the new start, and
+        // those starting before the new end, can overlap it.
+        let first = self
+            .at_or_before(&descriptor.start)
+            .map_or_else(Vec::new, |(start, _)| start.clone());
         let overlapping: Vec<Vec<u8>> = self
             .ranges
-            .iter()
+            .range(first..)
+            .take_while(|(start, _)| {
+                descriptor
+                    .end
+                    .as_deref()
+                    .is_none_or(|end| start.as_slice() < end)
+            })
             .filter(|(_, c)| {
                 c.descriptor
                     .overlaps(&descriptor.start, descriptor.end.as_deref())

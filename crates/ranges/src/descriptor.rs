@@ -91,9 +91,11 @@ impl RangeDescriptor {
         self.voters().count() / 2 + 1
     }
 
-    /// The replica set, order aside.
-    fn replica_set(&self) -> BTreeSet<Replica> {
-        self.replicas.iter().copied().collect()
+    /// Whether `other` has the same replicas in the same roles, order aside (what a merge
+    /// needs).
+    pub fn same_replicas(&self, other: &RangeDescriptor) -> bool {
+        let set = |d: &RangeDescriptor| d.replicas.iter().copied().collect::<BTreeSet<Replica>>();
+        set(self) == set(other)
     }
 }
 
@@ -332,7 +334,7 @@ impl RangeMap {
                 current: right_range.generation,
             });
         }
-        if left_range.replica_set() != right_range.replica_set() {
+        if !left_range.same_replicas(right_range) {
             return Err(RangeError::ReplicasDiffer {
                 left,
                 right: right_range.id,

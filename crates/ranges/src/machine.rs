@@ -192,10 +192,17 @@ impl RangeMachine {
             outcome,
             used: index,
         };
-        if let Some(old) = self.sessions.insert(id.client, session) {
-            self.by_use.remove(&(old.used, id.client));
+        self.keep(id.client, session);
+    }
+
+    /// Stores `client`'s session (replacing its old one) and evicts the least recently used
+    /// sessions beyond the bound.
+    fn keep(&mut self, client: u64, session: Session) {
+        let used = session.used;
+        if let Some(old) = self.sessions.insert(client, session) {
+            self.by_use.remove(&(old.used, client));
         }
-        self.by_use.insert((index, id.client));
+        self.by_use.insert((used, client));
         while self.sessions.len() > SESSIONS_MAX {
             let (_, oldest) = self.by_use.pop_first().expect("one entry per session");
             self.sessions.remove(&oldest);
@@ -217,15 +224,7 @@ impl RangeMachine {
             {
                 continue;
             }
-            let used = session.used;
-            if let Some(old) = self.sessions.insert(client, session) {
-                self.by_use.remove(&(old.used, client));
-            }
-            self.by_use.insert((used, client));
-        }
-        while self.sessions.len() > SESSIONS_MAX {
-            let (_, oldest) = self.by_use.pop_first().expect("one entry per session");
-            self.sessions.remove(&oldest);
+            self.keep(client, session);
         }
         Ok(())
     }

@@ -65,7 +65,7 @@ pub fn merge_candidates(
             out.push(MergeCandidate {
                 left: left.id,
                 right: right.id,
-                replicas_aligned: align(left, right).is_none() && same_replicas(left, right),
+                replicas_aligned: left.same_replicas(right),
             });
             index += 2;
         } else {
@@ -73,14 +73,6 @@ pub fn merge_candidates(
         }
     }
     out
-}
-
-fn same_replicas(left: &RangeDescriptor, right: &RangeDescriptor) -> bool {
-    let mut a = left.replicas.clone();
-    let mut b = right.replicas.clone();
-    a.sort();
-    b.sort();
-    a == b
 }
 
 /// The next change that brings `right`'s replicas towards `left`'s: add what is missing, then

@@ -103,6 +103,16 @@ struct Load {
     leaders: BTreeMap<NodeId, usize>,
 }
 
+impl Load {
+    fn replicas_of(&self, id: NodeId) -> usize {
+        self.replicas.get(&id).copied().unwrap_or(0)
+    }
+
+    fn leaders_of(&self, id: NodeId) -> usize {
+        self.leaders.get(&id).copied().unwrap_or(0)
+    }
+}
+
 struct Members<'a> {
     by_id: BTreeMap<NodeId, &'a MemberInfo>,
     timeout: Duration,
@@ -194,7 +204,7 @@ fn hand_over(range: &RangeInfo, from: NodeId, members: &Members, load: &mut Load
         .descriptor
         .voters()
         .filter(|&v| v != from && members.usable(v))
-        .min_by_key(|&v| (load.leaders.get(&v).copied().unwrap_or(0), v))?;
+        .min_by_key(|&v| (load.leaders_of(v), v))?;
     *load.leaders.entry(from).or_default() -= 1;
     *load.leaders.entry(to).or_default() += 1;
     Some(Step::TransferLeader {
@@ -236,7 +246,7 @@ fn repair_step(
             voters
                 .iter()
                 .copied()
-                .max_by_key(|&v| (load.replicas.get(&v).copied().unwrap_or(0), v))
+                .max_by_key(|&v| (load.replicas_of(v), v))
         };
         let victim = match leaving.or_else(fullest)? {
             victim if range.leader == Some(victim) => {
@@ -247,7 +257,7 @@ fn repair_step(
                     .iter()
                     .copied()
                     .filter(|&v| v != victim)
-                    .max_by_key(|&v| (load.replicas.get(&v).copied().unwrap_or(0), v))?
+                    .max_by_key(|&v| (load.replicas_of(v), v))?
             }
             victim => victim,
         };
@@ -307,12 +317,12 @@ fn leader_step(
     _config: &RebalanceConfig,
 ) -> Option<Step> {
     let leader = range.leader?;
-    let leads = load.leaders.get(&leader).copied().unwrap_or(0);
+    let leads = load.leaders_of(leader);
     let fewest = range
         .descriptor
         .voters()
         .filter(|&v| v != leader && members.usable(v))
-        .map(|v| load.leaders.get(&v).copied().unwrap_or(0))
+        .map(|v| load.leaders_of(v))
         .min()?;
     if leads < fewest + 2 {
         return None;

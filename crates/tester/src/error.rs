@@ -2,7 +2,7 @@
 //! `main` as the process's exit code (`CheckError::exit_code`), so only a valid history passes
 //! a script.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The exit code of a history judged invalid.
@@ -75,6 +75,12 @@ pub enum CheckError {
 }
 
 impl CheckError {
+    /// The error of file operation `what` on `path`, for `map_err`.
+    pub fn file(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckError {
+        let path = path.to_owned();
+        move |source| CheckError::File { what, path, source }
+    }
+
     /// The process's exit code for this outcome: 1 invalid, 2 unknown, 3 not checked.
     pub fn exit_code(&self) -> u8 {
         match self {

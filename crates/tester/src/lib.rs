@@ -110,11 +110,7 @@ const ANOMALIES_PRINTED_MAX: usize = 20;
 /// Rechecks a saved history and prints the report (JSON when `json_out`).
 pub fn analyze(options: &AnalyzeOptions, json_out: bool) -> Result<(), CheckError> {
     let path = &options.file;
-    let text = std::fs::read_to_string(path).map_err(|source| CheckError::File {
-        what: "read history",
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(CheckError::file("read history", path))?;
     let events = check::codec::decode_history(&text).map_err(|source| CheckError::Decode {
         path: path.clone(),
         source,

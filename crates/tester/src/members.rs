@@ -127,21 +127,13 @@ impl Members {
             .collect::<Vec<_>>()
             .join(",");
         let slot = &mut self.slots[i];
-        std::fs::create_dir_all(&slot.dir).map_err(|source| CheckError::File {
-            what: "create",
-            path: slot.dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&slot.dir).map_err(CheckError::file("create", &slot.dir))?;
         let log_path = slot.dir.with_extension("log");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|source| CheckError::File {
-                what: "open",
-                path: log_path.clone(),
-                source,
-            })?;
+            .map_err(CheckError::file("open", &log_path))?;
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let child = Command::new(&self.exe)
             .arg("node")

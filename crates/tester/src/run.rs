@@ -77,7 +77,7 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("quorate-check").join(format!("{}-{seed}", args.workload.as_str()))
     });
-    std::fs::create_dir_all(&out).map_err(file_error("create", &out))?;
+    std::fs::create_dir_all(&out).map_err(CheckError::file("create", &out))?;
     let plan = nemesis::plan(&args.nemesis, seed, args.time, args.interval);
     let plan_text = nemesis::describe(&plan);
     let title = format!(
@@ -91,7 +91,7 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
 
     let data = out.join("data");
     if data.exists() {
-        std::fs::remove_dir_all(&data).map_err(file_error("wipe", &data))?;
+        std::fs::remove_dir_all(&data).map_err(CheckError::file("wipe", &data))?;
     }
     if !args.member_args.is_empty() {
         eprintln!(
@@ -189,13 +189,7 @@ fn save(
 
 /// Writes one of the run's files.
 fn write_file(path: &Path, text: String) -> Result<(), CheckError> {
-    std::fs::write(path, text).map_err(file_error("write", path))
-}
-
-/// The error of a file operation of the run.
-fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckError {
-    let path = path.to_owned();
-    move |source| CheckError::File { what, path, source }
+    std::fs::write(path, text).map_err(CheckError::file("write", path))
 }
 
 /// Waits for the members, runs the clients and the nemesis, heals, reads finally; returns the

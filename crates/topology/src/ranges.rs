@@ -66,10 +66,15 @@ pub fn bucket_ranges(
     RangeMap::from_descriptors(descriptors).map(Some)
 }
 
+/// The id the next new range gets (ids start at 1).
+fn peek_id(topology: &pb::Topology) -> RangeId {
+    RangeId(topology.next_range_id.max(1))
+}
+
 fn next_id(topology: &mut pb::Topology) -> RangeId {
-    let id = topology.next_range_id.max(1);
-    topology.next_range_id = id + 1;
-    RangeId(id)
+    let id = peek_id(topology);
+    topology.next_range_id = id.0 + 1;
+    id
 }
 
 /// Replaces the stored ranges of `bucket` by `map`'s, keeping the order (bucket, start).
@@ -128,7 +133,7 @@ pub fn apply_range_change(
     let outcome: Result<(Vec<RangeDescriptor>, RangeMap), RangeError> = match &change.change {
         None => return refuse("the change names no operation".to_owned()),
         Some(Change::SplitAt(at)) => {
-            let new_id = RangeId(topology.next_range_id.max(1));
+            let new_id = peek_id(topology);
             let mut next = map.clone();
             next.split(range, generation, at, new_id)
                 .map(|(left, right)| (vec![left, right], next))

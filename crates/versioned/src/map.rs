@@ -40,6 +40,14 @@ fn version_bytes(key: &[u8], value: &Option<Vec<u8>>) -> u64 {
     (key.len() + value.as_ref().map_or(0, Vec::len)) as u64
 }
 
+/// Bytes of every version of `key`.
+fn key_bytes(key: &[u8], versions: &Versions) -> u64 {
+    versions
+        .values()
+        .map(|value| version_bytes(key, value))
+        .sum()
+}
+
 impl VersionedMap {
     pub fn new() -> VersionedMap {
         VersionedMap::default()
@@ -185,10 +193,7 @@ impl VersionedMap {
             if index > 0 && before >= half {
                 return Some(key.clone());
             }
-            before += versions
-                .values()
-                .map(|value| version_bytes(key, value))
-                .sum::<u64>();
+            before += key_bytes(key, versions);
         }
         self.keys.keys().next_back().cloned()
     }
@@ -199,12 +204,7 @@ impl VersionedMap {
         let right_keys = self.keys.split_off(at);
         let right_bytes: u64 = right_keys
             .iter()
-            .map(|(key, versions)| {
-                versions
-                    .values()
-                    .map(|value| version_bytes(key, value))
-                    .sum::<u64>()
-            })
+            .map(|(key, versions)| key_bytes(key, versions))
             .sum();
         self.bytes -= right_bytes;
         VersionedMap {
@@ -226,7 +226,7 @@ impl VersionedMap {
     pub(crate) fn recount(&self) -> u64 {
         self.keys
             .iter()
-            .flat_map(|(key, versions)| versions.values().map(move |v| version_bytes(key, v)))
+            .map(|(key, versions)| key_bytes(key, versions))
             .sum()
     }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use check::EventType;
+use client::buckets::level;
 use proto::quorate::v1 as pb;
 use proto::quorate::v1::kv_client::KvClient;
 use rand::Rng;
@@ -23,10 +24,6 @@ use crate::{Client, Completion};
 pub const BUCKET: &str = "check-set";
 /// Keys the adds spread over.
 const KEYS: u64 = 4;
-
-fn level(kind: pb::LevelKind) -> Option<pb::Level> {
-    client::buckets::level(kind)
-}
 
 /// The elements of every sibling of a reply, merged.
 fn union(reply: &pb::GetResponse) -> Result<BTreeSet<u64>, String> {
