@@ -13,6 +13,10 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Bounds the work one Raft entry can ask of every member's apply loop.
 pub const MAX_TXN_OPS_DEFAULT: usize = 128;
 
+/// The shortest deadline of a Raft append or vote RPC between members (openraft's own is its
+/// heartbeat interval): room for a follower's fsync on a busy machine.
+pub const RAFT_RPC_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Largest number of Raft entries sent in one AppendEntries message; bounds peer message size
 /// together with `MAX_REQUEST_BYTES_DEFAULT`.
 pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;
@@ -173,3 +177,35 @@ pub const HANDOFF_PAGE_OBJECTS: usize = 256;
 /// How often a request waiting for its member to apply something (the newer ring a replica
 /// refused a stale epoch for, the membership just after start) looks again.
 pub const APPLY_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The largest key of a consensus bucket (a key travels in every Raft entry and routing
+/// decision; ranges split between keys, so a key must stay far below a range's size).
+pub const CONSENSUS_KEY_BYTES_MAX: usize = 4 * 1024;
+
+/// A consensus bucket's default range size: a range splits once its versions pass it
+/// (CockroachDB's and TiKV's order of magnitude: big enough that metadata stays small, small
+/// enough to move in seconds).
+pub const RANGE_MAX_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// The smallest range size a bucket may ask for: below it splits would chase single keys.
+pub const RANGE_MAX_BYTES_MIN: u64 = 64 * 1024;
+
+/// Keys one scan request returns at most (the client pages on with the resume key).
+pub const SCAN_KEYS_MAX: u32 = 10_000;
+
+/// Sends and metadata lookups one request makes at most while it follows splits, moves and
+/// leader changes; the request deadline bounds it too. Each refusal teaches the routing
+/// cache, so few are needed unless a range is between leaders, when the gateway asks again
+/// every few tens of milliseconds until one is elected.
+pub const RANGE_ROUTE_ATTEMPTS: u32 = 512;
+
+/// How often a member compares the ranges the metadata gives it with the groups it runs, and
+/// checks its ranges for splits the metadata committed but their groups have not applied.
+pub const RANGE_RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Applied entries between two snapshots of a range's group: a range's state lives in memory
+/// and a snapshot copies all of it, so it is taken less often than its log grows large.
+pub const RANGE_SNAPSHOT_ENTRIES: u64 = 20_000;
+
+const _: () = assert!(RANGE_MAX_BYTES_MIN <= RANGE_MAX_BYTES_DEFAULT);
+const _: () = assert!(CONSENSUS_KEY_BYTES_MAX as u64 * 4 <= RANGE_MAX_BYTES_MIN);

@@ -351,6 +351,7 @@ pub async fn quorum_bucket(
         w: QuorumLevel::Quorum.to_pb(),
         conflicts: qpb::Conflicts::Lww as i32,
         sloppy: false,
+        ..Default::default()
     };
     client::buckets::ensure(channels, bucket, deadline).await
 }

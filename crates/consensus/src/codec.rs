@@ -23,6 +23,8 @@ pub enum CodecError {
     },
     #[error("invalid membership: {0}")]
     Membership(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn missing(what: &'static str, field: &'static str) -> CodecError {

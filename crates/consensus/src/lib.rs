@@ -11,6 +11,8 @@ mod feed;
 mod lessor;
 mod log_store;
 mod network;
+mod peer_messages;
+pub mod range;
 mod replica;
 mod restore;
 mod state_machine;
@@ -18,8 +20,10 @@ mod types;
 
 #[cfg(feature = "canary")]
 pub use canary::Canary;
+pub use codec::CodecError;
 pub use log_store::{LogStore, LogWriter, MAIN_GROUP};
 pub use network::{PeerError, Peers};
+pub use range::{RangeFiles, RangeGroup, RangeGroupOptions, RangeGroups};
 pub use replica::{RaftOptions, Replica, ReplicaStatus};
 pub use restore::{SnapshotSummary, inspect, restore_member};
 pub use types::{Member, NodeId, Request, TypeConfig};

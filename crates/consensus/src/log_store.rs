@@ -35,6 +35,8 @@ const PURGED: &str = "purged";
 pub struct LogStore {
     shared: Arc<Shared>,
     writer: LogWriter,
+    /// The group had a log here when it was opened.
+    existed: bool,
 }
 
 /// The log writer of a member: one thread and one queue for the logs of all its groups, so
@@ -390,7 +392,63 @@ impl LogWriter {
         Ok(LogStore {
             shared,
             writer: self.clone(),
+            existed: next > 0,
         })
+    }
+}
+
+impl LogWriter {
+    /// Starts the log of a new group whose voters are `voters`: its first entry, the
+    /// membership, with the same log id and content on every replica (term 0, leader 0, index
+    /// 0, members without addresses — peers are reached through the main group's), so replicas
+    /// that start a group each on their own hold identical logs. Does nothing and returns
+    /// false when the group has a log here already. Durable on return.
+    pub fn create_group(
+        &self,
+        group: u64,
+        voters: std::collections::BTreeSet<NodeId>,
+    ) -> Result<bool, io::Error> {
+        assert_ne!(
+            group, MAIN_GROUP,
+            "the main group is initialized by openraft"
+        );
+        if self.has_group(group)? {
+            return Ok(false);
+        }
+        let nodes: std::collections::BTreeMap<NodeId, Member> =
+            voters.iter().map(|id| (*id, Member::default())).collect();
+        let membership = Membership::new(vec![voters], nodes).map_err(io_error)?;
+        let entry = Entry {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 0,
+                    node_id: 0,
+                },
+                0,
+            ),
+            payload: EntryPayload::Membership(membership),
+        };
+        self.store
+            .append(group, &[(0, codec::encode_entry(&entry))])
+            .map_err(io_error)?;
+        Ok(true)
+    }
+
+    /// True when `group` has a log on this member (entries, or a purge mark behind a
+    /// snapshot).
+    pub fn has_group(&self, group: u64) -> Result<bool, io::Error> {
+        Ok(self.store.last(group).map_err(io_error)?.is_some()
+            || read_log_id(&self.store, group, PURGED)?.is_some())
+    }
+
+    /// Removes everything of `group` from the log file (a range replica that left this
+    /// member). Its Raft must be shut down first: nothing of it may still be queued.
+    pub async fn remove_group(&self, group: u64) -> Result<(), io::Error> {
+        assert_ne!(group, MAIN_GROUP, "the main group is never removed");
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.remove_group(group).map_err(io_error))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?
     }
 }
 
@@ -407,6 +465,12 @@ impl LogStore {
     /// The writer this log goes through, to open more groups on it.
     pub fn writer(&self) -> &LogWriter {
         &self.writer
+    }
+
+    /// True when the group had a log on this member when it was opened: entries, or a purge
+    /// mark behind a snapshot (the group ran here before).
+    pub fn has_log(&self) -> bool {
+        self.existed
     }
 
     async fn send(&self, write: Write) -> Result<(), io::Error> {

@@ -45,6 +45,7 @@ pub trait Peers: Send + Sync + 'static {
     fn install_snapshot(
         &self,
         peer_url: &str,
+        group: u64,
         vote: pb::Vote,
         meta: pb::SnapshotMeta,
         data: Vec<u8>,
@@ -85,12 +86,44 @@ pub trait Peers: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>>;
 
+    /// Sends a client request for a range to a replica of it.
+    fn range_call(
+        &self,
+        peer_url: &str,
+        request: pb::RangeCallRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeCallResponse, PeerError>>;
+
+    /// Asks a replica of a range what it holds.
+    fn range_status(
+        &self,
+        peer_url: &str,
+        range: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeStatusResponse, PeerError>>;
+
+    /// Probes the member at `peer_url`; answers with the id of the member that answered.
+    fn ping(
+        &self,
+        peer_url: &str,
+        from: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<u64, PeerError>>;
+
     /// Asks the member at `peer_url` for the cluster id and its memberships.
     fn members(
         &self,
         peer_url: &str,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::MembersResponse, PeerError>>;
+}
+
+/// How long an append or vote RPC may take: openraft's own deadline (its heartbeat interval
+/// for appends, so 50–100 ms), but never less than `RAFT_RPC_TIMEOUT_MIN` — a follower's
+/// fsync on a busy machine can take longer than one heartbeat, and an append abandoned then
+/// is sent again from scratch, which on a loaded member turns slowness into timeouts.
+fn rpc_ttl(option: &RPCOption) -> std::time::Duration {
+    option.hard_ttl().max(base::limits::RAFT_RPC_TIMEOUT_MIN)
 }
 
 fn rpc_error(error: PeerError) -> RpcError {
@@ -112,6 +145,8 @@ pub(crate) type AddressBook = Arc<std::sync::RwLock<std::collections::BTreeMap<N
 pub(crate) struct NetworkFactory {
     pub(crate) peers: Arc<dyn Peers>,
     pub(crate) book: AddressBook,
+    /// The group whose messages this network carries.
+    pub(crate) group: u64,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -124,6 +159,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             fallback,
             book: self.book.clone(),
+            group: self.group,
         }
     }
 }
@@ -134,6 +170,7 @@ pub(crate) struct NetworkClient {
     /// The URL the membership named when the client was made.
     fallback: String,
     book: AddressBook,
+    group: u64,
 }
 
 impl NetworkClient {
@@ -151,10 +188,11 @@ impl NetworkClient {
         option: RPCOption,
         pre_vote: bool,
     ) -> Result<VoteResponse, RpcError> {
-        let request = codec::vote_request_to_pb(&rpc, pre_vote);
+        let mut request = codec::vote_request_to_pb(&rpc, pre_vote);
+        request.group = self.group;
         let response = self
             .peers
-            .vote(&self.peer_url(), request, option.hard_ttl())
+            .vote(&self.peer_url(), request, rpc_ttl(&option))
             .await
             .map_err(rpc_error)?;
         codec::vote_response_from_pb(&response).map_err(decode_error)
@@ -169,10 +207,11 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError> {
-        let request = codec::append_request_to_pb(&rpc);
+        let mut request = codec::append_request_to_pb(&rpc);
+        request.group = self.group;
         let response = self
             .peers
-            .append_entries(&self.peer_url(), request, option.hard_ttl())
+            .append_entries(&self.peer_url(), request, rpc_ttl(&option))
             .await
             .map_err(rpc_error)?;
         codec::append_response_from_pb(response).map_err(decode_error)
@@ -203,6 +242,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
     ) -> Result<SnapshotResponse, StreamingError> {
         let send = self.peers.install_snapshot(
             &self.peer_url(),
+            self.group,
             codec::vote_to_pb(&vote),
             codec::snapshot_meta_to_pb(&snapshot.meta),
             snapshot.snapshot.into_inner(),
@@ -227,7 +267,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         option: RPCOption,
     ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RpcError> {
         let request = pb::TransferLeaderRequest {
-            group: 0,
+            group: self.group,
             from_leader: Some(codec::vote_to_pb(request.from_leader())),
             to: *request.to_node_id(),
             last_log_id: request.last_log_id().map(codec::log_id_to_pb),

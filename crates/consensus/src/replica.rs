@@ -3,7 +3,6 @@
 //! the transport hands it the Raft messages peers send.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,14 +107,14 @@ pub struct ReplicaStatus {
 pub struct Replica {
     raft: Raft,
     state: StateMachine,
-    peers: Arc<dyn Peers>,
+    pub(crate) peers: Arc<dyn Peers>,
     id: NodeId,
     request_timeout: Duration,
     /// Serializes membership changes on the leader: openraft refuses a change while another
     /// is uncommitted, so concurrent ones wait here instead.
     membership_changes: Arc<tokio::sync::Mutex<()>>,
     lessor: SharedLessor,
-    clock: Arc<dyn base::Clock>,
+    pub(crate) clock: Arc<dyn base::Clock>,
     /// The smallest TTL a lease is granted (etcd's: 1.5 election timeouts).
     lease_ttl_min: i64,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
@@ -129,6 +128,8 @@ pub struct Replica {
     election_timeout: Duration,
     /// Set (with the evidence) once this member learns it was removed from the group.
     removed: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    /// Every member's peer URL, kept from the membership; range groups address peers by it.
+    pub(crate) book: AddressBook,
 }
 
 fn internal(error: impl std::fmt::Display) -> EtcdError {
@@ -136,10 +137,11 @@ fn internal(error: impl std::fmt::Display) -> EtcdError {
 }
 
 impl Replica {
-    /// Opens the group's storage, starts Raft, and bootstraps a new group when asked.
+    /// Opens the group's storage, starts Raft, and bootstraps a new group when asked. `log` is
+    /// the main group's log (`LogWriter::open_group(MAIN_GROUP)`), on the member's one writer.
     pub async fn start(
         options: RaftOptions,
-        log: storage::LogStore,
+        log: LogStore,
         state: StateStore,
         snapshot: SnapshotFile,
         peers: Arc<dyn Peers>,
@@ -168,16 +170,11 @@ impl Replica {
         let network = NetworkFactory {
             peers: peers.clone(),
             book: book.clone(),
+            group: crate::log_store::MAIN_GROUP,
         };
-        let raft = Raft::new(
-            options.id,
-            config,
-            network,
-            LogStore::new(log).map_err(internal)?,
-            state_machine.clone(),
-        )
-        .await
-        .map_err(internal)?;
+        let raft = Raft::new(options.id, config, network, log, state_machine.clone())
+            .await
+            .map_err(internal)?;
         if options.bootstrap && !raft.is_initialized().await.map_err(internal)? {
             match raft.initialize(options.initial_members.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
@@ -209,6 +206,7 @@ impl Replica {
             canary: options.canary,
             election_timeout: options.election_timeout_max,
             removed: Arc::new(tokio::sync::watch::Sender::new(None)),
+            book: book.clone(),
         };
         tokio::spawn(replica.clone().run_lessor());
         tokio::spawn(replica.clone().follow_addresses(book));
@@ -447,6 +445,21 @@ impl Replica {
         }
     }
 
+    /// Commits a split, merge or replica change of a range through Raft (the metadata group);
+    /// the reply's `refusal` says why nothing changed.
+    pub async fn change_range(
+        &self,
+        change: pb::RangeChange,
+    ) -> Result<pb::RangeChangeResponse, EtcdError> {
+        let command = pb::Command {
+            op: Some(pb::command::Op::RangeChange(change)),
+        };
+        match self.propose(command).await?.op {
+            Some(pb::command_response::Op::RangeChange(reply)) => Ok(reply),
+            other => Err(internal(format!("range change answered with {other:?}"))),
+        }
+    }
+
     /// Commits a step of a ring change through Raft; the reply's `refusal` says why nothing
     /// changed.
     pub async fn change_ring(
@@ -658,27 +671,12 @@ impl Replica {
         &self,
         request: pb::AppendEntriesRequest,
     ) -> Result<pb::AppendEntriesResponse, String> {
-        let request = codec::append_request_from_pb(request).map_err(|e| e.to_string())?;
-        let response = self
-            .raft
-            .append_entries(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(codec::append_response_to_pb(&response))
+        crate::peer_messages::append(&self.raft, request).await
     }
 
     /// Handles a peer's (pre-)vote request.
     pub async fn handle_vote(&self, request: pb::VoteRequest) -> Result<pb::VoteResponse, String> {
-        let pre_vote = request.pre_vote;
-        let request = codec::vote_request_from_pb(&request).map_err(|e| e.to_string())?;
-        let response = if pre_vote {
-            self.raft.pre_vote(request).await
-        } else {
-            self.raft.vote(request).await
-        };
-        Ok(codec::vote_response_to_pb(
-            &response.map_err(|e| e.to_string())?,
-        ))
+        crate::peer_messages::vote(&self.raft, request).await
     }
 
     /// Handles a whole snapshot sent by the leader.
@@ -688,22 +686,10 @@ impl Replica {
         meta: pb::SnapshotMeta,
         data: Vec<u8>,
     ) -> Result<pb::SnapshotResponse, String> {
-        let vote = codec::vote_from_pb(&vote).map_err(|e| e.to_string())?;
-        let meta = codec::snapshot_meta_from_pb(&meta).map_err(|e| e.to_string())?;
-        let snapshot = Snapshot {
-            meta,
-            snapshot: Cursor::new(data),
-        };
-        let response = self
-            .raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = crate::peer_messages::snapshot(&self.raft, vote, meta, data).await?;
         self.snapshots_installed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(pb::SnapshotResponse {
-            vote: Some(codec::vote_to_pb(&response.vote)),
-        })
+        Ok(response)
     }
 
     /// Returns how many snapshots this member received from a leader since it started.

@@ -451,6 +451,16 @@ impl Shared {
                     }
                 }
                 EntryPayload::Normal(Request(pb::Command {
+                    op: Some(pb::command::Op::RangeChange(change)),
+                })) => {
+                    let reply = topology::apply_range_change(&mut inner.topology, change);
+                    topology_changed |= reply.refusal.is_empty();
+                    pb::CommandResponse {
+                        op: Some(pb::command_response::Op::RangeChange(reply)),
+                        ..Default::default()
+                    }
+                }
+                EntryPayload::Normal(Request(pb::Command {
                     op: Some(pb::command::Op::Ring(change)),
                 })) => {
                     let reply = topology::apply_ring_change(&mut inner.topology, change);
@@ -564,9 +574,15 @@ fn apply_command(
                 ChangeSet::default(),
             ))
         }
-        Some(Op::Bucket(_) | Op::Ring(_)) => {
-            unreachable!("bucket and ring changes are applied to the topology before commands")
+        Some(Op::Bucket(_) | Op::Ring(_) | Op::RangeChange(_)) => {
+            unreachable!(
+                "bucket, ring and range changes are applied to the topology before commands"
+            )
         }
+        // Only a range's own group applies range commands; proposing one here is refused.
+        Some(Op::Range(_)) => Err(EtcdError::Internal(
+            "a range command was proposed to the metadata group".into(),
+        )),
         None => Err(EtcdError::Internal("empty command".into())),
     };
     match result {

@@ -35,6 +35,8 @@ impl fmt::Display for Request {
             }
             Some(pb::command::Op::Bucket(_)) => write!(f, "bucket_change"),
             Some(pb::command::Op::Ring(_)) => write!(f, "ring_change"),
+            Some(pb::command::Op::RangeChange(c)) => write!(f, "range_change({})", c.range),
+            Some(pb::command::Op::Range(_)) => write!(f, "range_command"),
             None => write!(f, "empty"),
         }
     }

@@ -19,7 +19,11 @@ use etcd_api::{
     MaintenanceService, WatchService,
 };
 use proto::quorate::raft::v1 as pb;
+use proto::quorate::v1::buckets_server::BucketsServer;
+use proto::quorate::v1::kv_server::KvServer;
+use proto::quorate::v1::ranges_server::RangesServer;
 use quorum_node::QuorumNode;
+use range_node::{BucketsFront, KvFront, RangeNode, RangesService};
 use storage::{LogStore, ObjectStore, SnapshotFile, StateStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -86,6 +90,8 @@ pub enum NodeError {
     Storage(#[from] storage::StorageError),
     #[error("start consensus: {0}")]
     Consensus(base::EtcdError),
+    #[error("open the raft log or range files: {0}")]
+    Io(std::io::Error),
     #[error("listen on {url}: {source}")]
     Listen { url: String, source: std::io::Error },
     #[error("serve: {0}")]
@@ -195,7 +201,12 @@ pub async fn run(
     });
     let (id, cluster_id) = identity(&config, &peers).await?;
 
-    let log = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
+    let log_file = LogStore::open(&config.data_dir.join("raft-log.redb"))?;
+    // One writer for every group's log: the main group and each range's.
+    let writer = consensus::LogWriter::start(log_file).map_err(NodeError::Io)?;
+    let log = writer
+        .open_group(consensus::MAIN_GROUP)
+        .map_err(NodeError::Io)?;
     let state = StateStore::open(&config.data_dir.join("state.redb"))?;
     let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"));
     let objects = Arc::new(ObjectStore::open(&config.data_dir.join("quorum.redb"))?);
@@ -248,18 +259,41 @@ pub async fn run(
     )?;
     #[cfg(feature = "canary")]
     quorum.plant(config.canary);
+    let ranges = RangeNode::new(
+        replica.clone(),
+        writer,
+        peers.clone(),
+        range_node::RangeConfig {
+            dir: config.data_dir.join("ranges"),
+            request_timeout: config.request_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+            election_timeout_min: config.election_timeout,
+            election_timeout_max: config.election_timeout * 2,
+            value_bytes_max: config.max_request_bytes,
+        },
+    )
+    .map_err(NodeError::Io)?;
+    ranges.start();
     let mut tasks = tokio::task::JoinSet::new();
     for listener in peer_listeners {
         let (_, _, replica_service) = quorum.services();
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(RaftService::server(replica.clone(), cluster_id.0))
+            .add_service(RaftService::server(
+                replica.clone(),
+                ranges.groups(),
+                cluster_id.0,
+            ))
             .add_service(replica_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in client_listeners {
         let gate = LearnerGates::new(replica.clone());
-        let (buckets_service, kv_service, _) = quorum.services();
+        let (quorum_buckets, quorum_kv) = quorum.client_handlers();
+        let buckets_service = BucketsServer::new(BucketsFront::new(quorum_buckets, ranges.clone()));
+        let kv_service = KvServer::new(KvFront::new(quorum_kv, ranges.clone()))
+            .max_decoding_message_size(quorum.kv_message_bytes_max());
+        let ranges_service = RangesServer::new(RangesService(ranges.clone()));
         let ring_service = quorum.ring_service();
         let fault_service = faults
             .as_ref()
@@ -279,6 +313,7 @@ pub async fn run(
             .add_service(buckets_service)
             .add_service(ring_service)
             .add_service(kv_service)
+            .add_service(ranges_service)
             .add_optional_service(fault_service);
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
@@ -338,6 +373,7 @@ pub async fn run(
             Err(error) => result = Err(NodeError::Serve(error.to_string())),
         }
     }
+    ranges.shutdown().await;
     replica.shutdown().await;
     match removed {
         Some(reason) => Err(NodeError::Removed(reason)),

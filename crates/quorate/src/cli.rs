@@ -11,7 +11,9 @@ use crate::print::{
     delete_json, print_delete, print_put, print_range, print_txn, put_json, range_json, txn_json,
 };
 use crate::watch_cmd::{WatchArgs, watch};
-use crate::{bench_cmd, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, ring_cmd, txn};
+use crate::{
+    bench_cmd, check_cmd, coord, demo, fault_cmd, node_cmd, quorum_cmd, range_cmd, ring_cmd, txn,
+};
 
 /// Quorate: a distributed key-value database with consistency as an explicit choice.
 #[derive(Parser, Debug)]
@@ -178,7 +180,7 @@ pub enum Command {
         #[command(subcommand)]
         command: fault_cmd::FaultCommand,
     },
-    /// Quorum buckets: create, list, show, delete.
+    /// Buckets (quorum or consensus): create, list, show, delete.
     Bucket {
         #[command(subcommand)]
         command: quorum_cmd::BucketCommand,
@@ -188,10 +190,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ring_cmd::RingCommand,
     },
-    /// Keys of quorum buckets: put, get, del with per-request levels and contexts.
+    /// Keys of buckets: put, get, del (per-request levels and contexts on quorum buckets),
+    /// scan (consensus buckets).
     Kv {
         #[command(subcommand)]
         command: quorum_cmd::KvCommand,
+    },
+    /// The ranges of consensus buckets: list, split, merge.
+    Range {
+        #[command(subcommand)]
+        command: range_cmd::RangeCommand,
     },
     /// Per-endpoint commands.
     Endpoint {
@@ -292,6 +300,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kv { command } => {
             quorum_cmd::run_kv(&cli.endpoints, command, timeout, json_out).await
+        }
+        Command::Range { command } => {
+            range_cmd::run(&cli.endpoints, command, timeout, json_out).await
         }
         Command::Put {
             key,

@@ -12,6 +12,7 @@ mod named;
 mod node_cmd;
 mod print;
 mod quorum_cmd;
+mod range_cmd;
 mod ring_cmd;
 mod txn;
 mod watch_cmd;

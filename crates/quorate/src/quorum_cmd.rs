@@ -1,6 +1,6 @@
-//! `quorate bucket` and `quorate kv`: quorum buckets over the native `quorate.v1` API —
-//! define buckets, and put, get and delete keys with per-request read and write levels and
-//! causal contexts.
+//! `quorate bucket` and `quorate kv` over the native `quorate.v1` API, for both bucket kinds:
+//! define buckets; put, get and delete keys (on quorum buckets with per-request read and write
+//! levels and causal contexts; on consensus buckets linearizably); scan consensus buckets.
 
 use std::time::Duration;
 
@@ -21,10 +21,13 @@ pub enum ConflictsArg {
     Lww,
 }
 
-/// Bucket types (consensus buckets come with range sharding).
+/// Bucket types.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BucketTypeArg {
+    /// Leaderless replication with per-request R and W (available in a partition).
     Quorum,
+    /// Keys in byte order split into ranges, each its own Raft group (linearizable).
+    Consensus,
 }
 
 /// The bucket subcommands.
@@ -35,21 +38,26 @@ pub enum BucketCommand {
         name: String,
         #[arg(long = "type", value_enum, default_value = "quorum")]
         bucket_type: BucketTypeArg,
-        /// Replicas per key.
-        #[arg(long, default_value_t = 3)]
+        /// Replicas per key (of a quorum bucket) or per range (of a consensus bucket).
+        #[arg(long, visible_alias = "replicas", default_value_t = 3)]
         n: u32,
-        /// Default read level: one, quorum, all or a number.
-        #[arg(long, default_value = "quorum", value_parser = parse_level)]
-        r: pb::Level,
-        /// Default write level: one, quorum, all or a number.
-        #[arg(long, default_value = "quorum", value_parser = parse_level)]
-        w: pb::Level,
-        #[arg(long, value_enum, default_value = "siblings")]
-        conflicts: ConflictsArg,
-        /// Sloppy quorum: when a preferred replica is unreachable, the next member on the
-        /// ring holds the write as a hint and it counts toward W.
+        /// Quorum buckets: the default read level, one, quorum, all or a number (quorum).
+        #[arg(long, value_parser = parse_level)]
+        r: Option<pb::Level>,
+        /// Quorum buckets: the default write level, one, quorum, all or a number (quorum).
+        #[arg(long, value_parser = parse_level)]
+        w: Option<pb::Level>,
+        /// Quorum buckets: how concurrent writes are resolved (siblings).
+        #[arg(long, value_enum)]
+        conflicts: Option<ConflictsArg>,
+        /// Quorum buckets: sloppy quorum — when a preferred replica is unreachable, the next
+        /// member on the ring holds the write as a hint and it counts toward W.
         #[arg(long)]
         sloppy: bool,
+        /// Consensus buckets: a range splits once its versions pass this many bytes
+        /// (default 64 MiB).
+        #[arg(long)]
+        range_max_bytes: Option<u64>,
     },
     /// List the buckets.
     List,
@@ -96,6 +104,25 @@ pub enum KvCommand {
         #[arg(long, default_value = "")]
         context: String,
     },
+    /// List the live keys of a consensus bucket in key order: all, a prefix, or [FROM, TO).
+    Scan {
+        bucket: String,
+        /// Only keys that start with this.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        prefix: Option<String>,
+        /// From this key (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// To this key (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many keys (default: all).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print only the keys.
+        #[arg(long)]
+        keys_only: bool,
+    },
 }
 
 /// Parses `one`, `quorum`, `all` or a positive number.
@@ -141,7 +168,19 @@ fn conflicts_text(value: i32) -> &'static str {
     }
 }
 
+fn is_consensus(bucket: &pb::Bucket) -> bool {
+    bucket.r#type == pb::BucketType::Consensus as i32
+}
+
 fn bucket_json(bucket: &pb::Bucket) -> Value {
+    if is_consensus(bucket) {
+        return json!({
+            "name": bucket.name,
+            "type": "consensus",
+            "replicas": bucket.n,
+            "range_max_bytes": bucket.range_max_bytes,
+        });
+    }
     json!({
         "name": bucket.name,
         "type": "quorum",
@@ -154,6 +193,12 @@ fn bucket_json(bucket: &pb::Bucket) -> Value {
 }
 
 fn bucket_text(bucket: &pb::Bucket) -> String {
+    if is_consensus(bucket) {
+        return format!(
+            "{}: consensus, replicas={}, range-max-bytes={}",
+            bucket.name, bucket.n, bucket.range_max_bytes
+        );
+    }
     format!(
         "{}: quorum, n={}, r={}, w={}, conflicts={}, {}",
         bucket.name,
@@ -197,24 +242,46 @@ pub async fn run_bucket(
     match command {
         BucketCommand::Create {
             name,
-            bucket_type: BucketTypeArg::Quorum,
+            bucket_type,
             n,
             r,
             w,
             conflicts,
             sloppy,
+            range_max_bytes,
         } => {
-            let bucket = pb::Bucket {
-                name,
-                r#type: pb::BucketType::Quorum as i32,
-                n,
-                r: Some(r),
-                w: Some(w),
-                conflicts: match conflicts {
-                    ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
-                    ConflictsArg::Lww => pb::Conflicts::Lww as i32,
-                },
-                sloppy,
+            let bucket = match bucket_type {
+                BucketTypeArg::Quorum => {
+                    if range_max_bytes.is_some() {
+                        anyhow::bail!("--range-max-bytes is for consensus buckets");
+                    }
+                    let quorum = || parse_level("quorum").expect("a level name");
+                    pb::Bucket {
+                        name,
+                        r#type: pb::BucketType::Quorum as i32,
+                        n,
+                        r: Some(r.unwrap_or_else(quorum)),
+                        w: Some(w.unwrap_or_else(quorum)),
+                        conflicts: match conflicts.unwrap_or(ConflictsArg::Siblings) {
+                            ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
+                            ConflictsArg::Lww => pb::Conflicts::Lww as i32,
+                        },
+                        sloppy,
+                        ..Default::default()
+                    }
+                }
+                BucketTypeArg::Consensus => {
+                    if r.is_some() || w.is_some() || conflicts.is_some() || sloppy {
+                        anyhow::bail!("--r, --w, --conflicts and --sloppy are for quorum buckets");
+                    }
+                    pb::Bucket {
+                        name,
+                        r#type: pb::BucketType::Consensus as i32,
+                        n,
+                        range_max_bytes: range_max_bytes.unwrap_or(0),
+                        ..Default::default()
+                    }
+                }
             };
             let created = buckets
                 .create(pb::CreateBucketRequest {
@@ -295,7 +362,8 @@ pub async fn run_kv(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            print_write(reply.acked, &reply.context, json_out);
+            let ts = (reply.timestamp_micros, reply.timestamp_logical);
+            print_write(reply.acked, &reply.context, ts, json_out);
         }
         KvCommand::Del {
             bucket,
@@ -314,7 +382,34 @@ pub async fn run_kv(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            print_write(reply.acked, &reply.context, json_out);
+            let ts = (reply.timestamp_micros, reply.timestamp_logical);
+            print_write(reply.acked, &reply.context, ts, json_out);
+        }
+        KvCommand::Scan {
+            bucket,
+            prefix,
+            from,
+            to,
+            limit,
+            keys_only,
+        } => {
+            let (from, to) = match prefix {
+                Some(prefix) => {
+                    let end = base::keys::prefix_end(prefix.as_bytes());
+                    (
+                        prefix.into_bytes(),
+                        (!end.is_empty() && end != [0]).then_some(end),
+                    )
+                }
+                None => (
+                    from.map(String::into_bytes).unwrap_or_default(),
+                    to.map(String::into_bytes),
+                ),
+            };
+            scan(
+                &mut kv, bucket, from, to, limit, keys_only, json_out, timeout_ms,
+            )
+            .await?;
         }
         KvCommand::Locate { bucket, key } => {
             let reply = kv
@@ -358,6 +453,7 @@ pub async fn run_kv(
                     r,
                     timeout_ms,
                     monotonic,
+                    ..Default::default()
                 })
                 .await
                 .map_err(status_error)?
@@ -387,7 +483,10 @@ pub async fn run_kv(
                 for sibling in &reply.siblings {
                     println!("{}", String::from_utf8_lossy(&sibling.value));
                 }
-                println!("context: {}", reply.context);
+                // Consensus buckets have no causal context.
+                if !reply.context.is_empty() {
+                    println!("context: {}", reply.context);
+                }
             }
         }
     }
@@ -423,13 +522,87 @@ pub async fn liveness(
     Ok(seen)
 }
 
-fn print_write(acked: u32, context: &str, json_out: bool) {
-    if json_out {
-        println!("{}", json!({ "acked": acked, "context": context }));
-    } else {
-        println!("OK (acknowledged by {acked})");
-        println!("context: {context}");
+/// Prints a write's reply: a quorum bucket's acknowledgements and context, or a consensus
+/// bucket's timestamp (its writes carry no context).
+fn print_write(acked: u32, context: &str, ts: (u64, u32), json_out: bool) {
+    let consensus = context.is_empty();
+    match (json_out, consensus) {
+        (true, false) => println!("{}", json!({ "acked": acked, "context": context })),
+        (true, true) => println!(
+            "{}",
+            json!({ "timestamp_micros": ts.0, "timestamp_logical": ts.1 })
+        ),
+        (false, false) => {
+            println!("OK (acknowledged by {acked})");
+            println!("context: {context}");
+        }
+        (false, true) => println!("OK"),
     }
+}
+
+/// Pages through a scan of a consensus bucket (each page up to the member's bound) and
+/// prints every key (and value) once, in order.
+///
+/// Long because it is the paging loop and both output formats.
+#[allow(clippy::too_many_arguments)]
+async fn scan(
+    kv: &mut KvClient<Channel>,
+    bucket: String,
+    from: Vec<u8>,
+    to: Option<Vec<u8>>,
+    limit: Option<u32>,
+    keys_only: bool,
+    json_out: bool,
+    timeout_ms: u32,
+) -> anyhow::Result<()> {
+    let mut next = Some(from);
+    let mut entries = Vec::new();
+    while let Some(from) = next.take() {
+        let left = limit.map(|l| l - entries.len() as u32);
+        if left == Some(0) {
+            break;
+        }
+        let reply = kv
+            .scan(pb::ScanRequest {
+                bucket: bucket.clone(),
+                from,
+                to: to.clone(),
+                limit: left.unwrap_or(0),
+                timeout_ms,
+                ..Default::default()
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if !json_out {
+            for entry in &reply.entries {
+                println!("{}", String::from_utf8_lossy(&entry.key));
+                if !keys_only {
+                    println!("{}", String::from_utf8_lossy(&entry.value));
+                }
+            }
+        }
+        entries.extend(reply.entries);
+        next = reply.resume;
+    }
+    if json_out {
+        let kvs: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let mut entry = json!({
+                    "key": String::from_utf8_lossy(&e.key),
+                    "timestamp_micros": e.timestamp_micros,
+                    "timestamp_logical": e.timestamp_logical,
+                });
+                if !keys_only {
+                    entry["value"] = json!(String::from_utf8_lossy(&e.value));
+                }
+                entry
+            })
+            .collect();
+        println!("{}", json!({ "kvs": kvs, "count": kvs.len() }));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -419,6 +419,17 @@ impl QuorumNode {
         )
     }
 
+    /// The client services as plain handlers, for a front that serves consensus buckets and
+    /// hands the rest to them.
+    pub fn client_handlers(self: &Arc<Self>) -> (BucketsService, KvService) {
+        (BucketsService(self.clone()), KvService(self.clone()))
+    }
+
+    /// The largest client message the Kv service takes.
+    pub fn kv_message_bytes_max(&self) -> usize {
+        self.value_bytes_max + base::limits::GRPC_OVERHEAD_BYTES
+    }
+
     fn me(&self) -> NodeId {
         NodeId(self.replica.id())
     }

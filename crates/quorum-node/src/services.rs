@@ -75,6 +75,7 @@ impl QuorumNode {
             change: Some(raftpb::bucket_change::Change::Create(bucket)),
             initial_ring: ring_tokens(&ring),
             vnodes: RING_VNODES,
+            ..Default::default()
         };
         let reply = self
             .replica
@@ -94,6 +95,7 @@ impl QuorumNode {
             change: Some(raftpb::bucket_change::Change::Delete(name)),
             initial_ring: Vec::new(),
             vnodes: 0,
+            ..Default::default()
         };
         let reply = self
             .replica
@@ -221,6 +223,7 @@ impl Kv for KvService {
         Ok(Response::new(pb::PutResponse {
             context,
             acked: acked as u32,
+            ..Default::default()
         }))
     }
 
@@ -238,6 +241,15 @@ impl Kv for KvService {
             token: plan.token,
             next_replicas: ids(&plan.next),
         }))
+    }
+
+    async fn scan(
+        &self,
+        _request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        Err(Status::unimplemented(
+            "scans of quorum buckets are not served yet (issue #17)",
+        ))
     }
 
     async fn liveness(
@@ -285,6 +297,7 @@ impl Kv for KvService {
         Ok(Response::new(pb::DeleteResponse {
             context,
             acked: acked as u32,
+            ..Default::default()
         }))
     }
 }

@@ -112,6 +112,11 @@ impl RangeCache {
         }
     }
 
+    /// The cached ranges in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &CachedRange> + '_ {
+        self.ranges.values()
+    }
+
     /// The number of cached ranges.
     pub fn len(&self) -> usize {
         self.ranges.len()

@@ -104,6 +104,37 @@ impl RangeMachine {
         &self.state
     }
 
+    /// The remembered sessions, by client: (client, sequence, outcome, last use), what a
+    /// snapshot stores.
+    pub fn sessions(&self) -> impl Iterator<Item = (u64, u64, &Outcome, u64)> + '_ {
+        self.sessions
+            .iter()
+            .map(|(client, s)| (*client, s.sequence, &s.outcome, s.used))
+    }
+
+    /// A machine from a snapshot's parts: its state, last applied index and sessions
+    /// (client, sequence, outcome, last use); beyond `SESSIONS_MAX` the least recently used
+    /// are dropped, as they would have been.
+    pub fn restore(
+        state: RangeState,
+        applied: u64,
+        sessions: impl IntoIterator<Item = (u64, u64, Outcome, u64)>,
+    ) -> RangeMachine {
+        let mut machine = RangeMachine::new(state);
+        machine.applied = applied;
+        for (client, sequence, outcome, used) in sessions {
+            machine.keep(
+                client,
+                Session {
+                    sequence,
+                    outcome,
+                    used,
+                },
+            );
+        }
+        machine
+    }
+
     pub fn applied(&self) -> u64 {
         self.applied
     }

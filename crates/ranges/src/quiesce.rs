@@ -1,29 +1,42 @@
 //! Quiescence of one range's Raft group, so a thousand idle ranges cost next to nothing. A
-//! leader that has seen no activity for `idle_ticks` ticks, whose followers have all
-//! acknowledged its last entry and are live, stops heartbeating and asks its followers to
-//! sleep at its term and last index; a follower sleeps (stops its election timer) only if its
-//! own log ends at exactly that entry of that term — otherwise it still needs the leader's
-//! appends. Any activity wakes the group (a proposal or read on the leader, an append on a
-//! follower), and so does the failure detector declaring the leader's member down: its
-//! followers wake, their election timers run again, and one of them takes over. A quiesced
-//! leader therefore relies on the member-level failure detector (SWIM) rather than on per-
-//! range heartbeats, as CockroachDB's quiesced ranges rely on node liveness.
+//! leader that has seen no activity for `leader_idle_ticks` ticks, whose followers have all
+//! acknowledged its last entry and are live, stops heartbeating. A follower that has heard
+//! nothing from its leader for `follower_idle_ticks` ticks while the failure detector holds
+//! the leader's member live stops its election timer: the leader is there, only quiet. Any
+//! activity wakes the group (a proposal or read on the leader, an append — even an empty
+//! heartbeat — on a follower), and so does the failure detector suspecting the leader's
+//! member: its followers wake, their election timers run again, and one of them takes over.
+//! A quiesced group therefore relies on the member-level failure detector (SWIM and phi)
+//! rather than on per-range heartbeats, as CockroachDB's quiesced ranges rely on node
+//! liveness. Sleeping never touches safety — it only decides whether a replica may start an
+//! election — so a wrong decision costs at most an election or a wait for the detector.
+//!
+//! A follower's idle ticks must stay well under its election timeout: it must stop its timer
+//! before the quiet leader's silence makes it campaign.
 
 /// How long a group stays busy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct QuiesceConfig {
-    /// Ticks without activity before a leader quiesces.
-    pub idle_ticks: u32,
+    /// Ticks without activity before a leader stops heartbeating.
+    pub leader_idle_ticks: u32,
+    /// Ticks without hearing from a live leader before a follower stops its election timer.
+    pub follower_idle_ticks: u32,
 }
 
-/// Idle ticks before quiescing by default: with the driver's tick at the heartbeat interval,
-/// a few election timeouts' worth.
-pub const IDLE_TICKS_DEFAULT: u32 = 20;
+/// Idle ticks before a leader quiesces by default: with the driver's tick at the heartbeat
+/// interval (100 ms), two seconds — a few election timeouts' worth of heartbeats carry the
+/// last commit index to every follower first.
+pub const LEADER_IDLE_TICKS_DEFAULT: u32 = 20;
+
+/// Silent ticks before a follower sleeps by default: three heartbeat intervals, a third of
+/// the shortest election timeout (1 s) at the default settings.
+pub const FOLLOWER_IDLE_TICKS_DEFAULT: u32 = 3;
 
 impl Default for QuiesceConfig {
     fn default() -> QuiesceConfig {
         QuiesceConfig {
-            idle_ticks: IDLE_TICKS_DEFAULT,
+            leader_idle_ticks: LEADER_IDLE_TICKS_DEFAULT,
+            follower_idle_ticks: FOLLOWER_IDLE_TICKS_DEFAULT,
         }
     }
 }
@@ -37,19 +50,15 @@ pub enum QuiesceInput {
         followers_caught_up: bool,
         followers_live: bool,
     },
-    /// A proposal or read (on the leader) or an append from the leader (on a follower).
-    Activity,
-    /// On a follower: the leader asks it to sleep at `(term, last_index)`; `own` is where the
-    /// follower's log ends.
-    SleepRequest {
-        term: u64,
-        last_index: u64,
-        own_term: u64,
-        own_last_index: u64,
+    /// A tick on a follower: whether the leader sent anything since the last tick, and
+    /// whether a leader is known and its member is live.
+    FollowerTick {
+        heard_from_leader: bool,
+        leader_live: bool,
     },
-    /// The failure detector declared the leader's member down.
-    LeaderDown,
-    /// This replica's role changed (it became leader or follower): start awake.
+    /// A proposal or read on the leader.
+    Activity,
+    /// This replica's role changed (it became leader, follower or candidate): start awake.
     RoleChanged,
 }
 
@@ -58,7 +67,7 @@ pub enum QuiesceInput {
 pub enum QuiesceOutput {
     /// Nothing changes.
     Stay,
-    /// Leader: stop heartbeats and send every follower a sleep request at the last entry.
+    /// Leader: stop heartbeats.
     Quiesce,
     /// Follower: stop the election timer.
     Sleep,
@@ -99,7 +108,7 @@ impl Quiescer {
                     return QuiesceOutput::Stay;
                 }
                 self.idle_ticks = self.idle_ticks.saturating_add(1);
-                if self.idle_ticks >= self.config.idle_ticks
+                if self.idle_ticks >= self.config.leader_idle_ticks
                     && followers_caught_up
                     && followers_live
                 {
@@ -108,24 +117,25 @@ impl Quiescer {
                 }
                 QuiesceOutput::Stay
             }
-            QuiesceInput::Activity => {
-                self.idle_ticks = 0;
-                self.wake()
-            }
-            QuiesceInput::SleepRequest {
-                term,
-                last_index,
-                own_term,
-                own_last_index,
+            QuiesceInput::FollowerTick {
+                heard_from_leader,
+                leader_live,
             } => {
-                if !self.quiesced && term == own_term && last_index == own_last_index {
+                if heard_from_leader || !leader_live {
+                    self.idle_ticks = 0;
+                    return self.wake();
+                }
+                if self.quiesced {
+                    return QuiesceOutput::Stay;
+                }
+                self.idle_ticks = self.idle_ticks.saturating_add(1);
+                if self.idle_ticks >= self.config.follower_idle_ticks {
                     self.quiesced = true;
                     return QuiesceOutput::Sleep;
                 }
                 QuiesceOutput::Stay
             }
-            QuiesceInput::LeaderDown => self.wake(),
-            QuiesceInput::RoleChanged => {
+            QuiesceInput::Activity | QuiesceInput::RoleChanged => {
                 self.idle_ticks = 0;
                 self.wake()
             }

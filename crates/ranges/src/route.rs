@@ -119,7 +119,13 @@ impl Route {
             }
             RouteFailure::RangeMoved(None) => cache.evict(range, generation),
             RouteFailure::NotLeader(Some(leader)) if leader != member => {
+                // Fresh news: the hinted leader is tried again even if it refused before (it
+                // may have been elected since), and the replica that pointed there is not.
                 cache.set_leader(range, leader);
+                self.tried.retain(|tried| *tried != leader);
+                if !self.tried.contains(&member) {
+                    self.tried.push(member);
+                }
             }
             RouteFailure::NotLeader(_) | RouteFailure::Unavailable => {
                 self.tried.push(member);

@@ -62,6 +62,16 @@ impl RangeState {
         &self.descriptor
     }
 
+    /// A range's state from its parts (a snapshot being restored).
+    pub fn from_parts(descriptor: RangeDescriptor, data: VersionedMap) -> RangeState {
+        RangeState { descriptor, data }
+    }
+
+    /// The versions of the range's keys (what a snapshot stores).
+    pub fn data(&self) -> &VersionedMap {
+        &self.data
+    }
+
     fn check(&self, key: &[u8]) -> Result<(), RangeOpError> {
         if self.descriptor.contains(key) {
             Ok(())

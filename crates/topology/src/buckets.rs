@@ -1,9 +1,11 @@
 //! Bucket definitions in the topology: creating (idempotent for the same definition) and
-//! deleting quorum buckets, installing the first token ring, and the naming rule every bucket
-//! follows. Applied by the metadata group's state machine to every member's copy alike.
+//! deleting buckets — a quorum bucket's first create installs the token ring, a consensus
+//! bucket's gets its first range —, and the naming rule every bucket follows. Applied by the metadata group's state machine to every member's copy alike.
 
+use base::NodeId;
 use base::limits::BUCKET_NAME_BYTES_MAX;
 use proto::quorate::raft::v1 as pb;
+use proto::quorate::v1 as quorumpb;
 
 /// Why a bucket name is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +71,13 @@ pub fn apply_bucket_change(
                     bucket: Some(existing.clone()),
                 };
             }
-            if topology.ring.is_empty() {
+            if bucket.r#type == quorumpb::BucketType::Consensus as i32 {
+                let replicas: Vec<NodeId> =
+                    change.range_replicas.iter().copied().map(NodeId).collect();
+                if let Err(error) = crate::create_bucket_ranges(topology, &bucket.name, &replicas) {
+                    return refuse(format!("the first range of {:?}: {error}", bucket.name));
+                }
+            } else if topology.ring.is_empty() && !change.initial_ring.is_empty() {
                 topology.ring = change.initial_ring.clone();
                 topology.vnodes = change.vnodes;
             }
@@ -81,10 +89,13 @@ pub fn apply_bucket_change(
             }
         }
         Some(Change::Delete(name)) => match topology.buckets.iter().position(|b| &b.name == name) {
-            Some(at) => pb::BucketChangeResponse {
-                refusal: String::new(),
-                bucket: Some(topology.buckets.remove(at)),
-            },
+            Some(at) => {
+                crate::drop_bucket_ranges(topology, name);
+                pb::BucketChangeResponse {
+                    refusal: String::new(),
+                    bucket: Some(topology.buckets.remove(at)),
+                }
+            }
             None => refuse(format!("bucket {name:?} not found")),
         },
         // A ring installation alone (after a restore into a new cluster cleared the ring).

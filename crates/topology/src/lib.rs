@@ -12,7 +12,10 @@ mod ranges;
 mod ring;
 
 pub use buckets::{BadBucketName, apply_bucket_change, validate_bucket_name};
-pub use ranges::{apply_range_change, bucket_ranges, create_bucket_ranges, drop_bucket_ranges};
+pub use ranges::{
+    apply_range_change, bucket_ranges, create_bucket_ranges, descriptor_from_pb, descriptor_to_pb,
+    drop_bucket_ranges,
+};
 pub use ring::{apply_ring_change, required_handoffs};
 
 #[cfg(test)]

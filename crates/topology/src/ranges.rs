@@ -9,7 +9,8 @@ use base::NodeId;
 use proto::quorate::raft::v1 as pb;
 use ranges::{RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role};
 
-fn from_pb(range: &pb::RangeDescriptor) -> RangeDescriptor {
+/// A stored descriptor as the `ranges` rules take it.
+pub fn descriptor_from_pb(range: &pb::RangeDescriptor) -> RangeDescriptor {
     RangeDescriptor {
         id: RangeId(range.id),
         start: range.start.clone(),
@@ -30,7 +31,8 @@ fn from_pb(range: &pb::RangeDescriptor) -> RangeDescriptor {
     }
 }
 
-fn to_pb(bucket: &str, range: &RangeDescriptor) -> pb::RangeDescriptor {
+/// A descriptor of `bucket` as the metadata stores it.
+pub fn descriptor_to_pb(bucket: &str, range: &RangeDescriptor) -> pb::RangeDescriptor {
     pb::RangeDescriptor {
         id: range.id.0,
         bucket: bucket.to_owned(),
@@ -58,7 +60,7 @@ pub fn bucket_ranges(
         .ranges
         .iter()
         .filter(|r| r.bucket == bucket)
-        .map(from_pb)
+        .map(descriptor_from_pb)
         .peekable();
     if descriptors.peek().is_none() {
         return Ok(None);
@@ -82,7 +84,7 @@ fn store(topology: &mut pb::Topology, bucket: &str, map: &RangeMap) {
     topology.ranges.retain(|r| r.bucket != bucket);
     topology
         .ranges
-        .extend(map.iter().map(|range| to_pb(bucket, range)));
+        .extend(map.iter().map(|range| descriptor_to_pb(bucket, range)));
     topology
         .ranges
         .sort_by(|a, b| (a.bucket.as_str(), &a.start).cmp(&(b.bucket.as_str(), &b.start)));
@@ -96,12 +98,13 @@ pub fn create_bucket_ranges(
     voters: &[NodeId],
 ) -> Result<pb::RangeDescriptor, RangeError> {
     if let Some(map) = bucket_ranges(topology, bucket)? {
-        return Ok(to_pb(bucket, map.lookup(b"")));
+        return Ok(descriptor_to_pb(bucket, map.lookup(b"")));
     }
-    let map = RangeMap::new(next_id(topology), voters);
+    let map = RangeMap::new(peek_id(topology), voters);
     map.check()?;
+    next_id(topology);
     store(topology, bucket, &map);
-    Ok(to_pb(bucket, map.lookup(b"")))
+    Ok(descriptor_to_pb(bucket, map.lookup(b"")))
 }
 
 /// Drops every range of `bucket` (the bucket was deleted).
@@ -170,7 +173,10 @@ pub fn apply_range_change(
             store(topology, &change.bucket, &next);
             pb::RangeChangeResponse {
                 refusal: String::new(),
-                ranges: changed.iter().map(|r| to_pb(&change.bucket, r)).collect(),
+                ranges: changed
+                    .iter()
+                    .map(|r| descriptor_to_pb(&change.bucket, r))
+                    .collect(),
             }
         }
         Err(error) => refuse(error.to_string()),

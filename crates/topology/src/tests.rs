@@ -103,6 +103,7 @@ fn create(bucket: proto::quorate::v1::Bucket, ring: &[u64]) -> pb::BucketChange 
         change: Some(pb::bucket_change::Change::Create(bucket)),
         initial_ring: tokens(ring),
         vnodes: 1,
+        range_replicas: Vec::new(),
     }
 }
 
@@ -144,6 +145,50 @@ fn a_bucket_is_created_once_with_the_first_ring_and_refused_with_another_definit
         apply_bucket_change(&mut topology, &delete("users")).refusal,
         "bucket \"users\" not found"
     );
+}
+
+#[test]
+fn a_consensus_bucket_gets_its_first_range_and_loses_its_ranges_with_it() {
+    // Goal: a consensus bucket's create installs one range over all its keys on the proposed
+    // replicas (and no ring); its delete drops them; a create with no replicas is refused
+    // whole. Method: create, inspect, delete, create badly.
+    let mut topology = pb::Topology::default();
+    let orders = proto::quorate::v1::Bucket {
+        r#type: proto::quorate::v1::BucketType::Consensus as i32,
+        ..bucket("orders", 3)
+    };
+    let mut change = create(orders.clone(), &[]);
+    change.range_replicas = vec![1, 2, 3];
+    assert_eq!(apply_bucket_change(&mut topology, &change).refusal, "");
+    assert!(topology.ring.is_empty(), "consensus buckets use no ring");
+    let map = bucket_ranges(&topology, "orders").unwrap().unwrap();
+    let first = map.lookup(b"any key");
+    assert_eq!(
+        (first.start.as_slice(), first.end.as_deref()),
+        (&b""[..], None)
+    );
+    let members: Vec<u64> = first.replicas.iter().map(|r| r.member.0).collect();
+    assert_eq!(members, [1, 2, 3]);
+    assert_eq!(
+        apply_bucket_change(&mut topology, &change).refusal,
+        "",
+        "idempotent"
+    );
+    assert_eq!(topology.ranges.len(), 1);
+    let delete = pb::BucketChange {
+        change: Some(pb::bucket_change::Change::Delete("orders".to_owned())),
+        ..Default::default()
+    };
+    assert_eq!(apply_bucket_change(&mut topology, &delete).refusal, "");
+    assert!(topology.ranges.is_empty());
+    let empty = create(orders, &[]);
+    let refused = apply_bucket_change(&mut topology, &empty);
+    assert!(
+        refused.refusal.starts_with("the first range of \"orders\""),
+        "{}",
+        refused.refusal
+    );
+    assert!(topology.buckets.is_empty() && topology.ranges.is_empty());
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use consensus::{PeerError, Peers, Replica};
+use consensus::{PeerError, Peers, RangeGroups, Replica};
 use futures::future::BoxFuture;
 use prost::bytes::Bytes;
 use proto::quorate::raft::v1 as pb;
@@ -189,6 +189,7 @@ impl Peers for GrpcPeers {
     fn install_snapshot(
         &self,
         peer_url: &str,
+        group: u64,
         vote: pb::Vote,
         meta: pb::SnapshotMeta,
         data: Vec<u8>,
@@ -201,7 +202,7 @@ impl Peers for GrpcPeers {
                 .into_iter()
                 .enumerate()
                 .map(|(i, piece)| pb::SnapshotChunk {
-                    group: 0,
+                    group,
                     vote: (i == 0).then_some(vote),
                     meta: (i == 0).then(|| meta.clone()),
                     data: piece,
@@ -261,6 +262,50 @@ impl Peers for GrpcPeers {
         })
     }
 
+    fn range_call(
+        &self,
+        peer_url: &str,
+        request: pb::RangeCallRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeCallResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = open(client)
+                .await?
+                .range_call(with_timeout(request, timeout))
+                .await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn range_status(
+        &self,
+        peer_url: &str,
+        range: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeStatusResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let request = with_timeout(pb::RangeStatusRequest { range }, timeout);
+            let response = open(client).await?.range_status(request).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn ping(
+        &self,
+        peer_url: &str,
+        from: u64,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<u64, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let request = with_timeout(pb::PingRequest { from }, timeout);
+            let response = open(client).await?.ping(request).await;
+            response.map(|r| r.into_inner().member).map_err(peer_error)
+        })
+    }
+
     fn lease_call(
         &self,
         peer_url: &str,
@@ -291,17 +336,30 @@ fn snapshot_pieces(data: Vec<u8>) -> Vec<Bytes> {
         .collect()
 }
 
-/// Serves peers' Raft messages into the local replica.
+/// Serves peers' Raft messages into the local replica of the group they name: the main
+/// group's (0) or a range's.
 pub struct RaftService {
     replica: Arc<Replica>,
+    ranges: RangeGroups,
     cluster_id: u64,
 }
 
+/// A message for a range this member runs no group of: the sender sees it as not delivered
+/// and tries again later (the group may be starting).
+fn no_group(group: u64) -> Status {
+    Status::unavailable(format!("no replica of range {group} on this member"))
+}
+
 impl RaftService {
-    /// Returns the tonic server for `replica`.
-    pub fn server(replica: Arc<Replica>, cluster_id: u64) -> RaftServer<RaftService> {
+    /// Returns the tonic server for `replica` and the range groups `ranges`.
+    pub fn server(
+        replica: Arc<Replica>,
+        ranges: RangeGroups,
+        cluster_id: u64,
+    ) -> RaftServer<RaftService> {
         RaftServer::new(RaftService {
             replica,
+            ranges,
             cluster_id,
         })
         .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -319,24 +377,30 @@ impl Raft for RaftService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let response = self
-            .replica
-            .handle_append(request.into_inner())
-            .await
-            .map_err(Status::internal)?;
-        Ok(Response::new(response))
+        let request = request.into_inner();
+        let response = match request.group {
+            consensus::MAIN_GROUP => self.replica.handle_append(request).await,
+            group => {
+                let range = self.ranges.get(group).ok_or_else(|| no_group(group))?;
+                range.handle_append(request).await
+            }
+        };
+        Ok(Response::new(response.map_err(Status::internal)?))
     }
 
     async fn request_vote(
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let response = self
-            .replica
-            .handle_vote(request.into_inner())
-            .await
-            .map_err(Status::internal)?;
-        Ok(Response::new(response))
+        let request = request.into_inner();
+        let response = match request.group {
+            consensus::MAIN_GROUP => self.replica.handle_vote(request).await,
+            group => {
+                let range = self.ranges.get(group).ok_or_else(|| no_group(group))?;
+                range.handle_vote(request).await
+            }
+        };
+        Ok(Response::new(response.map_err(Status::internal)?))
     }
 
     async fn install_snapshot(
@@ -346,22 +410,26 @@ impl Raft for RaftService {
         let mut stream = request.into_inner();
         let mut vote = None;
         let mut meta = None;
+        let mut group = consensus::MAIN_GROUP;
         let mut data = Vec::new();
         while let Some(chunk) = stream.message().await? {
             if vote.is_none() {
                 vote = chunk.vote;
                 meta = chunk.meta;
+                group = chunk.group;
             }
             data.extend_from_slice(&chunk.data);
         }
         let vote = vote.ok_or_else(|| Status::invalid_argument("snapshot stream without vote"))?;
         let meta = meta.ok_or_else(|| Status::invalid_argument("snapshot stream without meta"))?;
-        let response = self
-            .replica
-            .handle_snapshot(vote, meta, data)
-            .await
-            .map_err(Status::internal)?;
-        Ok(Response::new(response))
+        let response = match group {
+            consensus::MAIN_GROUP => self.replica.handle_snapshot(vote, meta, data).await,
+            group => {
+                let range = self.ranges.get(group).ok_or_else(|| no_group(group))?;
+                range.handle_snapshot(vote, meta, data).await
+            }
+        };
+        Ok(Response::new(response.map_err(Status::internal)?))
     }
 
     async fn forward(
@@ -429,6 +497,44 @@ impl Raft for RaftService {
             .await
             .map_err(Status::internal)?;
         Ok(Response::new(response))
+    }
+
+    async fn range_call(
+        &self,
+        request: Request<pb::RangeCallRequest>,
+    ) -> Result<Response<pb::RangeCallResponse>, Status> {
+        let request = request.into_inner();
+        let Some(range) = self.ranges.get(request.range) else {
+            return Ok(Response::new(pb::RangeCallResponse {
+                result: Some(pb::range_call_response::Result::Refused(pb::RangeRefusal {
+                    why: Some(pb::range_refusal::Why::NoReplica(request.range)),
+                })),
+            }));
+        };
+        let answer = match request.op {
+            Some(pb::range_call_request::Op::Write(command)) => range.write(command).await,
+            Some(pb::range_call_request::Op::Read(read)) => range.read(read).await,
+            None => return Err(Status::invalid_argument("range call without op")),
+        };
+        answer.map(Response::new).map_err(status_from_etcd)
+    }
+
+    async fn range_status(
+        &self,
+        request: Request<pb::RangeStatusRequest>,
+    ) -> Result<Response<pb::RangeStatusResponse>, Status> {
+        let range = request.into_inner().range;
+        let group = self.ranges.get(range).ok_or_else(|| no_group(range))?;
+        Ok(Response::new(group.status()))
+    }
+
+    async fn ping(
+        &self,
+        _request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse {
+            member: self.replica.id(),
+        }))
     }
 
     async fn read_index(

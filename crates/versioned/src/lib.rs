@@ -19,7 +19,7 @@ pub mod codec;
 mod map;
 
 pub use codec::{DecodeError, decode_key, encode_key};
-pub use map::{Version, VersionedMap, WriteTooOld};
+pub use map::{DuplicateVersion, Version, VersionedMap, WriteTooOld};
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,13 @@ pub struct WriteTooOld {
     pub existing: HlcTimestamp,
 }
 
+/// A list of versions that names one version of a key twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the version at {ts} of a key is listed twice")]
+pub struct DuplicateVersion {
+    pub ts: HlcTimestamp,
+}
+
 /// One key's versions, newest first (a tombstone is `None`).
 type Versions = BTreeMap<Reverse<HlcTimestamp>, Option<Vec<u8>>>;
 
@@ -219,6 +226,37 @@ impl VersionedMap {
         self.bytes += right.bytes;
         self.gc_threshold = self.gc_threshold.max(right.gc_threshold);
         self.keys.extend(right.keys);
+    }
+
+    /// Every version of every key, keys ascending and each key's newest first (tombstones as
+    /// `None`): what a snapshot of the map stores.
+    pub fn versions(&self) -> impl Iterator<Item = (&[u8], HlcTimestamp, Option<&[u8]>)> + '_ {
+        self.keys.iter().flat_map(|(key, versions)| {
+            versions
+                .iter()
+                .map(move |(Reverse(ts), value)| (key.as_slice(), *ts, value.as_deref()))
+        })
+    }
+
+    /// Rebuilds a map from the versions `versions` listed and its GC threshold (a snapshot's
+    /// contents); the same version of a key twice is an error, since no map holds that.
+    pub fn from_versions(
+        gc_threshold: HlcTimestamp,
+        versions: impl IntoIterator<Item = (Vec<u8>, HlcTimestamp, Option<Vec<u8>>)>,
+    ) -> Result<VersionedMap, DuplicateVersion> {
+        let mut map = VersionedMap {
+            gc_threshold,
+            ..VersionedMap::default()
+        };
+        for (key, ts, value) in versions {
+            let bytes = version_bytes(&key, &value);
+            let entry = map.keys.entry(key).or_default();
+            if entry.insert(Reverse(ts), value).is_some() {
+                return Err(DuplicateVersion { ts });
+            }
+            map.bytes += bytes;
+        }
+        Ok(map)
     }
 
     /// The byte count summed afresh, to check the running one.

@@ -172,6 +172,9 @@ proptest! {
                 }
             }
             prop_assert_eq!(map.bytes(), map.recount());
+            let listed = map.versions().map(|(k, t, v)| (k.to_vec(), t, v.map(<[u8]>::to_vec)));
+            let rebuilt = VersionedMap::from_versions(map.gc_threshold(), listed);
+            prop_assert_eq!(rebuilt.as_ref(), Ok(&map), "a snapshot's versions rebuild the map");
             if let Some(middle) = map.middle_key() {
                 let mut left = map.clone();
                 let right = left.split_off(&middle);
@@ -211,4 +214,18 @@ fn bytes_that_are_not_a_versioned_key_are_refused() {
     let mut missing = vec![b'x'; 14];
     missing[13] = 1;
     assert_eq!(decode_key(&missing), Err(DecodeError::NoTerminator));
+}
+
+#[test]
+fn a_snapshot_listing_one_version_twice_is_refused() {
+    // Goal: rebuilding from a list that names a key's version twice fails instead of keeping
+    // one silently. Method: list the same (key, ts) twice.
+    let twice = [
+        (b"k".to_vec(), ts(3), Some(b"a".to_vec())),
+        (b"k".to_vec(), ts(3), None),
+    ];
+    assert_eq!(
+        VersionedMap::from_versions(HlcTimestamp::ZERO, twice),
+        Err(crate::DuplicateVersion { ts: ts(3) })
+    );
 }

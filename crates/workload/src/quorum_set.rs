@@ -47,6 +47,7 @@ pub async fn create_bucket(client: &Client, deadline: Instant) -> Result<(), cli
         w: level(pb::LevelKind::LevelQuorum),
         conflicts: pb::Conflicts::Siblings as i32,
         sloppy: false,
+        ..Default::default()
     };
     client::buckets::ensure(&client.members, bucket, deadline.into_std()).await
 }
@@ -70,6 +71,7 @@ impl Client {
                 r: level(pb::LevelKind::LevelQuorum),
                 timeout_ms: self.shared.op_timeout.as_millis() as u32,
                 monotonic: false,
+                ..Default::default()
             })
             .await;
         let read = match read {
@@ -134,6 +136,7 @@ impl Client {
                     r: level(r),
                     timeout_ms: self.shared.op_timeout.as_millis() as u32,
                     monotonic: false,
+                    ..Default::default()
                 })
                 .await;
             let elements = match read {

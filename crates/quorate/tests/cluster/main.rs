@@ -349,6 +349,7 @@ fn status_of(error: etcd_client::Error) -> (tonic::Code, String) {
 
 mod check;
 mod cli;
+mod consensus;
 mod differential;
 mod etcdctl;
 mod faults;

@@ -160,6 +160,7 @@ async fn check_acknowledged(endpoints: &[String], acked: &Acked) {
                 r: quorum(),
                 timeout_ms: 5_000,
                 monotonic: false,
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("read k{key}: {e}"))

@@ -110,3 +110,44 @@ fn unavailable_replicas_are_tried_in_turn_and_attempts_are_bounded() {
     // The leader first, then the other voters, then around again; five attempts in all.
     assert_eq!(sent, vec![2, 1, 3, 1, 2]);
 }
+
+#[test]
+fn a_leader_hint_is_followed_even_to_a_replica_that_refused_before_its_election() {
+    // Member 1 refused while no one led; then member 2 says member 1 leads now. The hint
+    // must send the request to 1 again, not back to 2 forever (seen on a real cluster).
+    let map = map();
+    let mut cache = RangeCache::new();
+    cache.insert(map.lookup(b"k").clone(), None);
+    let mut route = Route::new(b"k", 10);
+    let (range, generation, member) = send(route.next(&cache));
+    assert_eq!(member, NodeId(1));
+    route.failed(
+        &mut cache,
+        range,
+        generation,
+        member,
+        RouteFailure::NotLeader(None),
+    );
+    let (_, _, member) = send(route.next(&cache));
+    assert_eq!(member, NodeId(2));
+    route.failed(
+        &mut cache,
+        range,
+        generation,
+        member,
+        RouteFailure::NotLeader(Some(NodeId(1))),
+    );
+    assert_eq!(send(route.next(&cache)).2, NodeId(1), "the hinted leader");
+    route.failed(
+        &mut cache,
+        range,
+        generation,
+        NodeId(1),
+        RouteFailure::NotLeader(None),
+    );
+    assert_eq!(
+        send(route.next(&cache)).2,
+        NodeId(3),
+        "both refused: the untried voter"
+    );
+}

@@ -1,0 +1,67 @@
+//! The groups of consensus buckets' ranges on this member: each range's state machine
+//! (`machine`), its openraft handle (`group`), their wire forms (`codec`), and [`RangeGroups`],
+//! the registry the transport hands peers' messages to by group id (a range's group id is its
+//! range id; the main group is 0).
+
+pub mod codec;
+mod group;
+mod machine;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+pub use group::{RangeGroup, RangeGroupOptions};
+pub use machine::{RangeFiles, RangeStateMachine};
+
+/// The range groups running on this member, by group id (cheap to clone).
+#[derive(Clone, Default)]
+pub struct RangeGroups {
+    groups: Arc<RwLock<BTreeMap<u64, RangeGroup>>>,
+}
+
+impl RangeGroups {
+    pub fn new() -> RangeGroups {
+        RangeGroups::default()
+    }
+
+    /// The group of `range`, when this member runs it.
+    pub fn get(&self, range: u64) -> Option<RangeGroup> {
+        self.groups
+            .read()
+            .expect("range groups poisoned")
+            .get(&range)
+            .cloned()
+    }
+
+    pub fn insert(&self, group: RangeGroup) {
+        self.groups
+            .write()
+            .expect("range groups poisoned")
+            .insert(group.range().0, group);
+    }
+
+    pub fn remove(&self, range: u64) -> Option<RangeGroup> {
+        self.groups
+            .write()
+            .expect("range groups poisoned")
+            .remove(&range)
+    }
+
+    /// The ids of the running groups, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        self.groups
+            .read()
+            .expect("range groups poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.read().expect("range groups poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,562 @@
+//! [`RangeGroup`]: this member's replica of one range, its own openraft group on the member's
+//! shared log writer. The leader stamps writes with the member's HLC and proposes them; reads
+//! are linearizable on the leader (ReadIndex, then the local state once applied up to it). A
+//! replica that does not lead refuses with the leader it knows, so the gateway goes there: no
+//! request is forwarded inside the group.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base::{EtcdError, Hlc, HlcTimestamp};
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
+use proto::quorate::raft::v1 as pb;
+use ranges::{
+    LoadTracker, QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer, RangeId, Split, SplitConfig,
+};
+
+use crate::log_store::LogWriter;
+use crate::network::NetworkFactory;
+use crate::range::codec as range_codec;
+use crate::range::machine::{RangeFiles, RangeStateMachine};
+use crate::replica::Replica;
+use crate::types::*;
+
+type RangeRaft = openraft::Raft<TypeConfig, RangeStateMachine>;
+
+/// Reads see every version: the newest timestamp there is.
+const NEWEST: HlcTimestamp = HlcTimestamp {
+    physical: u64::MAX,
+    logical: u32::MAX,
+};
+
+/// How a range group is configured.
+#[derive(Debug, Clone)]
+pub struct RangeGroupOptions {
+    /// The range as this member last saw it in the metadata.
+    pub descriptor: pb::RangeDescriptor,
+    /// Start the group's log with its voters: true on a replica that holds the range's first
+    /// state (a new bucket's empty range, or a split's seed); every such replica writes the
+    /// same first entry. A replica without it waits for the leader's snapshot.
+    pub initialize: bool,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Applied entries between snapshots.
+    pub snapshot_entries: u64,
+    pub logs_kept_after_snapshot: u64,
+    pub request_timeout: Duration,
+    /// When the group stops heartbeating (ticks are the driver's `quiesce_tick` calls).
+    pub quiesce: QuiesceConfig,
+}
+
+/// This member's replica of one range (cheap to clone).
+#[derive(Clone)]
+pub struct RangeGroup {
+    raft: RangeRaft,
+    machine: RangeStateMachine,
+    member: NodeId,
+    range: RangeId,
+    request_timeout: Duration,
+    clock: Arc<dyn base::Clock>,
+    hlc: Arc<Mutex<Hlc>>,
+    /// Requests served as leader in the current load window, sampled for the split key.
+    load: Arc<Mutex<LoadTracker>>,
+    /// Set while this replica holds no state of the range (it was added without a seed) until
+    /// the leader's snapshot arrives: appends are refused meanwhile, so no entry is ever
+    /// applied to an empty state that should have held the seed.
+    awaiting_snapshot: Arc<AtomicBool>,
+    /// Whether the group sleeps here (`ranges::quiesce`), and the role it was last seen in.
+    quiet: Arc<Mutex<Quiet>>,
+    /// Set by every message from the leader (an append, a heartbeat, a snapshot); cleared by
+    /// each quiescence tick.
+    heard_from_leader: Arc<AtomicBool>,
+}
+
+struct Quiet {
+    quiescer: Quiescer,
+    role: Option<ServerState>,
+}
+
+fn internal(error: impl std::fmt::Display) -> EtcdError {
+    EtcdError::Internal(error.to_string())
+}
+
+fn refused(why: pb::range_refusal::Why) -> pb::RangeCallResponse {
+    pb::RangeCallResponse {
+        result: Some(pb::range_call_response::Result::Refused(pb::RangeRefusal {
+            why: Some(why),
+        })),
+    }
+}
+
+impl RangeGroup {
+    /// Starts this member's replica of `options.descriptor`'s range on `log` (the range's
+    /// group on the member's writer), reaching peers as `main` does.
+    pub async fn start(
+        main: &Replica,
+        writer: &LogWriter,
+        files: RangeFiles,
+        options: RangeGroupOptions,
+        hlc: Arc<Mutex<Hlc>>,
+    ) -> Result<RangeGroup, EtcdError> {
+        let range = RangeId(options.descriptor.id);
+        let config = Config {
+            cluster_name: format!("quorate-range-{}", range.0),
+            heartbeat_interval: options.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: options.election_timeout_min.as_millis() as u64,
+            election_timeout_max: options.election_timeout_max.as_millis() as u64,
+            install_snapshot_timeout: 60_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_entries),
+            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
+            purge_batch_size: 256,
+            max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
+            enable_pre_vote: Some(true),
+            // As for the main group: a restarted leader must commit an entry of a new term
+            // before it serves reads.
+            enable_leader_restore: Some(false),
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(internal)?);
+        if options.initialize {
+            let voters: std::collections::BTreeSet<NodeId> = options
+                .descriptor
+                .replicas
+                .iter()
+                .filter(|r| !r.learner)
+                .map(|r| r.member)
+                .collect();
+            let writer = writer.clone();
+            tokio::task::spawn_blocking(move || writer.create_group(range.0, voters))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
+        let log = writer.open_group(range.0).map_err(internal)?;
+        // A replica with neither a log nor a snapshot or seed of the range has nothing to apply
+        // entries to: it waits for the leader's snapshot.
+        let awaiting_snapshot = !log.has_log() && !files.has_state(range).map_err(internal)?;
+        let machine = RangeStateMachine::open(files, &options.descriptor).map_err(internal)?;
+        let network = NetworkFactory {
+            peers: main.peers.clone(),
+            book: main.book.clone(),
+            group: range.0,
+        };
+        let raft = RangeRaft::new(main.id(), config, network, log, machine.clone())
+            .await
+            .map_err(internal)?;
+        Ok(RangeGroup {
+            raft,
+            machine,
+            member: main.id(),
+            range,
+            request_timeout: options.request_timeout,
+            clock: main.clock.clone(),
+            hlc,
+            load: Arc::new(Mutex::new(LoadTracker::new())),
+            awaiting_snapshot: Arc::new(AtomicBool::new(awaiting_snapshot)),
+            quiet: Arc::new(Mutex::new(Quiet {
+                quiescer: Quiescer::new(options.quiesce),
+                role: None,
+            })),
+            heard_from_leader: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn range(&self) -> RangeId {
+        self.range
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The descriptor this replica holds.
+    pub fn descriptor(&self) -> pb::RangeDescriptor {
+        self.machine.descriptor()
+    }
+
+    /// What this replica reports for `range list`.
+    pub fn status(&self) -> pb::RangeStatusResponse {
+        let (bytes, applied) = self.machine.read(|m, _| (m.state().bytes(), m.applied()));
+        pb::RangeStatusResponse {
+            leader: self.leader().unwrap_or(0),
+            bytes,
+            applied,
+            descriptor: Some(self.descriptor()),
+            load: self.load(),
+        }
+    }
+
+    fn not_leader(&self) -> pb::RangeCallResponse {
+        let leader = self.leader().filter(|l| *l != self.member).unwrap_or(0);
+        refused(pb::range_refusal::Why::NotLeader(leader))
+    }
+
+    /// Counts a request for `key` in the current load window.
+    fn record_load(&self, key: &[u8]) {
+        self.load.lock().expect("load lock poisoned").record(key);
+    }
+
+    /// Ends the load window (of `seconds`) and returns its requests per second.
+    pub fn end_load_window(&self, seconds: f64, config: &SplitConfig) -> f64 {
+        let descriptor = self.machine.read(|m, _| m.state().descriptor().clone());
+        self.load
+            .lock()
+            .expect("load lock poisoned")
+            .end_window(&descriptor, seconds, config)
+    }
+
+    /// Requests per second in the last load window.
+    pub fn load(&self) -> f64 {
+        self.load.lock().expect("load lock poisoned").qps()
+    }
+
+    /// Whether this range should split now, by size or load, and where.
+    pub fn split_decision(&self, config: &SplitConfig) -> Option<Split> {
+        let load = self.load.lock().expect("load lock poisoned");
+        self.machine.read(|m, _| {
+            let state = m.state();
+            let middle = (state.bytes() > config.range_max_bytes)
+                .then(|| state.middle_key())
+                .flatten();
+            ranges::decide_split(
+                state.descriptor(),
+                state.bytes(),
+                middle.as_deref(),
+                &load,
+                config,
+            )
+        })
+    }
+
+    /// Proposes a split the metadata committed (the group's side of it).
+    pub async fn apply_split(
+        &self,
+        left: pb::RangeDescriptor,
+        right: pb::RangeDescriptor,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Split(pb::RangeSplit {
+                left: Some(left),
+                right: Some(right),
+            })),
+            ..Default::default()
+        };
+        self.propose(command).await
+    }
+
+    /// On the leader: true when a follower has matched nothing of the log (a replica
+    /// started without the range's state refuses appends until it gets a snapshot).
+    pub fn has_stuck_follower(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.replication.as_ref().is_some_and(|replication| {
+            replication
+                .iter()
+                .any(|(id, matched)| *id != self.member && matched.is_none())
+        })
+    }
+
+    /// Makes the leader send snapshots to followers that cannot take its log: purges the log
+    /// behind its latest snapshot, or takes one first when none is ahead of the purge point.
+    pub async fn send_snapshots(&self) {
+        let (snapshot, purged) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            (m.snapshot.map(|id| id.index), m.purged.map(|id| id.index))
+        };
+        match snapshot {
+            Some(upto) if Some(upto) > purged => {
+                let _ = self.raft.trigger().purge_log(upto).await;
+            }
+            _ => {
+                let _ = self.raft.trigger().snapshot().await;
+            }
+        }
+    }
+
+    /// One quiescence tick (`ranges::quiesce`), called by the driver every heartbeat
+    /// interval: an idle, caught-up leader stops ticking (no heartbeats); a follower of a
+    /// silent leader the detector knows `live` stops ticking (no election timer); either
+    /// ticks again on activity, and a follower wakes to elect another once its leader is not
+    /// known live.
+    pub fn quiesce_tick(&self, live: &dyn Fn(NodeId) -> bool) {
+        let heard = self.heard_from_leader.swap(false, Ordering::AcqRel);
+        let (state, leader, last_log, replication) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            (
+                m.state,
+                m.current_leader,
+                m.last_log_index,
+                m.replication.clone(),
+            )
+        };
+        let mut quiet = self.quiet.lock().expect("quiet lock poisoned");
+        if quiet.role != Some(state) {
+            quiet.role = Some(state);
+            let output = quiet.quiescer.handle(QuiesceInput::RoleChanged);
+            self.carry_out(output);
+        }
+        let input = match state {
+            ServerState::Leader => {
+                let followers: Vec<_> = replication
+                    .iter()
+                    .flat_map(|r| r.iter())
+                    .filter(|(id, _)| **id != self.member)
+                    .collect();
+                QuiesceInput::LeaderTick {
+                    followers_caught_up: followers
+                        .iter()
+                        .all(|(_, matched)| matched.as_ref().map(|l| l.index) == last_log),
+                    followers_live: followers.iter().all(|(id, _)| live(**id)),
+                }
+            }
+            ServerState::Follower => QuiesceInput::FollowerTick {
+                heard_from_leader: heard,
+                leader_live: leader.filter(|l| *l != self.member).is_some_and(live),
+            },
+            // A candidate or learner never sleeps: the one is electing, the other never does.
+            _ => return,
+        };
+        let output = quiet.quiescer.handle(input);
+        self.carry_out(output);
+    }
+
+    /// Whether the group sleeps on this replica.
+    pub fn is_quiesced(&self) -> bool {
+        self.quiet
+            .lock()
+            .expect("quiet lock poisoned")
+            .quiescer
+            .is_quiesced()
+    }
+
+    /// A proposal or read on the leader: wakes a quiesced group.
+    fn activity(&self) {
+        let mut quiet = self.quiet.lock().expect("quiet lock poisoned");
+        let output = quiet.quiescer.handle(QuiesceInput::Activity);
+        self.carry_out(output);
+    }
+
+    fn carry_out(&self, output: QuiesceOutput) {
+        if output != QuiesceOutput::Stay {
+            tracing::debug!(range = self.range.0, ?output, "range quiescence");
+        }
+        match output {
+            QuiesceOutput::Stay => {}
+            // The tick drives both a follower's election timer and a leader's heartbeats.
+            QuiesceOutput::Quiesce | QuiesceOutput::Sleep => self.raft.runtime_config().tick(false),
+            QuiesceOutput::Wake => self.raft.runtime_config().tick(true),
+        }
+    }
+
+    /// Starts an election now (a range born of a split on the member that led its parent, so
+    /// it need not wait out an election timeout).
+    pub async fn campaign(&self) {
+        let _ = self.raft.trigger().elect(true).await;
+    }
+
+    /// Proposes a range command on this replica when it leads (writes are stamped with this
+    /// member's HLC first). An error after proposing is `Timeout`: the outcome is unknown.
+    pub async fn write(
+        &self,
+        command: pb::RangeCommand,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        match &command.op {
+            Some(pb::range_command::Op::Put(put)) => self.record_load(&put.key),
+            Some(pb::range_command::Op::Delete(delete)) => self.record_load(&delete.key),
+            _ => {}
+        }
+        self.propose(command).await
+    }
+
+    async fn propose(
+        &self,
+        mut command: pb::RangeCommand,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        if !self.is_leader() {
+            return Ok(self.not_leader());
+        }
+        self.activity();
+        let now = {
+            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
+            hlc.now(self.clock.physical_micros())
+        };
+        match &mut command.op {
+            Some(pb::range_command::Op::Put(put)) if put.ts.is_none() => {
+                put.ts = Some(range_codec::ts_to_pb(now));
+            }
+            Some(pb::range_command::Op::Delete(delete)) if delete.ts.is_none() => {
+                delete.ts = Some(range_codec::ts_to_pb(now));
+            }
+            _ => {}
+        }
+        let proposal = pb::Command {
+            op: Some(pb::command::Op::Range(command)),
+        };
+        let write = async {
+            let request = Request(proposal);
+            match self.raft.client_write(request.clone()).await {
+                // A leader that was quiesced holds no leader lease (no heartbeat round was
+                // acknowledged lately), and openraft refuses writes without one: renew it
+                // with one acknowledged round, then write. Nothing was proposed before.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))
+                    if forward.leader_id.is_none() && self.is_leader() =>
+                {
+                    self.raft
+                        .ensure_linearizable(ReadPolicy::ReadIndex)
+                        .await
+                        .map_err(|e| {
+                            RaftError::APIError(ClientWriteError::ForwardToLeader(match e {
+                                RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => f,
+                                _ => forward,
+                            }))
+                        })?;
+                    self.raft.client_write(request).await
+                }
+                other => other,
+            }
+        };
+        let Ok(written) = tokio::time::timeout(self.request_timeout, write).await else {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            tracing::warn!(
+                range = self.range.0,
+                state = ?m.state,
+                last_log = ?m.last_log_index,
+                committed = ?m.local_committed,
+                applied = ?m.last_applied,
+                replication = ?m.replication,
+                "range write not committed within the request timeout"
+            );
+            return Err(EtcdError::Timeout);
+        };
+        match written {
+            Ok(response) => match response.data.op {
+                Some(pb::command_response::Op::Range(reply)) => Ok(pb::RangeCallResponse {
+                    result: Some(pb::range_call_response::Result::Written(reply)),
+                }),
+                other => Err(internal(format!("range write answered with {other:?}"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(self.not_leader()),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(EtcdError::Timeout)
+            }
+            Err(RaftError::APIError(other)) => Err(internal(other)),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Reads the range: on the leader after confirming its leadership with a quorum and
+    /// applying up to the read index (linearizable).
+    pub async fn read(&self, read: pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
+        if read.follower {
+            return Err(EtcdError::Internal(
+                "follower reads of consensus buckets are not served yet (issue #15)".into(),
+            ));
+        }
+        self.record_load(&read.from);
+        self.activity();
+        let confirmed = tokio::time::timeout(
+            self.request_timeout,
+            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await;
+        match confirmed {
+            Err(_) => return Err(EtcdError::Timeout),
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
+                return Ok(self.not_leader());
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => {
+                return Err(EtcdError::NoLeader);
+            }
+            Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
+        }
+        Ok(self.machine.read(|machine, bucket| {
+            let state = machine.state();
+            let result = if read.scan {
+                state
+                    .scan(&read.from, read.to.as_deref(), NEWEST, read.limit as usize)
+                    .map(|part| (part.entries, part.resume))
+            } else {
+                state.get(&read.from, NEWEST).map(|found| {
+                    (
+                        found.map(|v| (read.from.clone(), v)).into_iter().collect(),
+                        None,
+                    )
+                })
+            };
+            match result {
+                Ok((entries, resume)) => pb::RangeCallResponse {
+                    result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
+                        versions: entries
+                            .into_iter()
+                            .map(|(key, version)| pb::RangeVersion {
+                                key,
+                                value: version.value,
+                                ts: Some(range_codec::ts_to_pb(version.ts)),
+                            })
+                            .collect(),
+                        resume,
+                        descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
+                    })),
+                },
+                Err(error) => pb::RangeCallResponse {
+                    result: Some(pb::range_call_response::Result::Refused(
+                        range_codec::refusal_to_pb(&error, bucket),
+                    )),
+                },
+            }
+        }))
+    }
+
+    /// Handles a peer's AppendEntries for this range (refused while this replica waits for
+    /// the leader's snapshot).
+    pub async fn handle_append(
+        &self,
+        request: pb::AppendEntriesRequest,
+    ) -> Result<pb::AppendEntriesResponse, String> {
+        if self.awaiting_snapshot.load(Ordering::Acquire) && !request.entries.is_empty() {
+            return Err(format!(
+                "range {} has no state on this member yet: it needs a snapshot",
+                self.range.0
+            ));
+        }
+        self.heard_from_leader.store(true, Ordering::Release);
+        crate::peer_messages::append(&self.raft, request).await
+    }
+
+    /// Handles a peer's (pre-)vote request for this range.
+    pub async fn handle_vote(&self, request: pb::VoteRequest) -> Result<pb::VoteResponse, String> {
+        crate::peer_messages::vote(&self.raft, request).await
+    }
+
+    /// Handles a snapshot of this range sent by its leader.
+    pub async fn handle_snapshot(
+        &self,
+        vote: pb::Vote,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<pb::SnapshotResponse, String> {
+        self.heard_from_leader.store(true, Ordering::Release);
+        let response = crate::peer_messages::snapshot(&self.raft, vote, meta, data).await?;
+        self.awaiting_snapshot.store(false, Ordering::Release);
+        Ok(response)
+    }
+
+    /// Stops the group.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, range = self.range.0, "range group shutdown");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `quorate range`: the ranges of consensus buckets — list them with their replicas, leader,
+//! size and load, and split or merge them by hand.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use proto::quorate::v1 as pb;
+use proto::quorate::v1::ranges_client::RangesClient;
+use serde_json::{Value, json};
+
+use crate::quorum_cmd::{hex, status_error};
+
+/// The range subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RangeCommand {
+    /// Every range of a consensus bucket, in key order.
+    List { bucket: String },
+    /// Split the range holding KEY at KEY; returns once both halves serve.
+    Split { bucket: String, key: String },
+    /// Merge the range holding KEY with its right neighbour.
+    Merge { bucket: String, key: String },
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn range_json(range: &pb::RangeInfo) -> Value {
+    json!({
+        "id": range.id,
+        "start": text(&range.start),
+        "end": range.end.as_deref().map(text),
+        "replicas": hex(&range.replicas),
+        "learners": hex(&range.learners),
+        "leader": (range.leader != 0).then(|| format!("{:x}", range.leader)),
+        "bytes": range.bytes,
+        "generation": range.generation,
+        "load": range.load,
+    })
+}
+
+fn print_ranges(ranges: &[pb::RangeInfo], json_out: bool) {
+    if json_out {
+        let all: Vec<Value> = ranges.iter().map(range_json).collect();
+        println!("{}", Value::Array(all));
+        return;
+    }
+    println!("ID\tSTART\tEND\tREPLICAS\tLEADER\tBYTES\tLOAD");
+    for range in ranges {
+        let end = range.end.as_deref().map_or("(end)".to_owned(), text);
+        let start = if range.start.is_empty() {
+            "(start)".to_owned()
+        } else {
+            text(&range.start)
+        };
+        let leader = if range.leader == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:x}", range.leader)
+        };
+        println!(
+            "{}\t{start}\t{end}\t{}\t{leader}\t{}\t{:.1}",
+            range.id,
+            hex(&range.replicas).join(","),
+            range.bytes,
+            range.load
+        );
+    }
+}
+
+/// Runs a range subcommand.
+pub async fn run(
+    endpoints: &[String],
+    command: RangeCommand,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let channel = client::Client::connect(endpoints, timeout).await?.channel();
+    let mut ranges = RangesClient::new(channel);
+    let listed = match command {
+        RangeCommand::List { bucket } => {
+            ranges
+                .list(pb::ListRangesRequest { bucket })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .ranges
+        }
+        RangeCommand::Split { bucket, key } => {
+            let request = pb::SplitRangeRequest {
+                bucket,
+                key: key.into_bytes(),
+            };
+            ranges
+                .split(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .ranges
+        }
+        RangeCommand::Merge { bucket, key } => {
+            let request = pb::MergeRangeRequest {
+                bucket,
+                key: key.into_bytes(),
+            };
+            ranges
+                .merge(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .ranges
+        }
+    };
+    print_ranges(&listed, json_out);
+    Ok(())
+}

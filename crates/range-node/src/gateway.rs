@@ -1,0 +1,297 @@
+//! The gateway: every member routes a client's request on a consensus bucket to the leader of
+//! the key's range, by its routing cache of that bucket (`ranges::RangeCache`, filled from the
+//! applied metadata) and `ranges::Route`, which learns from each typed refusal — `range moved`
+//! with the replica's descriptor, `not leader` with the leader it knows, no replica here,
+//! unreachable — until a replica serves it or the deadline passes.
+//!
+//! A write is sent again only when it certainly did not apply: refused before proposing (any
+//! refusal above) or not delivered. A write handed to a leader that then did not answer is
+//! indeterminate and reported so; it is never retried blindly.
+
+use std::time::Duration;
+
+use base::NodeId;
+use consensus::PeerError;
+use proto::quorate::raft::v1 as raftpb;
+use ranges::{Next, RangeCache, RangeId, Route, RouteFailure};
+use tokio::time::Instant;
+
+use crate::{RangeNode, RangeNodeError};
+
+/// How long a request waits before trying again after an answer that means "not now" (no
+/// leader yet, the replica is starting, unreachable).
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// What one request does on its range.
+#[derive(Clone, Debug)]
+pub(crate) enum RangeOp {
+    Write(raftpb::RangeCommand),
+    Read(raftpb::RangeRead),
+}
+
+impl RangeOp {
+    fn is_write(&self) -> bool {
+        matches!(self, RangeOp::Write(_))
+    }
+
+    fn request(&self, range: RangeId) -> raftpb::RangeCallRequest {
+        use raftpb::range_call_request::Op;
+        raftpb::RangeCallRequest {
+            range: range.0,
+            op: Some(match self {
+                RangeOp::Write(command) => Op::Write(command.clone()),
+                RangeOp::Read(read) => Op::Read(read.clone()),
+            }),
+        }
+    }
+}
+
+/// What a replica served.
+pub(crate) enum Served {
+    Written(raftpb::RangeCommandResponse),
+    Read(raftpb::RangeReadResult),
+}
+
+/// What the last failed attempt was, for the error when the request gives up.
+#[derive(Default)]
+struct Failures {
+    range: u64,
+    replicas: usize,
+    /// The members that answered (with a refusal or an error).
+    answered: std::collections::BTreeSet<u64>,
+    why: String,
+}
+
+impl RangeNode {
+    /// Refills `bucket`'s routing cache from the applied metadata (after a linearizable
+    /// barrier on the metadata when `fresh`: the local copy may be behind a split).
+    async fn refresh_cache(&self, bucket: &str, fresh: bool) -> Result<(), RangeNodeError> {
+        if fresh {
+            self.replica.linearizable_barrier().await?;
+        }
+        let ranges = self.metadata_ranges(bucket);
+        if ranges.is_empty() {
+            return Err(RangeNodeError::NoBucket(bucket.to_owned()));
+        }
+        self.with_cache(bucket, |cache| {
+            for range in &ranges {
+                cache.insert(topology::descriptor_from_pb(range), None);
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs `f` on `bucket`'s routing cache (made empty on first use).
+    fn with_cache<T>(&self, bucket: &str, f: impl FnOnce(&mut RangeCache) -> T) -> T {
+        let mut caches = self.caches.lock().expect("routing caches poisoned");
+        f(caches.entry(bucket.to_owned()).or_default())
+    }
+
+    fn next(&self, bucket: &str, route: &mut Route) -> Next {
+        self.with_cache(bucket, |cache| route.next(cache))
+    }
+
+    fn learn(
+        &self,
+        bucket: &str,
+        route: &mut Route,
+        sent: (RangeId, u64, NodeId),
+        failure: RouteFailure,
+    ) {
+        let (range, generation, member) = sent;
+        self.with_cache(bucket, |cache| {
+            route.failed(cache, range, generation, member, failure)
+        });
+    }
+
+    fn served_by(&self, bucket: &str, range: RangeId, member: NodeId) {
+        let mut caches = self.caches.lock().expect("routing caches poisoned");
+        if let Some(cache) = caches.get_mut(bucket) {
+            cache.set_leader(range, member);
+        }
+    }
+
+    /// Sends `op` to `member`'s replica of `range`: through the local group when that is this
+    /// member, else over the peer connection.
+    async fn send(
+        &self,
+        member: NodeId,
+        range: RangeId,
+        op: &RangeOp,
+        remaining: Duration,
+    ) -> Result<raftpb::RangeCallResponse, PeerError> {
+        if member.0 == self.me() {
+            let Some(group) = self.groups.get(range.0) else {
+                return Ok(raftpb::RangeCallResponse {
+                    result: Some(raftpb::range_call_response::Result::Refused(
+                        raftpb::RangeRefusal {
+                            why: Some(raftpb::range_refusal::Why::NoReplica(range.0)),
+                        },
+                    )),
+                });
+            };
+            let answer = match op {
+                RangeOp::Write(command) => group.write(command.clone()).await,
+                RangeOp::Read(read) => group.read(read.clone()).await,
+            };
+            return answer.map_err(|e| PeerError::Remote(e.to_string()));
+        }
+        let Some(url) = self.peer_url(member.0) else {
+            return Err(PeerError::Unreachable(format!(
+                "member {member} has no peer URL"
+            )));
+        };
+        self.peers
+            .range_call(&url, op.request(range), remaining)
+            .await
+    }
+
+    /// Routes `op` on `key` of `bucket` to a replica that serves it.
+    pub(crate) async fn route(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        op: RangeOp,
+    ) -> Result<Served, RangeNodeError> {
+        use raftpb::range_call_response::Result as R;
+        use raftpb::range_refusal::Why;
+        let deadline = Instant::now() + self.config.request_timeout;
+        let mut route = Route::new(key, base::limits::RANGE_ROUTE_ATTEMPTS);
+        let mut failures = Failures::default();
+        let mut asked_metadata = false;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(unavailable(bucket, failures));
+            }
+            let (range, generation, member) = match self.next(bucket, &mut route) {
+                Next::AskMetadata => {
+                    self.refresh_cache(bucket, asked_metadata).await?;
+                    asked_metadata = true;
+                    continue;
+                }
+                Next::GiveUp => return Err(unavailable(bucket, failures)),
+                Next::Send {
+                    range,
+                    generation,
+                    member,
+                } => (range, generation, member),
+            };
+            if failures.range != range.0 {
+                failures = Failures {
+                    range: range.0,
+                    replicas: self.voter_count(bucket, range),
+                    ..Failures::default()
+                };
+            }
+            let sent = (range, generation, member);
+            let failure = match self.send(member, range, &op, remaining).await {
+                Ok(answer) => {
+                    failures.answered.insert(member.0);
+                    // A write the range's state machine refused (the key moved out of it
+                    // before the write applied) changed nothing: route it again like a
+                    // refusal before proposing.
+                    let refusal = match answer.result {
+                        Some(R::Written(written)) => match written.outcome {
+                            Some(raftpb::range_command_response::Outcome::Refused(refusal)) => {
+                                refusal
+                            }
+                            _ => {
+                                self.served_by(bucket, range, member);
+                                return Ok(Served::Written(written));
+                            }
+                        },
+                        Some(R::Read(read)) => {
+                            self.served_by(bucket, range, member);
+                            return Ok(Served::Read(read));
+                        }
+                        Some(R::Refused(refusal)) => refusal,
+                        None => {
+                            return Err(RangeNodeError::Internal(format!(
+                                "range {} answered nothing",
+                                range.0
+                            )));
+                        }
+                    };
+                    match refusal.why {
+                        Some(Why::Moved(descriptor)) => {
+                            failures.why = format!("member {member}: range moved");
+                            RouteFailure::RangeMoved(Some(topology::descriptor_from_pb(
+                                &descriptor,
+                            )))
+                        }
+                        Some(Why::NotLeader(leader)) => {
+                            failures.why = format!("member {member}: not leader");
+                            RouteFailure::NotLeader((leader != 0).then_some(NodeId(leader)))
+                        }
+                        Some(Why::NoReplica(_)) => {
+                            failures.why = format!("member {member}: no replica yet");
+                            RouteFailure::Unavailable
+                        }
+                        other => {
+                            return Err(RangeNodeError::Internal(format!(
+                                "range {} refused: {other:?}",
+                                range.0
+                            )));
+                        }
+                    }
+                }
+                Err(PeerError::Unreachable(why)) => {
+                    // Its ranges' followers here need not wait out the probe window to wake.
+                    self.liveness.lost(member.0);
+                    failures.why = format!("member {member}: {why}");
+                    RouteFailure::Unavailable
+                }
+                Err(PeerError::Remote(why)) if op.is_write() => {
+                    // Handed over and then lost: it may have applied.
+                    tracing::debug!(range = range.0, %member, %why, "range write indeterminate");
+                    return Err(RangeNodeError::Indeterminate(format!(
+                        "range {}, member {member}: {why}",
+                        range.0
+                    )));
+                }
+                Err(PeerError::Remote(why)) => {
+                    failures.answered.insert(member.0);
+                    failures.why = format!("member {member}: {why}");
+                    RouteFailure::Unavailable
+                }
+            };
+            // Only a moved range is retried at once: its refusal carried what routes the next
+            // attempt. Replicas between leaders can point at each other for a while.
+            let pause = !matches!(failure, RouteFailure::RangeMoved(_));
+            tracing::debug!(range = range.0, %member, why = %failures.why, "range attempt failed");
+            self.learn(bucket, &mut route, sent, failure);
+            if pause {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
+            }
+        }
+    }
+
+    fn voter_count(&self, bucket: &str, range: RangeId) -> usize {
+        let caches = self.caches.lock().expect("routing caches poisoned");
+        caches
+            .get(bucket)
+            .and_then(|cache| {
+                cache
+                    .iter()
+                    .find(|c| c.descriptor.id == range)
+                    .map(|c| c.descriptor.voters().count())
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn unavailable(bucket: &str, failures: Failures) -> RangeNodeError {
+    RangeNodeError::Unavailable {
+        bucket: bucket.to_owned(),
+        range: failures.range,
+        replicas: failures.replicas,
+        answered: failures.answered.len(),
+        why: if failures.why.is_empty() {
+            "no attempt".to_owned()
+        } else {
+            failures.why
+        },
+    }
+}

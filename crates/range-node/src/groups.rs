@@ -1,0 +1,173 @@
+//! Keeps the range groups this member runs in step with the metadata: a group for every range
+//! whose replicas include this member, started from the state it holds (a snapshot, a split's
+//! seed, or — for a bucket's first range — nothing), or else waiting for its leader's
+//! snapshot; a group stopped, its log and files removed, once the metadata no longer places
+//! the range here. A range born of a split waits while this member's replica of the parent
+//! has not yet applied the split (its seed is still to come).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base::limits::RANGE_RECONCILE_INTERVAL;
+use consensus::{RangeGroup, RangeGroupOptions};
+use proto::quorate::raft::v1 as raftpb;
+use ranges::RangeId;
+
+use crate::RangeNode;
+
+/// Campaigns attempts for a new range's leadership at most, one per pause, until it has a
+/// leader: the other replicas may start their groups a pass later, so the first pre-vote can
+/// find no one to answer.
+const CAMPAIGN_ATTEMPTS: u32 = 40;
+const CAMPAIGN_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Asks `group` to elect itself until some replica leads it.
+async fn campaign(group: RangeGroup) {
+    for _ in 0..CAMPAIGN_ATTEMPTS {
+        if group.leader().is_some() {
+            return;
+        }
+        group.campaign().await;
+        tokio::time::sleep(CAMPAIGN_PAUSE).await;
+    }
+}
+
+/// The generation of a bucket's first range: no split, merge or replica change yet, so its
+/// replicas are the ones it was created with and all start it empty.
+const FIRST_GENERATION: u64 = 1;
+
+impl RangeNode {
+    pub(crate) async fn reconcile_loop(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        let mut ticks: u64 = 0;
+        loop {
+            self.reconcile().await;
+            self.follow_splits(ticks).await;
+            ticks += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(RANGE_RECONCILE_INTERVAL) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// One pass: start the groups the metadata places here, stop the ones it no longer does.
+    async fn reconcile(&self) {
+        let topology = self.replica.topology();
+        let me = self.me();
+        let mine: BTreeMap<u64, &raftpb::RangeDescriptor> = topology
+            .ranges
+            .iter()
+            .filter(|r| r.replicas.iter().any(|replica| replica.member == me))
+            .map(|r| (r.id, r))
+            .collect();
+        for (id, descriptor) in &mine {
+            if self.groups.get(*id).is_none() {
+                self.try_start(descriptor).await;
+            }
+        }
+        for id in self.groups.ids() {
+            if !mine.contains_key(&id) {
+                self.retire(id).await;
+            }
+        }
+    }
+
+    /// Starts this member's replica of `descriptor`'s range, unless its state is still to
+    /// come from a split this member has not applied.
+    pub(crate) async fn try_start(&self, descriptor: &raftpb::RangeDescriptor) {
+        let range = RangeId(descriptor.id);
+        let has_state = match self.files.has_state(range) {
+            Ok(has) => has,
+            Err(error) => {
+                tracing::error!(range = range.0, %error, "read range files");
+                return;
+            }
+        };
+        let has_log = match self.writer.has_group(range.0) {
+            Ok(has) => has,
+            Err(error) => {
+                tracing::error!(range = range.0, %error, "read range log");
+                return;
+            }
+        };
+        let has_state = has_state || has_log;
+        let first = descriptor.generation == FIRST_GENERATION;
+        if !has_state && !first && self.local_parent(descriptor).is_some() {
+            // The split that makes this range has not applied here yet: its seed will come.
+            return;
+        }
+        let options = RangeGroupOptions {
+            descriptor: descriptor.clone(),
+            initialize: has_state || first,
+            heartbeat_interval: self.config.heartbeat_interval,
+            election_timeout_min: self.config.election_timeout_min,
+            election_timeout_max: self.config.election_timeout_max,
+            snapshot_entries: base::limits::RANGE_SNAPSHOT_ENTRIES,
+            logs_kept_after_snapshot: base::limits::RAFT_LOGS_KEPT_AFTER_SNAPSHOT,
+            request_timeout: self.config.request_timeout,
+            quiesce: ranges::QuiesceConfig::default(),
+        };
+        let started = RangeGroup::start(
+            &self.replica,
+            &self.writer,
+            self.files.clone(),
+            options,
+            self.hlc.clone(),
+        )
+        .await;
+        match started {
+            Ok(group) => {
+                tracing::info!(range = range.0, bucket = %descriptor.bucket, "range group started");
+                self.groups.insert(group.clone());
+                // The member that led the parent campaigns at once, so the new range serves
+                // within a Raft round instead of an election timeout.
+                let led_parent = self
+                    .local_parent_of_split(descriptor)
+                    .is_some_and(|p| p.is_leader());
+                if has_state && led_parent {
+                    tokio::spawn(campaign(group));
+                }
+            }
+            Err(error) => tracing::warn!(range = range.0, %error, "start range group"),
+        }
+    }
+
+    /// A local group of the same bucket whose replica still holds `descriptor`'s start (its
+    /// split has not applied here).
+    fn local_parent(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
+        self.groups.ids().into_iter().find_map(|id| {
+            let group = self.groups.get(id)?;
+            let held = topology::descriptor_from_pb(&group.descriptor());
+            let same_bucket = group.descriptor().bucket == descriptor.bucket;
+            (id != descriptor.id && same_bucket && held.contains(&descriptor.start))
+                .then_some(group)
+        })
+    }
+
+    /// The local group whose range ends where `descriptor` starts: the left half of the split
+    /// that made it.
+    fn local_parent_of_split(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
+        self.groups.ids().into_iter().find_map(|id| {
+            let group = self.groups.get(id)?;
+            let held = group.descriptor();
+            (held.bucket == descriptor.bucket && held.end.as_deref() == Some(&descriptor.start[..]))
+                .then_some(group)
+        })
+    }
+
+    /// Stops the group of a range the metadata no longer places here and removes its state.
+    async fn retire(&self, id: u64) {
+        let Some(group) = self.groups.remove(id) else {
+            return;
+        };
+        group.shutdown().await;
+        if let Err(error) = self.writer.remove_group(id).await {
+            tracing::warn!(range = id, %error, "remove range log");
+        }
+        if let Err(error) = self.files.remove(RangeId(id)) {
+            tracing::warn!(range = id, %error, "remove range files");
+        }
+        tracing::info!(range = id, "range group retired");
+    }
+}

@@ -1,0 +1,173 @@
+//! The driver of consensus buckets on one member: it runs a Raft group (`consensus::RangeGroup`)
+//! for every range the metadata places on this member (`groups`), carries splits the metadata
+//! committed into the ranges' own groups and proposes splits by size and load (`splits`),
+//! routes each client request to the leader of the key's range by a routing cache that the
+//! replicas' typed refusals correct (`gateway`), and serves `quorate.v1` for consensus buckets
+//! in front of the quorum path's services (`services`). The rules — descriptors, splits,
+//! routing, sessions — are the `ranges` and `topology` crates'; this crate makes no protocol
+//! decision and never touches files itself (the range files are `consensus`'s).
+
+mod error;
+mod gateway;
+mod groups;
+mod liveness;
+mod services;
+mod splits;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base::Hlc;
+use consensus::{LogWriter, Peers, RangeFiles, RangeGroups, Replica};
+use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::v1 as pb;
+use ranges::RangeCache;
+
+pub use error::RangeNodeError;
+pub use services::{BucketsFront, KvFront, RangesService};
+
+/// How the consensus buckets of a member run.
+#[derive(Debug, Clone)]
+pub struct RangeConfig {
+    /// Where the ranges' snapshot and seed files go.
+    pub dir: PathBuf,
+    pub request_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// The largest value a write may carry.
+    pub value_bytes_max: usize,
+}
+
+/// The consensus-bucket side of one member.
+pub struct RangeNode {
+    replica: Arc<Replica>,
+    writer: LogWriter,
+    files: RangeFiles,
+    groups: RangeGroups,
+    peers: Arc<dyn Peers>,
+    hlc: Arc<Mutex<Hlc>>,
+    config: RangeConfig,
+    /// The routing cache of each bucket this member has routed requests for.
+    caches: Mutex<HashMap<String, RangeCache>>,
+    /// Per range this member leads, the passes a follower has matched nothing of its log.
+    stuck: Mutex<HashMap<u64, u32>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Which members answer probes: a quiesced range sleeps only while its leader's does.
+    liveness: liveness::Liveness,
+}
+
+impl RangeNode {
+    /// The consensus-bucket side of the member `replica` runs, its groups' logs on `writer`.
+    /// Call `start` to run its groups.
+    pub fn new(
+        replica: Arc<Replica>,
+        writer: LogWriter,
+        peers: Arc<dyn Peers>,
+        config: RangeConfig,
+    ) -> std::io::Result<Arc<RangeNode>> {
+        Ok(Arc::new(RangeNode {
+            replica,
+            writer,
+            files: RangeFiles::new(config.dir.clone())?,
+            groups: RangeGroups::new(),
+            peers,
+            hlc: Arc::new(Mutex::new(Hlc::new(base::limits::CLOCK_OFFSET_MAX))),
+            caches: Mutex::new(HashMap::new()),
+            stuck: Mutex::new(HashMap::new()),
+            stop: tokio::sync::watch::Sender::new(false),
+            liveness: liveness::Liveness::new(config.election_timeout_max),
+            config,
+        }))
+    }
+
+    /// The range groups this member runs (the transport hands them peers' messages).
+    pub fn groups(&self) -> RangeGroups {
+        self.groups.clone()
+    }
+
+    /// Starts following the metadata: groups for this member's ranges, splits.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().reconcile_loop());
+        tokio::spawn(self.clone().quiesce_loop());
+        tokio::spawn(self.clone().liveness_loop());
+    }
+
+    /// Stops every range group.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        for id in self.groups.ids() {
+            if let Some(group) = self.groups.remove(id) {
+                group.shutdown().await;
+            }
+        }
+    }
+
+    /// Ticks every group's quiescence (`ranges::quiesce`) once per heartbeat interval, so
+    /// idle ranges stop heartbeating and their followers' election timers stop.
+    async fn quiesce_loop(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            for id in self.groups.ids() {
+                if let Some(group) = self.groups.get(id) {
+                    group.quiesce_tick(&|member| member == self.me() || self.liveness.live(member));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    fn me(&self) -> u64 {
+        self.replica.id()
+    }
+
+    /// The peer URL of member `id`, as the main group's membership has it.
+    fn peer_url(&self, id: u64) -> Option<String> {
+        self.replica
+            .status()
+            .members
+            .get(&id)
+            .and_then(|m| m.peer_urls.first().cloned())
+    }
+
+    /// The definition of `bucket`, if it is a consensus bucket (`Ok(None)`: a quorum bucket).
+    /// A bucket this member's metadata does not hold is looked for again after a
+    /// linearizable barrier on the metadata: one just created through another member is
+    /// found, not refused as missing.
+    async fn consensus_bucket(&self, bucket: &str) -> Result<Option<pb::Bucket>, RangeNodeError> {
+        let find = || {
+            self.replica
+                .topology()
+                .buckets
+                .into_iter()
+                .find(|b| b.name == bucket)
+        };
+        let found = match find() {
+            Some(found) => Some(found),
+            None => {
+                self.replica.linearizable_barrier().await?;
+                find()
+            }
+        };
+        match found {
+            None => Err(RangeNodeError::NoBucket(bucket.to_owned())),
+            Some(b) if b.r#type == pb::BucketType::Consensus as i32 => Ok(Some(b)),
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// The ranges of `bucket` in the applied metadata, in key order.
+    fn metadata_ranges(&self, bucket: &str) -> Vec<raftpb::RangeDescriptor> {
+        self.replica
+            .topology()
+            .ranges
+            .into_iter()
+            .filter(|r| r.bucket == bucket)
+            .collect()
+    }
+}

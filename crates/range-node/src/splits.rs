@@ -1,0 +1,254 @@
+//! Splits of consensus-bucket ranges, as the member leading a range drives them: a split is
+//! committed in the metadata first (refused there unless made for the range's current
+//! generation, which serializes splits of one range), then in the range's own group, which
+//! cuts its state and leaves the right half as the seed of the new range's group on every
+//! replica. Each pass, the leader of a range whose metadata is a split ahead of its group
+//! proposes the group's side — so a split whose proposer died halfway is finished by whoever
+//! leads next — and proposes new splits when `ranges::decide_split` says so (size past the
+//! bucket's `range_max_bytes`, or sustained load, at the key that balances it). Leaders also
+//! make followers that cannot take the log (started without the range's state) get a
+//! snapshot.
+
+use std::time::Duration;
+
+use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::v1 as pb;
+use ranges::SplitConfig;
+use tokio::time::Instant;
+
+use crate::{RangeNode, RangeNodeError};
+
+/// Reconcile passes per load window (with a 100 ms pass: 1 s windows).
+const LOAD_WINDOW_PASSES: u64 = 10;
+
+/// Passes a follower may match nothing of the leader's log before the leader sends it a
+/// snapshot (a follower just started matches within a few heartbeats).
+const STUCK_PASSES: u32 = 20;
+
+impl RangeNode {
+    /// One pass over the groups this member leads.
+    pub(crate) async fn follow_splits(&self, pass: u64) {
+        let topology = self.replica.topology();
+        let end_window = pass % LOAD_WINDOW_PASSES == LOAD_WINDOW_PASSES - 1;
+        let window_seconds =
+            (base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32).as_secs_f64();
+        for id in self.groups.ids() {
+            let Some(group) = self.groups.get(id) else {
+                continue;
+            };
+            if !group.is_leader() {
+                continue;
+            }
+            let Some(meta) = topology.ranges.iter().find(|r| r.id == id) else {
+                continue;
+            };
+            self.help_stuck(&group);
+            let held = group.descriptor();
+            if meta.generation > held.generation {
+                self.finish_split(&group, meta, &held, &topology).await;
+                continue;
+            }
+            let Some(bucket) = topology.buckets.iter().find(|b| b.name == meta.bucket) else {
+                continue;
+            };
+            let config = split_config(bucket);
+            if end_window {
+                group.end_load_window(window_seconds, &config);
+            }
+            if let Some(split) = group.split_decision(&config) {
+                tracing::info!(range = id, reason = ?split.reason, "range splits");
+                if let Err(error) = self.propose_split(meta, &split.at).await {
+                    tracing::debug!(range = id, %error, "proposed split not committed");
+                }
+            }
+        }
+    }
+
+    /// Sends snapshots from `group` (which this member leads) once a follower stayed stuck.
+    fn help_stuck(&self, group: &consensus::RangeGroup) {
+        let id = group.range().0;
+        let mut stuck = self.stuck.lock().expect("stuck counts poisoned");
+        if !group.has_stuck_follower() {
+            stuck.remove(&id);
+            return;
+        }
+        let passes = stuck.entry(id).or_insert(0);
+        *passes += 1;
+        if *passes >= STUCK_PASSES {
+            *passes = 0;
+            let group = group.clone();
+            tokio::spawn(async move { group.send_snapshots().await });
+        }
+    }
+
+    /// Proposes in `group` the split the metadata committed for it (`meta` is its left half).
+    async fn finish_split(
+        &self,
+        group: &consensus::RangeGroup,
+        meta: &raftpb::RangeDescriptor,
+        held: &raftpb::RangeDescriptor,
+        topology: &raftpb::Topology,
+    ) {
+        let is_split = meta.start == held.start && meta.end != held.end;
+        let right = meta.end.as_ref().and_then(|end| {
+            topology
+                .ranges
+                .iter()
+                .find(|r| r.bucket == meta.bucket && &r.start == end)
+        });
+        match (is_split, right) {
+            (true, Some(right)) => {
+                match group.apply_split(meta.clone(), right.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(left = meta.id, right = right.id, "split applied");
+                        // Its seed is saved: start the right half here now, as its first
+                        // leader, rather than at the next pass.
+                        if self.groups.get(right.id).is_none() {
+                            self.try_start(right).await;
+                        }
+                    }
+                    Err(error) => tracing::debug!(range = meta.id, %error, "split not applied yet"),
+                }
+            }
+            _ => tracing::warn!(
+                range = meta.id,
+                held = held.generation,
+                metadata = meta.generation,
+                "range changed in the metadata in a way this member cannot carry out yet"
+            ),
+        }
+    }
+
+    /// Commits in the metadata a split of `range` (as this member saw it) at `at`, once the
+    /// range's group has applied every earlier change of it.
+    async fn propose_split(
+        &self,
+        range: &raftpb::RangeDescriptor,
+        at: &[u8],
+    ) -> Result<Vec<raftpb::RangeDescriptor>, RangeNodeError> {
+        let change = raftpb::RangeChange {
+            bucket: range.bucket.clone(),
+            range: range.id,
+            generation: range.generation,
+            change: Some(raftpb::range_change::Change::SplitAt(at.to_vec())),
+        };
+        let reply = self.replica.change_range(change).await?;
+        if !reply.refusal.is_empty() {
+            return Err(RangeNodeError::Refused(reply.refusal));
+        }
+        Ok(reply.ranges)
+    }
+
+    /// `quorate range split`: splits the range of `bucket` holding `key` at `key`, and waits
+    /// (within the request timeout) until both halves serve.
+    pub(crate) async fn split(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<Vec<raftpb::RangeDescriptor>, RangeNodeError> {
+        self.require_consensus(bucket, "range split").await?;
+        crate::services::check_key(key)?;
+        let deadline = Instant::now() + self.config.request_timeout;
+        self.replica.linearizable_barrier().await?;
+        let ranges = self.metadata_ranges(bucket);
+        let range = ranges
+            .iter()
+            .find(|r| topology::descriptor_from_pb(r).contains(key))
+            .ok_or_else(|| {
+                RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
+            })?;
+        if range.start == key {
+            return Err(RangeNodeError::Refused(format!(
+                "range {} already starts at that key",
+                range.id
+            )));
+        }
+        let status = self.status_of(range).await;
+        let applied = status
+            .as_ref()
+            .and_then(|s| s.descriptor.as_ref())
+            .map(|d| d.generation);
+        if applied != Some(range.generation) {
+            return Err(RangeNodeError::Unavailable {
+                bucket: bucket.to_owned(),
+                range: range.id,
+                replicas: range.replicas.len(),
+                answered: usize::from(status.is_some()),
+                why: "its group is still applying an earlier change or has no leader".into(),
+            });
+        }
+        let halves = self.propose_split(range, key).await?;
+        for half in &halves {
+            self.await_serving(half, deadline).await;
+        }
+        Ok(halves)
+    }
+
+    /// Waits until a replica of `range` leads it at the generation the metadata gave it, or
+    /// the deadline passes.
+    async fn await_serving(&self, range: &raftpb::RangeDescriptor, deadline: Instant) {
+        while Instant::now() < deadline {
+            let status = self.status_of(range).await;
+            let serving = status.as_ref().is_some_and(|s| {
+                s.leader != 0
+                    && s.descriptor.as_ref().map(|d| d.generation) == Some(range.generation)
+            });
+            if serving {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The status of `range` from the replica that leads it (else from any that answered).
+    pub(crate) async fn status_of(
+        &self,
+        range: &raftpb::RangeDescriptor,
+    ) -> Option<raftpb::RangeStatusResponse> {
+        let mut answers = Vec::new();
+        for replica in &range.replicas {
+            let answer = if replica.member == self.me() {
+                self.groups.get(range.id).map(|g| g.status())
+            } else if let Some(url) = self.peer_url(replica.member) {
+                self.peers
+                    .range_status(&url, range.id, Duration::from_secs(1))
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+            if let Some(status) = answer {
+                if status.leader == replica.member {
+                    return Some(status);
+                }
+                answers.push(status);
+            }
+        }
+        answers.into_iter().next()
+    }
+
+    pub(crate) async fn require_consensus(
+        &self,
+        bucket: &str,
+        operation: &'static str,
+    ) -> Result<pb::Bucket, RangeNodeError> {
+        self.consensus_bucket(bucket)
+            .await?
+            .ok_or_else(|| RangeNodeError::NotConsensus {
+                bucket: bucket.to_owned(),
+                operation,
+            })
+    }
+}
+
+/// When ranges of `bucket` split.
+fn split_config(bucket: &pb::Bucket) -> SplitConfig {
+    SplitConfig {
+        range_max_bytes: if bucket.range_max_bytes == 0 {
+            base::limits::RANGE_MAX_BYTES_DEFAULT
+        } else {
+            bucket.range_max_bytes
+        },
+        ..SplitConfig::default()
+    }
+}
