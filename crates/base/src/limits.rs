@@ -17,6 +17,13 @@ pub const MAX_TXN_OPS_DEFAULT: usize = 128;
 /// heartbeat interval): room for a follower's fsync on a busy machine.
 pub const RAFT_RPC_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Streams a peer may reset before the server has accepted them, per connection, before the
+/// server closes the connection. h2's default (20) guards a public port against rapid-reset
+/// floods; on the peer port only members connect, and openraft cancels every heartbeat that
+/// outlives its heartbeat interval, so a loaded member resets streams by the dozen and the
+/// default closed the connection that replication and hand-off streams were sharing.
+pub const PEER_PENDING_RESET_STREAMS_MAX: usize = 4096;
+
 /// Largest number of Raft entries sent in one AppendEntries message; bounds peer message size
 /// together with `MAX_REQUEST_BYTES_DEFAULT`.
 pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;

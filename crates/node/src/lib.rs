@@ -279,6 +279,9 @@ pub async fn run(
         let (_, _, replica_service) = quorum.services();
         let router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .http2_max_pending_accept_reset_streams(Some(
+                base::limits::PEER_PENDING_RESET_STREAMS_MAX,
+            ))
             .add_service(RaftService::server(
                 replica.clone(),
                 ranges.groups(),

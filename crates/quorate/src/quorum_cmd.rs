@@ -224,6 +224,56 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
+/// The bucket definition a `bucket create` command asks for, refusing flags of the other type.
+fn bucket_to_create(command: BucketCommand) -> anyhow::Result<pb::Bucket> {
+    let BucketCommand::Create {
+        name,
+        bucket_type,
+        n,
+        r,
+        w,
+        conflicts,
+        sloppy,
+        range_max_bytes,
+    } = command
+    else {
+        unreachable!("called with a create command");
+    };
+    Ok(match bucket_type {
+        BucketTypeArg::Quorum => {
+            if range_max_bytes.is_some() {
+                anyhow::bail!("--range-max-bytes is for consensus buckets");
+            }
+            let quorum = || parse_level("quorum").expect("a level name");
+            pb::Bucket {
+                name,
+                r#type: pb::BucketType::Quorum as i32,
+                n,
+                r: Some(r.unwrap_or_else(quorum)),
+                w: Some(w.unwrap_or_else(quorum)),
+                conflicts: match conflicts.unwrap_or(ConflictsArg::Siblings) {
+                    ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
+                    ConflictsArg::Lww => pb::Conflicts::Lww as i32,
+                },
+                sloppy,
+                ..Default::default()
+            }
+        }
+        BucketTypeArg::Consensus => {
+            if r.is_some() || w.is_some() || conflicts.is_some() || sloppy {
+                anyhow::bail!("--r, --w, --conflicts and --sloppy are for quorum buckets");
+            }
+            pb::Bucket {
+                name,
+                r#type: pb::BucketType::Consensus as i32,
+                n,
+                range_max_bytes: range_max_bytes.unwrap_or(0),
+                ..Default::default()
+            }
+        }
+    })
+}
+
 /// Runs a bucket subcommand.
 pub async fn run_bucket(
     endpoints: &[String],
@@ -240,49 +290,8 @@ pub async fn run_bucket(
         }
     };
     match command {
-        BucketCommand::Create {
-            name,
-            bucket_type,
-            n,
-            r,
-            w,
-            conflicts,
-            sloppy,
-            range_max_bytes,
-        } => {
-            let bucket = match bucket_type {
-                BucketTypeArg::Quorum => {
-                    if range_max_bytes.is_some() {
-                        anyhow::bail!("--range-max-bytes is for consensus buckets");
-                    }
-                    let quorum = || parse_level("quorum").expect("a level name");
-                    pb::Bucket {
-                        name,
-                        r#type: pb::BucketType::Quorum as i32,
-                        n,
-                        r: Some(r.unwrap_or_else(quorum)),
-                        w: Some(w.unwrap_or_else(quorum)),
-                        conflicts: match conflicts.unwrap_or(ConflictsArg::Siblings) {
-                            ConflictsArg::Siblings => pb::Conflicts::Siblings as i32,
-                            ConflictsArg::Lww => pb::Conflicts::Lww as i32,
-                        },
-                        sloppy,
-                        ..Default::default()
-                    }
-                }
-                BucketTypeArg::Consensus => {
-                    if r.is_some() || w.is_some() || conflicts.is_some() || sloppy {
-                        anyhow::bail!("--r, --w, --conflicts and --sloppy are for quorum buckets");
-                    }
-                    pb::Bucket {
-                        name,
-                        r#type: pb::BucketType::Consensus as i32,
-                        n,
-                        range_max_bytes: range_max_bytes.unwrap_or(0),
-                        ..Default::default()
-                    }
-                }
-            };
+        create @ BucketCommand::Create { .. } => {
+            let bucket = bucket_to_create(create)?;
             let created = buckets
                 .create(pb::CreateBucketRequest {
                     bucket: Some(bucket),

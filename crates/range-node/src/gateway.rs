@@ -153,8 +153,6 @@ impl RangeNode {
         key: &[u8],
         op: RangeOp,
     ) -> Result<Served, RangeNodeError> {
-        use raftpb::range_call_response::Result as R;
-        use raftpb::range_refusal::Why;
         let deadline = Instant::now() + self.config.request_timeout;
         let mut route = Route::new(key, base::limits::RANGE_ROUTE_ATTEMPTS);
         let mut failures = Failures::default();
@@ -186,56 +184,10 @@ impl RangeNode {
             }
             let sent = (range, generation, member);
             let failure = match self.send(member, range, &op, remaining).await {
-                Ok(answer) => {
-                    failures.answered.insert(member.0);
-                    // A write the range's state machine refused (the key moved out of it
-                    // before the write applied) changed nothing: route it again like a
-                    // refusal before proposing.
-                    let refusal = match answer.result {
-                        Some(R::Written(written)) => match written.outcome {
-                            Some(raftpb::range_command_response::Outcome::Refused(refusal)) => {
-                                refusal
-                            }
-                            _ => {
-                                self.served_by(bucket, range, member);
-                                return Ok(Served::Written(written));
-                            }
-                        },
-                        Some(R::Read(read)) => {
-                            self.served_by(bucket, range, member);
-                            return Ok(Served::Read(read));
-                        }
-                        Some(R::Refused(refusal)) => refusal,
-                        None => {
-                            return Err(RangeNodeError::Internal(format!(
-                                "range {} answered nothing",
-                                range.0
-                            )));
-                        }
-                    };
-                    match refusal.why {
-                        Some(Why::Moved(descriptor)) => {
-                            failures.why = format!("member {member}: range moved");
-                            RouteFailure::RangeMoved(Some(topology::descriptor_from_pb(
-                                &descriptor,
-                            )))
-                        }
-                        Some(Why::NotLeader(leader)) => {
-                            failures.why = format!("member {member}: not leader");
-                            RouteFailure::NotLeader((leader != 0).then_some(NodeId(leader)))
-                        }
-                        Some(Why::NoReplica(_)) => {
-                            failures.why = format!("member {member}: no replica yet");
-                            RouteFailure::Unavailable
-                        }
-                        other => {
-                            return Err(RangeNodeError::Internal(format!(
-                                "range {} refused: {other:?}",
-                                range.0
-                            )));
-                        }
-                    }
-                }
+                Ok(answer) => match self.judge(bucket, range, member, answer, &mut failures)? {
+                    Ok(served) => return Ok(served),
+                    Err(failure) => failure,
+                },
                 Err(PeerError::Unreachable(why)) => {
                     // Its ranges' followers here need not wait out the probe window to wake.
                     self.liveness.lost(member.0);
@@ -266,6 +218,63 @@ impl RangeNode {
                 tokio::time::sleep(RETRY_PAUSE.min(remaining)).await;
             }
         }
+    }
+
+    /// What one replica's answer means: served, or the refusal that routes the next attempt.
+    fn judge(
+        &self,
+        bucket: &str,
+        range: RangeId,
+        member: NodeId,
+        answer: raftpb::RangeCallResponse,
+        failures: &mut Failures,
+    ) -> Result<Result<Served, RouteFailure>, RangeNodeError> {
+        use raftpb::range_call_response::Result as R;
+        use raftpb::range_refusal::Why;
+        failures.answered.insert(member.0);
+        // A write the range's state machine refused (the key moved out of it before the
+        // write applied) changed nothing: route it again like a refusal before proposing.
+        let refusal = match answer.result {
+            Some(R::Written(written)) => match written.outcome {
+                Some(raftpb::range_command_response::Outcome::Refused(refusal)) => refusal,
+                _ => {
+                    self.served_by(bucket, range, member);
+                    return Ok(Ok(Served::Written(written)));
+                }
+            },
+            Some(R::Read(read)) => {
+                self.served_by(bucket, range, member);
+                return Ok(Ok(Served::Read(read)));
+            }
+            Some(R::Refused(refusal)) => refusal,
+            None => {
+                return Err(RangeNodeError::Internal(format!(
+                    "range {} answered nothing",
+                    range.0
+                )));
+            }
+        };
+        let failure = match refusal.why {
+            Some(Why::Moved(descriptor)) => {
+                failures.why = format!("member {member}: range moved");
+                RouteFailure::RangeMoved(Some(topology::descriptor_from_pb(&descriptor)))
+            }
+            Some(Why::NotLeader(leader)) => {
+                failures.why = format!("member {member}: not leader");
+                RouteFailure::NotLeader((leader != 0).then_some(NodeId(leader)))
+            }
+            Some(Why::NoReplica(_)) => {
+                failures.why = format!("member {member}: no replica yet");
+                RouteFailure::Unavailable
+            }
+            other => {
+                return Err(RangeNodeError::Internal(format!(
+                    "range {} refused: {other:?}",
+                    range.0
+                )));
+            }
+        };
+        Ok(Err(failure))
     }
 
     fn voter_count(&self, bucket: &str, range: RangeId) -> usize {

@@ -210,16 +210,24 @@ async fn await_clean(endpoints: &[String]) -> Vec<u64> {
     }
 }
 
-/// Runs `quorate ring ARGS` at `endpoint` off the runtime's thread (the writers go on);
+/// Runs `quorate ring ARGS` at `endpoint` as a child process (the writers go on);
 /// asserts success.
 async fn ring_cli(endpoint: &str, args: &[&str]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quorate"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quorate"));
     command
         .args(["--endpoints", endpoint, "--command-timeout", "10", "ring"])
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
+        .args(args)
+        .kill_on_drop(true);
+    // `--wait` follows a ring change for as long as it takes; a change that never finishes
+    // fails the test here instead of holding the suite.
+    let output = tokio::time::timeout(DEADLINE * 4, command.output())
         .await
-        .expect("join")
+        .unwrap_or_else(|_| {
+            panic!(
+                "quorate ring {args:?} did not finish within {:?}",
+                DEADLINE * 4
+            )
+        })
         .expect("run quorate");
     let text = output_text(&output);
     assert!(output.status.success(), "quorate ring {args:?}: {text}");
