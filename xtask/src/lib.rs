@@ -136,6 +136,15 @@ pub fn check_sizes(path: &Path, text: &str) -> Vec<Violation> {
         let Some(indent) = function_indent(line) else {
             continue;
         };
+        // A signature over several lines that ends in `;` declares a trait method: no body.
+        let declared = lines[at..product]
+            .iter()
+            .map(|l| l.trim_end())
+            .find(|l| l.ends_with('{') || l.ends_with(';'))
+            .is_some_and(|l| l.ends_with(';'));
+        if declared {
+            continue;
+        }
         let close = format!("{indent}}}");
         let Some(end) = lines[at + 1..product].iter().position(|l| **l == close) else {
             continue;

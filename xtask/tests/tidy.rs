@@ -54,6 +54,10 @@ fn the_checks_catch_what_they_are_for() {
     let reasoned =
         format!("//! Owns x.\n/// {LONG_REASON} it is one table.\nfn long() {{\n{body}}}\n");
     assert_eq!(check_sizes(path, &reasoned), vec![]);
+    // A trait's methods declared over several lines have no body, however long the trait.
+    let methods = "    fn call(\n        &self,\n    ) -> u32;\n".repeat(FUNCTION_LINES_MAX);
+    let long_trait = format!("//! Owns x.\npub trait Calls {{\n{methods}}}\n");
+    assert_eq!(check_sizes(path, &long_trait), vec![]);
     let big = "//! Owns x.\n".to_owned() + &"x();\n".repeat(FILE_LINES_MAX);
     assert_eq!(check_sizes(path, &big).len(), 1);
     assert_eq!(

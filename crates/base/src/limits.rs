@@ -210,6 +210,17 @@ pub const RANGE_ROUTE_ATTEMPTS: u32 = 512;
 /// checks its ranges for splits the metadata committed but their groups have not applied.
 pub const RANGE_RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Ranges whose replicas `range list` asks at once.
+pub const RANGE_STATUS_CONCURRENCY: usize = 16;
+
+/// Reconcile passes per load window of a range's split-by-load decision (with 100 ms passes:
+/// 1 s windows).
+pub const RANGE_LOAD_WINDOW_PASSES: u64 = 10;
+
+/// Reconcile passes a follower may match nothing of its leader's log before the leader sends it
+/// a snapshot (a follower just started matches within a few heartbeats).
+pub const RANGE_STUCK_FOLLOWER_PASSES: u32 = 20;
+
 /// Applied entries between two snapshots of a range's group: a range's state lives in memory
 /// and a snapshot copies all of it, so it is taken less often than its log grows large.
 pub const RANGE_SNAPSHOT_ENTRIES: u64 = 20_000;

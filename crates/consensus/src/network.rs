@@ -27,8 +27,6 @@ pub enum PeerError {
 }
 
 /// Member-to-member calls of one group, addressed by peer URL.
-///
-/// Long because it is every call one member makes to another, one method each.
 pub trait Peers: Send + Sync + 'static {
     fn append_entries(
         &self,

@@ -146,25 +146,16 @@ impl Replica {
         snapshot: SnapshotFile,
         peers: Arc<dyn Peers>,
     ) -> Result<Replica, EtcdError> {
-        let config = Config {
-            cluster_name: "quorate".into(),
-            heartbeat_interval: options.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: options.election_timeout_min.as_millis() as u64,
-            election_timeout_max: options.election_timeout_max.as_millis() as u64,
-            install_snapshot_timeout: 60_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_entries),
-            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
-            purge_batch_size: 256,
-            max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
-            enable_pre_vote: Some(true),
-            // A restarted leader must win an election and commit a fresh entry before it
-            // serves reads: restoring leadership would let it answer a ReadIndex from the
-            // committed index it persisted without fsync, which may be stale (a lost
-            // acknowledged write in a read after a whole-cluster crash showed this).
-            enable_leader_restore: Some(false),
-            ..Default::default()
-        };
-        let config = Arc::new(config.validate().map_err(internal)?);
+        let config = raft_config(
+            "quorate".into(),
+            RaftTiming {
+                heartbeat_interval: options.heartbeat_interval,
+                election_timeout_min: options.election_timeout_min,
+                election_timeout_max: options.election_timeout_max,
+                snapshot_entries: options.snapshot_entries,
+                logs_kept_after_snapshot: options.logs_kept_after_snapshot,
+            },
+        )?;
         let state_machine = StateMachine::open(state, snapshot).map_err(internal)?;
         let book: AddressBook = Default::default();
         let network = NetworkFactory {
@@ -735,4 +726,40 @@ fn reply_result(reply: pb::CommandResponse) -> Result<pb::CommandResponse, EtcdE
         Some(pb::command_response::Op::Error(message)) => Err(EtcdError::from_message(message)),
         _ => Ok(reply),
     }
+}
+
+/// The Raft timings and log retention of one group.
+pub(crate) struct RaftTiming {
+    pub heartbeat_interval: std::time::Duration,
+    pub election_timeout_min: std::time::Duration,
+    pub election_timeout_max: std::time::Duration,
+    pub snapshot_entries: u64,
+    pub logs_kept_after_snapshot: u64,
+}
+
+/// The openraft configuration every group of a member runs with (the main group and each
+/// range), named `cluster_name`.
+pub(crate) fn raft_config(
+    cluster_name: String,
+    timing: RaftTiming,
+) -> Result<Arc<Config>, EtcdError> {
+    let config = Config {
+        cluster_name,
+        heartbeat_interval: timing.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: timing.election_timeout_min.as_millis() as u64,
+        election_timeout_max: timing.election_timeout_max.as_millis() as u64,
+        install_snapshot_timeout: 60_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_entries),
+        max_in_snapshot_log_to_keep: timing.logs_kept_after_snapshot,
+        purge_batch_size: 256,
+        max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
+        enable_pre_vote: Some(true),
+        // A restarted leader must win an election and commit a fresh entry before it serves
+        // reads: restoring leadership would let it answer a ReadIndex from the committed index
+        // it persisted without fsync, which may be stale (a lost acknowledged write in a read
+        // after a whole-cluster crash showed this).
+        enable_leader_restore: Some(false),
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate().map_err(internal)?))
 }

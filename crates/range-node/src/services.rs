@@ -238,12 +238,18 @@ impl RangeNode {
     /// Every range of `bucket` with what its leader reports.
     async fn list_ranges(&self, bucket: &str) -> Result<Vec<pb::RangeInfo>, RangeNodeError> {
         self.require_consensus(bucket, "range list").await?;
+        use futures::StreamExt;
         let ranges = self.metadata_ranges(bucket);
-        let mut infos = Vec::with_capacity(ranges.len());
-        for range in &ranges {
-            let status = self.status_of(range).await;
-            infos.push(range_info(range, status.as_ref()));
-        }
+        // The replicas are asked a few ranges at a time: a thousand ranges listed one by one
+        // would take a thousand round trips, all at once would flood the peers.
+        let infos = futures::stream::iter(ranges)
+            .map(|range| async move {
+                let status = self.status_of(&range).await;
+                range_info(&range, status.as_ref())
+            })
+            .buffered(base::limits::RANGE_STATUS_CONCURRENCY)
+            .collect()
+            .await;
         Ok(infos)
     }
 }

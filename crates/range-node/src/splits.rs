@@ -18,12 +18,7 @@ use tokio::time::Instant;
 
 use crate::{RangeNode, RangeNodeError};
 
-/// Reconcile passes per load window (with a 100 ms pass: 1 s windows).
-const LOAD_WINDOW_PASSES: u64 = 10;
-
-/// Passes a follower may match nothing of the leader's log before the leader sends it a
-/// snapshot (a follower just started matches within a few heartbeats).
-const STUCK_PASSES: u32 = 20;
+use base::limits::{RANGE_LOAD_WINDOW_PASSES as LOAD_WINDOW_PASSES, RANGE_STUCK_FOLLOWER_PASSES};
 
 impl RangeNode {
     /// One pass over the groups this member leads.
@@ -32,6 +27,8 @@ impl RangeNode {
         let end_window = pass % LOAD_WINDOW_PASSES == LOAD_WINDOW_PASSES - 1;
         let window_seconds =
             (base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32).as_secs_f64();
+        let by_id: std::collections::HashMap<u64, &raftpb::RangeDescriptor> =
+            topology.ranges.iter().map(|r| (r.id, r)).collect();
         for id in self.groups.ids() {
             let Some(group) = self.groups.get(id) else {
                 continue;
@@ -39,7 +36,7 @@ impl RangeNode {
             if !group.is_leader() {
                 continue;
             }
-            let Some(meta) = topology.ranges.iter().find(|r| r.id == id) else {
+            let Some(&meta) = by_id.get(&id) else {
                 continue;
             };
             self.help_stuck(&group);
@@ -74,7 +71,7 @@ impl RangeNode {
         }
         let passes = stuck.entry(id).or_insert(0);
         *passes += 1;
-        if *passes >= STUCK_PASSES {
+        if *passes >= RANGE_STUCK_FOLLOWER_PASSES {
             *passes = 0;
             let group = group.clone();
             tokio::spawn(async move { group.send_snapshots().await });

@@ -29,7 +29,11 @@ impl SnapshotFile {
 
     /// Durably replaces the snapshot with `bytes`.
     pub fn save(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        let tmp = self.path.with_extension("tmp");
+        // `<name>.tmp` beside it: a range's snapshot (`7.snap`) and seed (`7.seed`) must not
+        // share one temporary file, as `with_extension` would make them.
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
         let mut file = fs::File::create(&tmp).map_err(|e| self.file_error(e))?;
         file.write_all(&frame(bytes))
             .map_err(|e| self.file_error(e))?;

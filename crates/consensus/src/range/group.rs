@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base::{EtcdError, Hlc, HlcTimestamp};
 use openraft::async_runtime::WatchReceiver;
-use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{ReadPolicy, ServerState};
 use proto::quorate::raft::v1 as pb;
 use ranges::{
     LoadTracker, QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer, RangeId, Split, SplitConfig,
@@ -102,23 +102,16 @@ impl RangeGroup {
         hlc: Arc<Mutex<Hlc>>,
     ) -> Result<RangeGroup, EtcdError> {
         let range = RangeId(options.descriptor.id);
-        let config = Config {
-            cluster_name: format!("quorate-range-{}", range.0),
-            heartbeat_interval: options.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: options.election_timeout_min.as_millis() as u64,
-            election_timeout_max: options.election_timeout_max.as_millis() as u64,
-            install_snapshot_timeout: 60_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_entries),
-            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
-            purge_batch_size: 256,
-            max_payload_entries: base::limits::RAFT_MAX_PAYLOAD_ENTRIES,
-            enable_pre_vote: Some(true),
-            // As for the main group: a restarted leader must commit an entry of a new term
-            // before it serves reads.
-            enable_leader_restore: Some(false),
-            ..Default::default()
-        };
-        let config = Arc::new(config.validate().map_err(internal)?);
+        let config = crate::replica::raft_config(
+            format!("quorate-range-{}", range.0),
+            crate::replica::RaftTiming {
+                heartbeat_interval: options.heartbeat_interval,
+                election_timeout_min: options.election_timeout_min,
+                election_timeout_max: options.election_timeout_max,
+                snapshot_entries: options.snapshot_entries,
+                logs_kept_after_snapshot: options.logs_kept_after_snapshot,
+            },
+        )?;
         if options.initialize {
             let voters: std::collections::BTreeSet<NodeId> = options
                 .descriptor

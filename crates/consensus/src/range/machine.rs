@@ -47,10 +47,10 @@ impl RangeFiles {
     }
 
     /// True when this member holds state of `range` to start its group from: a snapshot or a
-    /// split's seed.
+    /// split's seed. Only looks for the files; a corrupt one is refused when the group loads it.
     pub fn has_state(&self, range: RangeId) -> io::Result<bool> {
-        Ok(self.snapshot(range).load().map_err(io_error)?.is_some()
-            || self.seed(range).load().map_err(io_error)?.is_some())
+        Ok(self.dir.join(format!("{}.snap", range.0)).try_exists()?
+            || self.dir.join(format!("{}.seed", range.0)).try_exists()?)
     }
 
     /// Removes the files of a range this member no longer replicates.
