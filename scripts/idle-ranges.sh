@@ -15,9 +15,10 @@ export PROTOC=${PROTOC:-$HOME/.cargo/bin/protox}
 cargo build --release -q -p quorate
 bin=$PWD/target/release/quorate
 data=$(mktemp -d)
-"$bin" demo --data-dir "$data" --fresh >"$data/demo.log" 2>&1 &
+log=${LOG:-$data.log}
+"$bin" demo --data-dir "$data/members" --fresh >"$log" 2>&1 &
 demo=$!
-trap 'kill $demo 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill -INT $demo 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
 
 q() { "$bin" --endpoints 127.0.0.1:2379 --command-timeout 20 "$@"; }
 for _ in $(seq 1 100); do
@@ -27,7 +28,10 @@ done
 q bucket create idle --type consensus >/dev/null
 start=$(date +%s)
 for i in $(seq 1 $((ranges - 1))); do
-  q range split idle "$(printf 'k%06d' "$i")" >/dev/null
+  q range split idle "$(printf 'k%06d' "$i")" >/dev/null || {
+    echo "split $i failed; the members' log is $log" >&2
+    exit 1
+  }
 done
 made=$(q range list idle | tail -n +2 | wc -l)
 echo "ranges: $made (splits took $(($(date +%s) - start)) s); settling ${settle} s"

@@ -210,6 +210,14 @@ pub const RANGE_ROUTE_ATTEMPTS: u32 = 512;
 /// checks its ranges for splits the metadata committed but their groups have not applied.
 pub const RANGE_RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The largest frozen right range a merge carries in its Raft entry (encoded): the entry
+/// travels in one AppendEntries message, well inside the peer message limit.
+pub const RANGE_MERGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// How long a range may stay frozen for a merge that neither committed nor was given up (its
+/// driver died between the freeze and the metadata commit) before its leader releases it.
+pub const RANGE_FREEZE_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Ranges whose replicas `range list` asks at once.
 pub const RANGE_STATUS_CONCURRENCY: usize = 16;
 

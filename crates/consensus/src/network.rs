@@ -102,6 +102,14 @@ pub trait Peers: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::RangeStatusResponse, PeerError>>;
 
+    /// Asks the member at `peer_url` for its replica state of a range frozen for a merge.
+    fn frozen_range(
+        &self,
+        peer_url: &str,
+        request: pb::FrozenRangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeSnapshot, PeerError>>;
+
     /// Probes the member at `peer_url`; answers with the id of the member that answered.
     fn ping(
         &self,

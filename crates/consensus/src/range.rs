@@ -47,6 +47,17 @@ impl RangeGroups {
             .remove(&range)
     }
 
+    /// Every running group, by ascending id (one lock for all: what per-pass loops over
+    /// a thousand groups use instead of `get` per id).
+    pub fn all(&self) -> Vec<RangeGroup> {
+        self.groups
+            .read()
+            .expect("range groups poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The ids of the running groups, ascending.
     pub fn ids(&self) -> Vec<u64> {
         self.groups
@@ -55,6 +66,19 @@ impl RangeGroups {
             .keys()
             .copied()
             .collect()
+    }
+
+    /// This member's replica state of the range of `bucket` starting at `start`, when it is
+    /// frozen for a merge into `into` (a merge's left side takes it from any such replica).
+    pub fn frozen(
+        &self,
+        bucket: &str,
+        start: &[u8],
+        into: u64,
+    ) -> Option<proto::quorate::raft::v1::RangeSnapshot> {
+        self.all()
+            .iter()
+            .find_map(|group| group.frozen_snapshot(bucket, start, into))
     }
 
     pub fn len(&self) -> usize {

@@ -25,7 +25,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// What one request does on its range.
 #[derive(Clone, Debug)]
 pub(crate) enum RangeOp {
-    Write(raftpb::RangeCommand),
+    Write(Box<raftpb::RangeCommand>),
     Read(raftpb::RangeRead),
 }
 
@@ -39,7 +39,7 @@ impl RangeOp {
         raftpb::RangeCallRequest {
             range: range.0,
             op: Some(match self {
-                RangeOp::Write(command) => Op::Write(command.clone()),
+                RangeOp::Write(command) => Op::Write((**command).clone()),
                 RangeOp::Read(read) => Op::Read(read.clone()),
             }),
         }
@@ -131,7 +131,7 @@ impl RangeNode {
                 });
             };
             let answer = match op {
-                RangeOp::Write(command) => group.write(command.clone()).await,
+                RangeOp::Write(command) => group.write((**command).clone()).await,
                 RangeOp::Read(read) => group.read(read.clone()).await,
             };
             return answer.map_err(|e| PeerError::Remote(e.to_string()));
@@ -208,9 +208,14 @@ impl RangeNode {
                     RouteFailure::Unavailable
                 }
             };
-            // Only a moved range is retried at once: its refusal carried what routes the next
-            // attempt. Replicas between leaders can point at each other for a while.
-            let pause = !matches!(failure, RouteFailure::RangeMoved(_));
+            // Only a range moved to a newer descriptor is retried at once: the refusal carried
+            // what routes the next attempt. Replicas between leaders can point at each other
+            // for a while, and a replica that has not applied a committed merge or split yet
+            // answers with a descriptor older than the metadata's.
+            let pause = !matches!(
+                &failure,
+                RouteFailure::RangeMoved(Some(descriptor)) if descriptor.generation > sent.1
+            );
             tracing::debug!(range = range.0, %member, why = %failures.why, "range attempt failed");
             self.learn(bucket, &mut route, sent, failure);
             if pause {
@@ -236,7 +241,13 @@ impl RangeNode {
         // write applied) changed nothing: route it again like a refusal before proposing.
         let refusal = match answer.result {
             Some(R::Written(written)) => match written.outcome {
-                Some(raftpb::range_command_response::Outcome::Refused(refusal)) => refusal,
+                Some(raftpb::range_command_response::Outcome::Refused(refusal))
+                    if routing_refusal(&refusal) =>
+                {
+                    refusal
+                }
+                // Served, or refused for a reason of the command itself (a stale generation,
+                // a write under a newer version): the caller reads the outcome.
                 _ => {
                     self.served_by(bucket, range, member);
                     return Ok(Ok(Served::Written(written)));
@@ -264,8 +275,12 @@ impl RangeNode {
                 RouteFailure::NotLeader((leader != 0).then_some(NodeId(leader)))
             }
             Some(Why::NoReplica(_)) => {
-                failures.why = format!("member {member}: no replica yet");
-                RouteFailure::Unavailable
+                failures.why = format!("member {member}: no replica of the range");
+                RouteFailure::Stale
+            }
+            Some(Why::Merging(into)) => {
+                failures.why = format!("member {member}: range merging into range {into}");
+                RouteFailure::Stale
             }
             other => {
                 return Err(RangeNodeError::Internal(format!(
@@ -289,6 +304,16 @@ impl RangeNode {
             })
             .unwrap_or(0)
     }
+}
+
+/// Whether a refused command is refused for where it was sent (route it again), not for
+/// what it asks.
+fn routing_refusal(refusal: &raftpb::RangeRefusal) -> bool {
+    use raftpb::range_refusal::Why;
+    matches!(
+        refusal.why,
+        Some(Why::Moved(_) | Why::NotLeader(_) | Why::NoReplica(_) | Why::Merging(_))
+    )
 }
 
 fn unavailable(bucket: &str, failures: Failures) -> RangeNodeError {

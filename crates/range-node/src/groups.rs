@@ -5,7 +5,7 @@
 //! the range here. A range born of a split waits while this member's replica of the parent
 //! has not yet applied the split (its seed is still to come).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use base::limits::RANGE_RECONCILE_INTERVAL;
@@ -14,6 +14,34 @@ use proto::quorate::raft::v1 as raftpb;
 use ranges::RangeId;
 
 use crate::RangeNode;
+
+/// The applied metadata as the reconcile loop last copied it, with its ranges by id.
+pub(crate) struct MetadataView {
+    version: u64,
+    pub(crate) topology: raftpb::Topology,
+    by_id: HashMap<u64, usize>,
+}
+
+impl MetadataView {
+    fn new(version: u64, topology: raftpb::Topology) -> MetadataView {
+        let by_id = topology
+            .ranges
+            .iter()
+            .enumerate()
+            .map(|(at, r)| (r.id, at))
+            .collect();
+        MetadataView {
+            version,
+            topology,
+            by_id,
+        }
+    }
+
+    /// The metadata's descriptor of range `id`.
+    pub(crate) fn range(&self, id: u64) -> Option<&raftpb::RangeDescriptor> {
+        self.by_id.get(&id).map(|&at| &self.topology.ranges[at])
+    }
+}
 
 /// Campaigns attempts for a new range's leadership at most, one per pause, until it has a
 /// leader: the other replicas may start their groups a pass later, so the first pre-vote can
@@ -40,9 +68,21 @@ impl RangeNode {
     pub(crate) async fn reconcile_loop(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let mut ticks: u64 = 0;
+        let mut view: Option<MetadataView> = None;
+        let mut settled = false;
         loop {
-            self.reconcile().await;
-            self.follow_splits(ticks).await;
+            // The metadata is copied only when it changed: with a thousand ranges, a copy
+            // every pass was most of an idle member's work.
+            let version = self.replica.topology_version();
+            if view.as_ref().map(|v| v.version) != Some(version) {
+                view = Some(MetadataView::new(version, self.replica.topology()));
+                settled = false;
+            }
+            let current = view.as_ref().expect("set above");
+            if !settled {
+                settled = self.reconcile(&current.topology).await;
+            }
+            self.follow_splits(ticks, current).await;
             ticks += 1;
             tokio::select! {
                 _ = tokio::time::sleep(RANGE_RECONCILE_INTERVAL) => {}
@@ -52,8 +92,9 @@ impl RangeNode {
     }
 
     /// One pass: start the groups the metadata places here, stop the ones it no longer does.
-    async fn reconcile(&self) {
-        let topology = self.replica.topology();
+    /// True when the running groups are then exactly the metadata's (nothing left to do until
+    /// it changes).
+    async fn reconcile(&self, topology: &raftpb::Topology) -> bool {
         let me = self.me();
         let mine: BTreeMap<u64, &raftpb::RangeDescriptor> = topology
             .ranges
@@ -67,10 +108,11 @@ impl RangeNode {
             }
         }
         for id in self.groups.ids() {
-            if !mine.contains_key(&id) {
+            if !mine.contains_key(&id) && !self.awaits_merge(id, topology) {
                 self.retire(id).await;
             }
         }
+        self.groups.ids().into_iter().eq(mine.keys().copied())
     }
 
     /// Starts this member's replica of `descriptor`'s range, unless its state is still to
@@ -136,24 +178,40 @@ impl RangeNode {
     /// A local group of the same bucket whose replica still holds `descriptor`'s start (its
     /// split has not applied here).
     fn local_parent(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
-        self.groups.ids().into_iter().find_map(|id| {
-            let group = self.groups.get(id)?;
-            let held = topology::descriptor_from_pb(&group.descriptor());
-            let same_bucket = group.descriptor().bucket == descriptor.bucket;
-            (id != descriptor.id && same_bucket && held.contains(&descriptor.start))
-                .then_some(group)
+        self.groups.all().into_iter().find(|group| {
+            let held = group.descriptor();
+            let same_bucket = held.bucket == descriptor.bucket;
+            group.range().0 != descriptor.id
+                && same_bucket
+                && topology::descriptor_from_pb(&held).contains(&descriptor.start)
         })
     }
 
     /// The local group whose range ends where `descriptor` starts: the left half of the split
     /// that made it.
     fn local_parent_of_split(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
-        self.groups.ids().into_iter().find_map(|id| {
-            let group = self.groups.get(id)?;
+        self.groups.all().into_iter().find(|group| {
             let held = group.descriptor();
-            (held.bucket == descriptor.bucket && held.end.as_deref() == Some(&descriptor.start[..]))
-                .then_some(group)
+            held.bucket == descriptor.bucket && held.end.as_deref() == Some(&descriptor.start[..])
         })
+    }
+
+    /// Whether the local group `id`, gone from the metadata, is the frozen right side of a
+    /// merge this member's replica of the merged range has not applied yet: until it has, a
+    /// leader of that range may still need the frozen state.
+    fn awaits_merge(&self, id: u64, topology: &raftpb::Topology) -> bool {
+        let Some(group) = self.groups.get(id) else {
+            return false;
+        };
+        let Some(into) = group.merging_into() else {
+            return false;
+        };
+        let Some(merged) = topology.ranges.iter().find(|r| r.id == into) else {
+            return false;
+        };
+        self.groups
+            .get(into)
+            .is_some_and(|left| left.descriptor().generation < merged.generation)
     }
 
     /// Stops the group of a range the metadata no longer places here and removes its state.

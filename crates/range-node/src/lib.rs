@@ -1,6 +1,7 @@
 //! The driver of consensus buckets on one member: it runs a Raft group (`consensus::RangeGroup`)
 //! for every range the metadata places on this member (`groups`), carries splits the metadata
 //! committed into the ranges' own groups and proposes splits by size and load (`splits`),
+//! carries out merges of neighbours with the same replicas (`merges`),
 //! routes each client request to the leader of the key's range by a routing cache that the
 //! replicas' typed refusals correct (`gateway`), and serves `quorate.v1` for consensus buckets
 //! in front of the quorum path's services (`services`). The rules — descriptors, splits,
@@ -11,6 +12,7 @@ mod error;
 mod gateway;
 mod groups;
 mod liveness;
+mod merges;
 mod services;
 mod splits;
 
@@ -54,6 +56,8 @@ pub struct RangeNode {
     caches: Mutex<HashMap<String, RangeCache>>,
     /// Per range this member leads, the passes a follower has matched nothing of its log.
     stuck: Mutex<HashMap<u64, u32>>,
+    /// Per frozen range this member leads, since when it is frozen (`merges`).
+    frozen_since: Mutex<HashMap<u64, tokio::time::Instant>>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Which members answer probes: a quiesced range sleeps only while its leader's does.
     liveness: liveness::Liveness,
@@ -77,6 +81,7 @@ impl RangeNode {
             hlc: Arc::new(Mutex::new(Hlc::new(base::limits::CLOCK_OFFSET_MAX))),
             caches: Mutex::new(HashMap::new()),
             stuck: Mutex::new(HashMap::new()),
+            frozen_since: Mutex::new(HashMap::new()),
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),
             config,
@@ -110,10 +115,9 @@ impl RangeNode {
     async fn quiesce_loop(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         loop {
-            for id in self.groups.ids() {
-                if let Some(group) = self.groups.get(id) {
-                    group.quiesce_tick(&|member| member == self.me() || self.liveness.live(member));
-                }
+            let me = self.me();
+            for group in self.groups.all() {
+                group.quiesce_tick(&|member| member == me || self.liveness.live(member));
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.heartbeat_interval) => {}

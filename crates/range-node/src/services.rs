@@ -137,7 +137,10 @@ impl RangeNode {
             op: Some(op),
             ..Default::default()
         };
-        match self.route(bucket, &key, RangeOp::Write(command)).await? {
+        match self
+            .route(bucket, &key, RangeOp::Write(Box::new(command)))
+            .await?
+        {
             Served::Written(written) => {
                 use raftpb::range_command_response::Outcome;
                 match written.outcome {
@@ -484,11 +487,13 @@ impl Ranges for RangesService {
 
     async fn merge(
         &self,
-        _request: Request<pb::MergeRangeRequest>,
+        request: Request<pb::MergeRangeRequest>,
     ) -> Result<Response<pb::RangeChangeReply>, Status> {
-        Err(
-            RangeNodeError::Unimplemented("range merges are not carried out yet (issue #15)")
-                .into(),
-        )
+        let request = request.into_inner();
+        let merged = self.0.merge(&request.bucket, &request.key).await?;
+        let status = self.0.status_of(&merged).await;
+        Ok(Response::new(pb::RangeChangeReply {
+            ranges: vec![range_info(&merged, status.as_ref())],
+        }))
     }
 }

@@ -16,33 +16,34 @@ use proto::quorate::v1 as pb;
 use ranges::SplitConfig;
 use tokio::time::Instant;
 
+use crate::groups::MetadataView;
 use crate::{RangeNode, RangeNodeError};
 
 use base::limits::{RANGE_LOAD_WINDOW_PASSES as LOAD_WINDOW_PASSES, RANGE_STUCK_FOLLOWER_PASSES};
 
 impl RangeNode {
     /// One pass over the groups this member leads.
-    pub(crate) async fn follow_splits(&self, pass: u64) {
-        let topology = self.replica.topology();
+    pub(crate) async fn follow_splits(&self, pass: u64, view: &MetadataView) {
+        let topology = &view.topology;
         let end_window = pass % LOAD_WINDOW_PASSES == LOAD_WINDOW_PASSES - 1;
         let window_seconds =
             (base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32).as_secs_f64();
-        let by_id: std::collections::HashMap<u64, &raftpb::RangeDescriptor> =
-            topology.ranges.iter().map(|r| (r.id, r)).collect();
-        for id in self.groups.ids() {
-            let Some(group) = self.groups.get(id) else {
-                continue;
-            };
+        for group in self.groups.all() {
             if !group.is_leader() {
                 continue;
             }
-            let Some(&meta) = by_id.get(&id) else {
+            let id = group.range().0;
+            let Some(meta) = view.range(id) else {
                 continue;
             };
             self.help_stuck(&group);
             let held = group.descriptor();
             if meta.generation > held.generation {
-                self.finish_split(&group, meta, &held, &topology).await;
+                self.finish_change(&group, meta, &held, topology).await;
+                continue;
+            }
+            if group.merging_into().is_some() {
+                self.release_stale_freeze(&group.status(), meta).await;
                 continue;
             }
             let Some(bucket) = topology.buckets.iter().find(|b| b.name == meta.bucket) else {
@@ -78,14 +79,36 @@ impl RangeNode {
         }
     }
 
-    /// Proposes in `group` the split the metadata committed for it (`meta` is its left half).
-    async fn finish_split(
+    /// Proposes in `group` the change the metadata committed for it: a split (`meta` is its
+    /// left half), a merge (`meta` spans it and its old right neighbour), or a change that
+    /// keeps its span (a replica change, the bump releasing a frozen range).
+    async fn finish_change(
         &self,
         group: &consensus::RangeGroup,
         meta: &raftpb::RangeDescriptor,
         held: &raftpb::RangeDescriptor,
         topology: &raftpb::Topology,
     ) {
+        if meta.start == held.start && meta.end == held.end {
+            match group.set_descriptor(meta.clone()).await {
+                Ok(_) => tracing::info!(
+                    range = meta.id,
+                    generation = meta.generation,
+                    "range changed"
+                ),
+                Err(error) => tracing::debug!(range = meta.id, %error, "change not applied yet"),
+            }
+            return;
+        }
+        let grew = match (&meta.end, &held.end) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(new), Some(old)) => new > old,
+        };
+        if meta.start == held.start && grew {
+            self.finish_merge(group, meta, held).await;
+            return;
+        }
         let is_split = meta.start == held.start && meta.end != held.end;
         let right = meta.end.as_ref().and_then(|end| {
             topology
@@ -160,6 +183,9 @@ impl RangeNode {
                 range.id
             )));
         }
+        // A range just created or changed may still be electing or applying: wait for it
+        // (within the request timeout) rather than refuse at once.
+        self.await_serving(range, deadline).await;
         let status = self.status_of(range).await;
         let applied = status
             .as_ref()
@@ -183,7 +209,7 @@ impl RangeNode {
 
     /// Waits until a replica of `range` leads it at the generation the metadata gave it, or
     /// the deadline passes.
-    async fn await_serving(&self, range: &raftpb::RangeDescriptor, deadline: Instant) {
+    pub(crate) async fn await_serving(&self, range: &raftpb::RangeDescriptor, deadline: Instant) {
         while Instant::now() < deadline {
             let status = self.status_of(range).await;
             let serving = status.as_ref().is_some_and(|s| {

@@ -350,6 +350,19 @@ impl RangeMap {
         Ok(merged)
     }
 
+    /// Gives range `id` (at generation `expected`) the next generation and changes nothing
+    /// else: a merge that froze it and was given up invalidates itself this way (a merge
+    /// commits only for the generation its proposer saw).
+    pub fn bump(&mut self, id: RangeId, expected: u64) -> Result<RangeDescriptor, RangeError> {
+        let range = self.current(id, expected)?;
+        let bumped = RangeDescriptor {
+            generation: range.generation + 1,
+            ..range.clone()
+        };
+        self.ranges.insert(bumped.start.clone(), bumped.clone());
+        Ok(bumped)
+    }
+
     /// Changes the replicas of range `id` (at generation `expected`) by one step. A voter
     /// cannot be removed if it is the last.
     pub fn change_replicas(

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base::HlcTimestamp;
 
-use crate::descriptor::RangeDescriptor;
+use crate::descriptor::{RangeDescriptor, RangeId};
 use crate::state::{RangeOpError, RangeState};
 
 /// Client sessions a range remembers.
@@ -52,6 +52,17 @@ pub enum RangeCommand {
     /// Drop versions no read at or above `threshold` sees.
     Gc {
         threshold: HlcTimestamp,
+    },
+    /// Freeze the range (at `generation`) for a merge into its left neighbour `into`.
+    Freeze {
+        generation: u64,
+        into: RangeId,
+    },
+    /// The metadata committed this merge: the range becomes `merged`, taking `right`, its
+    /// right neighbour's state frozen for it.
+    Merge {
+        merged: RangeDescriptor,
+        right: Box<RangeMachine>,
     },
 }
 
@@ -200,9 +211,12 @@ impl RangeMachine {
                 .state
                 .set_descriptor(descriptor)
                 .map(|()| Outcome::Done),
-            RangeCommand::Gc { threshold } => {
-                self.state.gc(threshold);
-                Ok(Outcome::Done)
+            RangeCommand::Gc { threshold } => self.state.gc(threshold).map(|_| Outcome::Done),
+            RangeCommand::Freeze { generation, into } => {
+                self.state.freeze(generation, into).map(|()| Outcome::Done)
+            }
+            RangeCommand::Merge { merged, right } => {
+                self.merge(merged, *right).map(|()| Outcome::Done)
             }
         };
         result.unwrap_or_else(Outcome::Refused)
@@ -240,12 +254,9 @@ impl RangeMachine {
         }
     }
 
-    /// Applies a committed merge: takes `right`'s keys and sessions (each client's highest).
-    pub fn merge(
-        &mut self,
-        merged: RangeDescriptor,
-        right: RangeMachine,
-    ) -> Result<(), RangeOpError> {
+    /// Applies a committed merge: takes `right`'s keys and sessions (each client's highest);
+    /// `right` must be frozen for this range.
+    fn merge(&mut self, merged: RangeDescriptor, right: RangeMachine) -> Result<(), RangeOpError> {
         self.state.merge(merged, right.state)?;
         for (client, session) in right.sessions {
             if self

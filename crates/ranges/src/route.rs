@@ -2,7 +2,8 @@
 //! routing cache (or ask the metadata on a miss), send to the range's leader if one is known,
 //! else to a voter not yet tried, and learn from each typed failure — `range moved` (with the
 //! replica's newer descriptor, or without: forget the cached range), `not leader` (with the
-//! leader, if the replica knows it), `unavailable` (try another replica) — until the request
+//! leader, if the replica knows it), `unavailable` (try another replica), `stale` (no serving
+//! copy there: forget the range, the metadata will name the one that serves the key) — until the request
 //! is answered or the attempts run out. A write may be retried on another replica only
 //! because range commands carry request ids (`machine` applies each once).
 
@@ -20,6 +21,10 @@ pub enum RouteFailure {
     NotLeader(Option<NodeId>),
     /// The replica did not answer, or could not serve now.
     Unavailable,
+    /// The replica has no serving copy of the range — frozen while its left neighbour takes
+    /// it over, retired after a merge, or not started yet: forget the cached range and ask
+    /// the metadata again after a pause (it names the merged range once the merge commits).
+    Stale,
 }
 
 /// Where to send the request next.
@@ -117,7 +122,7 @@ impl Route {
                     cache.evict(range, generation);
                 }
             }
-            RouteFailure::RangeMoved(None) => cache.evict(range, generation),
+            RouteFailure::RangeMoved(None) | RouteFailure::Stale => cache.evict(range, generation),
             RouteFailure::NotLeader(Some(leader)) if leader != member => {
                 // Fresh news: the hinted leader is tried again even if it refused before (it
                 // may have been elected since), and the replica that pointed there is not.

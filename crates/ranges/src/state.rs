@@ -4,12 +4,15 @@
 //! its descriptor instead, and the caller's routing cache learns from it. Reads below the GC
 //! threshold are refused (their versions may be gone). Splits and merges change the state as
 //! the committed descriptor change says: a split hands the right half's versions to the new
-//! range's state, a merge takes the right neighbour's back.
+//! range's state, a merge takes the right neighbour's back. A range about to be merged into its
+//! left neighbour is first frozen: it refuses every read, write and GC from then on, so the
+//! state its left neighbour takes is final; any later change of its descriptor (which the
+//! metadata commits only if the merge did not) thaws it.
 
 use base::HlcTimestamp;
 use versioned::{Version, VersionedMap, WriteTooOld};
 
-use crate::descriptor::RangeDescriptor;
+use crate::descriptor::{RangeDescriptor, RangeId};
 
 /// Why a range replica refused an operation.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +22,17 @@ pub enum RangeOpError {
     KeyOutside { descriptor: RangeDescriptor },
     #[error(transparent)]
     WriteTooOld(#[from] WriteTooOld),
+    /// The range is frozen while its left neighbour `into` takes it over: retry shortly, the
+    /// key will be served by the merged range.
+    #[error("range {range} is being merged into range {into}")]
+    Merging { range: RangeId, into: RangeId },
+    /// A freeze for a generation the range has left (a split or another change came first).
+    #[error("range {range} is at generation {current}, not {expected}")]
+    StaleGeneration {
+        range: RangeId,
+        expected: u64,
+        current: u64,
+    },
     #[error("read at {at} is below the GC threshold {threshold}: its versions may be gone")]
     BelowGc {
         at: HlcTimestamp,
@@ -47,6 +61,8 @@ pub struct ScanPart {
 pub struct RangeState {
     descriptor: RangeDescriptor,
     data: VersionedMap,
+    /// Frozen for a merge into this left neighbour.
+    merging_into: Option<RangeId>,
 }
 
 impl RangeState {
@@ -55,6 +71,7 @@ impl RangeState {
         RangeState {
             descriptor,
             data: VersionedMap::new(),
+            merging_into: None,
         }
     }
 
@@ -63,8 +80,53 @@ impl RangeState {
     }
 
     /// A range's state from its parts (a snapshot being restored).
-    pub fn from_parts(descriptor: RangeDescriptor, data: VersionedMap) -> RangeState {
-        RangeState { descriptor, data }
+    pub fn from_parts(
+        descriptor: RangeDescriptor,
+        data: VersionedMap,
+        merging_into: Option<RangeId>,
+    ) -> RangeState {
+        RangeState {
+            descriptor,
+            data,
+            merging_into,
+        }
+    }
+
+    /// The left neighbour this range is frozen for, if it is.
+    pub fn merging_into(&self) -> Option<RangeId> {
+        self.merging_into
+    }
+
+    fn check_thawed(&self) -> Result<(), RangeOpError> {
+        match self.merging_into {
+            Some(into) => Err(RangeOpError::Merging {
+                range: self.descriptor.id,
+                into,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Freezes the range (at `generation`, as the merge's proposer saw it) for a merge into
+    /// its left neighbour `into`. Frozen again for the same merge is no change.
+    pub fn freeze(&mut self, generation: u64, into: RangeId) -> Result<(), RangeOpError> {
+        if generation != self.descriptor.generation {
+            return Err(RangeOpError::StaleGeneration {
+                range: self.descriptor.id,
+                expected: generation,
+                current: self.descriptor.generation,
+            });
+        }
+        match self.merging_into {
+            Some(other) if other != into => Err(RangeOpError::Merging {
+                range: self.descriptor.id,
+                into: other,
+            }),
+            _ => {
+                self.merging_into = Some(into);
+                Ok(())
+            }
+        }
     }
 
     /// The versions of the range's keys (what a snapshot stores).
@@ -73,6 +135,7 @@ impl RangeState {
     }
 
     fn check(&self, key: &[u8]) -> Result<(), RangeOpError> {
+        self.check_thawed()?;
         if self.descriptor.contains(key) {
             Ok(())
         } else {
@@ -157,7 +220,9 @@ impl RangeState {
                 why: "a replica change must keep the id and the span",
             });
         }
+        // The metadata changed this range, so a merge it was frozen for did not commit.
         self.descriptor = descriptor;
+        self.merging_into = None;
         Ok(())
     }
 
@@ -180,10 +245,13 @@ impl RangeState {
             });
         }
         let data = self.data.split_off(&right.start);
+        // The metadata split this range, so a merge it was frozen for did not commit.
         self.descriptor = left;
+        self.merging_into = None;
         Ok(RangeState {
             descriptor: right,
             data,
+            merging_into: None,
         })
     }
 
@@ -203,14 +271,23 @@ impl RangeState {
                 why: "a merge joins this range with its right neighbour",
             });
         }
+        if right.merging_into != Some(self.descriptor.id) {
+            return Err(RangeOpError::BadChange {
+                descriptor: merged,
+                why: "a merge takes only a right neighbour frozen for it",
+            });
+        }
         self.data.absorb(right.data);
         self.descriptor = merged;
+        self.merging_into = None;
         Ok(())
     }
 
-    /// Drops versions no read at or above `threshold` sees.
-    pub fn gc(&mut self, threshold: HlcTimestamp) -> usize {
-        self.data.gc(threshold)
+    /// Drops versions no read at or above `threshold` sees (refused while frozen: the state
+    /// a merge takes must not change).
+    pub fn gc(&mut self, threshold: HlcTimestamp) -> Result<usize, RangeOpError> {
+        self.check_thawed()?;
+        Ok(self.data.gc(threshold))
     }
 
     /// The timestamp of `key`'s newest version, tombstones included.

@@ -146,6 +146,12 @@ pub fn apply_range_change(
             next.merge(range, generation, *right)
                 .map(|merged| (vec![merged], next))
         }
+        Some(Change::Bump(true)) => {
+            let mut next = map.clone();
+            next.bump(range, generation)
+                .map(|bumped| (vec![bumped], next))
+        }
+        Some(Change::Bump(false)) => return refuse("a bump must be true".to_owned()),
         Some(Change::AddLearner(member)) => replica_change(
             &map,
             range,

@@ -295,12 +295,25 @@ fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
         &range_change("orders", 3, 3, Change::Remove(4)),
     );
     assert_eq!(removed.refusal, "");
-    let merged = apply_range_change(
+    // A bump (a merge given up) moves the right range to its next generation, so a merge
+    // proposed for the generation before is refused.
+    let bumped = apply_range_change(
+        &mut topology,
+        &range_change("orders", 3, 4, Change::Bump(true)),
+    );
+    assert_eq!(bumped.refusal, "");
+    assert_eq!(bumped.ranges[0].generation, 5);
+    let stale = apply_range_change(
         &mut topology,
         &range_change("orders", 1, 2, Change::MergeRightGeneration(4)),
     );
+    assert!(stale.refusal.contains("generation"), "{}", stale.refusal);
+    let merged = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 2, Change::MergeRightGeneration(5)),
+    );
     assert_eq!(merged.refusal, "");
-    assert_eq!((merged.ranges[0].id, merged.ranges[0].generation), (1, 5));
+    assert_eq!((merged.ranges[0].id, merged.ranges[0].generation), (1, 6));
     assert_eq!(merged.ranges[0].end, None);
     // The other bucket was never touched; stored order is (bucket, start).
     let stored: Vec<(&str, u64)> = topology

@@ -292,6 +292,22 @@ impl Peers for GrpcPeers {
         })
     }
 
+    fn frozen_range(
+        &self,
+        peer_url: &str,
+        request: pb::FrozenRangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::RangeSnapshot, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = open(client)
+                .await?
+                .frozen_range(with_timeout(request, timeout))
+                .await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
     fn ping(
         &self,
         peer_url: &str,
@@ -526,6 +542,22 @@ impl Raft for RaftService {
         let range = request.into_inner().range;
         let group = self.ranges.get(range).ok_or_else(|| no_group(range))?;
         Ok(Response::new(group.status()))
+    }
+
+    async fn frozen_range(
+        &self,
+        request: Request<pb::FrozenRangeRequest>,
+    ) -> Result<Response<pb::RangeSnapshot>, Status> {
+        let request = request.into_inner();
+        self.ranges
+            .frozen(&request.bucket, &request.start, request.into)
+            .map(Response::new)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no replica here of a range frozen for a merge into range {}",
+                    request.into
+                ))
+            })
     }
 
     async fn ping(

@@ -5,7 +5,7 @@
 
 use base::HlcTimestamp;
 use proto::quorate::raft::v1 as pb;
-use ranges::{Outcome, RangeCommand, RangeMachine, RangeOpError, RangeState, RequestId};
+use ranges::{Outcome, RangeCommand, RangeId, RangeMachine, RangeOpError, RangeState, RequestId};
 use versioned::VersionedMap;
 
 use crate::codec::CodecError;
@@ -66,6 +66,18 @@ pub fn command_from_pb(command: &pb::RangeCommand) -> Result<RangeCommand, Codec
         Op::Gc(threshold) => RangeCommand::Gc {
             threshold: ts_from_pb(threshold),
         },
+        Op::Freeze(freeze) => RangeCommand::Freeze {
+            generation: freeze.generation,
+            into: RangeId(freeze.into),
+        },
+        Op::Merge(merge) => RangeCommand::Merge {
+            merged: topology::descriptor_from_pb(
+                merge.merged.as_ref().ok_or(missing(what, "merged"))?,
+            ),
+            right: Box::new(
+                snapshot_from_pb(merge.right.as_ref().ok_or(missing(what, "right"))?)?.0,
+            ),
+        },
     })
 }
 
@@ -79,6 +91,8 @@ pub fn refusal_to_pb(error: &RangeOpError, bucket: &str) -> pb::RangeRefusal {
         RangeOpError::WriteTooOld(too_old) => Why::TooOld(ts_to_pb(too_old.existing)),
         RangeOpError::BelowGc { threshold, .. } => Why::BelowGc(ts_to_pb(*threshold)),
         RangeOpError::BadChange { .. } => Why::BadChange(error.to_string()),
+        RangeOpError::Merging { into, .. } => Why::Merging(into.0),
+        RangeOpError::StaleGeneration { current, .. } => Why::Stale(*current),
     };
     pb::RangeRefusal { why: Some(why) }
 }
@@ -133,6 +147,7 @@ pub fn snapshot_to_pb(machine: &RangeMachine, bucket: &str) -> pb::RangeSnapshot
             })
             .collect(),
         applied: machine.applied(),
+        merging_into: state.merging_into().map_or(0, |r| r.0),
     }
 }
 
@@ -178,7 +193,11 @@ pub fn snapshot_from_pb(
             ))
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
-    let state = RangeState::from_parts(topology::descriptor_from_pb(descriptor), data);
+    let state = RangeState::from_parts(
+        topology::descriptor_from_pb(descriptor),
+        data,
+        (snapshot.merging_into != 0).then_some(RangeId(snapshot.merging_into)),
+    );
     Ok((
         RangeMachine::restore(state, snapshot.applied, sessions),
         descriptor.bucket.clone(),

@@ -177,13 +177,21 @@ impl RangeGroup {
 
     /// What this replica reports for `range list`.
     pub fn status(&self) -> pb::RangeStatusResponse {
-        let (bytes, applied) = self.machine.read(|m, _| (m.state().bytes(), m.applied()));
+        let (bytes, applied, merging_into) = self.machine.read(|m, _| {
+            let state = m.state();
+            (
+                state.bytes(),
+                m.applied(),
+                state.merging_into().map_or(0, |r| r.0),
+            )
+        });
         pb::RangeStatusResponse {
             leader: self.leader().unwrap_or(0),
             bytes,
             applied,
             descriptor: Some(self.descriptor()),
             load: self.load(),
+            merging_into,
         }
     }
 
@@ -245,6 +253,75 @@ impl RangeGroup {
         self.propose(command).await
     }
 
+    /// The left neighbour this replica's range is frozen for, if it is.
+    pub fn merging_into(&self) -> Option<u64> {
+        self.machine
+            .read(|m, _| m.state().merging_into().map(|r| r.0))
+    }
+
+    /// Proposes a descriptor change the metadata committed that keeps the range's span (a
+    /// replica change, or the bump of a merge given up, which thaws a frozen range).
+    pub async fn set_descriptor(
+        &self,
+        descriptor: pb::RangeDescriptor,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::SetDescriptor(descriptor)),
+            ..Default::default()
+        };
+        self.propose(command).await
+    }
+
+    /// Proposes freezing the range (seen at `generation`) for a merge into `into`.
+    pub async fn freeze(
+        &self,
+        generation: u64,
+        into: u64,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Freeze(pb::RangeFreeze {
+                generation,
+                into,
+            })),
+            ..Default::default()
+        };
+        self.propose(command).await
+    }
+
+    /// Proposes a merge the metadata committed: the range becomes `merged`, taking `right`,
+    /// its right neighbour's state frozen for it.
+    pub async fn apply_merge(
+        &self,
+        merged: pb::RangeDescriptor,
+        right: pb::RangeSnapshot,
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Merge(pb::RangeMerge {
+                merged: Some(merged),
+                right: Some(right),
+            })),
+            ..Default::default()
+        };
+        self.propose(command).await
+    }
+
+    /// The replica's state in snapshot form when it is the range of `bucket` starting at
+    /// `start` and is frozen for a merge into `into` (final: it changes no more).
+    pub fn frozen_snapshot(
+        &self,
+        bucket: &str,
+        start: &[u8],
+        into: u64,
+    ) -> Option<pb::RangeSnapshot> {
+        self.machine.read(|m, own_bucket| {
+            let state = m.state();
+            let matches = own_bucket == bucket
+                && state.descriptor().start == start
+                && state.merging_into().map(|r| r.0) == Some(into);
+            matches.then(|| range_codec::snapshot_to_pb(m, own_bucket))
+        })
+    }
+
     /// On the leader: true when a follower has matched nothing of the log (a replica
     /// started without the range's state refuses appends until it gets a snapshot).
     pub fn has_stuck_follower(&self) -> bool {
@@ -282,15 +359,21 @@ impl RangeGroup {
     /// known live.
     pub fn quiesce_tick(&self, live: &dyn Fn(NodeId) -> bool) {
         let heard = self.heard_from_leader.swap(false, Ordering::AcqRel);
-        let (state, leader, last_log, replication) = {
+        // Read inside the metrics borrow: copying the replication map out was an allocation
+        // per group per tick.
+        let (state, leader, followers_caught_up, followers_live) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow_watched();
-            (
-                m.state,
-                m.current_leader,
-                m.last_log_index,
-                m.replication.clone(),
-            )
+            let mut followers = m
+                .replication
+                .iter()
+                .flat_map(|r| r.iter())
+                .filter(|(id, _)| **id != self.member);
+            let caught_up = followers
+                .clone()
+                .all(|(_, matched)| matched.as_ref().map(|l| l.index) == m.last_log_index);
+            let followers_live = followers.all(|(id, _)| live(*id));
+            (m.state, m.current_leader, caught_up, followers_live)
         };
         let mut quiet = self.quiet.lock().expect("quiet lock poisoned");
         if quiet.role != Some(state) {
@@ -299,19 +382,10 @@ impl RangeGroup {
             self.carry_out(output);
         }
         let input = match state {
-            ServerState::Leader => {
-                let followers: Vec<_> = replication
-                    .iter()
-                    .flat_map(|r| r.iter())
-                    .filter(|(id, _)| **id != self.member)
-                    .collect();
-                QuiesceInput::LeaderTick {
-                    followers_caught_up: followers
-                        .iter()
-                        .all(|(_, matched)| matched.as_ref().map(|l| l.index) == last_log),
-                    followers_live: followers.iter().all(|(id, _)| live(**id)),
-                }
-            }
+            ServerState::Leader => QuiesceInput::LeaderTick {
+                followers_caught_up,
+                followers_live,
+            },
             ServerState::Follower => QuiesceInput::FollowerTick {
                 heard_from_leader: heard,
                 leader_live: leader.filter(|l| *l != self.member).is_some_and(live),

@@ -208,7 +208,7 @@ async fn without_a_quorum_writes_and_linearizable_reads_fail_with_etcds_unavaila
 }
 
 /// Runs `quorate fault` against one endpoint; returns (success, stdout + stderr).
-fn fault(endpoint: &str, args: &[&str]) -> (bool, String) {
+pub(super) fn fault(endpoint: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
         .args(["--endpoints", endpoint, "fault"])
         .args(args)

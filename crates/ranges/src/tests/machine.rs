@@ -103,16 +103,43 @@ fn refusals_are_not_remembered_and_retries_survive_a_split_and_a_merge() {
     ));
     right.apply(2, request(4, 2), put(b"y", b"2", 30));
     let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    let frozen = right.apply(
+        3,
+        None,
+        RangeCommand::Freeze {
+            generation: g(&map, 2),
+            into: RangeId(1),
+        },
+    );
+    assert_eq!(frozen, Outcome::Done);
+    // Frozen: client 5's write is refused, and not remembered.
+    assert!(matches!(
+        right.apply(4, request(5, 1), put(b"z", b"3", 35)),
+        Outcome::Refused(RangeOpError::Merging { .. })
+    ));
     let merged = map
         .merge(RangeId(1), g(&map, 1), g(&map, 2))
         .expect("merge");
-    left.merge(merged, right).expect("apply the merge");
+    let outcome = left.apply(
+        4,
+        None,
+        RangeCommand::Merge {
+            merged,
+            right: Box::new(right),
+        },
+    );
+    assert_eq!(outcome, Outcome::Done);
     // The merged range knows client 4 reached sequence 2.
     assert_eq!(
-        left.apply(4, request(4, 1), put(b"y", b"old", 40)),
+        left.apply(5, request(4, 1), put(b"y", b"old", 40)),
         Outcome::Duplicate
     );
     assert_eq!(value_at(&left, b"y", 50), Some(b"2".to_vec()));
+    // Client 5's refused write runs when retried on the merged range.
+    assert!(matches!(
+        left.apply(6, request(5, 1), put(b"z", b"3", 60)),
+        Outcome::Written { .. }
+    ));
 }
 
 #[test]

@@ -151,3 +151,27 @@ fn a_leader_hint_is_followed_even_to_a_replica_that_refused_before_its_election(
         "both refused: the untried voter"
     );
 }
+
+#[test]
+fn a_range_frozen_for_a_merge_is_forgotten_and_the_metadata_names_the_merged_one() {
+    let mut map = map();
+    let (left, right) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let mut cache = RangeCache::new();
+    cache.insert(left.clone(), None);
+    cache.insert(right.clone(), Some(NodeId(1)));
+    let mut route = Route::new(b"x", 10);
+    let (range, generation, member) = send(route.next(&cache));
+    assert_eq!(range, right.id);
+    route.failed(&mut cache, range, generation, member, RouteFailure::Stale);
+    assert_eq!(
+        route.next(&cache),
+        Next::AskMetadata,
+        "the frozen range is forgotten"
+    );
+    let merged = map
+        .merge(left.id, left.generation, right.generation)
+        .expect("merge");
+    cache.insert(merged.clone(), None);
+    let (range, generation, _) = send(route.next(&cache));
+    assert_eq!((range, generation), (merged.id, merged.generation));
+}

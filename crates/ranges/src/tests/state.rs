@@ -84,7 +84,7 @@ fn scans_stop_at_the_range_end_and_say_where_to_go_on() {
 fn reads_below_gc_and_mismatched_changes_are_refused() {
     let (mut map, mut state) = bucket();
     state.put(b"k", ts(10), b"v".to_vec()).expect("put");
-    state.gc(ts(20));
+    state.gc(ts(20)).expect("gc");
     assert_eq!(
         state.get(b"k", ts(15)),
         Err(RangeOpError::BelowGc {
@@ -104,8 +104,20 @@ fn reads_below_gc_and_mismatched_changes_are_refused() {
         Err(RangeOpError::BadChange { .. })
     ));
     assert_eq!(state, before);
-    let right = state.split(l, r).expect("apply");
+    let mut right = state.split(l, r).expect("apply");
     let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    // A merge takes only a right neighbour frozen for it.
+    let merged = map
+        .clone()
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    let before = state.clone();
+    assert!(matches!(
+        state.merge(merged.clone(), right.clone()),
+        Err(RangeOpError::BadChange { .. })
+    ));
+    assert_eq!(state, before);
+    right.freeze(g(&map, 2), RangeId(1)).expect("freeze");
     let merged = map
         .merge(RangeId(1), g(&map, 1), g(&map, 2))
         .expect("merge");
@@ -181,7 +193,8 @@ proptest! {
                     let Some(end) = range.end.clone() else { continue };
                     let right = map.lookup(&end).clone();
                     if let Ok(merged) = map.merge(range.id, range.generation, right.generation) {
-                        let right_state = states.remove(&right.id).expect("right state");
+                        let mut right_state = states.remove(&right.id).expect("right state");
+                        right_state.freeze(right.generation, range.id).expect("freeze");
                         states.get_mut(&range.id).expect("left").merge(merged, right_state).expect("apply");
                     }
                 }
@@ -208,4 +221,53 @@ proptest! {
             prop_assert_eq!(states.len(), map.len());
         }
     }
+}
+
+#[test]
+fn a_frozen_range_refuses_everything_until_a_descriptor_change_thaws_it() {
+    let mut map = RangeMap::new(RangeId(1), &[NodeId(1)]);
+    let mut state = RangeState::new(map.lookup(b"").clone());
+    let generation = map.lookup(b"").generation;
+    state.put(b"k", ts(10), b"v".to_vec()).expect("write");
+    // A freeze for a generation the range has left is refused and changes nothing.
+    assert!(matches!(
+        state.freeze(generation + 1, RangeId(9)),
+        Err(RangeOpError::StaleGeneration { .. })
+    ));
+    assert_eq!(state.merging_into(), None);
+    state.freeze(generation, RangeId(9)).expect("freeze");
+    state
+        .freeze(generation, RangeId(9))
+        .expect("frozen again for the same merge");
+    assert!(matches!(
+        state.freeze(generation, RangeId(8)),
+        Err(RangeOpError::Merging {
+            into: RangeId(9),
+            ..
+        })
+    ));
+    let before = state.clone();
+    for refused in [
+        state.put(b"k", ts(20), b"w".to_vec()).err(),
+        state.delete(b"k", ts(20)).err(),
+        state.get(b"k", ts(30)).err(),
+        state.scan(b"", None, ts(30), 10).err(),
+        state.gc(ts(15)).err(),
+    ] {
+        assert!(
+            matches!(refused, Some(RangeOpError::Merging { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(state, before, "nothing changed while frozen");
+    // The metadata changed the range (the merge did not commit): it serves again.
+    let (left, right) = map
+        .split(RangeId(1), generation, b"m", RangeId(2))
+        .expect("split");
+    let right_state = state.split(left, right).expect("apply the split");
+    assert_eq!(
+        (state.merging_into(), right_state.merging_into()),
+        (None, None)
+    );
+    state.put(b"a", ts(20), b"w".to_vec()).expect("thawed");
 }

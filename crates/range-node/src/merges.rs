@@ -1,0 +1,320 @@
+//! Merges of adjacent consensus-bucket ranges with the same replicas. A merge of `left` with
+//! its right neighbour `right` goes in four steps, each safe to stop after:
+//!
+//! 1. **Freeze** `right` in its own group (for the generation the metadata gave it): from
+//!    then on its replicas refuse every read, write and GC, so its state is final.
+//! 2. **Fetch** that final state from any replica that applied the freeze, and check it fits
+//!    one Raft entry (`RANGE_MERGE_BYTES_MAX`).
+//! 3. **Commit in the metadata** (refused unless both ranges are still at the generations the
+//!    merge saw): from here the merge is decided.
+//! 4. **Apply in `left`'s group**: the Merge command carries `right`'s state, so every replica
+//!    of `left` takes the same keys and sessions from the log.
+//!
+//! A merge given up before step 3 (refused, too large, or its driver gone) releases `right`
+//! by a bump of its generation in the metadata, which the same commit rule makes exclusive
+//! with step 3; the leader of a range frozen longer than `RANGE_FREEZE_MAX` does this itself.
+//! After step 3 whoever leads `left` finishes step 4 (`finish_merge`), and `right`'s replicas
+//! are retired only once the member's replica of `left` applied it.
+
+use prost::Message;
+use proto::quorate::raft::v1 as raftpb;
+use tokio::time::Instant;
+
+use crate::gateway::{RangeOp, Served};
+use crate::{RangeNode, RangeNodeError};
+
+impl RangeNode {
+    /// `quorate range merge`: merges the range of `bucket` holding `key` with its right
+    /// neighbour, and waits (within the request timeout) until the merged range serves.
+    pub(crate) async fn merge(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<raftpb::RangeDescriptor, RangeNodeError> {
+        self.require_consensus(bucket, "range merge").await?;
+        crate::services::check_key(key)?;
+        let deadline = Instant::now() + self.config.request_timeout;
+        self.replica.linearizable_barrier().await?;
+        let ranges = self.metadata_ranges(bucket);
+        let at = ranges
+            .iter()
+            .position(|r| topology::descriptor_from_pb(r).contains(key))
+            .ok_or_else(|| {
+                RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
+            })?;
+        let left = &ranges[at];
+        let right = ranges.get(at + 1).ok_or_else(|| {
+            RangeNodeError::Refused(format!(
+                "range {} is the last of the bucket: it has no right neighbour",
+                left.id
+            ))
+        })?;
+        if !topology::descriptor_from_pb(left).same_replicas(&topology::descriptor_from_pb(right)) {
+            return Err(RangeNodeError::Refused(format!(
+                "ranges {} and {} have different replicas: a merge needs them on the same members",
+                left.id, right.id
+            )));
+        }
+        for range in [left, right] {
+            self.await_serving(range, deadline).await;
+            self.require_serving(range).await?;
+        }
+        let merged = self.merge_ranges(bucket, left, right).await?;
+        self.await_serving(&merged, deadline).await;
+        Ok(merged)
+    }
+
+    /// Fails unless a replica of `range` leads it at the generation the metadata gave it.
+    async fn require_serving(&self, range: &raftpb::RangeDescriptor) -> Result<(), RangeNodeError> {
+        let status = self.status_of(range).await;
+        let serving = status.as_ref().is_some_and(|s| {
+            s.leader != 0 && s.descriptor.as_ref().map(|d| d.generation) == Some(range.generation)
+        });
+        if serving {
+            return Ok(());
+        }
+        Err(RangeNodeError::Unavailable {
+            bucket: range.bucket.clone(),
+            range: range.id,
+            replicas: range.replicas.len(),
+            answered: usize::from(status.is_some()),
+            why: "its group is still applying an earlier change or has no leader".into(),
+        })
+    }
+
+    /// Steps 1–4 for `left` and its right neighbour `right`, both as the metadata has them.
+    async fn merge_ranges(
+        &self,
+        bucket: &str,
+        left: &raftpb::RangeDescriptor,
+        right: &raftpb::RangeDescriptor,
+    ) -> Result<raftpb::RangeDescriptor, RangeNodeError> {
+        let freeze = raftpb::RangeCommand {
+            op: Some(raftpb::range_command::Op::Freeze(raftpb::RangeFreeze {
+                generation: right.generation,
+                into: left.id,
+            })),
+            ..Default::default()
+        };
+        let frozen = self
+            .route(bucket, &right.start, RangeOp::Write(Box::new(freeze)))
+            .await?;
+        command_done(frozen, right.id, "freeze")?;
+        let snapshot = match self.fetch_frozen(bucket, right, left.id).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                self.give_up(right).await;
+                return Err(error);
+            }
+        };
+        let size = snapshot.encoded_len();
+        if size > base::limits::RANGE_MERGE_BYTES_MAX {
+            self.give_up(right).await;
+            return Err(RangeNodeError::Refused(format!(
+                "range {} holds {size} bytes: a merge carries at most {} (RANGE_MERGE_BYTES_MAX)",
+                right.id,
+                base::limits::RANGE_MERGE_BYTES_MAX
+            )));
+        }
+        let change = raftpb::RangeChange {
+            bucket: bucket.to_owned(),
+            range: left.id,
+            generation: left.generation,
+            change: Some(raftpb::range_change::Change::MergeRightGeneration(
+                right.generation,
+            )),
+        };
+        let reply = self.replica.change_range(change).await?;
+        if !reply.refusal.is_empty() {
+            self.give_up(right).await;
+            return Err(RangeNodeError::Refused(reply.refusal));
+        }
+        let merged = reply
+            .ranges
+            .into_iter()
+            .next()
+            .ok_or_else(|| RangeNodeError::Internal("a merge committed no range".into()))?;
+        tracing::info!(left = left.id, right = right.id, "merge committed");
+        // Decided: if this fails, the next leader of `left` finishes it.
+        if let Err(error) = self.propose_merge(bucket, &merged, snapshot).await {
+            tracing::debug!(range = left.id, %error, "merge not applied yet");
+        }
+        Ok(merged)
+    }
+
+    /// Proposes step 4 in the group of `merged`'s range.
+    async fn propose_merge(
+        &self,
+        bucket: &str,
+        merged: &raftpb::RangeDescriptor,
+        right: raftpb::RangeSnapshot,
+    ) -> Result<(), RangeNodeError> {
+        let command = raftpb::RangeCommand {
+            op: Some(raftpb::range_command::Op::Merge(raftpb::RangeMerge {
+                merged: Some(merged.clone()),
+                right: Some(right),
+            })),
+            ..Default::default()
+        };
+        let applied = self
+            .route(bucket, &merged.start, RangeOp::Write(Box::new(command)))
+            .await?;
+        command_done(applied, merged.id, "merge")
+    }
+
+    /// The final state of the range of `bucket` starting at `start`, frozen for a merge into
+    /// `into`, from this member's replica or any of `replicas`.
+    async fn frozen_state(
+        &self,
+        bucket: &str,
+        start: &[u8],
+        into: u64,
+        replicas: &[raftpb::RangeReplica],
+    ) -> Option<raftpb::RangeSnapshot> {
+        if let Some(snapshot) = self.groups.frozen(bucket, start, into) {
+            return Some(snapshot);
+        }
+        for replica in replicas {
+            if replica.member == self.me() {
+                continue;
+            }
+            let Some(url) = self.peer_url(replica.member) else {
+                continue;
+            };
+            let request = raftpb::FrozenRangeRequest {
+                bucket: bucket.to_owned(),
+                start: start.to_vec(),
+                into,
+            };
+            if let Ok(snapshot) = self
+                .peers
+                .frozen_range(&url, request, self.config.request_timeout)
+                .await
+            {
+                return Some(snapshot);
+            }
+        }
+        None
+    }
+
+    /// Step 2, right after `right`'s leader applied the freeze.
+    async fn fetch_frozen(
+        &self,
+        bucket: &str,
+        right: &raftpb::RangeDescriptor,
+        into: u64,
+    ) -> Result<raftpb::RangeSnapshot, RangeNodeError> {
+        self.frozen_state(bucket, &right.start, into, &right.replicas)
+            .await
+            .ok_or_else(|| RangeNodeError::Unavailable {
+                bucket: bucket.to_owned(),
+                range: right.id,
+                replicas: right.replicas.len(),
+                answered: 0,
+                why: "no replica gave its frozen state".into(),
+            })
+    }
+
+    /// Releases `right` from a merge that will not commit: its next generation in the
+    /// metadata makes the merge's commit impossible, and its group thaws when it applies it.
+    async fn give_up(&self, right: &raftpb::RangeDescriptor) {
+        let change = raftpb::RangeChange {
+            bucket: right.bucket.clone(),
+            range: right.id,
+            generation: right.generation,
+            change: Some(raftpb::range_change::Change::Bump(true)),
+        };
+        match self.replica.change_range(change).await {
+            Ok(reply) if reply.refusal.is_empty() => {
+                tracing::info!(range = right.id, "merge given up: range released");
+            }
+            // Changed since (by a commit that already released it), or the metadata is
+            // unreachable now: the range's leader releases it after RANGE_FREEZE_MAX.
+            Ok(reply) => tracing::debug!(range = right.id, refusal = %reply.refusal, "release"),
+            Err(error) => tracing::debug!(range = right.id, %error, "release"),
+        }
+    }
+
+    /// On the leader of a range the metadata merged with its right neighbour: step 4.
+    pub(crate) async fn finish_merge(
+        &self,
+        group: &consensus::RangeGroup,
+        meta: &raftpb::RangeDescriptor,
+        held: &raftpb::RangeDescriptor,
+    ) {
+        let Some(start) = held.end.as_deref() else {
+            return;
+        };
+        let Some(right) = self
+            .frozen_state(&meta.bucket, start, meta.id, &held.replicas)
+            .await
+        else {
+            tracing::warn!(
+                range = meta.id,
+                "merge committed, no frozen right neighbour found yet"
+            );
+            return;
+        };
+        match group.apply_merge(meta.clone(), right).await {
+            Ok(_) => tracing::info!(range = meta.id, "merge applied"),
+            Err(error) => tracing::debug!(range = meta.id, %error, "merge not applied yet"),
+        }
+    }
+
+    /// On the leader of a frozen range: releases it once it stayed frozen longer than
+    /// `RANGE_FREEZE_MAX` while the metadata still has it at the frozen generation (the merge
+    /// neither committed nor was given up: its driver is gone).
+    pub(crate) async fn release_stale_freeze(
+        &self,
+        status: &raftpb::RangeStatusResponse,
+        meta: &raftpb::RangeDescriptor,
+    ) {
+        let id = meta.id;
+        if status.merging_into == 0 {
+            self.frozen_since
+                .lock()
+                .expect("freeze times poisoned")
+                .remove(&id);
+            return;
+        }
+        let held = status.descriptor.as_ref().map_or(0, |d| d.generation);
+        if held != meta.generation {
+            return;
+        }
+        let since = *self
+            .frozen_since
+            .lock()
+            .expect("freeze times poisoned")
+            .entry(id)
+            .or_insert_with(Instant::now);
+        if since.elapsed() >= base::limits::RANGE_FREEZE_MAX {
+            self.frozen_since
+                .lock()
+                .expect("freeze times poisoned")
+                .remove(&id);
+            self.give_up(meta).await;
+        }
+    }
+}
+
+/// Checks that a command routed to a range's leader was applied.
+fn command_done(served: Served, range: u64, what: &str) -> Result<(), RangeNodeError> {
+    use raftpb::range_command_response::Outcome;
+    use raftpb::range_refusal::Why;
+    let Served::Written(written) = served else {
+        return Err(RangeNodeError::Internal(format!(
+            "a range {what} was answered by a read"
+        )));
+    };
+    match written.outcome {
+        Some(Outcome::Done(_)) => Ok(()),
+        Some(Outcome::Refused(raftpb::RangeRefusal {
+            why: Some(Why::Stale(current)),
+        })) => Err(RangeNodeError::Refused(format!(
+            "range {range} changed meanwhile (now at generation {current}): try again"
+        ))),
+        other => Err(RangeNodeError::Refused(format!(
+            "range {range} refused the {what}: {other:?}"
+        ))),
+    }
+}
