@@ -218,6 +218,10 @@ pub const RANGE_MERGE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// driver died between the freeze and the metadata commit) before its leader releases it.
 pub const RANGE_FREEZE_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Reconcile passes between a range leader's looks for versions to collect (with 100 ms passes:
+/// a minute; ranges are spread over the passes by id).
+pub const RANGE_GC_PASSES: u64 = 600;
+
 /// Ranges whose replicas `range list` asks at once.
 pub const RANGE_STATUS_CONCURRENCY: usize = 16;
 

@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub quorum_hint_bytes_max: u64,
     /// How long a quorum bucket's tombstone stays before its entry may be reaped.
     pub quorum_tombstone_grace: Duration,
+    /// How long consensus buckets keep superseded versions.
+    pub consensus_version_ttl: Duration,
     /// A planted bug to run (tester canaries only).
     #[cfg(feature = "canary")]
     pub canary: Option<consensus::Canary>,
@@ -270,6 +272,7 @@ pub async fn run(
             election_timeout_min: config.election_timeout,
             election_timeout_max: config.election_timeout * 2,
             value_bytes_max: config.max_request_bytes,
+            version_ttl: config.consensus_version_ttl,
         },
     )
     .map_err(NodeError::Io)?;

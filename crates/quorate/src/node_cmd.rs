@@ -114,6 +114,10 @@ pub struct NodeArgs {
     /// with copies older than the delete; see docs/operations.md.
     #[arg(long, env = "QUORATE_QUORUM_TOMBSTONE_GRACE", default_value = "1h", value_parser = parse_duration)]
     pub quorum_tombstone_grace: Duration,
+    /// How long consensus buckets keep versions that a newer write or a delete superseded
+    /// (reads at a past timestamp see them until then); older ones are collected.
+    #[arg(long, env = "QUORATE_CONSENSUS_VERSION_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub consensus_version_ttl: Duration,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -229,6 +233,7 @@ impl NodeArgs {
             unsafe_fault_injection: self.unsafe_fault_injection,
             quorum_hint_bytes_max: self.quorum_hint_bytes_max,
             quorum_tombstone_grace: self.quorum_tombstone_grace,
+            consensus_version_ttl: self.consensus_version_ttl,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,
         })

@@ -37,6 +37,15 @@ impl MetadataView {
         }
     }
 
+    /// The right neighbour of range `id` in its bucket (the metadata keeps ranges by bucket,
+    /// then start key).
+    pub(crate) fn right_of(&self, id: u64) -> Option<&raftpb::RangeDescriptor> {
+        let at = *self.by_id.get(&id)?;
+        let (left, right) = (&self.topology.ranges[at], self.topology.ranges.get(at + 1)?);
+        (right.bucket == left.bucket && left.end.as_deref() == Some(&right.start[..]))
+            .then_some(right)
+    }
+
     /// The metadata's descriptor of range `id`.
     pub(crate) fn range(&self, id: u64) -> Option<&raftpb::RangeDescriptor> {
         self.by_id.get(&id).map(|&at| &self.topology.ranges[at])

@@ -41,6 +41,8 @@ pub struct RangeConfig {
     pub election_timeout_max: Duration,
     /// The largest value a write may carry.
     pub value_bytes_max: usize,
+    /// How long superseded versions are kept (`--consensus-version-ttl`).
+    pub version_ttl: Duration,
 }
 
 /// The consensus-bucket side of one member.

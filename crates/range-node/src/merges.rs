@@ -235,6 +235,49 @@ impl RangeNode {
         }
     }
 
+    /// On the leader of `left` at the end of a load window: merges it with its right
+    /// neighbour when `ranges::should_merge` says so (asking the neighbour's leader for its
+    /// size and load only when `left` alone is small and quiet enough).
+    pub(crate) async fn merge_if_small(
+        &self,
+        group: &consensus::RangeGroup,
+        left: &raftpb::RangeDescriptor,
+        right: &raftpb::RangeDescriptor,
+        split: &ranges::SplitConfig,
+    ) {
+        let mut config =
+            ranges::MergeConfig::for_bucket(split.range_max_bytes, split.load_split_qps);
+        config.merge_max_bytes = config
+            .merge_max_bytes
+            .min(base::limits::RANGE_MERGE_BYTES_MAX as u64 / 2);
+        let own = group.status();
+        let (bytes, load) = (own.bytes, own.load);
+        if right.sticky || bytes > config.merge_max_bytes || load > config.merge_max_qps {
+            return;
+        }
+        let Some(status) = self.status_of(right).await else {
+            return;
+        };
+        let current = status.descriptor.as_ref().map(|d| d.generation) == Some(right.generation);
+        if !current || status.merging_into != 0 || status.leader == 0 {
+            return;
+        }
+        let merge = ranges::should_merge(
+            &topology::descriptor_from_pb(left),
+            &topology::descriptor_from_pb(right),
+            (bytes, load),
+            (status.bytes, status.load),
+            &config,
+        );
+        if !merge {
+            return;
+        }
+        tracing::info!(left = left.id, right = right.id, "small neighbours merge");
+        if let Err(error) = self.merge_ranges(&left.bucket, left, right).await {
+            tracing::debug!(left = left.id, right = right.id, %error, "merge not done");
+        }
+    }
+
     /// On the leader of a range the metadata merged with its right neighbour: step 4.
     pub(crate) async fn finish_merge(
         &self,

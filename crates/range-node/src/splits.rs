@@ -19,7 +19,9 @@ use tokio::time::Instant;
 use crate::groups::MetadataView;
 use crate::{RangeNode, RangeNodeError};
 
-use base::limits::{RANGE_LOAD_WINDOW_PASSES as LOAD_WINDOW_PASSES, RANGE_STUCK_FOLLOWER_PASSES};
+use base::limits::{
+    RANGE_GC_PASSES, RANGE_LOAD_WINDOW_PASSES as LOAD_WINDOW_PASSES, RANGE_STUCK_FOLLOWER_PASSES,
+};
 
 impl RangeNode {
     /// One pass over the groups this member leads.
@@ -55,11 +57,32 @@ impl RangeNode {
             }
             if let Some(split) = group.split_decision(&config) {
                 tracing::info!(range = id, reason = ?split.reason, "range splits");
-                if let Err(error) = self.propose_split(meta, &split.at).await {
+                if let Err(error) = self.propose_split(meta, &split.at, false).await {
                     tracing::debug!(range = id, %error, "proposed split not committed");
+                }
+                continue;
+            }
+            if end_window && let Some(right) = view.right_of(id) {
+                self.merge_if_small(&group, meta, right, &config).await;
+            }
+            let gc_passes = self.gc_passes();
+            if pass % gc_passes == id % gc_passes {
+                match group.collect_garbage(self.config.version_ttl).await {
+                    Ok(true) => tracing::debug!(range = id, "old versions collected"),
+                    Ok(false) => {}
+                    Err(error) => tracing::debug!(range = id, %error, "version GC not committed"),
                 }
             }
         }
+    }
+
+    /// Passes between a leader's looks for versions to collect: a tenth of the version TTL,
+    /// at most `RANGE_GC_PASSES`.
+    fn gc_passes(&self) -> u64 {
+        let tenth = self.config.version_ttl.as_millis() as u64
+            / 10
+            / base::limits::RANGE_RECONCILE_INTERVAL.as_millis() as u64;
+        tenth.clamp(1, RANGE_GC_PASSES)
     }
 
     /// Sends snapshots from `group` (which this member leads) once a follower stayed stuck.
@@ -145,12 +168,18 @@ impl RangeNode {
         &self,
         range: &raftpb::RangeDescriptor,
         at: &[u8],
+        by_hand: bool,
     ) -> Result<Vec<raftpb::RangeDescriptor>, RangeNodeError> {
+        use raftpb::range_change::Change;
         let change = raftpb::RangeChange {
             bucket: range.bucket.clone(),
             range: range.id,
             generation: range.generation,
-            change: Some(raftpb::range_change::Change::SplitAt(at.to_vec())),
+            change: Some(if by_hand {
+                Change::SplitByHandAt(at.to_vec())
+            } else {
+                Change::SplitAt(at.to_vec())
+            }),
         };
         let reply = self.replica.change_range(change).await?;
         if !reply.refusal.is_empty() {
@@ -200,7 +229,7 @@ impl RangeNode {
                 why: "its group is still applying an earlier change or has no leader".into(),
             });
         }
-        let halves = self.propose_split(range, key).await?;
+        let halves = self.propose_split(range, key, true).await?;
         for half in &halves {
             self.await_serving(half, deadline).await;
         }

@@ -47,6 +47,9 @@ pub struct RangeDescriptor {
     pub replicas: Vec<Replica>,
     /// Bumped by every change; see the module documentation.
     pub generation: u64,
+    /// The range's start was made by a split by hand: automatic merges leave it in place (a
+    /// merge by hand does not).
+    pub sticky: bool,
 }
 
 impl RangeDescriptor {
@@ -164,6 +167,7 @@ impl RangeMap {
             end: None,
             replicas,
             generation: 1,
+            sticky: false,
         };
         RangeMap {
             ranges: BTreeMap::from([(Vec::new(), first)]),
@@ -303,9 +307,24 @@ impl RangeMap {
             id: new_id,
             start: at.to_vec(),
             generation,
+            sticky: false,
             ..range.clone()
         };
         self.ranges.insert(left.start.clone(), left.clone());
+        self.ranges.insert(right.start.clone(), right.clone());
+        Ok((left, right))
+    }
+
+    /// A split by hand: as `split`, and the right half's start is sticky.
+    pub fn split_by_hand(
+        &mut self,
+        id: RangeId,
+        expected: u64,
+        at: &[u8],
+        new_id: RangeId,
+    ) -> Result<(RangeDescriptor, RangeDescriptor), RangeError> {
+        let (left, mut right) = self.split(id, expected, at, new_id)?;
+        right.sticky = true;
         self.ranges.insert(right.start.clone(), right.clone());
         Ok((left, right))
     }

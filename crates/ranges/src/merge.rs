@@ -2,7 +2,8 @@
 //! the range size and whose load together stays under a quarter of the load-split threshold
 //! (so the merged range is far from splitting again), and which have the same replicas — if
 //! they do not, the right one's replicas are first aligned to the left one's, one change at a
-//! time (`align`).
+//! time (`align`). A range whose start was made by a split by hand (sticky) is never merged
+//! into its left neighbour on its own: the operator's split stays.
 
 use crate::descriptor::{RangeDescriptor, RangeId, RangeMap, ReplicaChange, Role};
 use crate::split::{LOAD_SPLIT_QPS_DEFAULT, RANGE_MAX_BYTES_DEFAULT};
@@ -42,6 +43,23 @@ pub struct MergeCandidate {
     pub replicas_aligned: bool,
 }
 
+/// Whether `left` and its right neighbour `right`, with their (bytes, requests per second),
+/// should merge on their own: `right`'s start is not sticky (made by a split by hand), they
+/// have the same replicas, and together they stay under both thresholds.
+pub fn should_merge(
+    left: &RangeDescriptor,
+    right: &RangeDescriptor,
+    left_stats: (u64, f64),
+    right_stats: (u64, f64),
+    config: &MergeConfig,
+) -> bool {
+    !right.sticky
+        && left.end.as_deref() == Some(right.start.as_slice())
+        && left.same_replicas(right)
+        && left_stats.0 + right_stats.0 <= config.merge_max_bytes
+        && left_stats.1 + right_stats.1 <= config.merge_max_qps
+}
+
 /// The pairs of neighbours in `map` that should merge, left to right, no range in two pairs.
 /// `stats` gives a range's data size and requests per second; a range without stats is left
 /// alone.
@@ -57,7 +75,9 @@ pub fn merge_candidates(
         let (left, right) = (ranges[index], ranges[index + 1]);
         let small = match (stats(left.id), stats(right.id)) {
             (Some((lb, lq)), Some((rb, rq))) => {
-                lb + rb <= config.merge_max_bytes && lq + rq <= config.merge_max_qps
+                !right.sticky
+                    && lb + rb <= config.merge_max_bytes
+                    && lq + rq <= config.merge_max_qps
             }
             _ => false,
         };

@@ -290,6 +290,11 @@ impl RangeState {
         Ok(self.data.gc(threshold))
     }
 
+    /// Whether a GC at `threshold` would drop anything (never while frozen).
+    pub fn would_gc(&self, threshold: HlcTimestamp) -> bool {
+        self.merging_into.is_none() && self.data.would_gc(threshold)
+    }
+
     /// The timestamp of `key`'s newest version, tombstones included.
     pub fn newest(&self, key: &[u8]) -> Option<HlcTimestamp> {
         self.data.newest(key)

@@ -28,6 +28,7 @@ pub fn descriptor_from_pb(range: &pb::RangeDescriptor) -> RangeDescriptor {
             })
             .collect(),
         generation: range.generation,
+        sticky: range.sticky,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn descriptor_to_pb(bucket: &str, range: &RangeDescriptor) -> pb::RangeDescr
             })
             .collect(),
         generation: range.generation,
+        sticky: range.sticky,
     }
 }
 
@@ -141,6 +143,12 @@ pub fn apply_range_change(
             next.split(range, generation, at, new_id)
                 .map(|(left, right)| (vec![left, right], next))
         }
+        Some(Change::SplitByHandAt(at)) => {
+            let new_id = peek_id(topology);
+            let mut next = map.clone();
+            next.split_by_hand(range, generation, at, new_id)
+                .map(|(left, right)| (vec![left, right], next))
+        }
         Some(Change::MergeRightGeneration(right)) => {
             let mut next = map.clone();
             next.merge(range, generation, *right)
@@ -173,7 +181,10 @@ pub fn apply_range_change(
     };
     match outcome {
         Ok((changed, next)) => {
-            if matches!(change.change, Some(Change::SplitAt(_))) {
+            if matches!(
+                change.change,
+                Some(Change::SplitAt(_) | Change::SplitByHandAt(_))
+            ) {
                 next_id(topology);
             }
             store(topology, &change.bucket, &next);

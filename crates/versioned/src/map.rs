@@ -178,6 +178,20 @@ impl VersionedMap {
         dropped
     }
 
+    /// Whether `gc(threshold)` would drop anything: a key with a version older than its
+    /// newest at or below the threshold, or whose version there is a tombstone.
+    pub fn would_gc(&self, threshold: HlcTimestamp) -> bool {
+        threshold > self.gc_threshold
+            && self.keys.values().any(|versions| {
+                let mut visible = versions.range(Reverse(threshold)..);
+                match visible.next() {
+                    Some((_, None)) => true,
+                    Some(_) => visible.next().is_some(),
+                    None => false,
+                }
+            })
+    }
+
     /// Reads below this timestamp may miss versions GC removed.
     pub fn gc_threshold(&self) -> HlcTimestamp {
         self.gc_threshold

@@ -253,6 +253,29 @@ impl RangeGroup {
         self.propose(command).await
     }
 
+    /// On the leader: proposes dropping the versions no read newer than `ttl` ago can see,
+    /// when there are any (an idle range with nothing to drop is left asleep). True when it
+    /// proposed.
+    pub async fn collect_garbage(&self, ttl: Duration) -> Result<bool, EtcdError> {
+        let now = {
+            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
+            hlc.now(self.clock.physical_micros())
+        };
+        let threshold = HlcTimestamp {
+            physical: now.physical.saturating_sub(ttl.as_micros() as u64),
+            logical: 0,
+        };
+        if !self.machine.read(|m, _| m.state().would_gc(threshold)) {
+            return Ok(false);
+        }
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Gc(range_codec::ts_to_pb(threshold))),
+            ..Default::default()
+        };
+        self.propose(command).await?;
+        Ok(true)
+    }
+
     /// The left neighbour this replica's range is frozen for, if it is.
     pub fn merging_into(&self) -> Option<u64> {
         self.machine
@@ -441,6 +464,12 @@ impl RangeGroup {
             Some(pb::range_command::Op::Put(put)) => self.record_load(&put.key),
             Some(pb::range_command::Op::Delete(delete)) => self.record_load(&delete.key),
             _ => {}
+        }
+        // A frozen range refuses every write when it applies it; refusing here, before
+        // proposing, keeps the answer certain: a write still in a frozen group's log when the
+        // group is retired would otherwise end as "server stopped", which may mean applied.
+        if let Some(into) = self.merging_into() {
+            return Ok(refused(pb::range_refusal::Why::Merging(into)));
         }
         self.propose(command).await
     }

@@ -618,3 +618,58 @@ async fn merges_whose_driver_or_leader_is_killed_finish_or_release_their_ranges(
     assert_eq!(scanned_keys(&endpoints[1], "cut"), expected);
     put_retrying(&mut client, "cut", "zz", b"after".to_vec()).await;
 }
+
+#[tokio::test]
+async fn ranges_emptied_by_deletes_are_collected_and_merge_back_on_their_own() {
+    // Goal: superseded versions are collected after the version TTL, and small quiet
+    // neighbours made by splits by size merge on their own, while a split by hand stays.
+    // Method: members keeping versions 1 s; a bucket of 64 KiB ranges split by hand at "m";
+    // 200 keys of 1 KiB on each side of "m" (splits by size); delete every key; the bucket
+    // must come back to the two ranges the split by hand made, both empty, and take writes.
+    let cluster = Cluster::start(3, &["--consensus-version-ttl", "1s"]);
+    cluster.leader().await;
+    let endpoint = cluster.endpoint(0);
+    create_bucket(&endpoint, "shrinks", 65_536);
+    range_change_until_done(&endpoint, "split", "shrinks", "m");
+    let keys: Vec<String> = (0..200)
+        .flat_map(|i| [format!("a{i:04}"), format!("n{i:04}")])
+        .collect();
+    let mut client = kv(&endpoint).await;
+    for key in &keys {
+        put(&mut client, "shrinks", key, value_of(key, 1024)).await;
+    }
+    let grown = led_ranges(&endpoint, "shrinks").await;
+    assert!(grown.len() >= 4, "splits by size on both sides: {grown:?}");
+    for key in &keys {
+        client
+            .delete(pb::DeleteRequest {
+                bucket: "shrinks".into(),
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("delete {key}: {s:?}"));
+    }
+    let deadline = Instant::now() + DEADLINE * 2;
+    let ranges = loop {
+        let ranges = led_ranges(&endpoint, "shrinks").await;
+        if ranges.len() == 2 && ranges.iter().all(|r| r["bytes"] == 0) {
+            break ranges;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never collected and merged back: {ranges:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        ranges[1]["start"], "m",
+        "the split by hand stays: {ranges:?}"
+    );
+    assert!(scanned_keys(&endpoint, "shrinks").is_empty());
+    put(&mut client, "shrinks", "z", b"after".to_vec()).await;
+    assert_eq!(
+        scanned_keys(&cluster.endpoint(1), "shrinks"),
+        vec!["z".to_owned()]
+    );
+}

@@ -3,7 +3,7 @@
 
 use super::split_map;
 use crate::descriptor::RangeId;
-use crate::merge::{MergeConfig, align, merge_candidates};
+use crate::merge::{MergeConfig, align, merge_candidates, should_merge};
 use crate::split::{LOAD_SAMPLES_MAX, LoadTracker, Split, SplitConfig, SplitReason, decide_split};
 
 fn config() -> SplitConfig {
@@ -117,6 +117,32 @@ fn small_quiet_neighbours_merge_in_pairs() {
     assert!(candidates[0].replicas_aligned);
     // Without stats nothing merges.
     assert!(merge_candidates(&map, |_| None, &config).is_empty());
+    let (r1, r2) = (
+        map.get(RangeId(1)).expect("r1").clone(),
+        map.get(RangeId(2)).expect("r2").clone(),
+    );
+    assert!(should_merge(&r1, &r2, (40, 1.0), (40, 1.0), &config));
+    assert!(
+        !should_merge(&r1, &r2, (60, 1.0), (60, 1.0), &config),
+        "too big together"
+    );
+    assert!(
+        !should_merge(&r2, &r1, (1, 0.0), (1, 0.0), &config),
+        "not neighbours that way"
+    );
+    // A range made by a split by hand stays: neither rule merges it into its left neighbour.
+    let sticky = crate::descriptor::RangeDescriptor {
+        sticky: true,
+        ..r2.clone()
+    };
+    assert!(!should_merge(&r1, &sticky, (1, 0.0), (1, 0.0), &config));
+    let mut by_hand = split_map(1);
+    let whole = by_hand.get(RangeId(1)).expect("r1").clone();
+    let (_, right) = by_hand
+        .split_by_hand(RangeId(1), whole.generation, b"m", RangeId(2))
+        .expect("split by hand");
+    assert!(right.sticky && by_hand.get(RangeId(2)).expect("r2").sticky);
+    assert!(merge_candidates(&by_hand, |_| Some((1, 0.0)), &config).is_empty());
 }
 
 #[test]
