@@ -222,6 +222,10 @@ pub const RANGE_FREEZE_MAX: std::time::Duration = std::time::Duration::from_secs
 /// a minute; ranges are spread over the passes by id).
 pub const RANGE_GC_PASSES: u64 = 600;
 
+/// How often the member leading the metadata plans replica and leader moves of consensus
+/// ranges (at most `ranges::STEPS_MAX_DEFAULT` steps a round).
+pub const RANGE_REBALANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Ranges whose replicas `range list` asks at once.
 pub const RANGE_STATUS_CONCURRENCY: usize = 16;
 

@@ -110,6 +110,21 @@ pub trait Peers: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::RangeSnapshot, PeerError>>;
 
+    /// Asks the member at `peer_url` which ranges it leads.
+    fn led_ranges(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::LedRangesResponse, PeerError>>;
+
+    /// Asks the member at `peer_url`, leading a range, to hand the leadership to a voter.
+    fn transfer_range(
+        &self,
+        peer_url: &str,
+        request: pb::TransferRangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::TransferRangeResponse, PeerError>>;
+
     /// Probes the member at `peer_url`; answers with the id of the member that answered.
     fn ping(
         &self,

@@ -39,6 +39,27 @@ pub(crate) async fn vote<SM: RaftStateMachine<TypeConfig>>(
     ))
 }
 
+/// Handles the leader's request to let this replica take over.
+pub(crate) async fn transfer_leader<SM: RaftStateMachine<TypeConfig>>(
+    raft: &openraft::Raft<TypeConfig, SM>,
+    request: pb::TransferLeaderRequest,
+) -> Result<pb::TransferLeaderResponse, String> {
+    let vote = request
+        .from_leader
+        .as_ref()
+        .ok_or("transfer leader request without vote")?;
+    let vote = codec::vote_from_pb(vote).map_err(|e| e.to_string())?;
+    let last_log_id = codec::opt_log_id_from_pb(&request.last_log_id).map_err(|e| e.to_string())?;
+    let request = openraft::raft::TransferLeaderRequest::new(vote, request.to, last_log_id);
+    let answer = raft
+        .handle_transfer_leader(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pb::TransferLeaderResponse {
+        refused: answer.err().map(|e| e.to_string()).unwrap_or_default(),
+    })
+}
+
 /// Handles a whole snapshot sent by the leader.
 pub(crate) async fn snapshot<SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotData>>(
     raft: &openraft::Raft<TypeConfig, SM>,

@@ -451,6 +451,21 @@ impl Replica {
         }
     }
 
+    /// Marks a member as draining or not through Raft (the metadata group); the reply's
+    /// `refusal` says why nothing changed.
+    pub async fn change_drain(
+        &self,
+        change: pb::MemberDrain,
+    ) -> Result<pb::MemberDrainResponse, EtcdError> {
+        let command = pb::Command {
+            op: Some(pb::command::Op::Drain(change)),
+        };
+        match self.propose(command).await?.op {
+            Some(pb::command_response::Op::Drain(reply)) => Ok(reply),
+            other => Err(internal(format!("drain answered with {other:?}"))),
+        }
+    }
+
     /// Commits a step of a ring change through Raft; the reply's `refusal` says why nothing
     /// changed.
     pub async fn change_ring(

@@ -436,6 +436,7 @@ impl Shared {
                         .filter(|id| m.get_node(id).is_none())
                         .collect();
                     removed_changed |= !gone.is_empty();
+                    topology_changed |= topology::forget_drained(&mut inner.topology, &gone);
                     inner.removed.extend(gone);
                     inner.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     pb::CommandResponse::default()
@@ -457,6 +458,21 @@ impl Shared {
                     topology_changed |= reply.refusal.is_empty();
                     pb::CommandResponse {
                         op: Some(pb::command_response::Op::RangeChange(reply)),
+                        ..Default::default()
+                    }
+                }
+                EntryPayload::Normal(Request(pb::Command {
+                    op: Some(pb::command::Op::Drain(change)),
+                })) => {
+                    let known = inner
+                        .membership
+                        .membership()
+                        .get_node(&change.member)
+                        .is_some();
+                    let reply = topology::apply_member_drain(&mut inner.topology, change, known);
+                    topology_changed |= reply.refusal.is_empty();
+                    pb::CommandResponse {
+                        op: Some(pb::command_response::Op::Drain(reply)),
                         ..Default::default()
                     }
                 }
@@ -574,7 +590,7 @@ fn apply_command(
                 ChangeSet::default(),
             ))
         }
-        Some(Op::Bucket(_) | Op::Ring(_) | Op::RangeChange(_)) => {
+        Some(Op::Bucket(_) | Op::Ring(_) | Op::RangeChange(_) | Op::Drain(_)) => {
             unreachable!(
                 "bucket, ring and range changes are applied to the topology before commands"
             )

@@ -36,6 +36,7 @@ impl fmt::Display for Request {
             Some(pb::command::Op::Bucket(_)) => write!(f, "bucket_change"),
             Some(pb::command::Op::Ring(_)) => write!(f, "ring_change"),
             Some(pb::command::Op::RangeChange(c)) => write!(f, "range_change({})", c.range),
+            Some(pb::command::Op::Drain(d)) => write!(f, "drain({:x}, {})", d.member, d.draining),
             Some(pb::command::Op::Range(_)) => write!(f, "range_command"),
             None => write!(f, "empty"),
         }

@@ -256,6 +256,17 @@ pub enum MemberCommand {
     Promote { id: String },
     /// Change a member's peer URLs.
     Update { id: String, peer_urls: String },
+    /// Move every consensus-range replica and leadership off a member (hexadecimal id) before
+    /// it is removed; it takes no new replicas while draining.
+    Drain {
+        id: String,
+        /// Let the member take replicas again.
+        #[arg(long)]
+        undo: bool,
+        /// Follow the moves until nothing is left on the member.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 use base::keys::prefix_end;
@@ -485,6 +496,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             member_change(&client, command).await
         }
         Command::Member {
+            command: MemberCommand::Drain { id, undo, wait },
+        } => {
+            range_cmd::drain(
+                &cli.endpoints,
+                member_id(&id)?,
+                undo,
+                wait,
+                timeout,
+                json_out,
+            )
+            .await
+        }
+        Command::Member {
             command: MemberCommand::List,
         } => {
             let mut client = Client::connect(&cli.endpoints, timeout).await?;
@@ -614,7 +638,9 @@ async fn member_change(client: &Client, command: MemberCommand) -> anyhow::Resul
             let cluster_id = response.header.map_or(0, |h| h.cluster_id);
             println!("Member {id:x} updated in cluster {cluster_id:x}");
         }
-        MemberCommand::List => unreachable!("listed separately"),
+        MemberCommand::List | MemberCommand::Drain { .. } => {
+            unreachable!("listed and drained separately")
+        }
     }
     Ok(())
 }

@@ -118,6 +118,10 @@ pub struct NodeArgs {
     /// (reads at a past timestamp see them until then); older ones are collected.
     #[arg(long, env = "QUORATE_CONSENSUS_VERSION_TTL", default_value = "10m", value_parser = parse_duration)]
     pub consensus_version_ttl: Duration,
+    /// How long a member may stay unreachable before the replicas of consensus ranges it
+    /// holds are re-created on other members (it gets none back until it answers again).
+    #[arg(long, env = "QUORATE_DEAD_MEMBER_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub dead_member_timeout: Duration,
     /// TOML file with any of these flags as keys (`data-dir = "…"`); flags and environment win.
     #[arg(long, env = "QUORATE_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -234,6 +238,7 @@ impl NodeArgs {
             quorum_hint_bytes_max: self.quorum_hint_bytes_max,
             quorum_tombstone_grace: self.quorum_tombstone_grace,
             consensus_version_ttl: self.consensus_version_ttl,
+            dead_member_timeout: self.dead_member_timeout,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,
         })

@@ -1,5 +1,6 @@
 //! `quorate range`: the ranges of consensus buckets — list them with their replicas, leader,
-//! size and load, and split or merge them by hand.
+//! size and load, and split or merge them by hand; and `quorate member drain`, which moves
+//! them off a member.
 
 use std::time::Duration;
 
@@ -113,4 +114,48 @@ pub async fn run(
     };
     print_ranges(&listed, json_out);
     Ok(())
+}
+
+/// `quorate member drain`: marks the member as draining (or not, with `undo`) and prints what
+/// is left on it; with `wait`, asks again every second until nothing is.
+pub async fn drain(
+    endpoints: &[String],
+    member: u64,
+    undo: bool,
+    wait: bool,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let channel = client::Client::connect(endpoints, timeout).await?.channel();
+    let mut ranges = RangesClient::new(channel);
+    loop {
+        let left = ranges
+            .drain(pb::DrainMemberRequest { member, undo })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if json_out {
+            println!(
+                "{}",
+                json!({"member": format!("{member:x}"), "draining": left.draining,
+                    "replicas_left": left.replicas_left, "leaders_left": left.leaders_left})
+            );
+        } else {
+            println!(
+                "member {member:x} {}: {} range replicas and {} leaderships left on it",
+                if left.draining {
+                    "draining"
+                } else {
+                    "not draining"
+                },
+                left.replicas_left,
+                left.leaders_left
+            );
+        }
+        let done = left.replicas_left == 0 && left.leaders_left == 0;
+        if !wait || undo || done {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -117,7 +117,11 @@ impl RangeNode {
             }
         }
         for id in self.groups.ids() {
-            if !mine.contains_key(&id) && !self.awaits_merge(id, topology) {
+            if mine.contains_key(&id) || self.awaits_merge(id, topology) {
+                continue;
+            }
+            let meta = topology.ranges.iter().find(|r| r.id == id);
+            if meta.is_none_or(|meta| self.removal_applied(meta)) {
                 self.retire(id).await;
             }
         }
@@ -223,6 +227,64 @@ impl RangeNode {
             .is_some_and(|left| left.descriptor().generation < merged.generation)
     }
 
+    /// Whether the range's group has applied the metadata's change that removed this
+    /// member's replica: its leader records the descriptor only after its Raft membership
+    /// dropped this member. Until then the leader may still replicate here, and a replica
+    /// retired (its log gone) and started again would show the leader a log gone backwards.
+    fn removal_applied(&self, meta: &raftpb::RangeDescriptor) -> bool {
+        let Some(leader) = self.groups.get(meta.id).and_then(|g| g.leader()) else {
+            return self.removal_confirmed(meta);
+        };
+        if leader == self.me() {
+            // This replica led when the metadata dropped it: it hands over (`finish_change`)
+            // before anything else; it is not gone until another replica records the change.
+            return false;
+        }
+        self.removal_confirmed(meta)
+    }
+
+    /// Whether a replica the metadata lists for the range reported (last reconcile) holding
+    /// a descriptor at least as new as `meta`; asks them for next time.
+    fn removal_confirmed(&self, meta: &raftpb::RangeDescriptor) -> bool {
+        let confirmed = self
+            .removals
+            .lock()
+            .expect("removals poisoned")
+            .get(&meta.id)
+            .is_some_and(|&generation| generation >= meta.generation);
+        if !confirmed {
+            self.ask_removal(meta);
+        }
+        confirmed
+    }
+
+    /// Asks the range's listed replicas, in the background, which generation they hold.
+    fn ask_removal(&self, meta: &raftpb::RangeDescriptor) {
+        let urls: Vec<String> = meta
+            .replicas
+            .iter()
+            .filter(|r| r.member != self.me())
+            .filter_map(|r| self.peer_url(r.member))
+            .collect();
+        let (peers, removals, timeout, id) = (
+            self.peers.clone(),
+            self.removals.clone(),
+            self.config.request_timeout,
+            meta.id,
+        );
+        tokio::spawn(async move {
+            for url in urls {
+                let Ok(status) = peers.range_status(&url, id, timeout).await else {
+                    continue;
+                };
+                let held = status.descriptor.map_or(0, |d| d.generation);
+                let mut removals = removals.lock().expect("removals poisoned");
+                let known = removals.entry(id).or_insert(0);
+                *known = (*known).max(held);
+            }
+        });
+    }
+
     /// Stops the group of a range the metadata no longer places here and removes its state.
     async fn retire(&self, id: u64) {
         let Some(group) = self.groups.remove(id) else {
@@ -235,6 +297,7 @@ impl RangeNode {
         if let Err(error) = self.files.remove(RangeId(id)) {
             tracing::warn!(range = id, %error, "remove range files");
         }
+        self.removals.lock().expect("removals poisoned").remove(&id);
         tracing::info!(range = id, "range group retired");
     }
 }

@@ -1,7 +1,8 @@
 //! The driver of consensus buckets on one member: it runs a Raft group (`consensus::RangeGroup`)
 //! for every range the metadata places on this member (`groups`), carries splits the metadata
 //! committed into the ranges' own groups and proposes splits by size and load (`splits`),
-//! carries out merges of neighbours with the same replicas (`merges`),
+//! carries out merges of neighbours with the same replicas (`merges`), moves replicas and
+//! leaders as the rebalancer plans on the member leading the metadata (`rebalance`),
 //! routes each client request to the leader of the key's range by a routing cache that the
 //! replicas' typed refusals correct (`gateway`), and serves `quorate.v1` for consensus buckets
 //! in front of the quorum path's services (`services`). The rules — descriptors, splits,
@@ -13,6 +14,7 @@ mod gateway;
 mod groups;
 mod liveness;
 mod merges;
+mod rebalance;
 mod services;
 mod splits;
 
@@ -43,6 +45,9 @@ pub struct RangeConfig {
     pub value_bytes_max: usize,
     /// How long superseded versions are kept (`--consensus-version-ttl`).
     pub version_ttl: Duration,
+    /// Unreachable this long, a member's replicas are re-created elsewhere
+    /// (`--dead-member-timeout`).
+    pub dead_member_timeout: Duration,
 }
 
 /// The consensus-bucket side of one member.
@@ -60,6 +65,9 @@ pub struct RangeNode {
     stuck: Mutex<HashMap<u64, u32>>,
     /// Per frozen range this member leads, since when it is frozen (`merges`).
     frozen_since: Mutex<HashMap<u64, tokio::time::Instant>>,
+    /// Per range this member's replica is to leave, the newest generation another replica
+    /// reported holding (`groups::removal_applied`).
+    removals: Arc<Mutex<HashMap<u64, u64>>>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Which members answer probes: a quiesced range sleeps only while its leader's does.
     liveness: liveness::Liveness,
@@ -84,6 +92,7 @@ impl RangeNode {
             caches: Mutex::new(HashMap::new()),
             stuck: Mutex::new(HashMap::new()),
             frozen_since: Mutex::new(HashMap::new()),
+            removals: Arc::new(Mutex::new(HashMap::new())),
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),
             config,
@@ -100,6 +109,7 @@ impl RangeNode {
         tokio::spawn(self.clone().reconcile_loop());
         tokio::spawn(self.clone().quiesce_loop());
         tokio::spawn(self.clone().liveness_loop());
+        tokio::spawn(self.clone().rebalance_loop());
     }
 
     /// Stops every range group.

@@ -17,6 +17,8 @@ use crate::RangeNode;
 /// When each member last answered a probe, and which probes are in flight.
 pub(crate) struct Liveness {
     window: Duration,
+    /// When probing began: a member never heard from is silent since then.
+    started: Instant,
     state: Mutex<State>,
 }
 
@@ -30,6 +32,7 @@ impl Liveness {
     pub(crate) fn new(window: Duration) -> Liveness {
         Liveness {
             window,
+            started: Instant::now(),
             state: Mutex::new(State::default()),
         }
     }
@@ -41,6 +44,17 @@ impl Liveness {
             .answered
             .get(&member)
             .is_some_and(|at| at.elapsed() < self.window)
+    }
+
+    /// How long `member` has not answered: since its last answer, or since probing began.
+    pub(crate) fn silent_for(&self, member: u64) -> Duration {
+        let state = self.state.lock().expect("liveness poisoned");
+        state
+            .answered
+            .get(&member)
+            .copied()
+            .unwrap_or(self.started)
+            .elapsed()
     }
 
     /// `member` could not be reached: it is not live until it answers again.

@@ -70,14 +70,16 @@ impl RangeNode {
             .collect();
         voters.sort();
         voters.dedup();
+        // A draining member takes no new replicas.
+        let topology = self.replica.topology();
+        voters.retain(|v| !topology.draining.contains(v));
         if bucket.n as usize > voters.len() {
             return Err(RangeNodeError::Refused(format!(
-                "{} replicas asked for, but the cluster has {} voting members",
+                "{} replicas asked for, but the cluster has {} voting members that are not draining",
                 bucket.n,
                 voters.len()
             )));
         }
-        let topology = self.replica.topology();
         let held = |member: u64| {
             topology
                 .ranges
@@ -495,5 +497,15 @@ impl Ranges for RangesService {
         Ok(Response::new(pb::RangeChangeReply {
             ranges: vec![range_info(&merged, status.as_ref())],
         }))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<pb::DrainMemberRequest>,
+    ) -> Result<Response<pb::DrainMemberResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.0.drain(request.member, request.undo).await?,
+        ))
     }
 }

@@ -113,6 +113,16 @@ impl RangeNode {
         topology: &raftpb::Topology,
     ) {
         if meta.start == held.start && meta.end == held.end {
+            // A replica change reaches the group's Raft membership first, a step per pass;
+            // the range's state records the descriptor once the membership matches it.
+            match group.align_replicas(meta).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::debug!(range = meta.id, %error, "replica change not applied yet");
+                    return;
+                }
+            }
             match group.set_descriptor(meta.clone()).await {
                 Ok(_) => tracing::info!(
                     range = meta.id,

@@ -53,12 +53,14 @@ pub struct RangeInfo {
     pub leader: Option<NodeId>,
     /// Learners whose log has caught up with the leader's (ready to vote).
     pub caught_up: Vec<NodeId>,
+    /// Voters this range should have (its bucket's `--replicas`); `None`: the config's.
+    pub replicas: Option<usize>,
 }
 
 /// The rebalancer's settings.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RebalanceConfig {
-    /// Voters each range should have.
+    /// Voters a range should have when its `RangeInfo` does not say.
     pub replicas: usize,
     /// Unreachable this long, a member's replicas are re-created elsewhere.
     pub dead_member_timeout: Duration,
@@ -234,7 +236,8 @@ fn repair_step(
         return None;
     }
     let voters: Vec<NodeId> = desc.voters().collect();
-    if voters.len() > config.replicas {
+    let target = range.replicas.unwrap_or(config.replicas);
+    if voters.len() > target {
         // Shed a leaving voter other than the leader first; else the voter on the fullest
         // member, the leader handing over first if that is itself.
         let leaving = voters
@@ -276,7 +279,7 @@ fn repair_step(
             return Some(step);
         }
     }
-    let missing = voters.len() < config.replicas || voters.iter().any(|&v| members.leaving(v));
+    let missing = voters.len() < target || voters.iter().any(|&v| members.leaving(v));
     if missing {
         let target = emptiest_outside(desc, members, load)?;
         *load.replicas.entry(target).or_default() += 1;

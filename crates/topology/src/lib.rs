@@ -1,6 +1,7 @@
 //! The pure rules of the cluster topology that the metadata group replicates: quorum-bucket
 //! definitions (`buckets`), token-ring changes with their epochs (`ring`), and the range
-//! descriptors of consensus buckets (`ranges`, with the rules of the `ranges` crate). The consensus
+//! descriptors of consensus buckets (`ranges`, with the rules of the `ranges` crate) and the
+//! members draining (`members`). The consensus
 //! state machine calls these when it applies a bucket or ring command, so every member's
 //! topology changes alike; drivers use the same rules to check a change before proposing it.
 //!
@@ -8,10 +9,12 @@
 //! out.
 
 mod buckets;
+mod members;
 mod ranges;
 mod ring;
 
 pub use buckets::{BadBucketName, apply_bucket_change, validate_bucket_name};
+pub use members::{apply_member_drain, forget_drained};
 pub use ranges::{
     apply_range_change, bucket_ranges, create_bucket_ranges, descriptor_from_pb, descriptor_to_pb,
     drop_bucket_ranges,

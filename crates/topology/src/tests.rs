@@ -354,3 +354,24 @@ fn corrupt_stored_ranges_are_refused_not_used() {
     );
     assert!(change.refusal.contains("partition"), "{}", change.refusal);
 }
+
+#[test]
+fn a_drain_mark_is_set_once_cleared_on_undo_and_forgotten_with_its_member() {
+    let mut topology = pb::Topology::default();
+    let drain = |member, draining| pb::MemberDrain { member, draining };
+    let refused = crate::apply_member_drain(&mut topology, &drain(7, true), false);
+    assert!(refused.refusal.contains("not a member"), "{refused:?}");
+    assert!(topology.draining.is_empty());
+    for _ in 0..2 {
+        let applied = crate::apply_member_drain(&mut topology, &drain(7, true), true);
+        assert_eq!(applied.refusal, "");
+    }
+    crate::apply_member_drain(&mut topology, &drain(3, true), true);
+    assert_eq!(topology.draining, vec![3, 7]);
+    // Clearing needs no membership: the member may be gone already.
+    crate::apply_member_drain(&mut topology, &drain(3, false), false);
+    assert_eq!(topology.draining, vec![7]);
+    assert!(!crate::forget_drained(&mut topology, &[1]));
+    assert!(crate::forget_drained(&mut topology, &[7]));
+    assert!(topology.draining.is_empty());
+}

@@ -308,6 +308,35 @@ impl Peers for GrpcPeers {
         })
     }
 
+    fn led_ranges(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::LedRangesResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let request = with_timeout(pb::LedRangesRequest {}, timeout);
+            let response = open(client).await?.led_ranges(request).await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
+    fn transfer_range(
+        &self,
+        peer_url: &str,
+        request: pb::TransferRangeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::TransferRangeResponse, PeerError>> {
+        let client = self.client(peer_url);
+        Box::pin(async move {
+            let response = open(client)
+                .await?
+                .transfer_range(with_timeout(request, timeout))
+                .await;
+            response.map(Response::into_inner).map_err(peer_error)
+        })
+    }
+
     fn ping(
         &self,
         peer_url: &str,
@@ -507,12 +536,56 @@ impl Raft for RaftService {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
-        let response = self
-            .replica
-            .handle_transfer_leader(request.into_inner())
-            .await
-            .map_err(Status::internal)?;
-        Ok(Response::new(response))
+        let request = request.into_inner();
+        let response = match request.group {
+            consensus::MAIN_GROUP => self.replica.handle_transfer_leader(request).await,
+            group => {
+                let range = self.ranges.get(group).ok_or_else(|| no_group(group))?;
+                range.handle_transfer_leader(request).await
+            }
+        };
+        Ok(Response::new(response.map_err(Status::internal)?))
+    }
+
+    async fn led_ranges(
+        &self,
+        _request: Request<pb::LedRangesRequest>,
+    ) -> Result<Response<pb::LedRangesResponse>, Status> {
+        let ranges = self
+            .ranges
+            .all()
+            .into_iter()
+            .filter(|group| group.is_leader())
+            .map(|group| pb::LedRange {
+                range: group.range().0,
+                term: group.term(),
+                caught_up: group.caught_up_learners(),
+            })
+            .collect();
+        Ok(Response::new(pb::LedRangesResponse {
+            member: self.replica.id(),
+            ranges,
+        }))
+    }
+
+    async fn transfer_range(
+        &self,
+        request: Request<pb::TransferRangeRequest>,
+    ) -> Result<Response<pb::TransferRangeResponse>, Status> {
+        let request = request.into_inner();
+        let group = self
+            .ranges
+            .get(request.range)
+            .ok_or_else(|| no_group(request.range))?;
+        let refused = if !group.is_leader() {
+            format!("this member does not lead range {}", request.range)
+        } else {
+            match group.transfer_leader(request.to).await {
+                Ok(()) => String::new(),
+                Err(error) => error.to_string(),
+            }
+        };
+        Ok(Response::new(pb::TransferRangeResponse { refused }))
     }
 
     async fn range_call(

@@ -277,22 +277,7 @@ impl Replica {
         &self,
         request: pb::TransferLeaderRequest,
     ) -> Result<pb::TransferLeaderResponse, String> {
-        let vote = request
-            .from_leader
-            .as_ref()
-            .ok_or("transfer leader request without vote")?;
-        let vote = codec::vote_from_pb(vote).map_err(|e| e.to_string())?;
-        let last_log_id =
-            codec::opt_log_id_from_pb(&request.last_log_id).map_err(|e| e.to_string())?;
-        let request = openraft::raft::TransferLeaderRequest::new(vote, request.to, last_log_id);
-        let answer = self
-            .raft
-            .handle_transfer_leader(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(pb::TransferLeaderResponse {
-            refused: answer.err().map(|e| e.to_string()).unwrap_or_default(),
-        })
+        crate::peer_messages::transfer_leader(&self.raft, request).await
     }
 
     /// Resolves once this member learns it was removed from the group, with the evidence.

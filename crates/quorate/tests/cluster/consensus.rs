@@ -12,6 +12,8 @@ use tonic::transport::Channel;
 
 use super::*;
 
+mod moves;
+
 /// Runs `quorate ARGS` against `endpoint`; returns (success, stdout + stderr).
 fn quorate(endpoint: &str, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_quorate"))
@@ -349,7 +351,7 @@ async fn consensus_bucket_requests_fail_with_precise_errors() {
                 "--replicas",
                 "5",
             ],
-            "FailedPrecondition: 5 replicas asked for, but the cluster has 3 voting members",
+            "FailedPrecondition: 5 replicas asked for, but the cluster has 3 voting members that are not draining",
         ),
         (
             &[

@@ -27,6 +27,7 @@ fn infos(map: &RangeMap, leaders: &BTreeMap<RangeId, NodeId>) -> Vec<RangeInfo> 
             descriptor: d.clone(),
             leader: leaders.get(&d.id).copied(),
             caught_up: d.learners().collect(),
+            replicas: None,
         })
         .collect()
 }

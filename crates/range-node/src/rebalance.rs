@@ -1,0 +1,230 @@
+//! The rebalancer's driver: on the member leading the metadata, once per
+//! `RANGE_REBALANCE_INTERVAL`, it gathers what `ranges::plan` needs — the members with their
+//! health (this member's probes: unreachable since when), every consensus range's descriptor
+//! and its bucket's replica count, and from each live member the ranges it leads with their
+//! caught-up learners — and carries the plan out: a replica change is committed in the
+//! metadata for the generation it was planned for (the range's leader then brings its Raft
+//! membership along, `splits::finish_change`), a leadership hand-over is asked of the range's
+//! leader. Nothing is decided here; a step that failed or raced is planned again next round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base::NodeId;
+use proto::quorate::raft::v1 as raftpb;
+use ranges::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, ReplicaChange, Step};
+
+use crate::{RangeNode, RangeNodeError};
+
+/// What the members leading ranges reported: per range, the leader with the highest term and
+/// its caught-up learners.
+type Leaders = HashMap<u64, (u64, NodeId, Vec<NodeId>)>;
+
+impl RangeNode {
+    pub(crate) async fn rebalance_loop(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(base::limits::RANGE_REBALANCE_INTERVAL) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            if self.replica.is_leader() {
+                self.rebalance_round().await;
+            }
+        }
+    }
+
+    /// One round of the plan; see the module documentation.
+    async fn rebalance_round(&self) {
+        let topology = self.replica.topology();
+        if topology.ranges.is_empty() {
+            return;
+        }
+        let me = self.me();
+        let members: Vec<MemberInfo> = self
+            .replica
+            .status()
+            .members
+            .keys()
+            .map(|&id| MemberInfo {
+                id: NodeId(id),
+                health: if id == me || self.liveness.live(id) {
+                    MemberHealth::Live
+                } else {
+                    MemberHealth::Unreachable {
+                        since: self.liveness.silent_for(id),
+                    }
+                },
+                draining: topology.draining.contains(&id),
+            })
+            .collect();
+        if topology.draining.contains(&me) {
+            self.hand_over_metadata(&members).await;
+        }
+        let leaders = self.led_ranges(&members).await;
+        let replicas: HashMap<&str, usize> = topology
+            .buckets
+            .iter()
+            .map(|b| (b.name.as_str(), b.n as usize))
+            .collect();
+        let ranges: Vec<RangeInfo> = topology
+            .ranges
+            .iter()
+            .map(|r| {
+                let led = leaders.get(&r.id);
+                RangeInfo {
+                    descriptor: topology::descriptor_from_pb(r),
+                    leader: led.map(|(_, leader, _)| *leader),
+                    caught_up: led.map(|(_, _, c)| c.clone()).unwrap_or_default(),
+                    replicas: replicas.get(r.bucket.as_str()).copied().filter(|&n| n > 0),
+                }
+            })
+            .collect();
+        let config = RebalanceConfig {
+            dead_member_timeout: self.config.dead_member_timeout,
+            ..RebalanceConfig::default()
+        };
+        for step in ranges::plan(&members, &ranges, &config) {
+            self.take_step(step, &topology, &leaders).await;
+        }
+    }
+
+    /// This member leads the metadata but drains: hands the metadata leadership to a live
+    /// voter that does not (the next leader's rebalancer carries the plan on).
+    async fn hand_over_metadata(&self, members: &[MemberInfo]) {
+        let status = self.replica.status();
+        let to = members.iter().find(|m| {
+            m.id.0 != self.me()
+                && m.health == MemberHealth::Live
+                && !m.draining
+                && status.members.contains_key(&m.id.0)
+                && !status.learners.contains(&m.id.0)
+        });
+        let Some(to) = to else {
+            tracing::warn!(
+                "draining the metadata leader: no live member that is not draining can lead"
+            );
+            return;
+        };
+        match self.replica.move_leader(to.id.0).await {
+            Ok(()) => tracing::info!(to = to.id.0, "draining: metadata leadership handed over"),
+            Err(error) => tracing::debug!(%error, "draining: metadata leadership hand-over"),
+        }
+    }
+
+    /// `quorate member drain`: marks `member` as draining (or, with `undo`, not), then says
+    /// what is left on it — replicas by the metadata, leaderships by the member's own report.
+    pub(crate) async fn drain(
+        &self,
+        member: u64,
+        undo: bool,
+    ) -> Result<proto::quorate::v1::DrainMemberResponse, RangeNodeError> {
+        let change = raftpb::MemberDrain {
+            member,
+            draining: !undo,
+        };
+        let reply = self.replica.change_drain(change).await?;
+        if !reply.refusal.is_empty() {
+            return Err(RangeNodeError::from(base::EtcdError::MemberNotFound));
+        }
+        let topology = self.replica.topology();
+        let replicas_left = topology
+            .ranges
+            .iter()
+            .filter(|r| r.replicas.iter().any(|x| x.member == member))
+            .count();
+        let leaders_left = match self.peer_url(member) {
+            Some(url) => self
+                .peers
+                .led_ranges(&url, self.config.request_timeout)
+                .await
+                .map_or(0, |answer| answer.ranges.len()),
+            None => 0,
+        };
+        Ok(proto::quorate::v1::DrainMemberResponse {
+            draining: reply.draining.contains(&member),
+            replicas_left: replicas_left as u32,
+            leaders_left: leaders_left as u32,
+        })
+    }
+
+    /// Asks every live member which ranges it leads.
+    async fn led_ranges(&self, members: &[MemberInfo]) -> Leaders {
+        let asks = members
+            .iter()
+            .filter(|m| m.health == MemberHealth::Live)
+            .filter_map(|m| self.peer_url(m.id.0))
+            .map(|url| self.peers.led_ranges(&url, self.config.request_timeout));
+        let mut leaders: Leaders = HashMap::new();
+        for answer in futures::future::join_all(asks).await {
+            let Ok(answer) = answer else { continue };
+            for led in answer.ranges {
+                let known = leaders.get(&led.range).map(|(term, _, _)| *term);
+                if known.is_none_or(|term| led.term > term) {
+                    let caught_up = led.caught_up.into_iter().map(NodeId).collect();
+                    leaders.insert(led.range, (led.term, NodeId(answer.member), caught_up));
+                }
+            }
+        }
+        leaders
+    }
+
+    async fn take_step(&self, step: Step, topology: &raftpb::Topology, leaders: &Leaders) {
+        match step {
+            Step::Change {
+                range,
+                generation,
+                change,
+            } => {
+                let Some(meta) = topology.ranges.iter().find(|r| r.id == range.0) else {
+                    return;
+                };
+                use raftpb::range_change::Change;
+                let proposed = raftpb::RangeChange {
+                    bucket: meta.bucket.clone(),
+                    range: range.0,
+                    generation,
+                    change: Some(match change {
+                        ReplicaChange::AddLearner(m) => Change::AddLearner(m.0),
+                        ReplicaChange::Promote(m) => Change::Promote(m.0),
+                        ReplicaChange::Remove(m) => Change::Remove(m.0),
+                    }),
+                };
+                match self.replica.change_range(proposed).await {
+                    Ok(reply) if reply.refusal.is_empty() => {
+                        tracing::info!(range = range.0, ?change, "replica change committed");
+                    }
+                    Ok(reply) => {
+                        tracing::debug!(range = range.0, refusal = %reply.refusal, "replica change refused");
+                    }
+                    Err(error) => tracing::debug!(range = range.0, %error, "replica change"),
+                }
+            }
+            Step::TransferLeader { range, to } => {
+                let Some((_, leader, _)) = leaders.get(&range.0) else {
+                    return;
+                };
+                let Some(url) = self.peer_url(leader.0) else {
+                    return;
+                };
+                let request = raftpb::TransferRangeRequest {
+                    range: range.0,
+                    to: to.0,
+                };
+                match self
+                    .peers
+                    .transfer_range(&url, request, self.config.request_timeout)
+                    .await
+                {
+                    Ok(answer) if answer.refused.is_empty() => {
+                        tracing::info!(range = range.0, to = to.0, "range leadership handed over");
+                    }
+                    Ok(answer) => {
+                        tracing::debug!(range = range.0, refused = %answer.refused, "leadership hand-over refused");
+                    }
+                    Err(error) => tracing::debug!(range = range.0, %error, "leadership hand-over"),
+                }
+            }
+        }
+    }
+}
