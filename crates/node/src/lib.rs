@@ -327,7 +327,7 @@ pub async fn run(
         spawn_grpc(&mut tasks, listener, router, stop_rx.clone());
     }
     for listener in metrics_listeners {
-        let app = metrics::router(replica.clone(), quorum.clone());
+        let app = metrics::router(replica.clone(), quorum.clone(), ranges.clone());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             axum::serve(listener, app)

@@ -13,14 +13,15 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use quorum_node::QuorumNode;
+use range_node::RangeNode;
 
 /// Returns the HTTP routes of the metrics listener.
-pub fn router(replica: Arc<Replica>, quorum: Arc<QuorumNode>) -> Router {
+pub fn router(replica: Arc<Replica>, quorum: Arc<QuorumNode>, ranges: Arc<RangeNode>) -> Router {
     let for_metrics = replica.clone();
     Router::new()
         .route(
             "/metrics",
-            get(move || metrics(for_metrics.clone(), quorum.clone())),
+            get(move || metrics(for_metrics.clone(), quorum.clone(), ranges.clone())),
         )
         .route("/health", get(move || health(replica.clone())))
 }
@@ -37,11 +38,48 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
 async fn metrics(
     replica: Arc<Replica>,
     quorum: Arc<QuorumNode>,
+    ranges: Arc<RangeNode>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let status = replica.status();
     let mut registry = Registry::with_prefix("quorate");
     let stats = quorum.stats();
+    let range_stats = ranges.stats();
     for (name, help, value) in [
+        (
+            "range_replicas",
+            "Consensus-range replicas this member runs",
+            range_stats.replicas,
+        ),
+        (
+            "range_leaders",
+            "Consensus ranges this member leads",
+            range_stats.leaders,
+        ),
+        (
+            "range_quiesced",
+            "Consensus-range replicas asleep (no heartbeats while idle)",
+            range_stats.quiesced,
+        ),
+        (
+            "range_learners_in_flight",
+            "Consensus ranges with a replica still catching up as a learner",
+            range_stats.learners,
+        ),
+        (
+            "range_draining",
+            "1 while this member is draining (quorate member drain)",
+            u64::from(range_stats.draining),
+        ),
+        (
+            "range_replica_changes",
+            "Replica changes this member's rebalancer committed since start",
+            range_stats.replica_changes,
+        ),
+        (
+            "range_leader_transfers",
+            "Range leaderships this member's rebalancer had handed over since start",
+            range_stats.leader_transfers,
+        ),
         (
             "quorum_hint_bytes",
             "Bytes of hints held for unreachable replicas",

@@ -1,7 +1,7 @@
 //! The driver of consensus buckets on one member: it runs a Raft group (`consensus::RangeGroup`)
 //! for every range the metadata places on this member (`groups`), carries splits the metadata
 //! committed into the ranges' own groups and proposes splits by size and load (`splits`),
-//! carries out merges of neighbours with the same replicas (`merges`), moves replicas and
+//! carries out merges of neighbours, aligning their replicas first (`merges`), moves replicas and
 //! leaders as the rebalancer plans on the member leading the metadata (`rebalance`),
 //! routes each client request to the leader of the key's range by a routing cache that the
 //! replicas' typed refusals correct (`gateway`), and serves `quorate.v1` for consensus buckets
@@ -20,6 +20,7 @@ mod splits;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,25 @@ pub struct RangeNode {
     stop: tokio::sync::watch::Sender<bool>,
     /// Which members answer probes: a quiesced range sleeps only while its leader's does.
     liveness: liveness::Liveness,
+    /// Steps this member's rebalancer carried out since start (`stats`).
+    moves: rebalance::Moves,
+}
+
+/// What `/metrics` shows of the consensus-bucket side of a member.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RangeStats {
+    /// Range replicas this member runs, those it leads, and those quiesced (asleep).
+    pub replicas: u64,
+    pub leaders: u64,
+    pub quiesced: u64,
+    /// Ranges of the cluster with a learner in flight (as the metadata here has them).
+    pub learners: u64,
+    /// Whether this member is marked as draining.
+    pub draining: bool,
+    /// Replica changes this member's rebalancer committed, and leaderships it had handed
+    /// over, since start (non-zero on members that led the metadata).
+    pub replica_changes: u64,
+    pub leader_transfers: u64,
 }
 
 impl RangeNode {
@@ -95,8 +115,28 @@ impl RangeNode {
             removals: Arc::new(Mutex::new(HashMap::new())),
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),
+            moves: rebalance::Moves::default(),
             config,
         }))
+    }
+
+    /// The member's range replicas and the rebalancer's progress, for `/metrics`.
+    pub fn stats(&self) -> RangeStats {
+        let groups = self.groups.all();
+        let topology = self.replica.topology();
+        RangeStats {
+            replicas: groups.len() as u64,
+            leaders: groups.iter().filter(|g| g.is_leader()).count() as u64,
+            quiesced: groups.iter().filter(|g| g.is_quiesced()).count() as u64,
+            learners: topology
+                .ranges
+                .iter()
+                .filter(|r| r.replicas.iter().any(|x| x.learner))
+                .count() as u64,
+            draining: topology.draining.contains(&self.me()),
+            replica_changes: self.moves.replica_changes.load(Ordering::Relaxed),
+            leader_transfers: self.moves.leader_transfers.load(Ordering::Relaxed),
+        }
     }
 
     /// The range groups this member runs (the transport hands them peers' messages).

@@ -1,5 +1,8 @@
-//! Merges of adjacent consensus-bucket ranges with the same replicas. A merge of `left` with
-//! its right neighbour `right` goes in four steps, each safe to stop after:
+//! Merges of adjacent consensus-bucket ranges. Neighbours on different members are first
+//! brought onto the same ones — `right`'s replicas aligned to `left`'s one metadata change at
+//! a time (`align_for_merge`), which `right`'s leader carries into its group as any replica
+//! change. A merge of `left` with its right neighbour `right` then goes in four steps, each
+//! safe to stop after:
 //!
 //! 1. **Freeze** `right` in its own group (for the generation the metadata gave it): from
 //!    then on its replicas refuse every read, write and GC, so its state is final.
@@ -35,26 +38,21 @@ impl RangeNode {
         crate::services::check_key(key)?;
         let deadline = Instant::now() + self.config.request_timeout;
         self.replica.linearizable_barrier().await?;
-        let ranges = self.metadata_ranges(bucket);
-        let at = ranges
-            .iter()
-            .position(|r| topology::descriptor_from_pb(r).contains(key))
-            .ok_or_else(|| {
-                RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
-            })?;
-        let left = &ranges[at];
-        let right = ranges.get(at + 1).ok_or_else(|| {
-            RangeNodeError::Refused(format!(
-                "range {} is the last of the bucket: it has no right neighbour",
-                left.id
-            ))
-        })?;
-        if !topology::descriptor_from_pb(left).same_replicas(&topology::descriptor_from_pb(right)) {
-            return Err(RangeNodeError::Refused(format!(
-                "ranges {} and {} have different replicas: a merge needs them on the same members",
-                left.id, right.id
-            )));
-        }
+        let (left, right) = loop {
+            let (left, right) = self.neighbours(bucket, key)?;
+            let aligned = self.align_for_merge(&left, &right).await?;
+            if aligned {
+                break (left, right);
+            }
+            if Instant::now() >= deadline {
+                return Err(RangeNodeError::Refused(format!(
+                    "ranges {} and {} are on different members: the replicas of {} are moving to those of {} for the merge; try again",
+                    left.id, right.id, right.id, left.id
+                )));
+            }
+            tokio::time::sleep(base::limits::RANGE_RECONCILE_INTERVAL).await;
+        };
+        let (left, right) = (&left, &right);
         for range in [left, right] {
             self.await_serving(range, deadline).await;
             self.require_serving(range).await?;
@@ -62,6 +60,102 @@ impl RangeNode {
         let merged = self.merge_ranges(bucket, left, right).await?;
         self.await_serving(&merged, deadline).await;
         Ok(merged)
+    }
+
+    /// The range of `bucket` holding `key` and its right neighbour, as the metadata here has
+    /// them.
+    fn neighbours(
+        &self,
+        bucket: &str,
+        key: &[u8],
+    ) -> Result<(raftpb::RangeDescriptor, raftpb::RangeDescriptor), RangeNodeError> {
+        let mut ranges = self.metadata_ranges(bucket);
+        let at = ranges
+            .iter()
+            .position(|r| topology::descriptor_from_pb(r).contains(key))
+            .ok_or_else(|| {
+                RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
+            })?;
+        if at + 1 >= ranges.len() {
+            return Err(RangeNodeError::Refused(format!(
+                "range {} is the last of the bucket: it has no right neighbour",
+                ranges[at].id
+            )));
+        }
+        let right = ranges.remove(at + 1);
+        Ok((ranges.swap_remove(at), right))
+    }
+
+    /// Brings `right`'s replicas one change towards `left`'s (`ranges::align`: add, promote
+    /// once caught up, remove), so the two can merge; true once they match. A change is
+    /// committed only when `right`'s group applied its current descriptor (no change in
+    /// flight), and never towards a member that is draining.
+    async fn align_for_merge(
+        &self,
+        left: &raftpb::RangeDescriptor,
+        right: &raftpb::RangeDescriptor,
+    ) -> Result<bool, RangeNodeError> {
+        let (l, r) = (
+            topology::descriptor_from_pb(left),
+            topology::descriptor_from_pb(right),
+        );
+        let Some(change) = ranges::align(&l, &r) else {
+            return Ok(l.same_replicas(&r));
+        };
+        let draining = self.replica.topology().draining;
+        if left.replicas.iter().any(|x| draining.contains(&x.member)) {
+            return Ok(false);
+        }
+        let Some(status) = self.status_of(right).await else {
+            return Ok(false);
+        };
+        let applied = status.descriptor.as_ref().map(|d| d.generation) == Some(right.generation);
+        if status.leader == 0 || !applied {
+            return Ok(false);
+        }
+        use raftpb::range_change::Change;
+        use ranges::ReplicaChange;
+        let change = match change {
+            ReplicaChange::AddLearner(m) => Change::AddLearner(m.0),
+            ReplicaChange::Promote(m) => {
+                let Some(url) = self.peer_url(status.leader) else {
+                    return Ok(false);
+                };
+                let led = self
+                    .peers
+                    .led_ranges(&url, self.config.request_timeout)
+                    .await
+                    .map_err(|e| RangeNodeError::Internal(e.to_string()))?;
+                let caught_up = led
+                    .ranges
+                    .iter()
+                    .any(|x| x.range == right.id && x.caught_up.contains(&m.0));
+                if !caught_up {
+                    return Ok(false);
+                }
+                Change::Promote(m.0)
+            }
+            ReplicaChange::Remove(m) => Change::Remove(m.0),
+        };
+        tracing::info!(
+            left = left.id,
+            right = right.id,
+            ?change,
+            "replicas aligned for a merge"
+        );
+        let reply = self
+            .replica
+            .change_range(raftpb::RangeChange {
+                bucket: right.bucket.clone(),
+                range: right.id,
+                generation: right.generation,
+                change: Some(change),
+            })
+            .await?;
+        if !reply.refusal.is_empty() {
+            tracing::debug!(range = right.id, refusal = %reply.refusal, "merge alignment refused");
+        }
+        Ok(false)
     }
 
     /// Fails unless a replica of `range` leads it at the generation the metadata gave it.
@@ -262,15 +356,24 @@ impl RangeNode {
         if !current || status.merging_into != 0 || status.leader == 0 {
             return;
         }
-        let merge = ranges::should_merge(
+        let fits = ranges::merge_fits(
             &topology::descriptor_from_pb(left),
             &topology::descriptor_from_pb(right),
             (bytes, load),
             (status.bytes, status.load),
             &config,
         );
-        if !merge {
+        if !fits {
             return;
+        }
+        match self.align_for_merge(left, right).await {
+            Ok(true) => {}
+            // One change on its way; the next window goes on.
+            Ok(false) => return,
+            Err(error) => {
+                tracing::debug!(left = left.id, right = right.id, %error, "merge alignment");
+                return;
+            }
         }
         tracing::info!(left = left.id, right = right.id, "small neighbours merge");
         if let Err(error) = self.merge_ranges(&left.bucket, left, right).await {

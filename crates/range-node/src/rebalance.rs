@@ -9,12 +9,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base::NodeId;
 use proto::quorate::raft::v1 as raftpb;
 use ranges::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, ReplicaChange, Step};
 
 use crate::{RangeNode, RangeNodeError};
+
+/// Steps carried out since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Moves {
+    pub(crate) replica_changes: AtomicU64,
+    pub(crate) leader_transfers: AtomicU64,
+}
 
 /// What the members leading ranges reported: per range, the leader with the highest term and
 /// its caught-up learners.
@@ -192,6 +200,7 @@ impl RangeNode {
                 };
                 match self.replica.change_range(proposed).await {
                     Ok(reply) if reply.refusal.is_empty() => {
+                        self.moves.replica_changes.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(range = range.0, ?change, "replica change committed");
                     }
                     Ok(reply) => {
@@ -217,6 +226,7 @@ impl RangeNode {
                     .await
                 {
                     Ok(answer) if answer.refused.is_empty() => {
+                        self.moves.leader_transfers.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(range = range.0, to = to.0, "range leadership handed over");
                     }
                     Ok(answer) => {

@@ -44,6 +44,19 @@ impl RangeNode {
                 self.finish_change(&group, meta, &held, topology).await;
                 continue;
             }
+            // A split or merge applied over a replica change the group had not carried out
+            // yet leaves the descriptor's replicas ahead of the Raft membership: bring the
+            // membership along (checked once per window: it is rare, and idle ranges are many).
+            if end_window && meta.generation == held.generation {
+                match group.align_replicas(meta).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(error) => {
+                        tracing::debug!(range = id, %error, "replicas not aligned yet");
+                        continue;
+                    }
+                }
+            }
             if group.merging_into().is_some() {
                 self.release_stale_freeze(&group.status(), meta).await;
                 continue;

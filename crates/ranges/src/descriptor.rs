@@ -118,7 +118,9 @@ pub enum ReplicaChange {
 pub enum RangeError {
     #[error("range {0} does not exist")]
     NoSuchRange(RangeId),
-    #[error("range {range} changed: generation {current}, the change was made for {expected}")]
+    #[error(
+        "range {range} changed: generation {current}, the change was made for {expected}; try again"
+    )]
     StaleGeneration {
         range: RangeId,
         expected: u64,

@@ -44,9 +44,22 @@ pub struct MergeCandidate {
 }
 
 /// Whether `left` and its right neighbour `right`, with their (bytes, requests per second),
-/// should merge on their own: `right`'s start is not sticky (made by a split by hand), they
-/// have the same replicas, and together they stay under both thresholds.
+/// should merge on their own: `merge_fits`, and they have the same replicas.
 pub fn should_merge(
+    left: &RangeDescriptor,
+    right: &RangeDescriptor,
+    left_stats: (u64, f64),
+    right_stats: (u64, f64),
+    config: &MergeConfig,
+) -> bool {
+    merge_fits(left, right, left_stats, right_stats, config) && left.same_replicas(right)
+}
+
+/// Whether `left` and its right neighbour `right` are small and quiet enough to merge on
+/// their own, replicas aside (`align` brings them together first): `right`'s start is not
+/// sticky (made by a split by hand), they are adjacent, and together they stay under both
+/// thresholds.
+pub fn merge_fits(
     left: &RangeDescriptor,
     right: &RangeDescriptor,
     left_stats: (u64, f64),
@@ -55,7 +68,6 @@ pub fn should_merge(
 ) -> bool {
     !right.sticky
         && left.end.as_deref() == Some(right.start.as_slice())
-        && left.same_replicas(right)
         && left_stats.0 + right_stats.0 <= config.merge_max_bytes
         && left_stats.1 + right_stats.1 <= config.merge_max_qps
 }

@@ -1,8 +1,8 @@
 //! Replica and leader moves of consensus ranges on real members: a member that joins gets its
 //! share of the replicas and leaders, and a member dead for longer than the dead-member
 //! timeout has its replicas re-created on the others, a drained member hands everything
-//! over before it is removed; writes go on throughout and every
-//! acknowledged write reads back.
+//! over before it is removed, and neighbours on different members are aligned, then merged;
+//! writes go on throughout and every acknowledged write reads back.
 
 use std::collections::BTreeMap;
 
@@ -218,7 +218,8 @@ async fn a_drained_member_hands_everything_over_and_is_removed_without_losing_a_
     // and the member can then be removed with nothing lost. Method: four members, eight
     // ranges of 3 replicas spread over all four; drain the metadata leader; write on through
     // another member until no range lists it, drain reports nothing left and another member
-    // leads the metadata; remove it; every key reads back and a scan returns each once.
+    // leads the metadata (its metrics show it draining, then leading nothing); remove it;
+    // every key reads back and a scan returns each once.
     let mut cluster = Cluster::start(4, &[]);
     let leader = cluster.leader().await;
     let other = (leader + 1) % 4;
@@ -247,6 +248,8 @@ async fn a_drained_member_hands_everything_over_and_is_removed_without_losing_a_
     let hex_id = format!("{leader_id:x}");
     let marked = quorate_json(&endpoint, &["member", "drain", &hex_id]);
     assert_eq!(marked["draining"], true, "{marked}");
+    let drained_metrics = cluster.members[leader].metrics;
+    assert_eq!(metric(drained_metrics, "quorate_range_draining"), 1);
     let (ranges, written) = write_until(
         "drain",
         &endpoint,
@@ -270,6 +273,11 @@ async fn a_drained_member_hands_everything_over_and_is_removed_without_losing_a_
     .await;
     assert_eq!(ranges.len(), 8, "{ranges:#?}");
     keys.extend(written);
+    assert_eq!(metric(drained_metrics, "quorate_range_leaders"), 0);
+    let changes: i64 = (0..4)
+        .map(|i| metric(cluster.members[i].metrics, "quorate_range_replica_changes"))
+        .sum();
+    assert!(changes >= 8, "replica changes counted: {changes}");
     let new_leader = cluster.leader().await;
     assert_ne!(
         new_leader, leader,
@@ -285,4 +293,61 @@ async fn a_drained_member_hands_everything_over_and_is_removed_without_losing_a_
     all_read_back(&endpoint, "drain", &keys, len_of).await;
     let (ok, text) = quorate(&endpoint, &["member", "drain", &hex_id]);
     assert!(!ok && text.contains("member not found"), "{text}");
+}
+
+#[tokio::test]
+async fn neighbours_on_different_members_are_aligned_then_merged() {
+    // Goal: `quorate range merge` of neighbours whose replicas are on different members moves
+    // the right one's replicas onto the left one's members first (add, catch up, promote,
+    // remove), then merges; nothing acknowledged is lost. Method: four members, eight ranges
+    // spread over all four (at least one pair of neighbours must differ, or the test proves
+    // nothing); merge at "a" until one range is left, writing between merges; every key reads
+    // back and a scan returns each once.
+    let cluster = Cluster::start(4, &[]);
+    let endpoint = cluster.endpoint(cluster.leader().await);
+    let mut keys = eight_ranges(&endpoint, "align").await;
+    let mut client = kv(&endpoint).await;
+    let (ranges, written) = write_until(
+        "spread",
+        &endpoint,
+        &mut client,
+        "align",
+        "spread over four with neighbours on different members",
+        |ranges| {
+            let sets: Vec<Vec<&str>> = ranges
+                .iter()
+                .map(|r| {
+                    let mut set: Vec<&str> = r["replicas"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    set.sort();
+                    set
+                })
+                .collect();
+            spread(ranges).is_some_and(|(replicas, _)| replicas.len() == 4)
+                && sets.windows(2).any(|pair| pair[0] != pair[1])
+        },
+    )
+    .await;
+    assert_eq!(ranges.len(), 8);
+    keys.extend(written);
+    for round in 0..7 {
+        range_change_until_done(&endpoint, "merge", "align", "a");
+        let key = format!("between-merges-{round}");
+        put_retrying(&mut client, "align", &key, value_of(&key, 64)).await;
+        keys.push(key);
+    }
+    let ranges = checked_ranges(&endpoint, "align");
+    assert_eq!(ranges.len(), 1, "{ranges:#?}");
+    let len = |key: &str| {
+        if key.starts_with("during-") || key.starts_with("between-") {
+            64
+        } else {
+            1024
+        }
+    };
+    all_read_back(&endpoint, "align", &keys, len).await;
 }
