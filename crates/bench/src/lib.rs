@@ -53,6 +53,8 @@ pub enum Load {
     QuorumPut(QuorumLevel),
     /// Gets from the quorum bucket (filled first at w=all) at a read level.
     QuorumGet(QuorumLevel),
+    /// Puts to the consensus bench bucket (`bench-ranges`), split into `ranges` first.
+    RangePut { ranges: u64 },
 }
 
 /// Options every load takes.
@@ -89,6 +91,7 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
         Load::Lease => ("lease", Kind::Lease),
         Load::QuorumPut(level) => (quorum_name("quorum-put", level), Kind::QuorumPut(level)),
         Load::QuorumGet(level) => (quorum_name("quorum-get", level), Kind::QuorumGet(level)),
+        Load::RangePut { .. } => ("range-put", Kind::RangePut),
         Load::Get { serializable } => (get_name(serializable), Kind::Get { serializable }),
         Load::Mixed {
             read_ratio,
@@ -111,6 +114,16 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
     let channels = client::channels::pool(endpoints, args.conns).await?;
     if kind.is_quorum() {
         prepare_quorum(&channels, &args, matches!(kind, Kind::QuorumGet(_))).await?;
+    }
+    if let Load::RangePut { ranges } = load {
+        let deadline = Instant::now() + QUORUM_BUCKET_WAIT + RANGE_SPLIT_WAIT * ranges as u32;
+        let made = workload::range_bucket(&channels, ranges, args.key_space.max(1), deadline)
+            .await
+            .map_err(|source| BenchError::Client {
+                what: "split the range bench bucket",
+                source,
+            })?;
+        eprintln!("{} has {made} ranges", workload::RANGE_BUCKET);
     }
     let seen = if kind.needs_fill() {
         fill(&channels, &args).await?
@@ -222,6 +235,9 @@ async fn prepare_quorum(
 fn get_name(serializable: bool) -> &'static str {
     if serializable { "get-s" } else { "get-l" }
 }
+
+/// How long the range bench may take per split it makes before measuring.
+const RANGE_SPLIT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a quorum run waits for the cluster to take its bucket.
 const QUORUM_BUCKET_WAIT: Duration = Duration::from_secs(30);

@@ -41,6 +41,8 @@ pub enum Kind {
     QuorumPut(QuorumLevel),
     /// A get from the quorum bench bucket at this read level.
     QuorumGet(QuorumLevel),
+    /// A put to the consensus bench bucket (split into ranges beforehand).
+    RangePut,
 }
 
 /// The level of a quorum bench operation.
@@ -86,6 +88,9 @@ impl QuorumLevel {
 /// The quorum bucket the bench uses: n=3, last-writer-wins, so blind puts replace the value
 /// instead of piling up siblings (the write path is the same as with siblings).
 pub const QUORUM_BUCKET: &str = "bench-lww";
+
+/// The consensus bucket the range bench uses: 3 replicas per range, split by hand.
+pub const RANGE_BUCKET: &str = "bench-ranges";
 
 impl Kind {
     /// Whether the workload reads keys that must exist first.
@@ -167,6 +172,16 @@ impl Worker {
                     key: key(self.pick()),
                     value: self.value.clone(),
                     w: level.to_pb(),
+                    ..Default::default()
+                };
+                self.quorum.put(request).await?;
+                Ok(Outcome::default())
+            }
+            Kind::RangePut => {
+                let request = qpb::PutRequest {
+                    bucket: RANGE_BUCKET.to_owned(),
+                    key: key(self.pick()),
+                    value: self.value.clone(),
                     ..Default::default()
                 };
                 self.quorum.put(request).await?;
@@ -339,6 +354,53 @@ pub async fn quorum_fill(
 
 /// Creates the quorum bench bucket (n=3, lww) through any of `channels`, waiting until
 /// `deadline` for the cluster to take it; an existing one with that definition is fine.
+/// Creates the consensus bench bucket if missing and splits it by hand into `ranges` ranges of
+/// equal shares of the key space (`key(i * key_space / ranges)`); a split already made is
+/// skipped, a range still settling is asked again. Returns how many ranges it has.
+pub async fn range_bucket(
+    channels: &[Channel],
+    ranges: u64,
+    key_space: u64,
+    deadline: std::time::Instant,
+) -> Result<usize, client::ClientError> {
+    let bucket = qpb::Bucket {
+        name: RANGE_BUCKET.to_owned(),
+        r#type: qpb::BucketType::Consensus as i32,
+        n: 3,
+        ..Default::default()
+    };
+    client::buckets::ensure(channels, bucket, deadline).await?;
+    let mut admin = qpb::ranges_client::RangesClient::new(channels[0].clone());
+    for i in 1..ranges.max(1) {
+        let at = key(i * key_space / ranges);
+        loop {
+            let request = qpb::SplitRangeRequest {
+                bucket: RANGE_BUCKET.to_owned(),
+                key: at.clone(),
+            };
+            match admin.split(request).await {
+                Ok(_) => break,
+                Err(status) if status.message().contains("starts at") => break,
+                Err(status)
+                    if std::time::Instant::now() < deadline
+                        && (status.code() == tonic::Code::Unavailable
+                            || status.message().contains("try again")) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(status) => return Err(client::ClientError::Status(status)),
+            }
+        }
+    }
+    let listed = admin
+        .list(qpb::ListRangesRequest {
+            bucket: RANGE_BUCKET.to_owned(),
+        })
+        .await
+        .map_err(client::ClientError::Status)?;
+    Ok(listed.into_inner().ranges.len())
+}
+
 pub async fn quorum_bucket(
     channels: &[Channel],
     deadline: std::time::Instant,

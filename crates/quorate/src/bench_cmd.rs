@@ -31,6 +31,9 @@ pub enum BenchCommand {
     QuorumPut(QuorumArgs),
     /// Gets from the quorum bucket (filled first at w=all) at a read level; Quorate only.
     QuorumGet(QuorumArgs),
+    /// Puts to a consensus bucket (`bench-ranges`, 3 replicas, created if missing) split by
+    /// hand into --ranges ranges of equal key shares; Quorate only.
+    RangePut(RangePutArgs),
     /// This machine's floor for one durable write: fdatasync of a small append plus one
     /// loopback round trip.
     Floor(FloorArgs),
@@ -108,6 +111,15 @@ pub struct QuorumArgs {
     /// Replicas that must answer each operation.
     #[arg(long, value_parser = named!(QuorumLevel), default_value = "quorum")]
     pub level: QuorumLevel,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RangePutArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Ranges to split the bucket into before measuring.
+    #[arg(long, default_value_t = 1)]
+    pub ranges: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -201,6 +213,12 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> Result<(), benc
         ),
         BenchCommand::QuorumPut(args) => (Load::QuorumPut(args.level), args.run),
         BenchCommand::QuorumGet(args) => (Load::QuorumGet(args.level), args.run),
+        BenchCommand::RangePut(args) => (
+            Load::RangePut {
+                ranges: args.ranges,
+            },
+            args.run,
+        ),
         BenchCommand::Get(args) => (
             Load::Get {
                 serializable: args.consistency == Consistency::S,

@@ -379,13 +379,14 @@ fn bench_floor_reports_fdatasync_and_loopback_percentiles() {
 async fn bench_workloads_run_against_a_cluster_and_report() {
     // A smoke run of every load workload against a 3-member cluster (no speed is asserted):
     // each prints a JSON summary with operations and no errors, ordered percentiles, and the
-    // per-second CSV; the watch workload delivers every acknowledged put to every watcher;
+    // per-second CSV; the watch workload delivers every acknowledged put to every watcher; the
+    // range workload splits its consensus bucket into the ranges asked for;
     // `bench report` turns the lines into a table and a plot.
     let cluster = Cluster::start(3, &[]);
     cluster.leader().await;
     let endpoints = cluster.endpoints_except(None).join(",");
     let dir = tempfile::tempdir().expect("tempdir");
-    let workloads: [&[&str]; 7] = [
+    let workloads: [&[&str]; 8] = [
         &["put"],
         &["get", "--consistency", "l"],
         &["get", "--consistency", "s"],
@@ -393,6 +394,7 @@ async fn bench_workloads_run_against_a_cluster_and_report() {
         &["txn"],
         &["lease"],
         &["watch", "--watchers", "3"],
+        &["range-put", "--ranges", "4"],
     ];
     let mut lines = String::new();
     for (i, workload) in workloads.iter().enumerate() {
@@ -445,6 +447,9 @@ async fn bench_workloads_run_against_a_cluster_and_report() {
         lines.push_str(out.trim());
         lines.push('\n');
     }
+    // The range bench split its consensus bucket into the four ranges asked for.
+    let listed = quorate(&endpoints, &["range", "list", "bench-ranges"], "");
+    assert_eq!(listed.lines().count(), 1 + 4, "{listed}");
     let results = dir.path().join("results.jsonl");
     std::fs::write(&results, lines).expect("write results");
     let svg = dir.path().join("compare.svg");
@@ -459,14 +464,23 @@ async fn bench_workloads_run_against_a_cluster_and_report() {
         ],
         "",
     );
-    for workload in ["put", "get-l", "get-s", "mixed", "txn", "lease", "watch"] {
+    for workload in [
+        "put",
+        "get-l",
+        "get-s",
+        "mixed",
+        "txn",
+        "lease",
+        "watch",
+        "range-put",
+    ] {
         assert!(
             table.contains(&format!("| {workload} | 4 | – |")),
             "{table}"
         );
     }
     let plot = std::fs::read_to_string(&svg).expect("svg written");
-    assert_eq!(plot.matches("<polyline").count(), 14, "{plot}");
+    assert_eq!(plot.matches("<polyline").count(), 16, "{plot}");
 }
 
 #[test]
