@@ -237,6 +237,11 @@ pub const RANGE_LOAD_WINDOW_PASSES: u64 = 10;
 /// a snapshot (a follower just started matches within a few heartbeats).
 pub const RANGE_STUCK_FOLLOWER_PASSES: u32 = 20;
 
+/// Reconcile passes a learner (a replica just added by a move) may match nothing before its
+/// leader sends it a snapshot: it has no state its log could start from, so only the first
+/// append's answer is waited for.
+pub const RANGE_STUCK_LEARNER_PASSES: u32 = 3;
+
 /// Applied entries between two snapshots of a range's group: a range's state lives in memory
 /// and a snapshot copies all of it, so it is taken less often than its log grows large.
 pub const RANGE_SNAPSHOT_ENTRIES: u64 = 20_000;

@@ -98,18 +98,25 @@ impl RangeNode {
         tenth.clamp(1, RANGE_GC_PASSES)
     }
 
-    /// Sends snapshots from `group` (which this member leads) once a follower stayed stuck.
+    /// Sends snapshots from `group` (which this member leads) while a follower stays stuck:
+    /// every `RANGE_STUCK_FOLLOWER_PASSES` (a voter may only be restarting), and to a learner
+    /// (a replica just added, which has no state to match with) first after
+    /// `RANGE_STUCK_LEARNER_PASSES`.
     fn help_stuck(&self, group: &consensus::RangeGroup) {
         let id = group.range().0;
         let mut stuck = self.stuck.lock().expect("stuck counts poisoned");
-        if !group.has_stuck_follower() {
+        let followers = group.stuck_followers();
+        if followers.is_empty() {
             stuck.remove(&id);
             return;
         }
+        let learner = followers.iter().any(|(_, learner)| *learner);
         let passes = stuck.entry(id).or_insert(0);
         *passes += 1;
-        if *passes >= RANGE_STUCK_FOLLOWER_PASSES {
-            *passes = 0;
+        // The learner's first snapshot comes early, any later one (it did not take it: dead
+        // or slow) at the voters' pace, so a dead learner is not sent one every few passes.
+        let early = learner && *passes == base::limits::RANGE_STUCK_LEARNER_PASSES;
+        if early || passes.is_multiple_of(RANGE_STUCK_FOLLOWER_PASSES) {
             let group = group.clone();
             tokio::spawn(async move { group.send_snapshots().await });
         }

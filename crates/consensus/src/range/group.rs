@@ -347,16 +347,21 @@ impl RangeGroup {
         })
     }
 
-    /// On the leader: true when a follower has matched nothing of the log (a replica
-    /// started without the range's state refuses appends until it gets a snapshot).
-    pub fn has_stuck_follower(&self) -> bool {
+    /// On the leader: the followers that have matched nothing of the log (a replica started
+    /// without the range's state refuses appends until it gets a snapshot), each with
+    /// whether it is a learner (one just added, which always needs a snapshot).
+    pub fn stuck_followers(&self) -> Vec<(NodeId, bool)> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
-        m.replication.as_ref().is_some_and(|replication| {
-            replication
-                .iter()
-                .any(|(id, matched)| *id != self.member && matched.is_none())
-        })
+        let Some(replication) = m.replication.as_ref() else {
+            return Vec::new();
+        };
+        let membership = m.membership_config.membership();
+        replication
+            .iter()
+            .filter(|(id, matched)| **id != self.member && matched.is_none())
+            .map(|(id, _)| (*id, !membership.voter_ids().any(|v| v == *id)))
+            .collect()
     }
 
     /// Makes the leader send snapshots to followers that cannot take its log: purges the log
