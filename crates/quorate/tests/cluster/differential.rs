@@ -260,6 +260,9 @@ fn run_lines(endpoint: &str, args: &[String], count: usize) -> String {
 /// Replaces what legitimately differs between two clusters.
 fn normalize(text: &str) -> String {
     let rules = [
+        // Decimal ids first: one of 12 to 16 digits would otherwise pass for a hex id below.
+        (r#""(cluster_id|member_id|raft_term)":\d+"#, "\"$1\":<N>"),
+        (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, "\"$1\" : <N>"),
         (r#""ts":"[^"]*""#, "\"ts\":<TS>"),
         (r"client-[0-9a-f-]+", "client-<UUID>"),
         (r"\b[0-9a-f]{12,16}\b", "<ID>"),
@@ -269,8 +272,6 @@ fn normalize(text: &str) -> String {
         (r"127\.0\.0\.1:\d+", "127.0.0.1:<PORT>"),
         (r"took = \S+", "took = <T>"),
         (r"remaining\(\d+s\)", "remaining(<N>s)"),
-        (r#""(cluster_id|member_id|raft_term)":\d+"#, "\"$1\":<N>"),
-        (r#""(ClusterID|MemberID|RaftTerm)" : \d+"#, "\"$1\" : <N>"),
         // Endpoint status: version, database size, term and indexes are the product's own.
         (
             r"(<ID>), [0-9.]+, [0-9.]+ [kMGT]?B, (true|false), (true|false), \d+, \d+, \d+,",
