@@ -113,30 +113,23 @@ impl RangeNode {
         if status.leader == 0 || !applied {
             return Ok(false);
         }
-        use raftpb::range_change::Change;
-        use ranges::ReplicaChange;
-        let change = match change {
-            ReplicaChange::AddLearner(m) => Change::AddLearner(m.0),
-            ReplicaChange::Promote(m) => {
-                let Some(url) = self.peer_url(status.leader) else {
-                    return Ok(false);
-                };
-                let led = self
-                    .peers
-                    .led_ranges(&url, self.config.request_timeout)
-                    .await
-                    .map_err(|e| RangeNodeError::Internal(e.to_string()))?;
-                let caught_up = led
-                    .ranges
-                    .iter()
-                    .any(|x| x.range == right.id && x.caught_up.contains(&m.0));
-                if !caught_up {
-                    return Ok(false);
-                }
-                Change::Promote(m.0)
+        if let ranges::ReplicaChange::Promote(m) = change {
+            let Some(url) = self.peer_url(status.leader) else {
+                return Ok(false);
+            };
+            let led = self
+                .peers
+                .led_ranges(&url, self.config.request_timeout)
+                .await
+                .map_err(|e| RangeNodeError::Internal(e.to_string()))?;
+            let caught_up = led
+                .ranges
+                .iter()
+                .any(|x| x.range == right.id && x.caught_up.contains(&m.0));
+            if !caught_up {
+                return Ok(false);
             }
-            ReplicaChange::Remove(m) => Change::Remove(m.0),
-        };
+        }
         tracing::info!(
             left = left.id,
             right = right.id,
@@ -144,13 +137,7 @@ impl RangeNode {
             "replicas aligned for a merge"
         );
         let reply = self
-            .replica
-            .change_range(raftpb::RangeChange {
-                bucket: right.bucket.clone(),
-                range: right.id,
-                generation: right.generation,
-                change: Some(change),
-            })
+            .commit_replica_change(right, right.generation, change)
             .await?;
         if !reply.refusal.is_empty() {
             tracing::debug!(range = right.id, refusal = %reply.refusal, "merge alignment refused");
@@ -330,7 +317,7 @@ impl RangeNode {
     }
 
     /// On the leader of `left` at the end of a load window: merges it with its right
-    /// neighbour when `ranges::should_merge` says so (asking the neighbour's leader for its
+    /// neighbour when `ranges::merge_fits` says so and their replicas are aligned (asking the neighbour's leader for its
     /// size and load only when `left` alone is small and quiet enough).
     pub(crate) async fn merge_if_small(
         &self,

@@ -135,12 +135,7 @@ impl RangeNode {
         if !reply.refusal.is_empty() {
             return Err(RangeNodeError::from(base::EtcdError::MemberNotFound));
         }
-        let topology = self.replica.topology();
-        let replicas_left = topology
-            .ranges
-            .iter()
-            .filter(|r| r.replicas.iter().any(|x| x.member == member))
-            .count();
+        let replicas_left = topology::replicas_on(&self.replica.topology(), member);
         let leaders_left = match self.peer_url(member) {
             Some(url) => self
                 .peers
@@ -154,6 +149,23 @@ impl RangeNode {
             replicas_left: replicas_left as u32,
             leaders_left: leaders_left as u32,
         })
+    }
+
+    /// Commits one replica change of `meta`'s range in the metadata, for `generation` (refused,
+    /// with why in the reply, if the range moved on since).
+    pub(crate) async fn commit_replica_change(
+        &self,
+        meta: &raftpb::RangeDescriptor,
+        generation: u64,
+        change: ReplicaChange,
+    ) -> Result<raftpb::RangeChangeResponse, base::EtcdError> {
+        let proposed = raftpb::RangeChange {
+            bucket: meta.bucket.clone(),
+            range: meta.id,
+            generation,
+            change: Some(topology::replica_change_to_pb(change)),
+        };
+        self.replica.change_range(proposed).await
     }
 
     /// Asks every live member which ranges it leads.
@@ -187,18 +199,7 @@ impl RangeNode {
                 let Some(meta) = topology.ranges.iter().find(|r| r.id == range.0) else {
                     return;
                 };
-                use raftpb::range_change::Change;
-                let proposed = raftpb::RangeChange {
-                    bucket: meta.bucket.clone(),
-                    range: range.0,
-                    generation,
-                    change: Some(match change {
-                        ReplicaChange::AddLearner(m) => Change::AddLearner(m.0),
-                        ReplicaChange::Promote(m) => Change::Promote(m.0),
-                        ReplicaChange::Remove(m) => Change::Remove(m.0),
-                    }),
-                };
-                match self.replica.change_range(proposed).await {
+                match self.commit_replica_change(meta, generation, change).await {
                     Ok(reply) if reply.refusal.is_empty() => {
                         self.moves.replica_changes.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(range = range.0, ?change, "replica change committed");

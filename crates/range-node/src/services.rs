@@ -80,14 +80,7 @@ impl RangeNode {
                 voters.len()
             )));
         }
-        let held = |member: u64| {
-            topology
-                .ranges
-                .iter()
-                .filter(|r| r.replicas.iter().any(|x| x.member == member))
-                .count()
-        };
-        voters.sort_by_key(|m| (held(*m), *m));
+        voters.sort_by_key(|m| (topology::replicas_on(&topology, *m), *m));
         let mut replicas: Vec<u64> = voters.into_iter().take(bucket.n as usize).collect();
         replicas.sort();
         let change = raftpb::BucketChange {

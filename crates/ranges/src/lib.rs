@@ -38,7 +38,7 @@ pub use descriptor::{
     RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role,
 };
 pub use machine::{Outcome, RangeCommand, RangeMachine, RequestId};
-pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits, should_merge};
+pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
 pub use route::{Next, Route, RouteFailure};

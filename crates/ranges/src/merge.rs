@@ -43,18 +43,6 @@ pub struct MergeCandidate {
     pub replicas_aligned: bool,
 }
 
-/// Whether `left` and its right neighbour `right`, with their (bytes, requests per second),
-/// should merge on their own: `merge_fits`, and they have the same replicas.
-pub fn should_merge(
-    left: &RangeDescriptor,
-    right: &RangeDescriptor,
-    left_stats: (u64, f64),
-    right_stats: (u64, f64),
-    config: &MergeConfig,
-) -> bool {
-    merge_fits(left, right, left_stats, right_stats, config) && left.same_replicas(right)
-}
-
 /// Whether `left` and its right neighbour `right` are small and quiet enough to merge on
 /// their own, replicas aside (`align` brings them together first): `right`'s start is not
 /// sticky (made by a split by hand), they are adjacent, and together they stay under both

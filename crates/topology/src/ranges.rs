@@ -109,6 +109,25 @@ pub fn create_bucket_ranges(
     Ok(descriptor_to_pb(bucket, map.lookup(b"")))
 }
 
+/// The replica change as a range change's payload (what `apply_range_change` takes back).
+pub fn replica_change_to_pb(change: ReplicaChange) -> pb::range_change::Change {
+    use pb::range_change::Change;
+    match change {
+        ReplicaChange::AddLearner(member) => Change::AddLearner(member.0),
+        ReplicaChange::Promote(member) => Change::Promote(member.0),
+        ReplicaChange::Remove(member) => Change::Remove(member.0),
+    }
+}
+
+/// How many ranges, of every bucket, have a replica (voter or learner) on `member`.
+pub fn replicas_on(topology: &pb::Topology, member: u64) -> usize {
+    topology
+        .ranges
+        .iter()
+        .filter(|r| r.replicas.iter().any(|replica| replica.member == member))
+        .count()
+}
+
 /// Drops every range of `bucket` (the bucket was deleted).
 pub fn drop_bucket_ranges(topology: &mut pb::Topology, bucket: &str) {
     topology.ranges.retain(|r| r.bucket != bucket);

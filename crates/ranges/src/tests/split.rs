@@ -3,7 +3,7 @@
 
 use super::split_map;
 use crate::descriptor::RangeId;
-use crate::merge::{MergeConfig, align, merge_candidates, should_merge};
+use crate::merge::{MergeConfig, align, merge_candidates, merge_fits};
 use crate::split::{LOAD_SAMPLES_MAX, LoadTracker, Split, SplitConfig, SplitReason, decide_split};
 
 fn config() -> SplitConfig {
@@ -121,13 +121,13 @@ fn small_quiet_neighbours_merge_in_pairs() {
         map.get(RangeId(1)).expect("r1").clone(),
         map.get(RangeId(2)).expect("r2").clone(),
     );
-    assert!(should_merge(&r1, &r2, (40, 1.0), (40, 1.0), &config));
+    assert!(merge_fits(&r1, &r2, (40, 1.0), (40, 1.0), &config));
     assert!(
-        !should_merge(&r1, &r2, (60, 1.0), (60, 1.0), &config),
+        !merge_fits(&r1, &r2, (60, 1.0), (60, 1.0), &config),
         "too big together"
     );
     assert!(
-        !should_merge(&r2, &r1, (1, 0.0), (1, 0.0), &config),
+        !merge_fits(&r2, &r1, (1, 0.0), (1, 0.0), &config),
         "not neighbours that way"
     );
     // A range made by a split by hand stays: neither rule merges it into its left neighbour.
@@ -135,7 +135,7 @@ fn small_quiet_neighbours_merge_in_pairs() {
         sticky: true,
         ..r2.clone()
     };
-    assert!(!should_merge(&r1, &sticky, (1, 0.0), (1, 0.0), &config));
+    assert!(!merge_fits(&r1, &sticky, (1, 0.0), (1, 0.0), &config));
     let mut by_hand = split_map(1);
     let whole = by_hand.get(RangeId(1)).expect("r1").clone();
     let (_, right) = by_hand
