@@ -226,6 +226,11 @@ pub const RANGE_GC_PASSES: u64 = 600;
 /// ranges (at most `ranges::STEPS_MAX_DEFAULT` steps a round).
 pub const RANGE_REBALANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long `quorate range move` waits for its learner to catch up and the move to finish (a
+/// range at `--range-max-bytes` of 64 MiB moves in seconds; one at the size limit of a busy
+/// member may take longer, and then the rebalancer finishes the move).
+pub const RANGE_MOVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Ranges whose replicas `range list` asks at once.
 pub const RANGE_STATUS_CONCURRENCY: usize = 16;
 

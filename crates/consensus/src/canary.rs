@@ -21,16 +21,21 @@ pub enum Canary {
     /// siblings with its value and replicas take the object that arrives last instead of
     /// merging, so concurrent writes are lost (what a last-arrival-wins store does).
     QuorumOverwrite,
+    /// A range answers reads of keys a split moved out of it from what it still holds (none
+    /// of them) instead of refusing them as moved, so a gateway whose routing cache predates
+    /// the split reads a written key as absent.
+    SplitStaleRead,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "stale-read",
         "ack-before-commit",
         "watch-gap",
         "lock-no-wait",
         "quorum-overwrite",
+        "split-stale-read",
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +45,7 @@ impl Canary {
             Canary::WatchGap => "watch-gap",
             Canary::LockNoWait => "lock-no-wait",
             Canary::QuorumOverwrite => "quorum-overwrite",
+            Canary::SplitStaleRead => "split-stale-read",
         }
     }
 
@@ -50,6 +56,7 @@ impl Canary {
             "watch-gap" => Some(Canary::WatchGap),
             "lock-no-wait" => Some(Canary::LockNoWait),
             "quorum-overwrite" => Some(Canary::QuorumOverwrite),
+            "split-stale-read" => Some(Canary::SplitStaleRead),
             _ => None,
         }
     }

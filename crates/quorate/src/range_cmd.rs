@@ -1,5 +1,5 @@
 //! `quorate range`: the ranges of consensus buckets — list them with their replicas, leader,
-//! size and load, and split or merge them by hand; and `quorate member drain`, which moves
+//! size and load, split or merge them and move a replica by hand; and `quorate member drain`, which moves
 //! them off a member.
 
 use std::time::Duration;
@@ -20,6 +20,17 @@ pub enum RangeCommand {
     Split { bucket: String, key: String },
     /// Merge the range holding KEY with its right neighbour.
     Merge { bucket: String, key: String },
+    /// Move the replica of the range holding KEY from one member to another (hexadecimal
+    /// ids): a learner on the destination catches up and votes, then the source's replica is
+    /// removed. Returns once done (within a minute; past it the rebalancer finishes the move).
+    Move {
+        bucket: String,
+        key: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -76,6 +87,13 @@ pub async fn run(
     timeout: Duration,
     json_out: bool,
 ) -> anyhow::Result<()> {
+    // A move waits for a learner to catch up: it gets the server's time for that and more.
+    let timeout = match command {
+        RangeCommand::Move { .. } => {
+            timeout.max(base::limits::RANGE_MOVE_TIMEOUT + Duration::from_secs(5))
+        }
+        _ => timeout,
+    };
     let channel = client::Client::connect(endpoints, timeout).await?.channel();
     let mut ranges = RangesClient::new(channel);
     let listed = match command {
@@ -106,6 +124,25 @@ pub async fn run(
             };
             ranges
                 .merge(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .ranges
+        }
+        RangeCommand::Move {
+            bucket,
+            key,
+            from,
+            to,
+        } => {
+            let request = pb::MoveRangeRequest {
+                bucket,
+                key: key.into_bytes(),
+                from: crate::cli::member_id(&from)?,
+                to: crate::cli::member_id(&to)?,
+            };
+            ranges
+                .r#move(request)
                 .await
                 .map_err(status_error)?
                 .into_inner()

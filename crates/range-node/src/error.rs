@@ -15,6 +15,8 @@ pub enum RangeNodeError {
         bucket: String,
         operation: &'static str,
     },
+    #[error("member {0:x} is not in the cluster")]
+    NoMember(u64),
     #[error("key is empty")]
     EmptyKey,
     #[error("key is {len} bytes, over the limit of {max}")]
@@ -62,7 +64,7 @@ impl From<EtcdError> for RangeNodeError {
 impl From<RangeNodeError> for Status {
     fn from(error: RangeNodeError) -> Status {
         let code = match &error {
-            RangeNodeError::NoBucket(_) => Code::NotFound,
+            RangeNodeError::NoBucket(_) | RangeNodeError::NoMember(_) => Code::NotFound,
             RangeNodeError::Exists(_) => Code::AlreadyExists,
             RangeNodeError::NotConsensus { .. } | RangeNodeError::Refused(_) => {
                 Code::FailedPrecondition

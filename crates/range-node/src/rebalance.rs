@@ -24,6 +24,9 @@ pub(crate) struct Moves {
     pub(crate) leader_transfers: AtomicU64,
 }
 
+/// How often a manual move looks at its range's descriptor while the learner catches up.
+const MOVE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the members leading ranges reported: per range, the leader with the highest term and
 /// its caught-up learners.
 type Leaders = HashMap<u64, (u64, NodeId, Vec<NodeId>)>;
@@ -133,7 +136,7 @@ impl RangeNode {
         };
         let reply = self.replica.change_drain(change).await?;
         if !reply.refusal.is_empty() {
-            return Err(RangeNodeError::from(base::EtcdError::MemberNotFound));
+            return Err(RangeNodeError::NoMember(member));
         }
         let replicas_left = topology::replicas_on(&self.replica.topology(), member);
         let leaders_left = match self.peer_url(member) {
@@ -187,6 +190,88 @@ impl RangeNode {
             }
         }
         leaders
+    }
+
+    /// `quorate range move`: moves the replica of the range of `bucket` holding `key` from
+    /// member `from` to member `to`, step by step as `ranges::move_step` says (the rebalancer
+    /// promotes the learner once it has caught up); answers with the range once done.
+    pub(crate) async fn move_replica(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        from: u64,
+        to: u64,
+    ) -> Result<raftpb::RangeDescriptor, RangeNodeError> {
+        let definition = self.require_consensus(bucket, "range move").await?;
+        crate::services::check_key(key)?;
+        let deadline = tokio::time::Instant::now() + base::limits::RANGE_MOVE_TIMEOUT;
+        self.replica.linearizable_barrier().await?;
+        let members = self.replica.status().members;
+        for member in [from, to] {
+            if !members.contains_key(&member) {
+                return Err(RangeNodeError::NoMember(member));
+            }
+        }
+        let id = self
+            .metadata_ranges(bucket)
+            .iter()
+            .find(|r| topology::descriptor_from_pb(r).contains(key))
+            .map(|r| r.id)
+            .ok_or_else(|| {
+                RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
+            })?;
+        let target = definition.n as usize;
+        let mut started = false;
+        // A change refused for the generation it was planned at is planned again once; refused
+        // again at the same generation, it is refused for good.
+        let mut refused_at: Option<u64> = None;
+        loop {
+            let topology = self.replica.topology();
+            let Some(meta) = topology.ranges.iter().find(|r| r.id == id).cloned() else {
+                return Err(RangeNodeError::Refused(format!(
+                    "range {id} was merged away during the move"
+                )));
+            };
+            if !started && topology.draining.contains(&to) {
+                return Err(RangeNodeError::Refused(format!(
+                    "member {to:x} is draining: it takes no new replicas"
+                )));
+            }
+            let desc = topology::descriptor_from_pb(&meta);
+            match ranges::move_step(&desc, NodeId(from), NodeId(to), target, started) {
+                ranges::MoveStep::Done => {
+                    self.await_serving(&meta, deadline).await;
+                    return Ok(meta);
+                }
+                ranges::MoveStep::Refuse(why) => return Err(RangeNodeError::Refused(why)),
+                ranges::MoveStep::Wait => {}
+                ranges::MoveStep::Change(change) => {
+                    let reply = self
+                        .commit_replica_change(&meta, meta.generation, change)
+                        .await?;
+                    if reply.refusal.is_empty() {
+                        self.moves.replica_changes.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(range = id, ?change, "range move: replica change committed");
+                        started |= matches!(change, ReplicaChange::AddLearner(_));
+                    } else if refused_at == Some(meta.generation) {
+                        return Err(RangeNodeError::Refused(reply.refusal));
+                    } else {
+                        refused_at = Some(meta.generation);
+                    }
+                    // Read the change (or what raced it) back before the next step.
+                    self.replica.linearizable_barrier().await?;
+                    continue;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RangeNodeError::Indeterminate(format!(
+                    "the learner of range {id} on member {to:x} has not caught up within {:?}; \
+                     the rebalancer promotes it once it has, then sheds a replica",
+                    base::limits::RANGE_MOVE_TIMEOUT
+                )));
+            }
+            tokio::time::sleep(MOVE_POLL).await;
+        }
     }
 
     async fn take_step(&self, step: Step, topology: &raftpb::Topology, leaders: &Leaders) {

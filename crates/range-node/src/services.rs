@@ -492,6 +492,21 @@ impl Ranges for RangesService {
         }))
     }
 
+    async fn r#move(
+        &self,
+        request: Request<pb::MoveRangeRequest>,
+    ) -> Result<Response<pb::RangeChangeReply>, Status> {
+        let request = request.into_inner();
+        let moved = self
+            .0
+            .move_replica(&request.bucket, &request.key, request.from, request.to)
+            .await?;
+        let status = self.0.status_of(&moved).await;
+        Ok(Response::new(pb::RangeChangeReply {
+            ranges: vec![range_info(&moved, status.as_ref())],
+        }))
+    }
+
     async fn drain(
         &self,
         request: Request<pb::DrainMemberRequest>,

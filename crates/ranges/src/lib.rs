@@ -13,6 +13,7 @@
 //! - `rebalance`: the steps (add learner, promote, remove, transfer leader) that re-create
 //!   replicas of dead members, drain members and even out replicas and leaders, never taking a
 //!   range below its replica target.
+//! - `relocate`: the steps of a manual move of one replica (`quorate range move`).
 //! - `quiesce`: when an idle group stops heartbeating and when it wakes.
 //! - `machine`: what applying a committed command does, with client sessions so a retried
 //!   request is applied once even across splits, and plain writes versioned above what they
@@ -29,6 +30,7 @@ pub mod machine;
 pub mod merge;
 pub mod quiesce;
 pub mod rebalance;
+pub mod relocate;
 pub mod route;
 pub mod split;
 pub mod state;
@@ -41,6 +43,7 @@ pub use machine::{Outcome, RangeCommand, RangeMachine, RequestId};
 pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
+pub use relocate::{MoveStep, move_step};
 pub use route::{Next, Route, RouteFailure};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
 pub use state::{RangeOpError, RangeState, ScanPart};

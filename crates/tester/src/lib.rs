@@ -14,8 +14,10 @@ use check::{Budget, History, Register, Report, Verdict};
 use serde_json::{Value, json};
 
 mod error;
+mod join_leave;
 mod members;
 mod nemesis;
+mod range_faults;
 mod report;
 mod run;
 

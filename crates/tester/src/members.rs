@@ -42,6 +42,11 @@ pub struct Members {
     slots: Vec<Slot>,
     /// Extra `quorate node` flags for every member.
     extra_args: Vec<String>,
+    /// The member the `join-leave` nemesis adds and removes again (not in `slots`: the other
+    /// faults and the clients know only the members the run started with).
+    joiner: Option<Slot>,
+    /// Where the joiner's directory goes.
+    dir: PathBuf,
 }
 
 /// Member ports come from below the kernel's ephemeral range (32768 and up on Linux), so no
@@ -96,6 +101,8 @@ impl Members {
             exe,
             slots,
             extra_args,
+            joiner: None,
+            dir: dir.to_owned(),
         };
         for i in 0..count {
             members.spawn(i)?;
@@ -126,45 +133,117 @@ impl Members {
             .map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer))
             .collect::<Vec<_>>()
             .join(",");
-        let slot = &mut self.slots[i];
-        std::fs::create_dir_all(&slot.dir).map_err(CheckError::file("create", &slot.dir))?;
-        let log_path = slot.dir.with_extension("log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(CheckError::file("open", &log_path))?;
-        let url = |port: u16| format!("http://127.0.0.1:{port}");
-        let child = Command::new(&self.exe)
-            .arg("node")
-            .args(["--name", &slot.name])
-            .arg("--data-dir")
-            .arg(&slot.dir)
-            .args(["--listen-client-urls", &url(slot.client)])
-            .args(["--advertise-client-urls", &url(slot.client)])
-            .args(["--listen-peer-urls", &url(slot.peer)])
-            .args(["--initial-advertise-peer-urls", &url(slot.peer)])
-            .args(["--listen-metrics-urls", &url(slot.metrics)])
-            .args(["--initial-cluster", &initial_cluster])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .args(["--request-timeout", "2000"])
-            .arg("--unsafe-fault-injection")
-            .args(&self.extra_args)
-            .env("QUORATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| CheckError::Process {
-                what: "start",
-                member: slot.name.clone(),
-                source,
-            })?;
-        slot.child = Some(child);
-        slot.paused = false;
-        Ok(())
+        spawn_slot(
+            &self.exe,
+            &self.extra_args,
+            &mut self.slots[i],
+            &initial_cluster,
+            false,
+        )
     }
 
+    /// The joiner's name and peer URL, its slot made (with fresh ports) on first use and its
+    /// directory wiped (each join is a new member).
+    pub fn prepare_joiner(&mut self) -> Result<(String, String), CheckError> {
+        if self.joiner.is_none() {
+            let name = format!("n{}", self.slots.len() + 1);
+            self.joiner = Some(Slot {
+                dir: self.dir.join(&name),
+                name,
+                client: free_port()?,
+                peer: free_port()?,
+                metrics: free_port()?,
+                child: None,
+                paused: false,
+            });
+        }
+        let slot = self
+            .joiner
+            .as_ref()
+            .expect("the joiner's slot was just made");
+        if slot.dir.exists() {
+            std::fs::remove_dir_all(&slot.dir).map_err(CheckError::file("wipe", &slot.dir))?;
+        }
+        Ok((slot.name.clone(), format!("http://127.0.0.1:{}", slot.peer)))
+    }
+
+    /// Starts the joiner (added to the cluster already) as a member of the existing cluster.
+    pub fn spawn_joiner(&mut self) -> Result<(), CheckError> {
+        let Some(joiner) = self.joiner.as_mut() else {
+            return Ok(());
+        };
+        let initial_cluster = self
+            .slots
+            .iter()
+            .chain(std::iter::once(&*joiner))
+            .map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        spawn_slot(&self.exe, &self.extra_args, joiner, &initial_cluster, true)
+    }
+
+    /// SIGKILLs the joiner (removed from the cluster already) and wipes its directory.
+    pub async fn stop_joiner(&mut self) {
+        if let Some(joiner) = self.joiner.as_mut() {
+            if let Some(mut child) = joiner.child.take() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            let _ = std::fs::remove_dir_all(&joiner.dir);
+        }
+    }
+}
+
+/// Starts `slot`'s member: of the cluster `initial_cluster` describes, a new one joining it
+/// when `existing`.
+fn spawn_slot(
+    exe: &Path,
+    extra_args: &[String],
+    slot: &mut Slot,
+    initial_cluster: &str,
+    existing: bool,
+) -> Result<(), CheckError> {
+    std::fs::create_dir_all(&slot.dir).map_err(CheckError::file("create", &slot.dir))?;
+    let log_path = slot.dir.with_extension("log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(CheckError::file("open", &log_path))?;
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let state = if existing { "existing" } else { "new" };
+    let child = Command::new(exe)
+        .arg("node")
+        .args(["--name", &slot.name])
+        .arg("--data-dir")
+        .arg(&slot.dir)
+        .args(["--listen-client-urls", &url(slot.client)])
+        .args(["--advertise-client-urls", &url(slot.client)])
+        .args(["--listen-peer-urls", &url(slot.peer)])
+        .args(["--initial-advertise-peer-urls", &url(slot.peer)])
+        .args(["--listen-metrics-urls", &url(slot.metrics)])
+        .args(["--initial-cluster", initial_cluster])
+        .args(["--initial-cluster-state", state])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+        .args(["--request-timeout", "2000"])
+        .arg("--unsafe-fault-injection")
+        .args(extra_args)
+        .env("QUORATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CheckError::Process {
+            what: "start",
+            member: slot.name.clone(),
+            source,
+        })?;
+    slot.child = Some(child);
+    slot.paused = false;
+    Ok(())
+}
+
+impl Members {
     /// Member `i`'s peer URL.
     pub fn peer_url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.slots[i].peer)
@@ -340,6 +419,21 @@ impl Members {
         None
     }
 
+    /// Member `i`'s cluster id, as it reports it (`None` while it is down or does not answer).
+    pub async fn member_id(&self, i: usize) -> Option<u64> {
+        if !self.is_up(i) {
+            return None;
+        }
+        let conn = channel(&self.endpoints()[i], Duration::from_millis(500))
+            .await
+            .ok()?;
+        let status = MaintenanceClient::new(conn)
+            .status(StatusRequest::default())
+            .await
+            .ok()?;
+        status.into_inner().header.map(|h| h.member_id)
+    }
+
     /// Waits until every running member serves a linearizable read (`when` says at which
     /// point of the run, for the error).
     pub async fn wait_ready(
@@ -381,6 +475,7 @@ impl Members {
 
     /// Resumes paused members and stops every member with SIGTERM, then SIGKILL after 10 s.
     pub async fn stop(&mut self) {
+        self.stop_joiner().await;
         for i in 0..self.slots.len() {
             let _ = self.resume(i);
             let _ = self.signal(i, "-TERM");

@@ -2,7 +2,9 @@
 //! and restart of one member, the leader, a minority or all of them, SIGSTOP/SIGCONT pauses of
 //! one member or the leader, and network faults through the members' fault-injection API (one
 //! member or the leader isolated, two halves, a bridge, delayed or dropped peer messages, a
-//! member's clock stepped or run fast or slow). Every fault is healed when its window ends,
+//! member's clock stepped or run fast or slow), and the changes of a consensus bucket's ranges
+//! (`range_faults`), and a member joining the cluster and leaving it again (`join_leave`).
+//! Every fault is healed when its window ends,
 //! and the windows are recorded for the report.
 
 use std::sync::Arc;
@@ -64,6 +66,14 @@ pub async fn execute(
             };
             let heal = async { members.lock().await.skew(target, &Fault::Heal).await };
             windows.push(hold(&fault, shown, start, heal).await);
+            continue;
+        }
+        if fault.kind == FaultKind::JoinLeave {
+            windows.push(crate::join_leave::hold(&fault, &members, start).await?);
+            continue;
+        }
+        if fault.kind.is_range() {
+            windows.push(crate::range_faults::hold(&fault, &members, start).await);
             continue;
         }
         if fault.kind.is_network() {
@@ -165,7 +175,12 @@ async fn targets(members: &Members, kind: FaultKind, pick: usize) -> Vec<usize> 
         | FaultKind::Delay
         | FaultKind::Drop
         | FaultKind::Clock
-        | FaultKind::ClockLeader => Vec::new(),
+        | FaultKind::ClockLeader
+        | FaultKind::Split
+        | FaultKind::Merge
+        | FaultKind::MoveRange
+        | FaultKind::Drain
+        | FaultKind::JoinLeave => Vec::new(),
     }
 }
 

@@ -69,6 +69,11 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
             "--members and --clients must be at least 1",
         ));
     }
+    if args.nemesis.iter().any(|k| k.is_range()) && !args.workload.on_ranges() {
+        return Err(CheckError::Options(
+            "the split, merge, move-range and drain nemeses need a range workload (range-register, range-set)",
+        ));
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -162,6 +167,8 @@ fn model_of(workload: WorkloadKind) -> CheckModel {
         WorkloadKind::Watch => CheckModel::Watch,
         WorkloadKind::Lock => CheckModel::Lock,
         WorkloadKind::QuorumSet => CheckModel::QuorumSet,
+        WorkloadKind::RangeRegister => CheckModel::Register,
+        WorkloadKind::RangeSet => CheckModel::Set,
     }
 }
 
@@ -221,6 +228,15 @@ async fn drive(
             .await
             .map_err(|source| CheckError::Client {
                 what: "create the workload's bucket",
+                source,
+            })?;
+    }
+    if args.workload.on_ranges() {
+        let creator = Client::new(args.clients, shared.clone(), seed);
+        workload::ranges::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
+            .await
+            .map_err(|source| CheckError::Client {
+                what: "create the workload's consensus bucket",
                 source,
             })?;
     }

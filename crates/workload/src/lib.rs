@@ -34,6 +34,7 @@ use tonic::transport::Channel;
 
 pub mod nemesis;
 mod quorum_set;
+pub mod ranges;
 mod watch;
 
 pub use quorum_set::{BUCKET as QUORUM_SET_BUCKET, create_bucket};
@@ -54,6 +55,12 @@ pub enum WorkloadKind {
     /// Unique adds to sets kept in a quorum bucket (read, merge siblings, put with the
     /// context, at w=one or quorum); checked for lost, invented and duplicated elements.
     QuorumSet,
+    /// Reads and writes on rotating keys of a consensus bucket, whose ranges split, merge and
+    /// move under it; checked for linearizability.
+    RangeRegister,
+    /// Unique adds as keys of a consensus bucket and whole-bucket scans across its ranges;
+    /// checked like set.
+    RangeSet,
 }
 
 impl WorkloadKind {
@@ -65,6 +72,8 @@ impl WorkloadKind {
         WorkloadKind::Watch,
         WorkloadKind::Lock,
         WorkloadKind::QuorumSet,
+        WorkloadKind::RangeRegister,
+        WorkloadKind::RangeSet,
     ];
 
     /// What the workload does and how it is judged, in one line.
@@ -88,6 +97,12 @@ impl WorkloadKind {
             WorkloadKind::QuorumSet => {
                 "unique adds to sets in a quorum bucket (read, merge siblings, put with the context); checked like set"
             }
+            WorkloadKind::RangeRegister => {
+                "reads and writes on rotating keys of a consensus bucket (ranges split, merge, move); checked for linearizability"
+            }
+            WorkloadKind::RangeSet => {
+                "unique adds as keys of a consensus bucket and whole-bucket scans across ranges; checked like set"
+            }
         }
     }
 
@@ -100,7 +115,15 @@ impl WorkloadKind {
             WorkloadKind::Watch => "watch",
             WorkloadKind::Lock => "lock",
             WorkloadKind::QuorumSet => "quorum-set",
+            WorkloadKind::RangeRegister => "range-register",
+            WorkloadKind::RangeSet => "range-set",
         }
+    }
+
+    /// Whether the workload runs on a consensus bucket (whose ranges the range nemeses
+    /// split, merge and move).
+    pub fn on_ranges(self) -> bool {
+        matches!(self, WorkloadKind::RangeRegister | WorkloadKind::RangeSet)
     }
 }
 
@@ -362,6 +385,8 @@ impl Client {
                 WorkloadKind::Watch => self.watch_put().await,
                 WorkloadKind::Lock => self.lock_hold().await,
                 WorkloadKind::QuorumSet => self.quorum_op().await,
+                WorkloadKind::RangeRegister => self.range_register_op().await,
+                WorkloadKind::RangeSet => self.range_set_op().await,
             };
             if completion_type != EventType::Ok {
                 self.avoid_current();
@@ -711,13 +736,21 @@ impl Client {
                 .iter()
                 .map(|k| Some(format!("{REGISTER_PREFIX}{k}")))
                 .collect(),
-            WorkloadKind::Set | WorkloadKind::Bank | WorkloadKind::Watch => vec![None],
+            WorkloadKind::RangeRegister => {
+                keys.iter().map(|&k| Some(ranges::key_of('r', k))).collect()
+            }
+            WorkloadKind::Set
+            | WorkloadKind::Bank
+            | WorkloadKind::Watch
+            | WorkloadKind::QuorumSet
+            | WorkloadKind::RangeSet => vec![None],
             WorkloadKind::Lock => Vec::new(),
-            WorkloadKind::QuorumSet => vec![None],
         };
         while let Some(key) = pending.last().cloned() {
             let read = match (&key, self.shared.kind) {
+                (Some(key), WorkloadKind::RangeRegister) => self.range_read(key).await,
                 (Some(key), _) => self.register_read(key).await,
+                (None, WorkloadKind::RangeSet) => self.range_read_all().await,
                 (None, WorkloadKind::Set) => self.set_read().await,
                 (None, WorkloadKind::Watch) => self.prefix_read(WATCH_PREFIX).await,
                 (None, WorkloadKind::QuorumSet) => self.quorum_read_all().await,

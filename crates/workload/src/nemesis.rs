@@ -47,6 +47,19 @@ pub enum FaultKind {
     Clock,
     /// Skew the current leader's clock (the one its lease timers read).
     ClockLeader,
+    /// Split ranges of the workload's consensus bucket at keys among its own, one a second.
+    Split,
+    /// Merge ranges of the consensus bucket with their right neighbours, one a second.
+    Merge,
+    /// Move replicas of the consensus bucket's ranges to members without one, one after
+    /// another (a learner catches up, votes, the old replica goes).
+    MoveRange,
+    /// Drain one member (its range replicas and leaderships move to the others), undone when
+    /// the window ends (the rebalancer moves replicas back).
+    Drain,
+    /// A new member joins the cluster (and receives range replicas); when the window ends it
+    /// is drained, removed and stopped.
+    JoinLeave,
 }
 
 impl FaultKind {
@@ -67,6 +80,11 @@ impl FaultKind {
         FaultKind::Drop,
         FaultKind::Clock,
         FaultKind::ClockLeader,
+        FaultKind::Split,
+        FaultKind::Merge,
+        FaultKind::MoveRange,
+        FaultKind::Drain,
+        FaultKind::JoinLeave,
     ];
 
     /// What the fault does, in one line.
@@ -89,6 +107,19 @@ impl FaultKind {
                 "skew one member's clock: a step of 10-59 s, or a rate of 4x or 1/4x"
             }
             FaultKind::ClockLeader => "skew the current leader's clock",
+            FaultKind::Split => {
+                "split ranges of the consensus bucket, one a second (range workloads)"
+            }
+            FaultKind::Merge => {
+                "merge ranges with their right neighbours, one a second (range workloads)"
+            }
+            FaultKind::MoveRange => "move range replicas to members without one (range workloads)",
+            FaultKind::Drain => {
+                "drain a member's range replicas and leaderships, undone at the end (range workloads)"
+            }
+            FaultKind::JoinLeave => {
+                "a new member joins, gets range replicas, then is drained, removed and stopped"
+            }
         }
     }
 
@@ -110,7 +141,20 @@ impl FaultKind {
             FaultKind::Drop => "drop",
             FaultKind::Clock => "clock",
             FaultKind::ClockLeader => "clock-leader",
+            FaultKind::Split => "split",
+            FaultKind::Merge => "merge",
+            FaultKind::MoveRange => "move-range",
+            FaultKind::Drain => "drain",
+            FaultKind::JoinLeave => "join-leave",
         }
+    }
+
+    /// Changes of a consensus bucket's ranges, for the workloads on one.
+    pub fn is_range(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Split | FaultKind::Merge | FaultKind::MoveRange | FaultKind::Drain
+        )
     }
 
     pub fn is_pause(self) -> bool {

@@ -74,6 +74,8 @@ pub struct RangeGroup {
     /// Set by every message from the leader (an append, a heartbeat, a snapshot); cleared by
     /// each quiescence tick.
     heard_from_leader: Arc<AtomicBool>,
+    #[cfg(feature = "canary")]
+    canary: Option<crate::Canary>,
 }
 
 struct Quiet {
@@ -156,6 +158,8 @@ impl RangeGroup {
                 role: None,
             })),
             heard_from_leader: Arc::new(AtomicBool::new(false)),
+            #[cfg(feature = "canary")]
+            canary: main.canary(),
         })
     }
 
@@ -612,7 +616,18 @@ impl RangeGroup {
                     .scan(&read.from, read.to.as_deref(), NEWEST, read.limit as usize)
                     .map(|part| (part.entries, part.resume))
             } else {
-                state.get(&read.from, NEWEST).map(|found| {
+                #[cfg(feature = "canary")]
+                let found = if self.canary == Some(crate::Canary::SplitStaleRead)
+                    && !state.descriptor().contains(&read.from)
+                {
+                    // The planted bug: a key split away reads as absent here.
+                    Ok(None)
+                } else {
+                    state.get(&read.from, NEWEST)
+                };
+                #[cfg(not(feature = "canary"))]
+                let found = state.get(&read.from, NEWEST);
+                found.map(|found| {
                     (
                         found.map(|v| (read.from.clone(), v)).into_iter().collect(),
                         None,

@@ -7,6 +7,7 @@ mod descriptor;
 mod machine;
 mod quiesce;
 mod rebalance;
+mod relocate;
 mod route;
 mod split;
 mod state;
