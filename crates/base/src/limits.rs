@@ -226,6 +226,13 @@ pub const RANGE_GC_PASSES: u64 = 600;
 /// ranges (at most `ranges::STEPS_MAX_DEFAULT` steps a round).
 pub const RANGE_REBALANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Reconcile passes between two closed timestamps of a busy range's leader (with 100 ms
+/// passes: follower reads lag the leader by about 200 ms plus replication).
+pub const RANGE_CLOSE_PASSES: u64 = 2;
+
+/// The staleness a follower read of a consensus bucket allows when the request names none.
+pub const FOLLOWER_READ_STALENESS_DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long `quorate range move` waits for its learner to catch up and the move to finish (a
 /// range at `--range-max-bytes` of 64 MiB moves in seconds; one at the size limit of a busy
 /// member may take longer, and then the rebalancer finishes the move).

@@ -21,6 +21,40 @@ pub enum ConflictsArg {
     Lww,
 }
 
+/// How a read of a consensus bucket is served.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadMode {
+    /// On the range's leader after it confirmed its leadership.
+    Linearizable,
+    /// From any replica (this member's own when it has one), at most --max-staleness old.
+    Follower,
+}
+
+/// The read consistency options of `kv get` and `kv scan` (consensus buckets).
+#[derive(clap::Args, Copy, Clone, Debug)]
+pub struct ReadOptions {
+    /// Consensus buckets: linearizable, or follower (any replica, bounded staleness).
+    #[arg(long, value_enum, default_value_t = ReadMode::Linearizable)]
+    pub consistency: ReadMode,
+    /// Follower reads: how old the data may be (e.g. 500ms, 5s; default 5s).
+    #[arg(long, value_parser = crate::node_cmd::parse_duration)]
+    pub max_staleness: Option<Duration>,
+}
+
+impl ReadOptions {
+    /// The request's `consistency` and `max_staleness_ms` fields.
+    fn fields(self) -> (i32, u32) {
+        match self.consistency {
+            ReadMode::Linearizable => (pb::ReadConsistency::ReadLinearizable as i32, 0),
+            ReadMode::Follower => (
+                pb::ReadConsistency::ReadFollower as i32,
+                self.max_staleness
+                    .map_or(0, |d| d.as_millis().max(1) as u32),
+            ),
+        }
+    }
+}
+
 /// Bucket types.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BucketTypeArg {
@@ -92,6 +126,8 @@ pub enum KvCommand {
         /// Repair stale replicas before replying, so later reads at R never go back.
         #[arg(long)]
         monotonic: bool,
+        #[command(flatten)]
+        read: ReadOptions,
     },
     /// Show where a key lives: its replicas (preference list) and the fallbacks.
     Locate { bucket: String, key: String },
@@ -122,6 +158,8 @@ pub enum KvCommand {
         /// Print only the keys.
         #[arg(long)]
         keys_only: bool,
+        #[command(flatten)]
+        read: ReadOptions,
     },
 }
 
@@ -401,6 +439,7 @@ pub async fn run_kv(
             to,
             limit,
             keys_only,
+            read,
         } => {
             let (from, to) = match prefix {
                 Some(prefix) => {
@@ -416,7 +455,7 @@ pub async fn run_kv(
                 ),
             };
             scan(
-                &mut kv, bucket, from, to, limit, keys_only, json_out, timeout_ms,
+                &mut kv, bucket, from, to, limit, keys_only, json_out, timeout_ms, read,
             )
             .await?;
         }
@@ -454,7 +493,9 @@ pub async fn run_kv(
             key,
             r,
             monotonic,
+            read,
         } => {
+            let (consistency, max_staleness_ms) = read.fields();
             let reply = kv
                 .get(pb::GetRequest {
                     bucket,
@@ -462,7 +503,8 @@ pub async fn run_kv(
                     r,
                     timeout_ms,
                     monotonic,
-                    ..Default::default()
+                    consistency,
+                    max_staleness_ms,
                 })
                 .await
                 .map_err(status_error)?
@@ -563,7 +605,9 @@ async fn scan(
     keys_only: bool,
     json_out: bool,
     timeout_ms: u32,
+    read: ReadOptions,
 ) -> anyhow::Result<()> {
+    let (consistency, max_staleness_ms) = read.fields();
     let mut next = Some(from);
     let mut entries = Vec::new();
     while let Some(from) = next.take() {
@@ -578,7 +622,8 @@ async fn scan(
                 to: to.clone(),
                 limit: left.unwrap_or(0),
                 timeout_ms,
-                ..Default::default()
+                consistency,
+                max_staleness_ms,
             })
             .await
             .map_err(status_error)?

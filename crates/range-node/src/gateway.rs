@@ -34,6 +34,22 @@ impl RangeOp {
         matches!(self, RangeOp::Write(_))
     }
 
+    fn is_follower_read(&self) -> bool {
+        matches!(self, RangeOp::Read(read) if read.follower)
+    }
+
+    /// A follower read as a linearizable read on the leader (which satisfies any staleness).
+    fn on_leader(self) -> RangeOp {
+        match self {
+            RangeOp::Read(mut read) => {
+                read.follower = false;
+                read.max_staleness_ms = 0;
+                RangeOp::Read(read)
+            }
+            write => write,
+        }
+    }
+
     fn request(&self, range: RangeId) -> raftpb::RangeCallRequest {
         use raftpb::range_call_request::Op;
         raftpb::RangeCallRequest {
@@ -146,12 +162,15 @@ impl RangeNode {
             .await
     }
 
-    /// Routes `op` on `key` of `bucket` to a replica that serves it.
+    /// Routes `op` on `key` of `bucket` to a replica that serves it. A follower read goes to
+    /// this member's own replica when it has one; refused there (too stale, or anything but
+    /// `range moved`) or sent elsewhere and refused, it becomes a linearizable read and is
+    /// routed as one.
     pub(crate) async fn route(
         &self,
         bucket: &str,
         key: &[u8],
-        op: RangeOp,
+        mut op: RangeOp,
     ) -> Result<Served, RangeNodeError> {
         let deadline = Instant::now() + self.config.request_timeout;
         let mut route = Route::new(key, base::limits::RANGE_ROUTE_ATTEMPTS);
@@ -175,6 +194,11 @@ impl RangeNode {
                     member,
                 } => (range, generation, member),
             };
+            let member = if op.is_follower_read() && self.groups.get(range.0).is_some() {
+                NodeId(self.me())
+            } else {
+                member
+            };
             if failures.range != range.0 {
                 failures = Failures {
                     range: range.0,
@@ -183,7 +207,17 @@ impl RangeNode {
                 };
             }
             let sent = (range, generation, member);
-            let failure = match self.send(member, range, &op, remaining).await {
+            let answer = self.send(member, range, &op, remaining).await;
+            if op.is_follower_read() && !matches!(answer, Ok(ref a) if served_or_moved(a)) {
+                tracing::debug!(range = range.0, %member, "follower read goes to the leader");
+                op = op.on_leader();
+                if let Ok(ref answer) = answer
+                    && too_stale(answer)
+                {
+                    continue;
+                }
+            }
+            let failure = match answer {
                 Ok(answer) => match self.judge(bucket, range, member, answer, &mut failures)? {
                     Ok(served) => return Ok(served),
                     Err(failure) => failure,
@@ -304,6 +338,26 @@ impl RangeNode {
             })
             .unwrap_or(0)
     }
+}
+
+/// Whether a replica served a read, or refused it as outside its range (which routes the
+/// next attempt, follower read or not).
+fn served_or_moved(answer: &raftpb::RangeCallResponse) -> bool {
+    use raftpb::range_call_response::Result as R;
+    match &answer.result {
+        Some(R::Read(_)) => true,
+        Some(R::Refused(refusal)) => {
+            matches!(refusal.why, Some(raftpb::range_refusal::Why::Moved(_)))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a follower read was refused only for its staleness (nothing to learn from it).
+fn too_stale(answer: &raftpb::RangeCallResponse) -> bool {
+    use raftpb::range_call_response::Result as R;
+    matches!(&answer.result, Some(R::Refused(refusal))
+        if matches!(refusal.why, Some(raftpb::range_refusal::Why::TooStale(_))))
 }
 
 /// Whether a refused command is refused for where it was sent (route it again), not for

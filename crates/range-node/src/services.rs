@@ -34,6 +34,24 @@ pub(crate) fn check_key(key: &[u8]) -> Result<(), RangeNodeError> {
     Ok(())
 }
 
+/// A read's staleness bound in milliseconds when it asks for a follower read (the default
+/// when it names none), `None` for a linearizable read.
+fn follower_staleness(
+    consistency: i32,
+    max_staleness_ms: u32,
+) -> Result<Option<u32>, RangeNodeError> {
+    match pb::ReadConsistency::try_from(consistency) {
+        Ok(pb::ReadConsistency::ReadLinearizable) => Ok(None),
+        Ok(pb::ReadConsistency::ReadFollower) => Ok(Some(match max_staleness_ms {
+            0 => base::limits::FOLLOWER_READ_STALENESS_DEFAULT.as_millis() as u32,
+            ms => ms,
+        })),
+        Err(_) => Err(RangeNodeError::Invalid(format!(
+            "unknown read consistency {consistency}"
+        ))),
+    }
+}
+
 fn ts_fields(ts: &Option<raftpb::Timestamp>) -> (u64, u32) {
     ts.as_ref().map_or((0, 0), |ts| (ts.micros, ts.logical))
 }
@@ -165,10 +183,17 @@ impl RangeNode {
         }
     }
 
-    async fn get(&self, bucket: &str, key: Vec<u8>) -> Result<Vec<pb::Sibling>, RangeNodeError> {
+    async fn get(
+        &self,
+        bucket: &str,
+        key: Vec<u8>,
+        follower: Option<u32>,
+    ) -> Result<Vec<pb::Sibling>, RangeNodeError> {
         check_key(&key)?;
         let read = raftpb::RangeRead {
             from: key,
+            follower: follower.is_some(),
+            max_staleness_ms: follower.unwrap_or(0),
             ..Default::default()
         };
         let result = self.read(bucket, read).await?;
@@ -189,11 +214,7 @@ impl RangeNode {
 
     /// The live keys of `[from, to)`, range after range, at most `limit`.
     async fn scan(&self, request: pb::ScanRequest) -> Result<pb::ScanResponse, RangeNodeError> {
-        if request.consistency == pb::ReadConsistency::ReadFollower as i32 {
-            return Err(RangeNodeError::Unimplemented(
-                "follower reads of consensus buckets are not served yet",
-            ));
-        }
+        let follower = follower_staleness(request.consistency, request.max_staleness_ms)?;
         let limit = match request.limit {
             0 => base::limits::SCAN_KEYS_MAX,
             n => n.min(base::limits::SCAN_KEYS_MAX),
@@ -209,6 +230,8 @@ impl RangeNode {
                         scan: true,
                         to: request.to.clone(),
                         limit: limit - entries.len() as u32,
+                        follower: follower.is_some(),
+                        max_staleness_ms: follower.unwrap_or(0),
                         ..Default::default()
                     },
                 )
@@ -306,13 +329,11 @@ impl<K: Kv> Kv for KvFront<K> {
             return self.inner.get(request).await;
         }
         let request = request.into_inner();
-        if request.consistency == pb::ReadConsistency::ReadFollower as i32 {
-            return Err(RangeNodeError::Unimplemented(
-                "follower reads of consensus buckets are not served yet",
-            )
-            .into());
-        }
-        let siblings = self.node.get(&request.bucket, request.key).await?;
+        let follower = follower_staleness(request.consistency, request.max_staleness_ms)?;
+        let siblings = self
+            .node
+            .get(&request.bucket, request.key, follower)
+            .await?;
         Ok(Response::new(pb::GetResponse {
             replied: 1,
             siblings,

@@ -39,6 +39,15 @@ impl RangeNode {
                 continue;
             };
             self.help_stuck(&group);
+            if pass.is_multiple_of(base::limits::RANGE_CLOSE_PASSES) {
+                // Off the pass: a close waits for its commit like any proposal.
+                let closer = group.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = closer.close_timestamp().await {
+                        tracing::debug!(range = closer.range().0, %error, "close not committed");
+                    }
+                });
+            }
             let held = group.descriptor();
             if meta.generation > held.generation {
                 self.finish_change(&group, meta, &held, topology).await;

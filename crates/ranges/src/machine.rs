@@ -9,9 +9,10 @@
 //!   each client's highest), so a retry that lands on either range after the split is still
 //!   recognised. Sessions are bounded: past `SESSIONS_MAX` the least recently used goes.
 //! - **Timestamps.** A plain (non-transactional) write carries the leader's HLC reading but is
-//!   applied at the first timestamp above the key's newest version and the GC threshold if
-//!   its own is not, and the outcome says at which: the Raft order decides what the write
-//!   follows, the timestamp only versions it, and every replica computes the same one.
+//!   applied at the first timestamp above the key's newest version, the GC threshold and the
+//!   closed timestamp (`RangeCommand::Close`) if its own is not above them all, and the
+//!   outcome says at which: the Raft order decides what the write follows, the timestamp only
+//!   versions it, and every replica computes the same one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,6 +53,11 @@ pub enum RangeCommand {
     /// Drop versions no read at or above `threshold` sees.
     Gc {
         threshold: HlcTimestamp,
+    },
+    /// The leader's promise: no write applied from here on is at or below `ts` (later writes
+    /// are bumped above it), so replicas that applied it serve reads at `ts`.
+    Close {
+        ts: HlcTimestamp,
     },
     /// Freeze the range (at `generation`) for a merge into its left neighbour `into`.
     Freeze {
@@ -212,6 +218,10 @@ impl RangeMachine {
                 .set_descriptor(descriptor)
                 .map(|()| Outcome::Done),
             RangeCommand::Gc { threshold } => self.state.gc(threshold).map(|_| Outcome::Done),
+            RangeCommand::Close { ts } => {
+                self.state.close(ts);
+                Ok(Outcome::Done)
+            }
             RangeCommand::Freeze { generation, into } => {
                 self.state.freeze(generation, into).map(|()| Outcome::Done)
             }
@@ -222,9 +232,14 @@ impl RangeMachine {
         result.unwrap_or_else(Outcome::Refused)
     }
 
-    /// The timestamp a plain write to `key` proposed at `proposed` applies at.
+    /// The timestamp a plain write to `key` proposed at `proposed` applies at: above the
+    /// key's newest version, the GC threshold and the closed timestamp.
     fn write_ts(&self, key: &[u8], proposed: HlcTimestamp) -> HlcTimestamp {
-        let floor = self.state.newest(key).max(Some(self.state.gc_threshold()));
+        let floor = self
+            .state
+            .newest(key)
+            .max(Some(self.state.gc_threshold()))
+            .max(Some(self.state.closed()));
         match floor {
             Some(floor) if floor >= proposed => floor.successor(),
             _ => proposed,

@@ -8,6 +8,12 @@
 //! left neighbour is first frozen: it refuses every read, write and GC from then on, so the
 //! state its left neighbour takes is final; any later change of its descriptor (which the
 //! metadata commits only if the merge did not) thaws it.
+//!
+//! The state also holds the range's **closed timestamp**: a timestamp its leader promised no
+//! later write will be applied at or below (`RangeCommand::Close`; the state machine bumps
+//! every later write above it). A replica that applied the promise holds every version at or
+//! below it, so any replica, a follower included, serves reads at it (bounded-staleness
+//! follower reads). Splits hand it to both halves and merges keep the larger.
 
 use base::HlcTimestamp;
 use versioned::{Version, VersionedMap, WriteTooOld};
@@ -63,6 +69,8 @@ pub struct RangeState {
     data: VersionedMap,
     /// Frozen for a merge into this left neighbour.
     merging_into: Option<RangeId>,
+    /// No write applies at or below this any more.
+    closed: HlcTimestamp,
 }
 
 impl RangeState {
@@ -72,6 +80,7 @@ impl RangeState {
             descriptor,
             data: VersionedMap::new(),
             merging_into: None,
+            closed: HlcTimestamp::ZERO,
         }
     }
 
@@ -84,12 +93,25 @@ impl RangeState {
         descriptor: RangeDescriptor,
         data: VersionedMap,
         merging_into: Option<RangeId>,
+        closed: HlcTimestamp,
     ) -> RangeState {
         RangeState {
             descriptor,
             data,
             merging_into,
+            closed,
         }
+    }
+
+    /// The closed timestamp: every version at or below it is here, and no later write will
+    /// be applied at or below it.
+    pub fn closed(&self) -> HlcTimestamp {
+        self.closed
+    }
+
+    /// Closes `ts` (a promise only ever moves forward).
+    pub fn close(&mut self, ts: HlcTimestamp) {
+        self.closed = self.closed.max(ts);
     }
 
     /// The left neighbour this range is frozen for, if it is.
@@ -252,6 +274,7 @@ impl RangeState {
             descriptor: right,
             data,
             merging_into: None,
+            closed: self.closed,
         })
     }
 
@@ -280,6 +303,7 @@ impl RangeState {
         self.data.absorb(right.data);
         self.descriptor = merged;
         self.merging_into = None;
+        self.closed = self.closed.max(right.closed);
         Ok(())
     }
 

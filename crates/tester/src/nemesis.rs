@@ -53,19 +53,11 @@ pub async fn execute(
     for fault in plan {
         tokio::time::sleep_until(start + fault.at).await;
         if fault.kind.is_clock() {
-            let (target, shown) = {
-                let guard = members.lock().await;
-                let n = guard.len();
-                let target = match fault.kind {
-                    FaultKind::ClockLeader => guard.leader().await.unwrap_or(fault.pick % n),
-                    _ => fault.pick % n,
-                };
-                let (command, what) = skew_of(fault.pick);
-                guard.skew(target, &command).await;
-                (target, format!("{}: {what}", guard.name(target)))
-            };
-            let heal = async { members.lock().await.skew(target, &Fault::Heal).await };
-            windows.push(hold(&fault, shown, start, heal).await);
+            windows.push(clock_fault(&fault, &members, start).await);
+            continue;
+        }
+        if fault.kind.is_network() {
+            windows.push(network_fault(&fault, &members, start).await);
             continue;
         }
         if fault.kind == FaultKind::JoinLeave {
@@ -74,42 +66,6 @@ pub async fn execute(
         }
         if fault.kind.is_range() {
             windows.push(crate::range_faults::hold(&fault, &members, start).await);
-            continue;
-        }
-        if fault.kind.is_network() {
-            let shown = {
-                let guard = members.lock().await;
-                match fault.kind {
-                    FaultKind::Delay => {
-                        guard
-                            .degrade(&Fault::Delay {
-                                ms: NEMESIS_DELAY_MS,
-                            })
-                            .await;
-                        format!("every peer message delayed {NEMESIS_DELAY_MS} ms")
-                    }
-                    FaultKind::Drop => {
-                        guard
-                            .degrade(&Fault::Drop {
-                                ratio: NEMESIS_DROP_RATIO,
-                            })
-                            .await;
-                        format!(
-                            "{:.0} % of peer messages dropped",
-                            NEMESIS_DROP_RATIO * 100.0
-                        )
-                    }
-                    _ => {
-                        let cuts = partition(&guard, fault.kind, fault.pick).await;
-                        for (from, to) in &cuts {
-                            guard.block(*from, to).await;
-                        }
-                        describe_cuts(&guard, &cuts)
-                    }
-                }
-            };
-            let heal = async { members.lock().await.heal_network().await };
-            windows.push(hold(&fault, shown, start, heal).await);
             continue;
         }
         let targets = {
@@ -149,6 +105,68 @@ pub async fn execute(
         });
     }
     Ok(windows)
+}
+
+/// A clock fault: the member's (or the leader's) clock stepped or run fast or slow.
+async fn clock_fault(
+    fault: &PlannedFault,
+    members: &Arc<Mutex<Members>>,
+    start: Instant,
+) -> FaultWindow {
+    let (target, shown) = {
+        let guard = members.lock().await;
+        let n = guard.len();
+        let target = match fault.kind {
+            FaultKind::ClockLeader => guard.leader().await.unwrap_or(fault.pick % n),
+            _ => fault.pick % n,
+        };
+        let (command, what) = skew_of(fault.pick);
+        guard.skew(target, &command).await;
+        (target, format!("{}: {what}", guard.name(target)))
+    };
+    let heal = async { members.lock().await.skew(target, &Fault::Heal).await };
+    hold(fault, shown, start, heal).await
+}
+
+/// A network fault: a partition, or every peer message delayed or some dropped.
+async fn network_fault(
+    fault: &PlannedFault,
+    members: &Arc<Mutex<Members>>,
+    start: Instant,
+) -> FaultWindow {
+    let shown = {
+        let guard = members.lock().await;
+        match fault.kind {
+            FaultKind::Delay => {
+                guard
+                    .degrade(&Fault::Delay {
+                        ms: NEMESIS_DELAY_MS,
+                    })
+                    .await;
+                format!("every peer message delayed {NEMESIS_DELAY_MS} ms")
+            }
+            FaultKind::Drop => {
+                guard
+                    .degrade(&Fault::Drop {
+                        ratio: NEMESIS_DROP_RATIO,
+                    })
+                    .await;
+                format!(
+                    "{:.0} % of peer messages dropped",
+                    NEMESIS_DROP_RATIO * 100.0
+                )
+            }
+            _ => {
+                let cuts = partition(&guard, fault.kind, fault.pick).await;
+                for (from, to) in &cuts {
+                    guard.block(*from, to).await;
+                }
+                describe_cuts(&guard, &cuts)
+            }
+        }
+    };
+    let heal = async { members.lock().await.heal_network().await };
+    hold(fault, shown, start, heal).await
 }
 
 /// The members a fault hits.

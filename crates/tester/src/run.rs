@@ -222,30 +222,7 @@ async fn drive(
         args.op_timeout,
         args.ops_per_key,
     ));
-    if args.workload == WorkloadKind::QuorumSet {
-        let creator = Client::new(args.clients, shared.clone(), seed);
-        workload::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
-            .await
-            .map_err(|source| CheckError::Client {
-                what: "create the workload's bucket",
-                source,
-            })?;
-    }
-    if args.workload.on_ranges() {
-        let creator = Client::new(args.clients, shared.clone(), seed);
-        workload::ranges::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
-            .await
-            .map_err(|source| CheckError::Client {
-                what: "create the workload's consensus bucket",
-                source,
-            })?;
-    }
-    if args.workload == WorkloadKind::Bank {
-        let mut opener = Client::new(args.clients, shared.clone(), seed);
-        if opener.bank_init().await != EventType::Ok {
-            return Err(CheckError::BankNotOpened);
-        }
-    }
+    prepare(args, &shared, seed).await?;
     let deadline = Instant::now() + args.time;
     let progress = progress_bar(args.time, recorder.clone());
     let clients: Vec<_> = (0..args.clients)
@@ -308,6 +285,35 @@ async fn drive(
         }
     }
     Ok((recorder.events(), windows))
+}
+
+/// What a workload needs before its clients start: its bucket, or the bank's accounts.
+async fn prepare(args: &RunOptions, shared: &Arc<Shared>, seed: u64) -> Result<(), CheckError> {
+    if args.workload == WorkloadKind::QuorumSet {
+        let creator = Client::new(args.clients, shared.clone(), seed);
+        workload::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
+            .await
+            .map_err(|source| CheckError::Client {
+                what: "create the workload's bucket",
+                source,
+            })?;
+    }
+    if args.workload.on_ranges() {
+        let creator = Client::new(args.clients, shared.clone(), seed);
+        workload::ranges::create_bucket(&creator, Instant::now() + READY_TIMEOUT)
+            .await
+            .map_err(|source| CheckError::Client {
+                what: "create the workload's consensus bucket",
+                source,
+            })?;
+    }
+    if args.workload == WorkloadKind::Bank {
+        let mut opener = Client::new(args.clients, shared.clone(), seed);
+        if opener.bank_init().await != EventType::Ok {
+            return Err(CheckError::BankNotOpened);
+        }
+    }
+    Ok(())
 }
 
 /// A one-line progress display on a terminal: elapsed time and operations so far.

@@ -1,6 +1,6 @@
 //! The wire and snapshot forms of a range group's commands, outcomes and state
 //! (`quorate.raft.v1` messages) and their mapping to the `ranges` types. A snapshot lists every
-//! version, the GC threshold and the client sessions, so a replica restored from it answers a
+//! version, the GC threshold, the closed timestamp and the client sessions, so a replica restored from it answers a
 //! retried request as the one that applied it did.
 
 use base::HlcTimestamp;
@@ -66,6 +66,7 @@ pub fn command_from_pb(command: &pb::RangeCommand) -> Result<RangeCommand, Codec
         Op::Gc(threshold) => RangeCommand::Gc {
             threshold: ts_from_pb(threshold),
         },
+        Op::Close(ts) => RangeCommand::Close { ts: ts_from_pb(ts) },
         Op::Freeze(freeze) => RangeCommand::Freeze {
             generation: freeze.generation,
             into: RangeId(freeze.into),
@@ -148,6 +149,7 @@ pub fn snapshot_to_pb(machine: &RangeMachine, bucket: &str) -> pb::RangeSnapshot
             .collect(),
         applied: machine.applied(),
         merging_into: state.merging_into().map_or(0, |r| r.0),
+        closed: Some(ts_to_pb(state.closed())),
     }
 }
 
@@ -197,6 +199,10 @@ pub fn snapshot_from_pb(
         topology::descriptor_from_pb(descriptor),
         data,
         (snapshot.merging_into != 0).then_some(RangeId(snapshot.merging_into)),
+        snapshot
+            .closed
+            .as_ref()
+            .map_or(HlcTimestamp::ZERO, ts_from_pb),
     );
     Ok((
         RangeMachine::restore(state, snapshot.applied, sessions),

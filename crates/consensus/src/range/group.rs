@@ -13,7 +13,8 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use proto::quorate::raft::v1 as pb;
 use ranges::{
-    LoadTracker, QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer, RangeId, Split, SplitConfig,
+    LoadTracker, QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer, RangeId, RangeState, Split,
+    SplitConfig,
 };
 
 use crate::log_store::LogWriter;
@@ -74,6 +75,9 @@ pub struct RangeGroup {
     /// Set by every message from the leader (an append, a heartbeat, a snapshot); cleared by
     /// each quiescence tick.
     heard_from_leader: Arc<AtomicBool>,
+    /// Set by every client write and leader read; the next close (`close_timestamp`) clears
+    /// it, so an idle range stops closing and can quiesce.
+    active_since_close: Arc<AtomicBool>,
     #[cfg(feature = "canary")]
     canary: Option<crate::Canary>,
 }
@@ -158,6 +162,7 @@ impl RangeGroup {
                 role: None,
             })),
             heard_from_leader: Arc::new(AtomicBool::new(false)),
+            active_since_close: Arc::new(AtomicBool::new(false)),
             #[cfg(feature = "canary")]
             canary: main.canary(),
         })
@@ -276,6 +281,26 @@ impl RangeGroup {
         }
         let command = pb::RangeCommand {
             op: Some(pb::range_command::Op::Gc(range_codec::ts_to_pb(threshold))),
+            ..Default::default()
+        };
+        self.propose(command).await?;
+        Ok(true)
+    }
+
+    /// On the leader: closes the present (`RangeCommand::Close` at this member's HLC reading)
+    /// when a client wrote or read since the last close, so that every replica serves follower
+    /// reads about a close interval old; an idle range stops closing, and quiesces. True
+    /// when it proposed.
+    pub async fn close_timestamp(&self) -> Result<bool, EtcdError> {
+        if !self.is_leader() || !self.active_since_close.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let now = {
+            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
+            hlc.now(self.clock.physical_micros())
+        };
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Close(range_codec::ts_to_pb(now))),
             ..Default::default()
         };
         self.propose(command).await?;
@@ -492,6 +517,7 @@ impl RangeGroup {
         &self,
         command: pb::RangeCommand,
     ) -> Result<pb::RangeCallResponse, EtcdError> {
+        self.active_since_close.store(true, Ordering::Release);
         match &command.op {
             Some(pb::range_command::Op::Put(put)) => self.record_load(&put.key),
             Some(pb::range_command::Op::Delete(delete)) => self.record_load(&delete.key),
@@ -584,14 +610,14 @@ impl RangeGroup {
     }
 
     /// Reads the range: on the leader after confirming its leadership with a quorum and
-    /// applying up to the read index (linearizable).
+    /// applying up to the read index (linearizable); a follower read on any replica at its
+    /// closed timestamp (`follower_read`).
     pub async fn read(&self, read: pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
         if read.follower {
-            return Err(EtcdError::Internal(
-                "follower reads of consensus buckets are not served yet (issue #15)".into(),
-            ));
+            return Ok(self.follower_read(&read));
         }
         self.record_load(&read.from);
+        self.active_since_close.store(true, Ordering::Release);
         self.activity();
         let confirmed = tokio::time::timeout(
             self.request_timeout,
@@ -609,53 +635,88 @@ impl RangeGroup {
             }
             Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
         }
-        Ok(self.machine.read(|machine, bucket| {
+        Ok(self
+            .machine
+            .read(|machine, bucket| self.serve_read(machine.state(), bucket, &read, NEWEST)))
+    }
+
+    /// A follower read, on this replica whatever its role: at the range's closed timestamp,
+    /// which every replica that applied it holds all versions up to (`ranges::state`), when
+    /// that is at most `max_staleness_ms` old by this member's clock; refused with
+    /// `too_stale` otherwise (the caller reads from the leader instead), and by a replica
+    /// still waiting for its first snapshot.
+    fn follower_read(&self, read: &pb::RangeRead) -> pb::RangeCallResponse {
+        if self.awaiting_snapshot.load(Ordering::Acquire) {
+            return refused(pb::range_refusal::Why::NoReplica(self.range.0));
+        }
+        let oldest = self
+            .clock
+            .physical_micros()
+            .saturating_sub(u64::from(read.max_staleness_ms) * 1000);
+        self.machine.read(|machine, bucket| {
             let state = machine.state();
-            let result = if read.scan {
-                state
-                    .scan(&read.from, read.to.as_deref(), NEWEST, read.limit as usize)
-                    .map(|part| (part.entries, part.resume))
-            } else {
-                #[cfg(feature = "canary")]
-                let found = if self.canary == Some(crate::Canary::SplitStaleRead)
-                    && !state.descriptor().contains(&read.from)
-                {
-                    // The planted bug: a key split away reads as absent here.
-                    Ok(None)
-                } else {
-                    state.get(&read.from, NEWEST)
-                };
-                #[cfg(not(feature = "canary"))]
-                let found = state.get(&read.from, NEWEST);
-                found.map(|found| {
-                    (
-                        found.map(|v| (read.from.clone(), v)).into_iter().collect(),
-                        None,
-                    )
-                })
-            };
-            match result {
-                Ok((entries, resume)) => pb::RangeCallResponse {
-                    result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
-                        versions: entries
-                            .into_iter()
-                            .map(|(key, version)| pb::RangeVersion {
-                                key,
-                                value: version.value,
-                                ts: Some(range_codec::ts_to_pb(version.ts)),
-                            })
-                            .collect(),
-                        resume,
-                        descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
-                    })),
-                },
-                Err(error) => pb::RangeCallResponse {
-                    result: Some(pb::range_call_response::Result::Refused(
-                        range_codec::refusal_to_pb(&error, bucket),
-                    )),
-                },
+            let closed = state.closed();
+            if closed == HlcTimestamp::ZERO || closed.physical < oldest {
+                return refused(pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(
+                    closed,
+                )));
             }
-        }))
+            self.serve_read(state, bucket, read, closed)
+        })
+    }
+
+    /// Serves `read` from `state` at `at`.
+    fn serve_read(
+        &self,
+        state: &RangeState,
+        bucket: &str,
+        read: &pb::RangeRead,
+        at: HlcTimestamp,
+    ) -> pb::RangeCallResponse {
+        let result = if read.scan {
+            state
+                .scan(&read.from, read.to.as_deref(), at, read.limit as usize)
+                .map(|part| (part.entries, part.resume))
+        } else {
+            #[cfg(feature = "canary")]
+            let found = if self.canary == Some(crate::Canary::SplitStaleRead)
+                && !state.descriptor().contains(&read.from)
+            {
+                // The planted bug: a key split away reads as absent here.
+                Ok(None)
+            } else {
+                state.get(&read.from, at)
+            };
+            #[cfg(not(feature = "canary"))]
+            let found = state.get(&read.from, at);
+            found.map(|found| {
+                (
+                    found.map(|v| (read.from.clone(), v)).into_iter().collect(),
+                    None,
+                )
+            })
+        };
+        match result {
+            Ok((entries, resume)) => pb::RangeCallResponse {
+                result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
+                    versions: entries
+                        .into_iter()
+                        .map(|(key, version)| pb::RangeVersion {
+                            key,
+                            value: version.value,
+                            ts: Some(range_codec::ts_to_pb(version.ts)),
+                        })
+                        .collect(),
+                    resume,
+                    descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
+                })),
+            },
+            Err(error) => pb::RangeCallResponse {
+                result: Some(pb::range_call_response::Result::Refused(
+                    range_codec::refusal_to_pb(&error, bucket),
+                )),
+            },
+        }
     }
 
     /// Handles a peer's AppendEntries for this range (refused while this replica waits for

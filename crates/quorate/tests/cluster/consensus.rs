@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 
 use super::*;
 
+mod follower;
 mod moves;
 
 /// Runs `quorate ARGS` against `endpoint`; returns (success, stdout + stderr).

@@ -158,3 +158,76 @@ fn sessions_are_bounded_and_the_least_recently_used_goes() {
     m.apply(SESSIONS_MAX as u64 + 3, request(2, 1), put(b"k", b"v", 1));
     assert_eq!(m.state().newest(b"k"), kept);
 }
+
+#[test]
+fn a_closed_timestamp_bumps_later_writes_and_passes_to_both_halves_of_a_split() {
+    // Reads at the closed timestamp are final: no write applied after the promise lands at or
+    // below it, on this range, on the halves of a split, or on a merged range.
+    let (mut map, mut m) = machine();
+    m.apply(1, None, put(b"a", b"1", 10));
+    assert_eq!(
+        m.apply(2, None, RangeCommand::Close { ts: ts(100) }),
+        Outcome::Done
+    );
+    assert_eq!(m.state().closed(), ts(100));
+    let snapshot_before = value_at(&m, b"a", 100);
+    // A write proposed at 50 (a leader whose clock lags) applies above the promise.
+    let late = m.apply(3, None, put(b"a", b"2", 50));
+    assert_eq!(
+        late,
+        Outcome::Written {
+            ts: ts(100).successor()
+        }
+    );
+    assert_eq!(value_at(&m, b"a", 100), snapshot_before);
+    // A promise never goes back.
+    m.apply(4, None, RangeCommand::Close { ts: ts(20) });
+    assert_eq!(m.state().closed(), ts(100));
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let Outcome::Split { right } = m.apply(5, None, RangeCommand::Split { left: l, right: r })
+    else {
+        panic!("the split applies");
+    };
+    let mut right = *right;
+    assert_eq!(right.state().closed(), ts(100));
+    let on_right = right.apply(1, None, put(b"x", b"1", 60));
+    assert_eq!(
+        on_right,
+        Outcome::Written {
+            ts: ts(100).successor()
+        }
+    );
+    right.apply(2, None, RangeCommand::Close { ts: ts(300) });
+    let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    right.apply(
+        3,
+        None,
+        RangeCommand::Freeze {
+            generation: g(&map, 2),
+            into: RangeId(1),
+        },
+    );
+    let merged = map
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    m.apply(
+        6,
+        None,
+        RangeCommand::Merge {
+            merged,
+            right: Box::new(right),
+        },
+    );
+    assert_eq!(
+        m.state().closed(),
+        ts(300),
+        "a merge keeps the later promise"
+    );
+    let after = m.apply(7, None, put(b"b", b"1", 200));
+    assert_eq!(
+        after,
+        Outcome::Written {
+            ts: ts(300).successor()
+        }
+    );
+}
