@@ -1,7 +1,8 @@
 //! Histories of operations against a database and the checkers that judge them: the
 //! JSON-lines history format, pairing of invocations with completions, linearizability by
 //! Wing–Gong–Lowe search with memoization and per-key partitioning under a budget, and the
-//! set, bank, watch and fenced-lock checkers, and the revision checker of the etcd-kv model. Every verdict is three-valued: a budget that runs out gives
+//! set, bank, watch, fenced-lock and bounded-staleness checkers, and the revision checker of the
+//! etcd-kv model. Every verdict is three-valued: a budget that runs out gives
 //! `Unknown`, never `Valid`. It must never perform I/O or read a clock: histories arrive as
 //! text or values and verdicts leave as values.
 
@@ -13,6 +14,7 @@ pub mod lock;
 pub mod model;
 pub mod revisions;
 pub mod set;
+pub mod staleness;
 pub mod verdict;
 pub mod watch;
 

@@ -112,6 +112,8 @@ impl Model for Register {
         match (op.f.as_str(), op.outcome) {
             ("read", Outcome::Ok) => Ok(Some(RegisterOp::Read(Datum::from_value(&op.output)?))),
             ("read", _) => Ok(None),
+            // Follower reads promise bounded staleness, not linearizability (`staleness`).
+            (crate::staleness::FOLLOWER_READ, _) => Ok(None),
             ("write", Outcome::Fail) => Ok(None),
             ("write", _) => Ok(Some(RegisterOp::Write(Datum::from_value(&op.input)?))),
             ("cas", outcome) if self.cas => {

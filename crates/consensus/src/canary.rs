@@ -25,17 +25,21 @@ pub enum Canary {
     /// of them) instead of refusing them as moved, so a gateway whose routing cache predates
     /// the split reads a written key as absent.
     SplitStaleRead,
+    /// Follower reads are served at the replica's closed timestamp however old it is, so a
+    /// replica cut off from its leader answers from long ago.
+    FollowerReadUnbounded,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "stale-read",
         "ack-before-commit",
         "watch-gap",
         "lock-no-wait",
         "quorum-overwrite",
         "split-stale-read",
+        "follower-read-unbounded",
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Canary {
             Canary::LockNoWait => "lock-no-wait",
             Canary::QuorumOverwrite => "quorum-overwrite",
             Canary::SplitStaleRead => "split-stale-read",
+            Canary::FollowerReadUnbounded => "follower-read-unbounded",
         }
     }
 
@@ -57,6 +62,7 @@ impl Canary {
             "lock-no-wait" => Some(Canary::LockNoWait),
             "quorum-overwrite" => Some(Canary::QuorumOverwrite),
             "split-stale-read" => Some(Canary::SplitStaleRead),
+            "follower-read-unbounded" => Some(Canary::FollowerReadUnbounded),
             _ => None,
         }
     }

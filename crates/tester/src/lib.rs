@@ -44,6 +44,10 @@ pub enum CheckModel {
     /// The set model for quorum reads (R+W>N): every read holds every add acknowledged before
     /// it began, not necessarily what another read returned.
     QuorumSet,
+    /// Follower reads: each returns a state at most its staleness bound old.
+    Staleness,
+    /// Register for reads and writes, and staleness for follower reads.
+    FollowerRegister,
 }
 
 impl CheckModel {
@@ -57,6 +61,8 @@ impl CheckModel {
         CheckModel::Watch,
         CheckModel::Lock,
         CheckModel::QuorumSet,
+        CheckModel::Staleness,
+        CheckModel::FollowerRegister,
     ];
 
     /// The model's name, as the command line spells it.
@@ -70,6 +76,8 @@ impl CheckModel {
             CheckModel::Watch => "watch",
             CheckModel::Lock => "lock",
             CheckModel::QuorumSet => "quorum-set",
+            CheckModel::Staleness => "staleness",
+            CheckModel::FollowerRegister => "follower-register",
         }
     }
 
@@ -87,6 +95,12 @@ impl CheckModel {
             CheckModel::Lock => "fenced writes of lock holders: mutual exclusion, tokens in order",
             CheckModel::QuorumSet => {
                 "set for quorum reads: every read holds every add acknowledged before it began"
+            }
+            CheckModel::Staleness => {
+                "follower reads: each returns a state at most its staleness bound old"
+            }
+            CheckModel::FollowerRegister => {
+                "register for reads and writes, staleness for follower reads"
             }
         }
     }
@@ -161,6 +175,17 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
         CheckModel::Bank => check::bank::check_bank(history),
         CheckModel::Watch => check::watch::check_watch(history),
         CheckModel::Lock => check::lock::check_lock(history),
+        CheckModel::Staleness => check::staleness::check_staleness(history),
+        CheckModel::FollowerRegister => {
+            let register = check::check_linearizable(&Register { cas: false }, history, budget);
+            let staleness = check::staleness::check_staleness(history);
+            Report {
+                checker: "follower-register".to_owned(),
+                ops_checked: register.ops_checked + staleness.ops_checked,
+                parts: register.parts + staleness.parts,
+                verdict: Verdict::combine([register.verdict, staleness.verdict]),
+            }
+        }
     }
 }
 

@@ -167,7 +167,7 @@ fn model_of(workload: WorkloadKind) -> CheckModel {
         WorkloadKind::Watch => CheckModel::Watch,
         WorkloadKind::Lock => CheckModel::Lock,
         WorkloadKind::QuorumSet => CheckModel::QuorumSet,
-        WorkloadKind::RangeRegister => CheckModel::Register,
+        WorkloadKind::RangeRegister => CheckModel::FollowerRegister,
         WorkloadKind::RangeSet => CheckModel::Set,
     }
 }

@@ -98,7 +98,7 @@ impl WorkloadKind {
                 "unique adds to sets in a quorum bucket (read, merge siblings, put with the context); checked like set"
             }
             WorkloadKind::RangeRegister => {
-                "reads and writes on rotating keys of a consensus bucket (ranges split, merge, move); checked for linearizability"
+                "reads, writes and follower reads on rotating keys of a consensus bucket (ranges split, merge, move); checked for linearizability and bounded staleness"
             }
             WorkloadKind::RangeSet => {
                 "unique adds as keys of a consensus bucket and whole-bucket scans across ranges; checked like set"
@@ -193,6 +193,8 @@ pub struct Shared {
     pub(crate) started: AtomicU64,
     /// Register keys used, for the final reads.
     keys_used: Mutex<BTreeSet<u64>>,
+    /// Slow keys of the range-register workload used, for the final reads.
+    slow_keys_used: Mutex<BTreeSet<u64>>,
 }
 
 impl Shared {
@@ -211,6 +213,7 @@ impl Shared {
             ops_per_key: ops_per_key.max(1),
             started: AtomicU64::new(0),
             keys_used: Mutex::new(BTreeSet::new()),
+            slow_keys_used: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -737,7 +740,16 @@ impl Client {
                 .map(|k| Some(format!("{REGISTER_PREFIX}{k}")))
                 .collect(),
             WorkloadKind::RangeRegister => {
-                keys.iter().map(|&k| Some(ranges::key_of('r', k))).collect()
+                let slow = self
+                    .shared
+                    .slow_keys_used
+                    .lock()
+                    .expect("keys lock")
+                    .clone();
+                keys.iter()
+                    .map(|&k| Some(ranges::key_of('r', k)))
+                    .chain(slow.iter().map(|&k| Some(ranges::key_of('s', k))))
+                    .collect()
             }
             WorkloadKind::Set
             | WorkloadKind::Bank

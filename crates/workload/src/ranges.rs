@@ -3,7 +3,9 @@
 //!
 //! - `range-register`: reads and writes of small integers on keys that rotate after a bounded
 //!   number of operations, judged by the linearizable register checker (no compare-and-set:
-//!   the native API has none on consensus buckets yet).
+//!   the native API has none on consensus buckets yet). A quarter of the operations go to
+//!   slow keys that live many times the follower reads' bound: one in eight is a follower read
+//!   of one, judged by the bounded-staleness checker.
 //! - `range-set`: unique adds, each its own key, and whole-bucket reads by `Scan` paged across
 //!   ranges (each page a linearizable read), judged by the set checker with real-time reads.
 //!
@@ -30,6 +32,13 @@ pub const BUCKET: &str = "check-ranges";
 pub const SPREAD: u64 = 1000;
 /// Register values are drawn from this many small integers.
 const REGISTER_VALUES: i64 = 5;
+/// Slow keys (`s…`, a quarter of the operations: follower reads, writes and linearizable
+/// reads) rotate this many times slower than the others, so each lives for many times the
+/// follower reads' bound and a replica answering from further back shows an overwritten
+/// value.
+const SLOW_KEY_FACTOR: u64 = 8;
+/// The staleness follower reads allow.
+pub const FOLLOWER_STALENESS_MS: u32 = 1000;
 /// Pages one whole-bucket read may take before it gives up (a bound, far above what a run
 /// writes: each page holds up to the member's page bound of keys).
 const SCAN_PAGES_MAX: usize = 10_000;
@@ -108,11 +117,24 @@ impl Client {
     /// One register operation: a read (half of them) or a write.
     pub(crate) async fn range_register_op(&mut self) -> EventType {
         let n = self.shared.started.fetch_add(1, Ordering::Relaxed);
-        let k = n / self.shared.ops_per_key;
-        self.shared.keys_used.lock().expect("keys lock").insert(k);
-        let key = key_of('r', k);
-        if self.rng.random_range(0..2) == 0 {
-            return self.range_read(&key).await;
+        let roll = self.rng.random_range(0..8);
+        let key = if roll < 3 {
+            let slow = n / (self.shared.ops_per_key * SLOW_KEY_FACTOR);
+            self.shared
+                .slow_keys_used
+                .lock()
+                .expect("keys lock")
+                .insert(slow);
+            key_of('s', slow)
+        } else {
+            let k = n / self.shared.ops_per_key;
+            self.shared.keys_used.lock().expect("keys lock").insert(k);
+            key_of('r', k)
+        };
+        match roll {
+            0 => return self.range_follower_read(&key).await,
+            2..5 => return self.range_read(&key).await,
+            _ => {}
         }
         let value = self.rng.random_range(0..REGISTER_VALUES);
         self.invoke("write", Some(&key), json!(value));
@@ -163,6 +185,39 @@ impl Client {
             Err(status) => Completion::read_error(&status),
         };
         self.complete("read", Some(key), completion)
+    }
+
+    /// A follower read of one register, allowing `FOLLOWER_STALENESS_MS` (judged by the
+    /// bounded-staleness checker, not for linearizability).
+    pub(crate) async fn range_follower_read(&mut self, key: &str) -> EventType {
+        let f = check::staleness::FOLLOWER_READ;
+        self.invoke(
+            f,
+            Some(key),
+            json!({ "staleness_ms": FOLLOWER_STALENESS_MS }),
+        );
+        let read = self
+            .range_kv()
+            .get(pb::GetRequest {
+                bucket: BUCKET.to_owned(),
+                key: key.as_bytes().to_vec(),
+                timeout_ms: self.timeout_ms(),
+                consistency: pb::ReadConsistency::ReadFollower as i32,
+                max_staleness_ms: FOLLOWER_STALENESS_MS,
+                ..Default::default()
+            })
+            .await;
+        let completion = match read {
+            Ok(reply) => match reply.into_inner().siblings.as_slice() {
+                [] => Completion::ok(Value::Null, None),
+                [only] => Completion::ok(register_value(&only.value), None),
+                _ => Completion::read_error(&tonic::Status::internal(
+                    "siblings on a consensus bucket",
+                )),
+            },
+            Err(status) => Completion::read_error(&status),
+        };
+        self.complete(f, Some(key), completion)
     }
 
     /// One set operation: a whole-bucket read (one in ten) or an add.

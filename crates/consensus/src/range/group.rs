@@ -656,6 +656,12 @@ impl RangeGroup {
         self.machine.read(|machine, bucket| {
             let state = machine.state();
             let closed = state.closed();
+            #[cfg(feature = "canary")]
+            let oldest = if self.canary == Some(crate::Canary::FollowerReadUnbounded) {
+                0 // The planted bug: no bound.
+            } else {
+                oldest
+            };
             if closed == HlcTimestamp::ZERO || closed.physical < oldest {
                 return refused(pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(
                     closed,

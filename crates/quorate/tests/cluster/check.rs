@@ -304,7 +304,11 @@ fn check_range_register_under_splits_merges_moves_and_drains_is_linearizable() {
         ],
     );
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["checker"], "register", "{report}");
+    assert_eq!(report["checker"], "follower-register", "{report}");
+    let follower_ok = report["counts"]["follower-read"]["ok"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(follower_ok > 5, "{report}");
     let faults = report["faults"].as_array().expect("faults");
     let changed = faults.iter().any(|f| {
         let done = f["members"][0].as_str().unwrap_or("");
