@@ -55,6 +55,9 @@ pub enum Load {
     QuorumGet(QuorumLevel),
     /// Puts to the consensus bench bucket (`bench-ranges`), split into `ranges` first.
     RangePut { ranges: u64 },
+    /// Gets from the consensus bench bucket (split into `ranges` and filled first),
+    /// linearizable or follower reads.
+    RangeGet { ranges: u64, follower: bool },
 }
 
 /// Options every load takes.
@@ -92,6 +95,14 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
         Load::QuorumPut(level) => (quorum_name("quorum-put", level), Kind::QuorumPut(level)),
         Load::QuorumGet(level) => (quorum_name("quorum-get", level), Kind::QuorumGet(level)),
         Load::RangePut { .. } => ("range-put", Kind::RangePut),
+        Load::RangeGet { follower, .. } => (
+            if follower {
+                "range-get-follower"
+            } else {
+                "range-get-l"
+            },
+            Kind::RangeGet { follower },
+        ),
         Load::Get { serializable } => (get_name(serializable), Kind::Get { serializable }),
         Load::Mixed {
             read_ratio,
@@ -115,7 +126,7 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
     if kind.is_quorum() {
         prepare_quorum(&channels, &args, matches!(kind, Kind::QuorumGet(_))).await?;
     }
-    if let Load::RangePut { ranges } = load {
+    if let Load::RangePut { ranges } | Load::RangeGet { ranges, .. } = load {
         let deadline = Instant::now() + QUORUM_BUCKET_WAIT + RANGE_SPLIT_WAIT * ranges as u32;
         let made = workload::range_bucket(&channels, ranges, args.key_space.max(1), deadline)
             .await
@@ -124,6 +135,9 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
                 source,
             })?;
         eprintln!("{} has {made} ranges", workload::RANGE_BUCKET);
+        if matches!(load, Load::RangeGet { .. }) {
+            fill_bucket(&channels, &args, workload::RANGE_BUCKET).await?;
+        }
     }
     let seen = if kind.needs_fill() {
         fill(&channels, &args).await?
@@ -216,6 +230,15 @@ async fn prepare_quorum(
     if !fill {
         return Ok(());
     }
+    fill_bucket(channels, args, workload::QUORUM_BUCKET).await
+}
+
+/// Writes the key space of `bucket` once through the quorum API, eight fillers per connection.
+async fn fill_bucket(
+    channels: &[Channel],
+    args: &LoadOptions,
+    bucket: &'static str,
+) -> Result<(), BenchError> {
     let key_space = args.key_space.max(1);
     let fillers = (channels.len() * 8) as u64;
     let share = key_space.div_ceil(fillers);
@@ -224,7 +247,13 @@ async fn prepare_quorum(
         let first = i * share;
         let end = (first + share).min(key_space);
         let channel = channels[i as usize % channels.len()].clone();
-        tasks.spawn(workload::quorum_fill(channel, first, end, args.value_size));
+        tasks.spawn(workload::bucket_fill(
+            channel,
+            bucket,
+            first,
+            end,
+            args.value_size,
+        ));
     }
     while let Some(filled) = tasks.join_next().await {
         filled?.map_err(BenchError::rpc("fill the bucket"))?;

@@ -43,6 +43,11 @@ pub enum Kind {
     QuorumGet(QuorumLevel),
     /// A put to the consensus bench bucket (split into ranges beforehand).
     RangePut,
+    /// A get from the consensus bench bucket (filled first): linearizable, or a follower read
+    /// (at most the default staleness old).
+    RangeGet {
+        follower: bool,
+    },
 }
 
 /// The level of a quorum bench operation.
@@ -185,6 +190,21 @@ impl Worker {
                     ..Default::default()
                 };
                 self.quorum.put(request).await?;
+                Ok(Outcome::default())
+            }
+            Kind::RangeGet { follower } => {
+                let consistency = if follower {
+                    qpb::ReadConsistency::ReadFollower
+                } else {
+                    qpb::ReadConsistency::ReadLinearizable
+                };
+                let request = qpb::GetRequest {
+                    bucket: RANGE_BUCKET.to_owned(),
+                    key: key(self.pick()),
+                    consistency: consistency as i32,
+                    ..Default::default()
+                };
+                self.quorum.get(request).await?;
                 Ok(Outcome::default())
             }
             Kind::QuorumGet(level) => {
@@ -331,20 +351,25 @@ pub async fn fill(
 
 /// Writes every key of `first..end` of the quorum bench bucket once (at w=all), so gets find
 /// values.
-pub async fn quorum_fill(
+pub async fn bucket_fill(
     channel: Channel,
+    bucket: &'static str,
     first: u64,
     end: u64,
     value_size: usize,
 ) -> Result<(), tonic::Status> {
     let mut kv = QuorumKvClient::new(channel);
     let value = vec![b'v'; value_size];
+    // Every replica of a quorum bucket (a consensus bucket's writes ignore the level).
+    let w = (bucket == QUORUM_BUCKET)
+        .then(|| QuorumLevel::All.to_pb())
+        .flatten();
     for n in first..end {
         let request = qpb::PutRequest {
-            bucket: QUORUM_BUCKET.to_owned(),
+            bucket: bucket.to_owned(),
             key: key(n),
             value: value.clone(),
-            w: QuorumLevel::All.to_pb(),
+            w,
             ..Default::default()
         };
         kv.put(request).await?;
@@ -352,8 +377,6 @@ pub async fn quorum_fill(
     Ok(())
 }
 
-/// Creates the quorum bench bucket (n=3, lww) through any of `channels`, waiting until
-/// `deadline` for the cluster to take it; an existing one with that definition is fine.
 /// Creates the consensus bench bucket if missing and splits it by hand into `ranges` ranges of
 /// equal shares of the key space (`key(i * key_space / ranges)`); a split already made is
 /// skipped, a range still settling is asked again. Returns how many ranges it has.
@@ -401,6 +424,8 @@ pub async fn range_bucket(
     Ok(listed.into_inner().ranges.len())
 }
 
+/// Creates the quorum bench bucket (n=3, lww) through any of `channels`, waiting until
+/// `deadline` for the cluster to take it; an existing one with that definition is fine.
 pub async fn quorum_bucket(
     channels: &[Channel],
     deadline: std::time::Instant,

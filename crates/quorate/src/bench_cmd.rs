@@ -34,6 +34,9 @@ pub enum BenchCommand {
     /// Puts to a consensus bucket (`bench-ranges`, 3 replicas, created if missing) split by
     /// hand into --ranges ranges of equal key shares; Quorate only.
     RangePut(RangePutArgs),
+    /// Gets from the consensus bucket `bench-ranges` (split and filled first), linearizable
+    /// or follower reads.
+    RangeGet(RangeGetArgs),
     /// This machine's floor for one durable write: fdatasync of a small append plus one
     /// loopback round trip.
     Floor(FloorArgs),
@@ -120,6 +123,26 @@ pub struct RangePutArgs {
     /// Ranges to split the bucket into before measuring.
     #[arg(long, default_value_t = 1)]
     pub ranges: u64,
+}
+
+/// How `range-get` reads.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeConsistency {
+    /// On the range's leader after a ReadIndex round.
+    Linearizable,
+    /// From the receiving member's own replica, at most 5 s old.
+    Follower,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RangeGetArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Ranges to split the bucket into before filling and measuring.
+    #[arg(long, default_value_t = 1)]
+    pub ranges: u64,
+    #[arg(long, value_enum, default_value_t = RangeConsistency::Linearizable)]
+    pub consistency: RangeConsistency,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -216,6 +239,13 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> Result<(), benc
         BenchCommand::RangePut(args) => (
             Load::RangePut {
                 ranges: args.ranges,
+            },
+            args.run,
+        ),
+        BenchCommand::RangeGet(args) => (
+            Load::RangeGet {
+                ranges: args.ranges,
+                follower: args.consistency == RangeConsistency::Follower,
             },
             args.run,
         ),
