@@ -53,11 +53,16 @@ pub enum Load {
     QuorumPut(QuorumLevel),
     /// Gets from the quorum bucket (filled first at w=all) at a read level.
     QuorumGet(QuorumLevel),
-    /// Puts to the consensus bench bucket (`bench-ranges`), split into `ranges` first.
-    RangePut { ranges: u64 },
+    /// Puts to the consensus bench bucket (`bench-ranges`), split into `ranges` first; with
+    /// `routed`, each sent to its range's leader by a client-side range cache.
+    RangePut { ranges: u64, routed: bool },
     /// Gets from the consensus bench bucket (split into `ranges` and filled first),
-    /// linearizable or follower reads.
-    RangeGet { ranges: u64, follower: bool },
+    /// linearizable or follower reads, routed or not.
+    RangeGet {
+        ranges: u64,
+        follower: bool,
+        routed: bool,
+    },
 }
 
 /// Options every load takes.
@@ -94,12 +99,22 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
         Load::Lease => ("lease", Kind::Lease),
         Load::QuorumPut(level) => (quorum_name("quorum-put", level), Kind::QuorumPut(level)),
         Load::QuorumGet(level) => (quorum_name("quorum-get", level), Kind::QuorumGet(level)),
-        Load::RangePut { .. } => ("range-put", Kind::RangePut),
-        Load::RangeGet { follower, .. } => (
-            if follower {
-                "range-get-follower"
+        Load::RangePut { routed, .. } => (
+            if routed {
+                "range-put-routed"
             } else {
-                "range-get-l"
+                "range-put"
+            },
+            Kind::RangePut,
+        ),
+        Load::RangeGet {
+            follower, routed, ..
+        } => (
+            match (follower, routed) {
+                (false, false) => "range-get-l",
+                (false, true) => "range-get-l-routed",
+                (true, false) => "range-get-follower",
+                (true, true) => "range-get-follower-routed",
             },
             Kind::RangeGet { follower },
         ),
@@ -126,7 +141,7 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
     if kind.is_quorum() {
         prepare_quorum(&channels, &args, matches!(kind, Kind::QuorumGet(_))).await?;
     }
-    if let Load::RangePut { ranges } | Load::RangeGet { ranges, .. } = load {
+    if let Load::RangePut { ranges, .. } | Load::RangeGet { ranges, .. } = load {
         let deadline = Instant::now() + QUORUM_BUCKET_WAIT + RANGE_SPLIT_WAIT * ranges as u32;
         let made = workload::range_bucket(&channels, ranges, args.key_space.max(1), deadline)
             .await
@@ -139,6 +154,19 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
             fill_bucket(&channels, &args, workload::RANGE_BUCKET).await?;
         }
     }
+    let router = match load {
+        Load::RangePut { routed: true, .. } | Load::RangeGet { routed: true, .. } => {
+            let direct = client::channels::pool(endpoints, endpoints.len()).await?;
+            let router = client::ranges::RangeRouter::new(endpoints, direct)
+                .await
+                .map_err(|source| BenchError::Client {
+                    what: "learn the members for routing",
+                    source,
+                })?;
+            Some(std::sync::Arc::new(router))
+        }
+        _ => None,
+    };
     let seen = if kind.needs_fill() {
         fill(&channels, &args).await?
     } else {
@@ -159,6 +187,9 @@ pub async fn run(endpoints: &[String], load: Load, args: LoadOptions) -> Result<
                 HashMap::new()
             },
         );
+        if let Some(router) = &router {
+            worker = worker.with_router(router.clone());
+        }
         let done = progress.done.clone();
         tasks.spawn(async move {
             let mut recorder = Recorder::new();

@@ -126,6 +126,8 @@ pub struct Worker {
     key_space: u64,
     value: Vec<u8>,
     seen_mod_revision: HashMap<u64, i64>,
+    /// Range loads: send each request to its range's leader by a client-side range cache.
+    router: Option<std::sync::Arc<client::ranges::RangeRouter>>,
 }
 
 /// The key with number `n`.
@@ -151,6 +153,29 @@ impl Worker {
             key_space: key_space.max(1),
             value: vec![b'v'; value_size],
             seen_mod_revision: seen,
+            router: None,
+        }
+    }
+
+    /// Sends range loads' requests to their ranges' leaders through `router`.
+    pub fn with_router(mut self, router: std::sync::Arc<client::ranges::RangeRouter>) -> Worker {
+        self.router = Some(router);
+        self
+    }
+
+    /// The client for a range request on `key`: routed to its range's leader when the worker
+    /// routes, else this worker's connection.
+    async fn range_kv(&self, key: &[u8]) -> QuorumKvClient<Channel> {
+        match &self.router {
+            Some(router) => QuorumKvClient::new(router.channel_for(RANGE_BUCKET, key).await),
+            None => self.quorum.clone(),
+        }
+    }
+
+    /// After a failed range request: the routes may be stale.
+    fn range_failed(&self) {
+        if let Some(router) = &self.router {
+            router.invalidate(RANGE_BUCKET);
         }
     }
 
@@ -183,13 +208,15 @@ impl Worker {
                 Ok(Outcome::default())
             }
             Kind::RangePut => {
+                let key = key(self.pick());
                 let request = qpb::PutRequest {
                     bucket: RANGE_BUCKET.to_owned(),
-                    key: key(self.pick()),
+                    key: key.clone(),
                     value: self.value.clone(),
                     ..Default::default()
                 };
-                self.quorum.put(request).await?;
+                let answer = self.range_kv(&key).await.put(request).await;
+                answer.inspect_err(|_| self.range_failed())?;
                 Ok(Outcome::default())
             }
             Kind::RangeGet { follower } => {
@@ -198,13 +225,15 @@ impl Worker {
                 } else {
                     qpb::ReadConsistency::ReadLinearizable
                 };
+                let key = key(self.pick());
                 let request = qpb::GetRequest {
                     bucket: RANGE_BUCKET.to_owned(),
-                    key: key(self.pick()),
+                    key: key.clone(),
                     consistency: consistency as i32,
                     ..Default::default()
                 };
-                self.quorum.get(request).await?;
+                let answer = self.range_kv(&key).await.get(request).await;
+                answer.inspect_err(|_| self.range_failed())?;
                 Ok(Outcome::default())
             }
             Kind::QuorumGet(level) => {

@@ -4,12 +4,14 @@
 //! (reads may move to another member when one is unavailable; a write whose reply was lost may
 //! have committed, so it is indeterminate and never retried blindly); `Client` picks the first
 //! reachable endpoint and applies that policy to etcd calls; `buckets` and `faults` are the
-//! `quorate.v1` administration and fault-injection calls.
+//! `quorate.v1` administration and fault-injection calls; `ranges` routes consensus-bucket
+//! requests to the members leading their keys' ranges by a cache of the range map.
 
 pub mod buckets;
 pub mod channels;
 pub mod fate;
 pub mod faults;
+pub mod ranges;
 
 use std::time::Duration;
 

@@ -81,6 +81,16 @@ async fn metrics(
             range_stats.leader_transfers,
         ),
         (
+            "range_follower_reads_local",
+            "Follower reads this member served from its own range replicas since start",
+            range_stats.follower_reads_local,
+        ),
+        (
+            "range_follower_reads_on_leader",
+            "Follower reads this member handed to the range's leader (replica behind or absent)",
+            range_stats.follower_reads_on_leader,
+        ),
+        (
             "quorum_hint_bytes",
             "Bytes of hints held for unreachable replicas",
             stats.hint_bytes,

@@ -123,6 +123,10 @@ pub struct RangePutArgs {
     /// Ranges to split the bucket into before measuring.
     #[arg(long, default_value_t = 1)]
     pub ranges: u64,
+    /// Send each put to its range's leader by a client-side range cache (else to the
+    /// connection's member, which routes it as a gateway).
+    #[arg(long)]
+    pub routed: bool,
 }
 
 /// How `range-get` reads.
@@ -143,6 +147,9 @@ pub struct RangeGetArgs {
     pub ranges: u64,
     #[arg(long, value_enum, default_value_t = RangeConsistency::Linearizable)]
     pub consistency: RangeConsistency,
+    /// Send each get to its range's leader by a client-side range cache.
+    #[arg(long)]
+    pub routed: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -239,6 +246,7 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> Result<(), benc
         BenchCommand::RangePut(args) => (
             Load::RangePut {
                 ranges: args.ranges,
+                routed: args.routed,
             },
             args.run,
         ),
@@ -246,6 +254,7 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> Result<(), benc
             Load::RangeGet {
                 ranges: args.ranges,
                 follower: args.consistency == RangeConsistency::Follower,
+                routed: args.routed,
             },
             args.run,
         ),

@@ -22,6 +22,14 @@ use crate::{RangeNode, RangeNodeError};
 /// leader yet, the replica is starting, unreachable).
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
+/// Follower reads this member's gateway served from its own replica, and those it handed to
+/// the range's leader (its replica too far behind, or none here), since start.
+#[derive(Debug, Default)]
+pub(crate) struct FollowerReads {
+    pub(crate) local: std::sync::atomic::AtomicU64,
+    pub(crate) on_leader: std::sync::atomic::AtomicU64,
+}
+
 /// What one request does on its range.
 #[derive(Clone, Debug)]
 pub(crate) enum RangeOp {
@@ -210,6 +218,8 @@ impl RangeNode {
             let answer = self.send(member, range, &op, remaining).await;
             if op.is_follower_read() && !matches!(answer, Ok(ref a) if served_or_moved(a)) {
                 tracing::debug!(range = range.0, %member, "follower read goes to the leader");
+                let counted = &self.follower_reads.on_leader;
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 op = op.on_leader();
                 if let Ok(ref answer) = answer
                     && too_stale(answer)
@@ -219,7 +229,13 @@ impl RangeNode {
             }
             let failure = match answer {
                 Ok(answer) => match self.judge(bucket, range, member, answer, &mut failures)? {
-                    Ok(served) => return Ok(served),
+                    Ok(served) => {
+                        if op.is_follower_read() && member.0 == self.me() {
+                            let counted = &self.follower_reads.local;
+                            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return Ok(served);
+                    }
                     Err(failure) => failure,
                 },
                 Err(PeerError::Unreachable(why)) => {

@@ -74,6 +74,8 @@ pub struct RangeNode {
     liveness: liveness::Liveness,
     /// Steps this member's rebalancer carried out since start (`stats`).
     moves: rebalance::Moves,
+    /// Follower reads served here and handed to leaders since start (`stats`).
+    follower_reads: gateway::FollowerReads,
 }
 
 /// What `/metrics` shows of the consensus-bucket side of a member.
@@ -91,6 +93,10 @@ pub struct RangeStats {
     /// over, since start (non-zero on members that led the metadata).
     pub replica_changes: u64,
     pub leader_transfers: u64,
+    /// Follower reads this member served from its own replicas, and those it handed to the
+    /// range's leader, since start.
+    pub follower_reads_local: u64,
+    pub follower_reads_on_leader: u64,
 }
 
 impl RangeNode {
@@ -116,6 +122,7 @@ impl RangeNode {
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),
             moves: rebalance::Moves::default(),
+            follower_reads: gateway::FollowerReads::default(),
             config,
         }))
     }
@@ -136,6 +143,8 @@ impl RangeNode {
             draining: topology.draining.contains(&self.me()),
             replica_changes: self.moves.replica_changes.load(Ordering::Relaxed),
             leader_transfers: self.moves.leader_transfers.load(Ordering::Relaxed),
+            follower_reads_local: self.follower_reads.local.load(Ordering::Relaxed),
+            follower_reads_on_leader: self.follower_reads.on_leader.load(Ordering::Relaxed),
         }
     }
 

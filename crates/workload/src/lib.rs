@@ -13,7 +13,7 @@
 //! that did not answer is left alone for a moment, so one unavailable member does not stall
 //! every client.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+mod bank;
 pub mod nemesis;
 mod quorum_set;
 pub mod ranges;
@@ -129,7 +130,7 @@ impl WorkloadKind {
 
 const REGISTER_PREFIX: &str = "check/register/";
 const SET_PREFIX: &str = "check/set/";
-const BANK_PREFIX: &str = "check/bank/";
+pub(crate) const BANK_PREFIX: &str = "check/bank/";
 pub(crate) const WATCH_PREFIX: &str = "check/watch/";
 /// The lock of the lock workload and the key its fenced writes go to.
 const LOCK_NAME: &str = "check/lock";
@@ -285,7 +286,7 @@ impl Completion {
 }
 
 /// An equality comparison of a Txn.
-fn equals(key: &[u8], target: CompareTarget, union: TargetUnion) -> Compare {
+pub(crate) fn equals(key: &[u8], target: CompareTarget, union: TargetUnion) -> Compare {
     Compare {
         result: CompareResult::Equal as i32,
         target: target as i32,
@@ -296,7 +297,7 @@ fn equals(key: &[u8], target: CompareTarget, union: TargetUnion) -> Compare {
 }
 
 /// A put inside a Txn.
-fn put_op(key: &[u8], value: Vec<u8>) -> RequestOp {
+pub(crate) fn put_op(key: &[u8], value: Vec<u8>) -> RequestOp {
     RequestOp {
         request: Some(Op::RequestPut(PutRequest {
             key: key.to_vec(),
@@ -645,84 +646,6 @@ impl Client {
         self.complete("read", None, completion)
     }
 
-    async fn bank_op(&mut self) -> EventType {
-        // Every operation starts with a snapshot read of all balances, recorded as a read.
-        let (read_type, balances) = self.bank_read().await;
-        if read_type != EventType::Ok {
-            return read_type;
-        }
-        let from = self.rng.random_range(0..BANK_ACCOUNTS);
-        let to = (from + self.rng.random_range(1..BANK_ACCOUNTS)) % BANK_ACCOUNTS;
-        let amount = self.rng.random_range(1..=5i64);
-        let (from_key, to_key) = (account_key(from), account_key(to));
-        let (Some(&(from_balance, from_rev)), Some(&(to_balance, to_rev))) =
-            (balances.get(&from_key), balances.get(&to_key))
-        else {
-            return EventType::Ok;
-        };
-        if from_balance < amount {
-            return EventType::Ok;
-        }
-        let transfer = json!({"from": from_key, "to": to_key, "amount": amount});
-        self.invoke("transfer", None, transfer);
-        let unchanged = |key: &str, rev: i64| {
-            equals(
-                key.as_bytes(),
-                CompareTarget::Mod,
-                TargetUnion::ModRevision(rev),
-            )
-        };
-        let balance =
-            |key: &str, balance: i64| put_op(key.as_bytes(), balance.to_string().into_bytes());
-        let compare = vec![unchanged(&from_key, from_rev), unchanged(&to_key, to_rev)];
-        let puts = vec![
-            balance(&from_key, from_balance - amount),
-            balance(&to_key, to_balance + amount),
-        ];
-        let completion = self.put_if(compare, puts).await;
-        self.complete("transfer", None, completion)
-    }
-
-    /// A linearizable read of every balance; returns each account's balance and revision.
-    pub async fn bank_read(&mut self) -> (EventType, BTreeMap<String, (i64, i64)>) {
-        self.invoke("read", None, Value::Null);
-        let mut balances = BTreeMap::new();
-        let completion = match self.kv.range(prefix_range(BANK_PREFIX)).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                let mut shown = serde_json::Map::new();
-                for kv in &response.kvs {
-                    let account = String::from_utf8_lossy(&kv.key).into_owned();
-                    let value = register_value(&kv.value);
-                    if let Some(balance) = value.as_i64() {
-                        balances.insert(account.clone(), (balance, kv.mod_revision));
-                    }
-                    shown.insert(account, value);
-                }
-                Completion::ok(Value::Object(shown), response.header)
-            }
-            Err(status) => Completion::read_error(&status),
-        };
-        (self.complete("read", None, completion), balances)
-    }
-
-    /// Opens the bank's accounts in one transaction, recorded as `init`.
-    pub async fn bank_init(&mut self) -> EventType {
-        let opening: serde_json::Map<String, Value> = (0..BANK_ACCOUNTS)
-            .map(|i| (account_key(i), json!(BANK_OPENING_BALANCE)))
-            .collect();
-        self.invoke("init", None, Value::Object(opening));
-        let puts = (0..BANK_ACCOUNTS)
-            .map(|i| {
-                let balance = BANK_OPENING_BALANCE.to_string().into_bytes();
-                put_op(account_key(i).as_bytes(), balance)
-            })
-            .collect();
-        // No comparison: the transaction always succeeds when it commits.
-        let completion = self.put_if(Vec::new(), puts).await;
-        self.complete("init", None, completion)
-    }
-
     /// The final read(s) after healing: every register key used, the set or the balances,
     /// retried (as new operations) until one succeeds or `deadline` passes.
     pub async fn final_reads(&mut self, deadline: Instant) -> bool {
@@ -782,10 +705,6 @@ impl Client {
     }
 }
 
-fn account_key(i: usize) -> String {
-    format!("{BANK_PREFIX}a{i}")
-}
-
 /// A stored value as the history shows it: the integer it spells, else the text.
 pub(crate) fn register_value(bytes: &[u8]) -> Value {
     let text = String::from_utf8_lossy(bytes);
@@ -795,7 +714,7 @@ pub(crate) fn register_value(bytes: &[u8]) -> Value {
     }
 }
 
-fn prefix_range(prefix: &str) -> RangeRequest {
+pub(crate) fn prefix_range(prefix: &str) -> RangeRequest {
     RangeRequest {
         key: prefix.as_bytes().to_vec(),
         range_end: base::keys::prefix_end(prefix.as_bytes()),

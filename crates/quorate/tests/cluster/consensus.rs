@@ -14,6 +14,7 @@ use super::*;
 
 mod follower;
 mod moves;
+mod routing;
 
 /// Runs `quorate ARGS` against `endpoint`; returns (success, stdout + stderr).
 fn quorate(endpoint: &str, args: &[&str]) -> (bool, String) {

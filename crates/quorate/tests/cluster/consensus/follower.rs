@@ -29,7 +29,8 @@ async fn follower_reads_are_served_by_a_cut_off_replica_within_their_staleness_o
     // when it is cut off from the range's leader, where a linearizable read fails — and are
     // never older than `--max-staleness`. Method: three members, a one-range bucket (every
     // member a replica), k = v1; wait until a follower read on every member returns v1 (before,
-    // it may return nothing: bounded staleness); cut a member that does not lead the range
+    // it may return nothing: bounded staleness) and, on a member that does not lead the range,
+    // until its own replica served one (`quorate_range_follower_reads_local`); cut it
     // off from the others; there a follower read allowing 30 s returns v1 and a linearizable
     // read fails; v2 is written through a connected member; the cut-off follower read still
     // returns v1, and once more than a second has passed one allowing 1 s is refused (it
@@ -66,6 +67,24 @@ async fn follower_reads_are_served_by_a_cut_off_replica_within_their_staleness_o
         }
     }
     let cut = cut.expect("a member that does not lead");
+    // Until the cut-off member's own replica has served v1 (its closed timestamp covers the
+    // write): before, follower reads there may have gone to the leader.
+    let local = |i: usize| {
+        metric(
+            cluster.members[i].metrics,
+            "quorate_range_follower_reads_local",
+        )
+    };
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let before = local(cut);
+        let got = follower_get(&endpoints[cut], "fr", "k", Duration::from_secs(30)).await;
+        if got.as_ref().is_ok_and(|v| *v == v1) && local(cut) > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served locally: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
     let others: Vec<usize> = (0..3).filter(|&i| i != cut).collect();
     let peers = others
@@ -80,8 +99,14 @@ async fn follower_reads_are_served_by_a_cut_off_replica_within_their_staleness_o
         assert!(ok, "{text}");
     }
     let started = Instant::now();
+    let before = local(cut);
     let got = follower_get(&endpoints[cut], "fr", "k", Duration::from_secs(30)).await;
     assert_eq!(got.expect("a follower read while cut off"), v1);
+    assert_eq!(
+        local(cut),
+        before + 1,
+        "served by the cut-off member's own replica"
+    );
     let mut cut_client = kv(&endpoints[cut]).await;
     let linearizable = cut_client
         .get(pb::GetRequest {
