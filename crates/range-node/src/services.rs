@@ -80,6 +80,9 @@ impl RangeNode {
             ));
         }
         bucket.conflicts = pb::Conflicts::Unspecified as i32;
+        // Place by the cluster's current membership and load: a member that just started may
+        // not have applied them yet (it knew no voters, and refused the bucket for that).
+        self.replica.linearizable_barrier().await?;
         let membership = self.replica.membership();
         let mut voters: Vec<u64> = membership
             .configs
