@@ -58,6 +58,25 @@ impl RangeGroups {
             .collect()
     }
 
+    /// Calls `f` on every running group under the registry's read lock (no copies; `f` must
+    /// not block).
+    pub fn each(&self, mut f: impl FnMut(&RangeGroup)) {
+        for group in self.groups.read().expect("range groups poisoned").values() {
+            f(group);
+        }
+    }
+
+    /// The running groups this member leads (copies of only those).
+    pub fn leaders(&self) -> Vec<RangeGroup> {
+        self.groups
+            .read()
+            .expect("range groups poisoned")
+            .values()
+            .filter(|g| g.is_leader())
+            .cloned()
+            .collect()
+    }
+
     /// The ids of the running groups, ascending.
     pub fn ids(&self) -> Vec<u64> {
         self.groups

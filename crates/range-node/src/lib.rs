@@ -177,9 +177,8 @@ impl RangeNode {
         let mut stop = self.stop.subscribe();
         loop {
             let me = self.me();
-            for group in self.groups.all() {
-                group.quiesce_tick(&|member| member == me || self.liveness.live(member));
-            }
+            let live = |member| member == me || self.liveness.live(member);
+            self.groups.each(|group| group.quiesce_tick(&live));
             tokio::select! {
                 _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
                 _ = stop.wait_for(|stop| *stop) => return,

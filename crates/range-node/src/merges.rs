@@ -331,9 +331,13 @@ impl RangeNode {
         config.merge_max_bytes = config
             .merge_max_bytes
             .min(base::limits::RANGE_MERGE_BYTES_MAX as u64 / 2);
+        // A split by hand is kept: decided before the status, which costs a copy per window.
+        if right.sticky {
+            return;
+        }
         let own = group.status();
         let (bytes, load) = (own.bytes, own.load);
-        if right.sticky || bytes > config.merge_max_bytes || load > config.merge_max_qps {
+        if bytes > config.merge_max_bytes || load > config.merge_max_qps {
             return;
         }
         let Some(status) = self.status_of(right).await else {

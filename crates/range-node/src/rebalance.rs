@@ -24,6 +24,9 @@ pub(crate) struct Moves {
     pub(crate) leader_transfers: AtomicU64,
 }
 
+/// Intervals a settled rebalancer skips before it plans again anyway.
+const RANGE_REBALANCE_IDLE_ROUNDS: u32 = 4;
+
 /// How often a manual move looks at its range's descriptor while the learner catches up.
 const MOVE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -32,24 +35,50 @@ const MOVE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 type Leaders = HashMap<u64, (u64, NodeId, Vec<NodeId>)>;
 
 impl RangeNode {
+    /// Plans once per `RANGE_REBALANCE_INTERVAL` while there is something to do; a round that
+    /// found nothing to do, with the metadata and the members' health unchanged since, is
+    /// repeated only every `RANGE_REBALANCE_IDLE_ROUNDS` intervals (leaderships can still
+    /// drift without either changing), so a settled cluster of many ranges costs little.
     pub(crate) async fn rebalance_loop(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
+        let mut settled: Option<(u64, Vec<(u64, bool)>)> = None;
+        let mut idle_rounds = 0u32;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(base::limits::RANGE_REBALANCE_INTERVAL) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
-            if self.replica.is_leader() {
-                self.rebalance_round().await;
+            if !self.replica.is_leader() {
+                settled = None;
+                continue;
             }
+            let seen = (self.replica.topology_version(), self.member_health());
+            if settled.as_ref() == Some(&seen) && idle_rounds < RANGE_REBALANCE_IDLE_ROUNDS {
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            let steps = self.rebalance_round().await;
+            settled = (steps == 0).then_some(seen);
         }
     }
 
-    /// One round of the plan; see the module documentation.
-    async fn rebalance_round(&self) {
+    /// Each member of the main group and whether this member holds it live.
+    fn member_health(&self) -> Vec<(u64, bool)> {
+        let me = self.me();
+        self.replica
+            .status()
+            .members
+            .keys()
+            .map(|&id| (id, id == me || self.liveness.live(id)))
+            .collect()
+    }
+
+    /// One round of the plan (see the module documentation); returns the steps it took.
+    async fn rebalance_round(&self) -> usize {
         let topology = self.replica.topology();
         if topology.ranges.is_empty() {
-            return;
+            return 0;
         }
         let me = self.me();
         let members: Vec<MemberInfo> = self
@@ -69,7 +98,8 @@ impl RangeNode {
                 draining: topology.draining.contains(&id),
             })
             .collect();
-        if topology.draining.contains(&me) {
+        let draining_me = topology.draining.contains(&me);
+        if draining_me {
             self.hand_over_metadata(&members).await;
         }
         let leaders = self.led_ranges(&members).await;
@@ -95,9 +125,13 @@ impl RangeNode {
             dead_member_timeout: self.config.dead_member_timeout,
             ..RebalanceConfig::default()
         };
-        for step in ranges::plan(&members, &ranges, &config) {
+        let steps = ranges::plan(&members, &ranges, &config);
+        let taken = steps.len();
+        for step in steps {
             self.take_step(step, &topology, &leaders).await;
         }
+        // A draining leader of the metadata hands over: not settled while it still leads.
+        taken + usize::from(draining_me)
     }
 
     /// This member leads the metadata but drains: hands the metadata leadership to a live

@@ -30,16 +30,13 @@ impl RangeNode {
         let end_window = pass % LOAD_WINDOW_PASSES == LOAD_WINDOW_PASSES - 1;
         let window_seconds =
             (base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32).as_secs_f64();
-        for group in self.groups.all() {
-            if !group.is_leader() {
-                continue;
-            }
+        for group in self.groups.leaders() {
             let id = group.range().0;
             let Some(meta) = view.range(id) else {
                 continue;
             };
             self.help_stuck(&group);
-            if pass.is_multiple_of(base::limits::RANGE_CLOSE_PASSES) {
+            if pass.is_multiple_of(base::limits::RANGE_CLOSE_PASSES) && group.wants_close() {
                 // Off the pass: a close waits for its commit like any proposal.
                 let closer = group.clone();
                 tokio::spawn(async move {

@@ -36,6 +36,21 @@ struct Slot {
     paused: bool,
 }
 
+impl Slot {
+    /// A slot named `name` with fresh ports and its directory under `dir`; nothing runs yet.
+    fn new(name: String, dir: &Path) -> Result<Slot, CheckError> {
+        Ok(Slot {
+            dir: dir.join(&name),
+            name,
+            client: free_port()?,
+            peer: free_port()?,
+            metrics: free_port()?,
+            child: None,
+            paused: false,
+        })
+    }
+}
+
 /// The members of one run.
 pub struct Members {
     exe: PathBuf,
@@ -86,16 +101,7 @@ impl Members {
     ) -> Result<Members, CheckError> {
         let mut slots = Vec::with_capacity(count);
         for i in 1..=count {
-            let name = format!("n{i}");
-            slots.push(Slot {
-                dir: dir.join(&name),
-                name,
-                client: free_port()?,
-                peer: free_port()?,
-                metrics: free_port()?,
-                child: None,
-                paused: false,
-            });
+            slots.push(Slot::new(format!("n{i}"), dir)?);
         }
         let mut members = Members {
             exe,
@@ -147,15 +153,7 @@ impl Members {
     pub fn prepare_joiner(&mut self) -> Result<(String, String), CheckError> {
         if self.joiner.is_none() {
             let name = format!("n{}", self.slots.len() + 1);
-            self.joiner = Some(Slot {
-                dir: self.dir.join(&name),
-                name,
-                client: free_port()?,
-                peer: free_port()?,
-                metrics: free_port()?,
-                child: None,
-                paused: false,
-            });
+            self.joiner = Some(Slot::new(name, &self.dir)?);
         }
         let slot = self
             .joiner

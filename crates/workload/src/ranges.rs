@@ -138,21 +138,26 @@ impl Client {
         }
         let value = self.rng.random_range(0..REGISTER_VALUES);
         self.invoke("write", Some(&key), json!(value));
+        let completion = self.range_put(key.clone(), value.to_string()).await;
+        self.complete("write", Some(&key), completion)
+    }
+
+    /// Puts `value` at `key` of the bucket: ok, or the write's error (certain or not).
+    async fn range_put(&self, key: String, value: String) -> Completion {
         let written = self
             .range_kv()
             .put(pb::PutRequest {
                 bucket: BUCKET.to_owned(),
-                key: key.clone().into_bytes(),
-                value: value.to_string().into_bytes(),
+                key: key.into_bytes(),
+                value: value.into_bytes(),
                 timeout_ms: self.timeout_ms(),
                 ..Default::default()
             })
             .await;
-        let completion = match written {
+        match written {
             Ok(_) => Completion::ok(Value::Null, None),
             Err(status) => Completion::write_error(&status),
-        };
-        self.complete("write", Some(&key), completion)
+        }
     }
 
     /// A linearizable read of one register: its value, or null when absent.
@@ -227,20 +232,9 @@ impl Client {
         }
         let element = self.shared.started.fetch_add(1, Ordering::Relaxed);
         self.invoke("add", None, json!(element));
-        let written = self
-            .range_kv()
-            .put(pb::PutRequest {
-                bucket: BUCKET.to_owned(),
-                key: key_of('e', element).into_bytes(),
-                value: element.to_string().into_bytes(),
-                timeout_ms: self.timeout_ms(),
-                ..Default::default()
-            })
+        let completion = self
+            .range_put(key_of('e', element), element.to_string())
             .await;
-        let completion = match written {
-            Ok(_) => Completion::ok(Value::Null, None),
-            Err(status) => Completion::write_error(&status),
-        };
         self.complete("add", None, completion)
     }
 

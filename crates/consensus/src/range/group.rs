@@ -287,6 +287,12 @@ impl RangeGroup {
         Ok(true)
     }
 
+    /// Whether `close_timestamp` would propose now (this replica leads and a client wrote or
+    /// read since the last close): asked first, so idle ranges cost no task per pass.
+    pub fn wants_close(&self) -> bool {
+        self.active_since_close.load(Ordering::Acquire) && self.is_leader()
+    }
+
     /// On the leader: closes the present (`RangeCommand::Close` at this member's HLC reading)
     /// when a client wrote or read since the last close, so that every replica serves follower
     /// reads about a close interval old; an idle range stops closing, and quiesces. True

@@ -48,6 +48,21 @@ async fn kv(endpoint: &str) -> KvClient<Channel> {
     }
 }
 
+/// The values a linearizable get of `key` returns (one, on a consensus bucket; none when absent).
+async fn values_of(client: &mut KvClient<Channel>, bucket: &str, key: &str) -> Vec<Vec<u8>> {
+    let request = pb::GetRequest {
+        bucket: bucket.into(),
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let got = client
+        .get(request)
+        .await
+        .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
+        .into_inner();
+    got.siblings.into_iter().map(|s| s.value).collect()
+}
+
 /// A value of `len` bytes that names its key.
 fn value_of(key: &str, len: usize) -> Vec<u8> {
     let mut value = key.as_bytes().to_vec();
@@ -193,16 +208,7 @@ async fn a_consensus_bucket_splits_under_concurrent_writers_and_scans_every_key_
         let mut client = kv(endpoint).await;
         for i in 0..150 {
             let key = format!("w{writer}-{i:04}");
-            let got = client
-                .get(pb::GetRequest {
-                    bucket: "items".into(),
-                    key: key.clone().into_bytes(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
-                .into_inner();
-            let values: Vec<Vec<u8>> = got.siblings.into_iter().map(|s| s.value).collect();
+            let values = values_of(&mut client, "items", &key).await;
             assert_eq!(values, vec![value_of(&key, 512)], "{key}");
             expected.push(key);
         }
@@ -479,16 +485,7 @@ async fn ranges_merge_under_concurrent_writers_and_every_acknowledged_write_stay
         let mut client = kv(&endpoints[(writer + 1) % 3]).await;
         for i in 0..150 {
             let key = key_of(writer, i);
-            let got = client
-                .get(pb::GetRequest {
-                    bucket: "merged".into(),
-                    key: key.clone().into_bytes(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
-                .into_inner();
-            let values: Vec<Vec<u8>> = got.siblings.into_iter().map(|s| s.value).collect();
+            let values = values_of(&mut client, "merged", &key).await;
             assert_eq!(values, vec![value_of(&key, 256)], "{key}");
             expected.push(key);
         }
@@ -605,16 +602,7 @@ async fn merges_whose_driver_or_leader_is_killed_finish_or_release_their_ranges(
     let mut expected = Vec::new();
     for i in 0..200 {
         let key = key_of(i);
-        let got = client
-            .get(pb::GetRequest {
-                bucket: "cut".into(),
-                key: key.clone().into_bytes(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
-            .into_inner();
-        let values: Vec<Vec<u8>> = got.siblings.into_iter().map(|s| s.value).collect();
+        let values = values_of(&mut client, "cut", &key).await;
         assert_eq!(values, vec![value_of(&key, 128)], "{key}");
         expected.push(key);
     }

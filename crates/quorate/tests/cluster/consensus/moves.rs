@@ -63,17 +63,7 @@ async fn all_read_back(
 ) {
     let mut client = kv(endpoint).await;
     for key in keys {
-        let request = pb::GetRequest {
-            bucket: bucket.into(),
-            key: key.clone().into_bytes(),
-            ..Default::default()
-        };
-        let got = client
-            .get(request)
-            .await
-            .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
-            .into_inner();
-        let values: Vec<Vec<u8>> = got.siblings.into_iter().map(|s| s.value).collect();
+        let values = values_of(&mut client, bucket, key).await;
         assert_eq!(values, vec![value_of(key, len_of(key))], "{key}");
     }
     let mut expected = keys.to_vec();

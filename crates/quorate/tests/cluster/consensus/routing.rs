@@ -78,16 +78,7 @@ async fn the_client_router_sends_each_key_to_its_range_leader_and_survives_stale
         .collect();
     let mut client = kv(&endpoints[1]).await;
     for (i, key) in keys.iter().enumerate() {
-        let got = client
-            .get(pb::GetRequest {
-                bucket: "routed".into(),
-                key: key.clone().into_bytes(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("get {key}: {s:?}"))
-            .into_inner();
-        let values: Vec<Vec<u8>> = got.siblings.into_iter().map(|s| s.value).collect();
+        let values = values_of(&mut client, "routed", &key).await;
         assert_eq!(values, vec![value_of(key, 32 + i)], "{key}");
     }
 }
