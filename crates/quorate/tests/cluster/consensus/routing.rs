@@ -78,7 +78,7 @@ async fn the_client_router_sends_each_key_to_its_range_leader_and_survives_stale
         .collect();
     let mut client = kv(&endpoints[1]).await;
     for (i, key) in keys.iter().enumerate() {
-        let values = values_of(&mut client, "routed", &key).await;
+        let values = values_of(&mut client, "routed", key).await;
         assert_eq!(values, vec![value_of(key, 32 + i)], "{key}");
     }
 }
