@@ -20,7 +20,7 @@ use workload::nemesis::{FaultWindow, PlannedFault};
 
 use crate::error::CheckError;
 use crate::members::Members;
-use crate::range_faults::{RANGE_CALL_TIMEOUT, ranges_client, up_channel};
+use crate::range_faults::{RANGE_CALL_TIMEOUT, ask_any, drain, ranges_client};
 
 /// How long a leaving member may take to hand everything over before it is removed anyway
 /// (the rebalancer then re-creates what it held from the other replicas).
@@ -33,47 +33,36 @@ async fn add(
     members: &Arc<Mutex<Members>>,
     rng: &mut StdRng,
     peer_url: &str,
-) -> Result<u64, String> {
+) -> Result<u64, tonic::Status> {
     let deadline = Instant::now() + MEMBER_CHANGE_TIMEOUT;
-    let mut last = "no member answered".to_owned();
-    while Instant::now() < deadline {
-        if let Some(channel) = up_channel(members, rng, RANGE_CALL_TIMEOUT).await {
-            let request = MemberAddRequest {
-                peer_ur_ls: vec![peer_url.to_owned()],
-                is_learner: false,
-            };
-            match ClusterClient::new(channel).member_add(request).await {
-                Ok(added) => {
-                    if let Some(member) = added.into_inner().member {
-                        return Ok(member.id);
-                    }
-                    last = "the member add answered no member".to_owned();
-                }
-                Err(status) => last = status.message().to_owned(),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(last)
+    ask_any(members, rng, deadline, |channel| async move {
+        let request = MemberAddRequest {
+            peer_ur_ls: vec![peer_url.to_owned()],
+            is_learner: false,
+        };
+        let added = ClusterClient::new(channel).member_add(request).await?;
+        added
+            .into_inner()
+            .member
+            .map(|member| member.id)
+            .ok_or_else(|| tonic::Status::internal("the member add answered no member"))
+    })
+    .await
 }
 
 /// Removes member `id` through any running member.
-async fn remove(members: &Arc<Mutex<Members>>, rng: &mut StdRng, id: u64) -> Result<(), String> {
+async fn remove(
+    members: &Arc<Mutex<Members>>,
+    rng: &mut StdRng,
+    id: u64,
+) -> Result<(), tonic::Status> {
     let deadline = Instant::now() + MEMBER_CHANGE_TIMEOUT;
-    let mut last = "no member answered".to_owned();
-    while Instant::now() < deadline {
-        if let Some(channel) = up_channel(members, rng, RANGE_CALL_TIMEOUT).await {
-            match ClusterClient::new(channel)
-                .member_remove(MemberRemoveRequest { id })
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(status) => last = status.message().to_owned(),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Err(last)
+    ask_any(members, rng, deadline, |channel| async move {
+        let request = MemberRemoveRequest { id };
+        ClusterClient::new(channel).member_remove(request).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// How long past its window a joiner may wait for its first replica of the workload's
@@ -123,21 +112,12 @@ async fn drain_all(members: &Arc<Mutex<Members>>, rng: &mut StdRng, id: u64) -> 
     let deadline = Instant::now() + LEAVE_DRAIN_TIMEOUT;
     let mut held = None;
     let mut left = (u32::MAX, u32::MAX);
-    while Instant::now() < deadline {
-        if let Some(mut ranges) = ranges_client(members, rng, RANGE_CALL_TIMEOUT).await
-            && let Ok(answer) = ranges
-                .drain(pb::DrainMemberRequest {
-                    member: id,
-                    undo: false,
-                })
-                .await
-        {
-            let answer = answer.into_inner();
-            left = (answer.replicas_left, answer.leaders_left);
-            held.get_or_insert(left);
-            if left == (0, 0) {
-                break;
-            }
+    // A drain no member answers before the deadline ends the wait.
+    while let Ok(answer) = drain(members, rng, id, false, deadline).await {
+        left = (answer.replicas_left, answer.leaders_left);
+        held.get_or_insert(left);
+        if left == (0, 0) || Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -157,7 +137,7 @@ pub(crate) async fn hold(
     let (name, peer_url) = members.lock().await.prepare_joiner()?;
     tracing::info!(kind = fault.kind.as_str(), member = %name, "fault begins");
     let shown = match add(members, &mut rng, &peer_url).await {
-        Err(why) => format!("{name} could not join: {why}"),
+        Err(why) => format!("{name} could not join: {}", why.message()),
         Ok(id) => {
             members.lock().await.spawn_joiner()?;
             wait_for_replicas(members, &mut rng, id, end).await;
@@ -170,7 +150,7 @@ pub(crate) async fn hold(
             };
             let removed = match remove(members, &mut rng, id).await {
                 Ok(()) => "removed".to_owned(),
-                Err(why) => format!("not removed: {why}"),
+                Err(why) => format!("not removed: {}", why.message()),
             };
             members.lock().await.stop_joiner().await;
             format!("{name} ({id:x}) joined, then left: {drained}, {removed}")

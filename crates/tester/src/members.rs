@@ -398,18 +398,8 @@ impl Members {
                 continue;
             }
             // Ask every member its id to map the leader's id to a slot.
-            for (j, other) in self.endpoints().iter().enumerate() {
-                if !self.is_up(j) {
-                    continue;
-                }
-                let Ok(conn) = channel(other, Duration::from_millis(500)).await else {
-                    continue;
-                };
-                if let Ok(s) = MaintenanceClient::new(conn)
-                    .status(StatusRequest::default())
-                    .await
-                    && s.into_inner().header.map(|h| h.member_id) == Some(status.leader)
-                {
+            for j in 0..self.slots.len() {
+                if self.member_id(j).await == Some(status.leader) {
                     return Some(j);
                 }
             }

@@ -30,6 +30,8 @@ const RANGE_FAULT_PAUSE: Duration = Duration::from_secs(1);
 pub(crate) const RANGE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of one move (the server's own bound, and some).
 const MOVE_CALL_TIMEOUT: Duration = Duration::from_secs(65);
+/// Pause before asking again when no member answered a call.
+const ASK_AGAIN_PAUSE: Duration = Duration::from_millis(200);
 /// How long the end of a drain window keeps asking for the undo while no member answers.
 const UNDO_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,36 +198,59 @@ async fn move_once(
     Ok(format!("moved range {} from {from:x} to {to:x}", range.id))
 }
 
-/// Marks member `id` as draining (or not, with `undo`) through any member, asking again
-/// until one answers or `deadline` passes.
-async fn drain(
+/// Makes `call` on a running member drawn by `rng`, asking again (another draw, after
+/// `ASK_AGAIN_PAUSE`) until one answers or `deadline` passes; else the last refusal.
+pub(crate) async fn ask_any<T, Fut>(
+    members: &Arc<Mutex<Members>>,
+    rng: &mut StdRng,
+    deadline: Instant,
+    mut call: impl FnMut(Channel) -> Fut,
+) -> Result<T, tonic::Status>
+where
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut last = tonic::Status::unavailable("no member answered");
+    while Instant::now() < deadline {
+        if let Some(channel) = up_channel(members, rng, RANGE_CALL_TIMEOUT).await {
+            match call(channel).await {
+                Ok(answer) => return Ok(answer),
+                Err(status) => last = status,
+            }
+        }
+        tokio::time::sleep(ASK_AGAIN_PAUSE).await;
+    }
+    Err(last)
+}
+
+/// Marks member `id` as draining (or not, with `undo`) through any member (`ask_any`);
+/// returns what is left on it.
+pub(crate) async fn drain(
     members: &Arc<Mutex<Members>>,
     rng: &mut StdRng,
     id: u64,
     undo: bool,
     deadline: Instant,
-) -> Result<String, tonic::Status> {
-    let mut last = tonic::Status::unavailable("no member answered");
-    while Instant::now() < deadline {
-        if let Some(mut ranges) = ranges_client(members, rng, RANGE_CALL_TIMEOUT).await {
-            match ranges
-                .drain(pb::DrainMemberRequest { member: id, undo })
-                .await
-            {
-                Ok(_) if undo => return Ok(format!("member {id:x} no longer drains")),
-                Ok(left) => {
-                    let left = left.into_inner();
-                    return Ok(format!(
-                        "member {id:x} drains ({} replicas, {} leaderships to move)",
-                        left.replicas_left, left.leaders_left
-                    ));
-                }
-                Err(status) => last = status,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+) -> Result<pb::DrainMemberResponse, tonic::Status> {
+    ask_any(members, rng, deadline, |channel| async move {
+        let request = pb::DrainMemberRequest { member: id, undo };
+        Ok(RangesClient::new(channel)
+            .drain(request)
+            .await?
+            .into_inner())
+    })
+    .await
+}
+
+/// A drain's answer, for the window's description.
+fn drained(id: u64, undo: bool, left: &pb::DrainMemberResponse) -> String {
+    if undo {
+        format!("member {id:x} no longer drains")
+    } else {
+        format!(
+            "member {id:x} drains ({} replicas, {} leaderships to move)",
+            left.replicas_left, left.leaders_left
+        )
     }
-    Err(last)
 }
 
 /// Runs one range fault for its window; returns the window on the run's clock (from `start`).
@@ -252,13 +277,12 @@ pub(crate) async fn hold(
     tracing::info!(kind = fault.kind.as_str(), "fault begins");
     if fault.kind == FaultKind::Drain {
         if let Some(&id) = ids.get(fault.pick % ids.len().max(1)) {
-            tally.record(fault.kind, drain(members, &mut rng, id, false, end).await);
+            let marked = drain(members, &mut rng, id, false, end).await;
+            tally.record(fault.kind, marked.map(|left| drained(id, false, &left)));
             tokio::time::sleep_until(end).await;
             let undo_by = Instant::now() + UNDO_DRAIN_TIMEOUT;
-            tally.record(
-                fault.kind,
-                drain(members, &mut rng, id, true, undo_by).await,
-            );
+            let undone = drain(members, &mut rng, id, true, undo_by).await;
+            tally.record(fault.kind, undone.map(|left| drained(id, true, &left)));
         } else {
             tally.record(
                 fault.kind,

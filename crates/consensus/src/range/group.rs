@@ -264,14 +264,17 @@ impl RangeGroup {
         self.propose(command).await
     }
 
+    /// A reading of this member's hybrid logical clock.
+    fn hlc_now(&self) -> HlcTimestamp {
+        let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
+        hlc.now(self.clock.physical_micros())
+    }
+
     /// On the leader: proposes dropping the versions no read newer than `ttl` ago can see,
     /// when there are any (an idle range with nothing to drop is left asleep). True when it
     /// proposed.
     pub async fn collect_garbage(&self, ttl: Duration) -> Result<bool, EtcdError> {
-        let now = {
-            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
-            hlc.now(self.clock.physical_micros())
-        };
+        let now = self.hlc_now();
         let threshold = HlcTimestamp {
             physical: now.physical.saturating_sub(ttl.as_micros() as u64),
             logical: 0,
@@ -301,10 +304,7 @@ impl RangeGroup {
         if !self.is_leader() || !self.active_since_close.swap(false, Ordering::AcqRel) {
             return Ok(false);
         }
-        let now = {
-            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
-            hlc.now(self.clock.physical_micros())
-        };
+        let now = self.hlc_now();
         let command = pb::RangeCommand {
             op: Some(pb::range_command::Op::Close(range_codec::ts_to_pb(now))),
             ..Default::default()
@@ -546,10 +546,7 @@ impl RangeGroup {
             return Ok(self.not_leader());
         }
         self.activity();
-        let now = {
-            let mut hlc = self.hlc.lock().expect("hlc lock poisoned");
-            hlc.now(self.clock.physical_micros())
-        };
+        let now = self.hlc_now();
         match &mut command.op {
             Some(pb::range_command::Op::Put(put)) if put.ts.is_none() => {
                 put.ts = Some(range_codec::ts_to_pb(now));

@@ -57,16 +57,10 @@ async fn follower_reads_are_served_by_a_cut_off_replica_within_their_staleness_o
     }
     let ranges = quorate_json(&endpoints[0], &["range", "list", "fr"]);
     let leader = ranges[0]["leader"].as_str().expect("a leader").to_owned();
-    let mut cut = None;
-    for i in 0..3 {
-        let status = cluster.client(i).await.status().await.expect("status");
-        let id = format!("{:x}", status.header().expect("header").member_id());
-        if id != leader {
-            cut = Some(i);
-            break;
-        }
-    }
-    let cut = cut.expect("a member that does not lead");
+    let cut = crate::quorum::member_ids(&cluster)
+        .iter()
+        .position(|id| *id != leader)
+        .expect("a member that does not lead");
     // Until the cut-off member's own replica has served v1 (its closed timestamp covers the
     // write): before, follower reads there may have gone to the leader.
     let local = |i: usize| {

@@ -305,14 +305,7 @@ async fn a_replica_moved_by_hand_lands_on_its_destination_and_leaves_its_source(
     for key in &keys {
         put_retrying(&mut client, "moved", key, value_of(key, 1024)).await;
     }
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let status = cluster.client(i).await.status().await.expect("status");
-        ids.push(format!(
-            "{:x}",
-            status.header().expect("header").member_id()
-        ));
-    }
+    let ids = crate::quorum::member_ids(&cluster);
     let (ranges, _) = write_until("lead", &endpoint, &mut client, "moved", "led", |r| {
         r[0]["leader"].is_string()
     })

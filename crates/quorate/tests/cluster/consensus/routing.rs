@@ -19,14 +19,7 @@ async fn the_client_router_sends_each_key_to_its_range_leader_and_survives_stale
         range_change_until_done(&endpoints[0], "split", "routed", at);
     }
     let ranges = led_ranges(&endpoints[0], "routed").await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let status = cluster.client(i).await.status().await.expect("status");
-        ids.push(format!(
-            "{:x}",
-            status.header().expect("header").member_id()
-        ));
-    }
+    let ids = crate::quorum::member_ids(&cluster);
     let channels = client::channels::pool(&endpoints, 3)
         .await
         .expect("connect");
