@@ -88,16 +88,18 @@ impl RangeGroups {
     }
 
     /// This member's replica state of the range of `bucket` starting at `start`, when it is
-    /// frozen for a merge into `into` (a merge's left side takes it from any such replica).
+    /// frozen for a merge into `into` at `generation` (a merge's left side takes it from any
+    /// such replica; one frozen at another generation is not the state the merge decided on).
     pub fn frozen(
         &self,
         bucket: &str,
         start: &[u8],
         into: u64,
+        generation: u64,
     ) -> Option<proto::quorate::raft::v1::RangeSnapshot> {
         self.all()
             .iter()
-            .find_map(|group| group.frozen_snapshot(bucket, start, into))
+            .find_map(|group| group.frozen_snapshot(bucket, start, into, generation))
     }
 
     pub fn len(&self) -> usize {

@@ -86,6 +86,11 @@ async fn metrics(
             range_stats.follower_reads_local,
         ),
         (
+            "range_checksum_mismatches",
+            "Divergent range replicas the consistency checks run from this member found",
+            range_stats.checksum_mismatches,
+        ),
+        (
             "range_follower_reads_on_leader",
             "Follower reads this member handed to the range's leader (replica behind or absent)",
             range_stats.follower_reads_on_leader,

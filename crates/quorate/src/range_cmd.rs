@@ -31,6 +31,94 @@ pub enum RangeCommand {
         #[arg(long)]
         to: String,
     },
+    /// Check that every range's replicas hold the same state: each range's leader proposes a
+    /// checksum entry and every replica's checksum of its state at that entry is compared.
+    /// Fails when a replica diverges, or when a range could not be checked (no leader, a
+    /// replica that did not answer in time).
+    Check { bucket: String },
+}
+
+fn check_json(check: &pb::RangeCheck) -> Value {
+    let replicas: Vec<Value> = check
+        .replicas
+        .iter()
+        .map(|r| {
+            json!({
+                "member": format!("{:x}", r.member),
+                "sha256": hex_bytes(&r.sha256),
+                "divergent": r.divergent,
+                "error": (!r.error.is_empty()).then_some(&r.error),
+            })
+        })
+        .collect();
+    json!({
+        "id": check.id,
+        "start": text(&check.start),
+        "end": check.end.as_deref().map(text),
+        "index": check.index,
+        "consistent": check.consistent,
+        "replicas": replicas,
+        "error": (!check.error.is_empty()).then_some(&check.error),
+    })
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Prints the checks and fails when a replica diverges or a range was not fully checked.
+fn report_checks(bucket: &str, checks: &[pb::RangeCheck], json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        let all: Vec<Value> = checks.iter().map(check_json).collect();
+        println!("{}", Value::Array(all));
+    } else {
+        println!("ID\tSTART\tEND\tINDEX\tRESULT");
+        for check in checks {
+            let result = if check.consistent {
+                format!("consistent ({} replicas)", check.replicas.len())
+            } else if !check.error.is_empty() {
+                format!("not checked: {}", check.error)
+            } else {
+                let parts: Vec<String> = check
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        let sum = hex_bytes(&r.sha256);
+                        let short = sum.get(..12).unwrap_or(&sum);
+                        match (r.divergent, r.error.is_empty()) {
+                            (true, _) => format!("{:x}={short} DIVERGENT", r.member),
+                            (false, true) => format!("{:x}={short}", r.member),
+                            (false, false) => format!("{:x}: {}", r.member, r.error),
+                        }
+                    })
+                    .collect();
+                parts.join(", ")
+            };
+            let end = check.end.as_deref().map_or("(end)".to_owned(), text);
+            println!(
+                "{}\t{}\t{end}\t{}\t{result}",
+                check.id,
+                text(&check.start),
+                check.index
+            );
+        }
+    }
+    let divergent: Vec<u64> = checks
+        .iter()
+        .filter(|c| c.replicas.iter().any(|r| r.divergent))
+        .map(|c| c.id)
+        .collect();
+    if !divergent.is_empty() {
+        anyhow::bail!("replicas of bucket {bucket:?} diverge in ranges {divergent:?}");
+    }
+    let unchecked = checks.iter().filter(|c| !c.consistent).count();
+    if unchecked > 0 {
+        anyhow::bail!(
+            "{unchecked} of {} ranges of {bucket:?} could not be checked completely; try again",
+            checks.len()
+        );
+    }
+    Ok(())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -97,6 +185,17 @@ pub async fn run(
     let channel = client::Client::connect(endpoints, timeout).await?.channel();
     let mut ranges = RangesClient::new(channel);
     let listed = match command {
+        RangeCommand::Check { bucket } => {
+            let checks = ranges
+                .check(pb::CheckRangesRequest {
+                    bucket: bucket.clone(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .ranges;
+            return report_checks(&bucket, &checks, json_out);
+        }
         RangeCommand::List { bucket } => {
             ranges
                 .list(pb::ListRangesRequest { bucket })

@@ -132,6 +132,10 @@ impl RangeNode {
     /// come from a split this member has not applied.
     pub(crate) async fn try_start(&self, descriptor: &raftpb::RangeDescriptor) {
         let range = RangeId(descriptor.id);
+        if let Err(error) = self.clear_retired(range).await {
+            tracing::error!(range = range.0, %error, "clear a retired range's log");
+            return;
+        }
         let has_state = match self.files.has_state(range) {
             Ok(has) => has,
             Err(error) => {
@@ -186,6 +190,19 @@ impl RangeNode {
             }
             Err(error) => tracing::warn!(range = range.0, %error, "start range group"),
         }
+    }
+
+    /// A replica added back to a range this member retired: what is left of the old one
+    /// (a log whose removal a crash cut short) is void, so the replica starts without state
+    /// and waits for its leader's snapshot.
+    async fn clear_retired(&self, range: RangeId) -> std::io::Result<()> {
+        if !self.files.is_gone(range)? {
+            return Ok(());
+        }
+        if self.writer.has_group(range.0)? {
+            self.writer.remove_group(range.0).await?;
+        }
+        self.files.remove(range)
     }
 
     /// A local group of the same bucket whose replica still holds `descriptor`'s start (its
@@ -291,11 +308,12 @@ impl RangeNode {
             return;
         };
         group.shutdown().await;
+        // The mark first: a crash before the log and files are gone leaves them void.
+        if let Err(error) = self.files.retire(RangeId(id)) {
+            tracing::warn!(range = id, %error, "retire range files");
+        }
         if let Err(error) = self.writer.remove_group(id).await {
             tracing::warn!(range = id, %error, "remove range log");
-        }
-        if let Err(error) = self.files.remove(RangeId(id)) {
-            tracing::warn!(range = id, %error, "remove range files");
         }
         self.removals.lock().expect("removals poisoned").remove(&id);
         tracing::info!(range = id, "range group retired");

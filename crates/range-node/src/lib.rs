@@ -9,6 +9,7 @@
 //! routing, sessions — are the `ranges` and `topology` crates'; this crate makes no protocol
 //! decision and never touches files itself (the range files are `consensus`'s).
 
+mod consistency;
 mod error;
 mod gateway;
 mod groups;
@@ -76,6 +77,8 @@ pub struct RangeNode {
     moves: rebalance::Moves,
     /// Follower reads served here and handed to leaders since start (`stats`).
     follower_reads: gateway::FollowerReads,
+    /// Replicas the consistency checks run from this member found divergent (`stats`).
+    checksum_mismatches: std::sync::atomic::AtomicU64,
 }
 
 /// What `/metrics` shows of the consensus-bucket side of a member.
@@ -97,6 +100,8 @@ pub struct RangeStats {
     /// range's leader, since start.
     pub follower_reads_local: u64,
     pub follower_reads_on_leader: u64,
+    /// Divergent replicas the consistency checks run from this member found since start.
+    pub checksum_mismatches: u64,
 }
 
 impl RangeNode {
@@ -123,6 +128,7 @@ impl RangeNode {
             liveness: liveness::Liveness::new(config.election_timeout_max),
             moves: rebalance::Moves::default(),
             follower_reads: gateway::FollowerReads::default(),
+            checksum_mismatches: Default::default(),
             config,
         }))
     }
@@ -145,6 +151,7 @@ impl RangeNode {
             leader_transfers: self.moves.leader_transfers.load(Ordering::Relaxed),
             follower_reads_local: self.follower_reads.local.load(Ordering::Relaxed),
             follower_reads_on_leader: self.follower_reads.on_leader.load(Ordering::Relaxed),
+            checksum_mismatches: self.checksum_mismatches.load(Ordering::Relaxed),
         }
     }
 

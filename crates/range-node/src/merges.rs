@@ -244,15 +244,15 @@ impl RangeNode {
     }
 
     /// The final state of the range of `bucket` starting at `start`, frozen for a merge into
-    /// `into`, from this member's replica or any of `replicas`.
+    /// `into` at `generation`, from this member's replica or any of `replicas`.
     async fn frozen_state(
         &self,
         bucket: &str,
         start: &[u8],
-        into: u64,
+        (into, generation): (u64, u64),
         replicas: &[raftpb::RangeReplica],
     ) -> Option<raftpb::RangeSnapshot> {
-        if let Some(snapshot) = self.groups.frozen(bucket, start, into) {
+        if let Some(snapshot) = self.groups.frozen(bucket, start, into, generation) {
             return Some(snapshot);
         }
         for replica in replicas {
@@ -266,6 +266,7 @@ impl RangeNode {
                 bucket: bucket.to_owned(),
                 start: start.to_vec(),
                 into,
+                generation,
             };
             if let Ok(snapshot) = self
                 .peers
@@ -285,15 +286,20 @@ impl RangeNode {
         right: &raftpb::RangeDescriptor,
         into: u64,
     ) -> Result<raftpb::RangeSnapshot, RangeNodeError> {
-        self.frozen_state(bucket, &right.start, into, &right.replicas)
-            .await
-            .ok_or_else(|| RangeNodeError::Unavailable {
-                bucket: bucket.to_owned(),
-                range: right.id,
-                replicas: right.replicas.len(),
-                answered: 0,
-                why: "no replica gave its frozen state".into(),
-            })
+        self.frozen_state(
+            bucket,
+            &right.start,
+            (into, right.generation),
+            &right.replicas,
+        )
+        .await
+        .ok_or_else(|| RangeNodeError::Unavailable {
+            bucket: bucket.to_owned(),
+            range: right.id,
+            replicas: right.replicas.len(),
+            answered: 0,
+            why: "no replica gave its frozen state".into(),
+        })
     }
 
     /// Releases `right` from a merge that will not commit: its next generation in the
@@ -382,8 +388,9 @@ impl RangeNode {
         let Some(start) = held.end.as_deref() else {
             return;
         };
+        let frozen_at = (meta.id, meta.merged_right_generation);
         let Some(right) = self
-            .frozen_state(&meta.bucket, start, meta.id, &held.replicas)
+            .frozen_state(&meta.bucket, start, frozen_at, &held.replicas)
             .await
         else {
             tracing::warn!(

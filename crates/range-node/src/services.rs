@@ -516,6 +516,15 @@ impl Ranges for RangesService {
         }))
     }
 
+    async fn check(
+        &self,
+        request: Request<pb::CheckRangesRequest>,
+    ) -> Result<Response<pb::CheckRangesResponse>, Status> {
+        let request = request.into_inner();
+        let ranges = self.0.check_ranges(&request.bucket).await?;
+        Ok(Response::new(pb::CheckRangesResponse { ranges }))
+    }
+
     async fn r#move(
         &self,
         request: Request<pb::MoveRangeRequest>,

@@ -70,6 +70,9 @@ pub enum RangeCommand {
         merged: RangeDescriptor,
         right: Box<RangeMachine>,
     },
+    /// Changes nothing: every replica checksums its state as of this entry (the replica
+    /// consistency check), which the driver computes.
+    Checksum,
 }
 
 /// What applying a command did.
@@ -85,6 +88,17 @@ pub enum Outcome {
     Refused(RangeOpError),
     /// A request applied before, with an older sequence than the client's last.
     Duplicate,
+}
+
+impl Outcome {
+    /// Whether this outcome of a split or merge means the replica's state and its log
+    /// disagree: the metadata committed the change, every replica applies it from the same
+    /// log, and one newer than the state (older ones are `Done`, `already_applied`) that does
+    /// not fit can only meet a state that is not the one the log was written for. The driver
+    /// stops the replica rather than let it diverge silently.
+    pub fn breaks_invariant(&self) -> bool {
+        matches!(self, Outcome::Refused(RangeOpError::BadChange { .. }))
+    }
 }
 
 /// One client's session: its last applied sequence, that command's outcome, and when it was
@@ -189,7 +203,48 @@ impl RangeMachine {
         outcome
     }
 
+    /// Whether `command`, proposed now, would apply as a change (a leader asks before
+    /// proposing a split or merge, so a refusal on apply can only mean a broken invariant):
+    /// `Ok(false)` when it is already applied, the refusal when it does not fit.
+    pub fn would_change(&self, command: &RangeCommand) -> Result<bool, RangeOpError> {
+        match command {
+            RangeCommand::Split { left, .. } if self.already_applied(left.generation) => Ok(false),
+            RangeCommand::Merge { merged, .. } if self.already_applied(merged.generation) => {
+                Ok(false)
+            }
+            RangeCommand::Split { left, right } => {
+                self.state.fits_split(left, right).map(|()| true)
+            }
+            RangeCommand::Merge { merged, right } => {
+                self.state.fits_merge(merged, &right.state).map(|()| true)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether a descriptor change for `generation` is already in this state: the state's
+    /// generation is at or past it. The metadata orders each range's changes by generation, so
+    /// a change the state is past is one applied before (a proposal retried by a driver or a
+    /// new leader): applying it is no change, and answered `Done`.
+    fn already_applied(&self, generation: u64) -> bool {
+        self.state.descriptor().generation >= generation
+    }
+
     fn execute(&mut self, command: RangeCommand) -> Outcome {
+        match &command {
+            RangeCommand::Split { left, .. } if self.already_applied(left.generation) => {
+                return Outcome::Done;
+            }
+            RangeCommand::Merge { merged, .. } if self.already_applied(merged.generation) => {
+                return Outcome::Done;
+            }
+            RangeCommand::SetDescriptor(descriptor)
+                if self.already_applied(descriptor.generation) =>
+            {
+                return Outcome::Done;
+            }
+            _ => {}
+        }
         let result = match command {
             RangeCommand::Put { key, value, ts } => {
                 let at = self.write_ts(&key, ts);
@@ -228,6 +283,7 @@ impl RangeMachine {
             RangeCommand::Merge { merged, right } => {
                 self.merge(merged, *right).map(|()| Outcome::Done)
             }
+            RangeCommand::Checksum => Ok(Outcome::Done),
         };
         result.unwrap_or_else(Outcome::Refused)
     }

@@ -248,6 +248,53 @@ impl RangeState {
         Ok(())
     }
 
+    /// Whether a split into `left` and `right` fits this state: the halves cover exactly this
+    /// range, cut inside it. A leader asks before proposing one, replicas when applying it.
+    pub fn fits_split(
+        &self,
+        left: &RangeDescriptor,
+        right: &RangeDescriptor,
+    ) -> Result<(), RangeOpError> {
+        let fits = left.id == self.descriptor.id
+            && left.start == self.descriptor.start
+            && left.end.as_deref() == Some(right.start.as_slice())
+            && right.end == self.descriptor.end
+            && right.start > left.start;
+        if fits {
+            return Ok(());
+        }
+        Err(RangeOpError::BadChange {
+            descriptor: right.clone(),
+            why: "the halves must cover exactly this range, cut inside it",
+        })
+    }
+
+    /// Whether a merge into `merged` taking `right` fits this state: `right` is this range's
+    /// right neighbour, frozen for it, and `merged` spans both.
+    pub fn fits_merge(
+        &self,
+        merged: &RangeDescriptor,
+        right: &RangeState,
+    ) -> Result<(), RangeOpError> {
+        let fits = merged.id == self.descriptor.id
+            && merged.start == self.descriptor.start
+            && self.descriptor.end.as_deref() == Some(right.descriptor.start.as_slice())
+            && merged.end == right.descriptor.end;
+        if !fits {
+            return Err(RangeOpError::BadChange {
+                descriptor: merged.clone(),
+                why: "a merge joins this range with its right neighbour",
+            });
+        }
+        if right.merging_into != Some(self.descriptor.id) {
+            return Err(RangeOpError::BadChange {
+                descriptor: merged.clone(),
+                why: "a merge takes only a right neighbour frozen for it",
+            });
+        }
+        Ok(())
+    }
+
     /// Applies a committed split: this range becomes `left`, and the versions from
     /// `right.start` on move to the returned state of `right`.
     pub fn split(
@@ -255,17 +302,7 @@ impl RangeState {
         left: RangeDescriptor,
         right: RangeDescriptor,
     ) -> Result<RangeState, RangeOpError> {
-        let fits = left.id == self.descriptor.id
-            && left.start == self.descriptor.start
-            && left.end.as_deref() == Some(right.start.as_slice())
-            && right.end == self.descriptor.end
-            && right.start > left.start;
-        if !fits {
-            return Err(RangeOpError::BadChange {
-                descriptor: right,
-                why: "the halves must cover exactly this range, cut inside it",
-            });
-        }
+        self.fits_split(&left, &right)?;
         let data = self.data.split_off(&right.start);
         // The metadata split this range, so a merge it was frozen for did not commit.
         self.descriptor = left;
@@ -284,22 +321,7 @@ impl RangeState {
         merged: RangeDescriptor,
         right: RangeState,
     ) -> Result<(), RangeOpError> {
-        let fits = merged.id == self.descriptor.id
-            && merged.start == self.descriptor.start
-            && self.descriptor.end.as_deref() == Some(right.descriptor.start.as_slice())
-            && merged.end == right.descriptor.end;
-        if !fits {
-            return Err(RangeOpError::BadChange {
-                descriptor: merged,
-                why: "a merge joins this range with its right neighbour",
-            });
-        }
-        if right.merging_into != Some(self.descriptor.id) {
-            return Err(RangeOpError::BadChange {
-                descriptor: merged,
-                why: "a merge takes only a right neighbour frozen for it",
-            });
-        }
+        self.fits_merge(&merged, &right)?;
         self.data.absorb(right.data);
         self.descriptor = merged;
         self.merging_into = None;

@@ -49,6 +49,7 @@ pub fn descriptor_to_pb(bucket: &str, range: &RangeDescriptor) -> pb::RangeDescr
             .collect(),
         generation: range.generation,
         sticky: range.sticky,
+        merged_right_generation: 0,
     }
 }
 
@@ -83,10 +84,20 @@ fn next_id(topology: &mut pb::Topology) -> RangeId {
 
 /// Replaces the stored ranges of `bucket` by `map`'s, keeping the order (bucket, start).
 fn store(topology: &mut pb::Topology, bucket: &str, map: &RangeMap) {
-    topology.ranges.retain(|r| r.bucket != bucket);
-    topology
+    // A merged range keeps the generation of the right neighbour it took while it stays at
+    // the merge's generation (what the pure map does not hold).
+    let merged: std::collections::HashMap<(u64, u64), u64> = topology
         .ranges
-        .extend(map.iter().map(|range| descriptor_to_pb(bucket, range)));
+        .iter()
+        .filter(|r| r.bucket == bucket && r.merged_right_generation != 0)
+        .map(|r| ((r.id, r.generation), r.merged_right_generation))
+        .collect();
+    topology.ranges.retain(|r| r.bucket != bucket);
+    topology.ranges.extend(map.iter().map(|range| {
+        let mut pb = descriptor_to_pb(bucket, range);
+        pb.merged_right_generation = merged.get(&(pb.id, pb.generation)).copied().unwrap_or(0);
+        pb
+    }));
     topology
         .ranges
         .sort_by(|a, b| (a.bucket.as_str(), &a.start).cmp(&(b.bucket.as_str(), &b.start)));
@@ -207,12 +218,23 @@ pub fn apply_range_change(
                 next_id(topology);
             }
             store(topology, &change.bucket, &next);
+            let mut changed: Vec<pb::RangeDescriptor> = changed
+                .iter()
+                .map(|r| descriptor_to_pb(&change.bucket, r))
+                .collect();
+            if let Some(Change::MergeRightGeneration(right)) = change.change {
+                for merged in changed.iter_mut().chain(
+                    topology
+                        .ranges
+                        .iter_mut()
+                        .filter(|r| r.bucket == change.bucket && r.id == change.range),
+                ) {
+                    merged.merged_right_generation = right;
+                }
+            }
             pb::RangeChangeResponse {
                 refusal: String::new(),
-                ranges: changed
-                    .iter()
-                    .map(|r| descriptor_to_pb(&change.bucket, r))
-                    .collect(),
+                ranges: changed,
             }
         }
         Err(error) => refuse(error.to_string()),

@@ -623,7 +623,12 @@ impl Raft for RaftService {
     ) -> Result<Response<pb::RangeSnapshot>, Status> {
         let request = request.into_inner();
         self.ranges
-            .frozen(&request.bucket, &request.start, request.into)
+            .frozen(
+                &request.bucket,
+                &request.start,
+                request.into,
+                request.generation,
+            )
             .map(Response::new)
             .ok_or_else(|| {
                 Status::not_found(format!(

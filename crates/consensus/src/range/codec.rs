@@ -67,6 +67,7 @@ pub fn command_from_pb(command: &pb::RangeCommand) -> Result<RangeCommand, Codec
             threshold: ts_from_pb(threshold),
         },
         Op::Close(ts) => RangeCommand::Close { ts: ts_from_pb(ts) },
+        Op::Checksum(_) => RangeCommand::Checksum,
         Op::Freeze(freeze) => RangeCommand::Freeze {
             generation: freeze.generation,
             into: RangeId(freeze.into),
@@ -110,6 +111,7 @@ pub fn outcome_to_pb(outcome: &Outcome, bucket: &str) -> pb::RangeCommandRespons
     };
     pb::RangeCommandResponse {
         outcome: Some(outcome),
+        index: 0,
     }
 }
 

@@ -120,6 +120,17 @@ impl RangeGroup {
                 logs_kept_after_snapshot: options.logs_kept_after_snapshot,
             },
         )?;
+        let has_log = writer.has_group(range.0).map_err(internal)?;
+        if options.initialize && !has_log && !files.has_state(range).map_err(internal)? {
+            // A bucket's first range: its seed (empty, at the descriptor it was created with)
+            // is saved before its log, so a restart replays the log on the state it was
+            // written for, whatever the metadata holds by then.
+            let (files, descriptor) = (files.clone(), options.descriptor.clone());
+            tokio::task::spawn_blocking(move || files.save_first_seed(&descriptor))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
         if options.initialize {
             let voters: std::collections::BTreeSet<NodeId> = options
                 .descriptor
@@ -138,7 +149,8 @@ impl RangeGroup {
         // A replica with neither a log nor a snapshot or seed of the range has nothing to apply
         // entries to: it waits for the leader's snapshot.
         let awaiting_snapshot = !log.has_log() && !files.has_state(range).map_err(internal)?;
-        let machine = RangeStateMachine::open(files, &options.descriptor).map_err(internal)?;
+        let machine =
+            RangeStateMachine::open(files, &options.descriptor, log.has_log()).map_err(internal)?;
         let network = NetworkFactory {
             peers: main.peers.clone(),
             book: main.book.clone(),
@@ -203,6 +215,15 @@ impl RangeGroup {
             descriptor: Some(self.descriptor()),
             load: self.load(),
             merging_into,
+            checksums: self
+                .machine
+                .checksums()
+                .into_iter()
+                .map(|(index, sum)| pb::RangeChecksum {
+                    index,
+                    sha256: sum.to_vec(),
+                })
+                .collect(),
         }
     }
 
@@ -246,6 +267,26 @@ impl RangeGroup {
                 config,
             )
         })
+    }
+
+    /// On the leader: proposes a consistency checksum; every replica computes its own as of
+    /// the entry's index, which is returned.
+    pub async fn propose_checksum(&self) -> Result<u64, EtcdError> {
+        let command = pb::RangeCommand {
+            op: Some(pb::range_command::Op::Checksum(pb::Blank {})),
+            ..Default::default()
+        };
+        let (reply, index) = self.propose_at(command).await?;
+        match reply.result {
+            Some(pb::range_call_response::Result::Written(_)) if index > 0 => Ok(index),
+            Some(pb::range_call_response::Result::Refused(refusal)) => Err(EtcdError::Internal(
+                format!("range {} refused a checksum: {refusal:?}", self.range.0),
+            )),
+            other => Err(EtcdError::Internal(format!(
+                "range {}: a checksum was answered {other:?}",
+                self.range.0
+            ))),
+        }
     }
 
     /// Proposes a split the metadata committed (the group's side of it).
@@ -372,11 +413,13 @@ impl RangeGroup {
         bucket: &str,
         start: &[u8],
         into: u64,
+        generation: u64,
     ) -> Option<pb::RangeSnapshot> {
         self.machine.read(|m, own_bucket| {
             let state = m.state();
             let matches = own_bucket == bucket
                 && state.descriptor().start == start
+                && state.descriptor().generation == generation
                 && state.merging_into().map(|r| r.0) == Some(into);
             matches.then(|| range_codec::snapshot_to_pb(m, own_bucket))
         })
@@ -538,14 +581,54 @@ impl RangeGroup {
         self.propose(command).await
     }
 
-    async fn propose(
+    /// A split or merge is checked against this leader's state before it is proposed: one
+    /// applied already is answered done without a proposal, one that does not fit is refused
+    /// here — so a split or merge refused on apply can only mean a replica whose state its log
+    /// was not written for, which stops that replica (`RangeStateMachine`).
+    fn vet_change(
+        &self,
+        command: &pb::RangeCommand,
+    ) -> Result<Option<pb::RangeCallResponse>, EtcdError> {
+        if !matches!(
+            command.op,
+            Some(pb::range_command::Op::Split(_) | pb::range_command::Op::Merge(_))
+        ) {
+            return Ok(None);
+        }
+        let decoded = range_codec::command_from_pb(command).map_err(internal)?;
+        self.machine
+            .read(|m, bucket| match m.would_change(&decoded) {
+                Ok(true) => Ok(None),
+                Ok(false) => Ok(Some(pb::RangeCallResponse {
+                    result: Some(pb::range_call_response::Result::Written(
+                        range_codec::outcome_to_pb(&ranges::Outcome::Done, bucket),
+                    )),
+                })),
+                Err(error) => Ok(Some(refused(
+                    range_codec::refusal_to_pb(&error, bucket)
+                        .why
+                        .expect("a refusal says why"),
+                ))),
+            })
+    }
+
+    async fn propose(&self, command: pb::RangeCommand) -> Result<pb::RangeCallResponse, EtcdError> {
+        self.propose_at(command).await.map(|(reply, _)| reply)
+    }
+
+    /// Proposes `command` on the leader; its answer and the log index it was applied at (0
+    /// when it was not proposed).
+    async fn propose_at(
         &self,
         mut command: pb::RangeCommand,
-    ) -> Result<pb::RangeCallResponse, EtcdError> {
+    ) -> Result<(pb::RangeCallResponse, u64), EtcdError> {
         if !self.is_leader() {
-            return Ok(self.not_leader());
+            return Ok((self.not_leader(), 0));
         }
         self.activity();
+        if let Some(answer) = self.vet_change(&command)? {
+            return Ok((answer, 0));
+        }
         let now = self.hlc_now();
         match &mut command.op {
             Some(pb::range_command::Op::Put(put)) if put.ts.is_none() => {
@@ -598,12 +681,20 @@ impl RangeGroup {
         };
         match written {
             Ok(response) => match response.data.op {
-                Some(pb::command_response::Op::Range(reply)) => Ok(pb::RangeCallResponse {
-                    result: Some(pb::range_call_response::Result::Written(reply)),
-                }),
+                Some(pb::command_response::Op::Range(mut reply)) => {
+                    reply.index = response.data.index;
+                    Ok((
+                        pb::RangeCallResponse {
+                            result: Some(pb::range_call_response::Result::Written(reply)),
+                        },
+                        response.data.index,
+                    ))
+                }
                 other => Err(internal(format!("range write answered with {other:?}"))),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(self.not_leader()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Ok((self.not_leader(), 0))
+            }
             Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
                 Err(EtcdError::Timeout)
             }

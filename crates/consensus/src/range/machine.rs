@@ -13,7 +13,7 @@ use openraft::OptionalSend;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use prost::Message;
 use proto::quorate::raft::v1 as pb;
-use ranges::{Outcome, RangeId, RangeMachine, RangeState};
+use ranges::{Outcome, RangeCommand, RangeId, RangeMachine, RangeState};
 use storage::SnapshotFile;
 
 use crate::codec;
@@ -24,8 +24,13 @@ fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
 }
 
-/// Where a member keeps its ranges' files: per range a snapshot (`<id>.snap`) and, for a range
-/// born of a split on this member, the seed its group starts from (`<id>.seed`).
+/// Where a member keeps its ranges' files: per range a snapshot (`<id>.snap`) and the seed its
+/// group's log starts from (`<id>.seed`: a bucket's first range starts empty, a range born of
+/// a split on this member from the split's right half). A replica's state is always one of
+/// these at a known log index (a snapshot at its last entry, a seed before the log's first),
+/// never built from the metadata. A range retired here leaves a mark (`<id>.gone`): what this
+/// member held of it is void, so a replayed split does not write its seed again and a replica
+/// added back later starts from its leader's snapshot, not from stale files.
 #[derive(Clone, Debug)]
 pub struct RangeFiles {
     dir: PathBuf,
@@ -46,14 +51,33 @@ impl RangeFiles {
         SnapshotFile::new(&self.dir.join(format!("{}.seed", range.0)))
     }
 
-    /// True when this member holds state of `range` to start its group from: a snapshot or a
-    /// split's seed. Only looks for the files; a corrupt one is refused when the group loads it.
-    pub fn has_state(&self, range: RangeId) -> io::Result<bool> {
-        Ok(self.dir.join(format!("{}.snap", range.0)).try_exists()?
-            || self.dir.join(format!("{}.seed", range.0)).try_exists()?)
+    fn gone_path(&self, range: RangeId) -> PathBuf {
+        self.dir.join(format!("{}.gone", range.0))
     }
 
-    /// Removes the files of a range this member no longer replicates.
+    /// True when this member holds state of `range` to start its group from: a snapshot or a
+    /// seed, not voided by a retirement. Only looks for the files; a corrupt one is refused
+    /// when the group loads it.
+    pub fn has_state(&self, range: RangeId) -> io::Result<bool> {
+        Ok((self.dir.join(format!("{}.snap", range.0)).try_exists()?
+            || self.dir.join(format!("{}.seed", range.0)).try_exists()?)
+            && !self.is_gone(range)?)
+    }
+
+    /// True when `range` was retired here: its files, and any log of it, are void.
+    pub fn is_gone(&self, range: RangeId) -> io::Result<bool> {
+        self.gone_path(range).try_exists()
+    }
+
+    /// Marks `range` retired (durably, before its log and files go), then removes its files.
+    pub fn retire(&self, range: RangeId) -> io::Result<()> {
+        let mark = std::fs::File::create(self.gone_path(range))?;
+        mark.sync_all()?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.remove(range)
+    }
+
+    /// Removes the snapshot and seed of `range` (its retirement mark stays).
     pub fn remove(&self, range: RangeId) -> io::Result<()> {
         for name in [format!("{}.snap", range.0), format!("{}.seed", range.0)] {
             match std::fs::remove_file(self.dir.join(name)) {
@@ -63,6 +87,26 @@ impl RangeFiles {
         }
         Ok(())
     }
+
+    /// A replica of a retired range is here again and its leader's snapshot is saved: the
+    /// files are its own from now on.
+    fn clear_gone(&self, range: RangeId) -> io::Result<()> {
+        match std::fs::remove_file(self.gone_path(range)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Saves the seed of a bucket's first range: empty, with the descriptor it was created
+    /// with, before its group's log is written (the state that log's entries were written
+    /// for, whatever the metadata says later).
+    pub fn save_first_seed(&self, descriptor: &pb::RangeDescriptor) -> io::Result<()> {
+        let machine = RangeMachine::new(RangeState::new(topology::descriptor_from_pb(descriptor)));
+        let bytes = range_codec::snapshot_to_pb(&machine, &descriptor.bucket).encode_to_vec();
+        self.seed(RangeId(descriptor.id))
+            .save(&bytes)
+            .map_err(io_error)
+    }
 }
 
 struct Inner {
@@ -70,6 +114,21 @@ struct Inner {
     bucket: String,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// The latest consistency checksums (log index, SHA-256 of the state there), oldest
+    /// first; at most `CHECKSUMS_KEPT`. Not part of the state: a restart forgets them.
+    checksums: std::collections::VecDeque<(u64, [u8; 32])>,
+}
+
+/// Consistency checksums a replica keeps for the check to collect.
+const CHECKSUMS_KEPT: usize = 8;
+
+/// SHA-256 of a range state's snapshot encoding: everything replicated (descriptor, versions,
+/// GC threshold, closed timestamp, sessions, the applied index), so two replicas at one log
+/// index hash equal exactly when they hold the same state.
+pub fn state_checksum(machine: &RangeMachine, bucket: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let bytes = range_codec::snapshot_to_pb(machine, bucket).encode_to_vec();
+    sha2::Sha256::digest(&bytes).into()
 }
 
 pub(crate) struct Shared {
@@ -113,15 +172,30 @@ fn decode_machine(data: &[u8]) -> io::Result<(RangeMachine, String)> {
 }
 
 impl RangeStateMachine {
-    /// Opens range `descriptor.id`'s state on this member: its saved snapshot, else the seed a
-    /// split left, else an empty range with `descriptor` (a new bucket's first range, or a
-    /// replica that waits for a snapshot from the leader).
+    /// Opens range `descriptor.id`'s state on this member: its saved snapshot, else its seed
+    /// (the state before its log's first entry). A replica with neither has nothing its log
+    /// could apply to: with a log (`has_log`) it refuses to start rather than guess a state —
+    /// a state built from today's descriptor under an old log loses the writes the log's
+    /// splits and merges carried (issue #37) —, without one it is a replica added without
+    /// state, which applies nothing until its leader's snapshot arrives.
     pub fn open(
         files: RangeFiles,
         descriptor: &pb::RangeDescriptor,
+        has_log: bool,
     ) -> io::Result<RangeStateMachine> {
         let range = RangeId(descriptor.id);
-        let inner = if let Some(file) = files.snapshot(range).load().map_err(io_error)? {
+        let gone = files.is_gone(range)?;
+        let snapshot = if gone {
+            None
+        } else {
+            files.snapshot(range).load().map_err(io_error)?
+        };
+        let seed = if gone || snapshot.is_some() {
+            None
+        } else {
+            files.seed(range).load().map_err(io_error)?
+        };
+        let inner = if let Some(file) = snapshot {
             let (meta, data) = decode_file(&file)?;
             let (machine, bucket) = decode_machine(data)?;
             Inner {
@@ -129,15 +203,23 @@ impl RangeStateMachine {
                 bucket,
                 applied: meta.last_log_id,
                 membership: meta.last_membership,
+                checksums: Default::default(),
             }
-        } else if let Some(seed) = files.seed(range).load().map_err(io_error)? {
+        } else if let Some(seed) = seed {
             let (machine, bucket) = decode_machine(&seed)?;
             Inner {
                 machine,
                 bucket,
                 applied: None,
                 membership: StoredMembership::default(),
+                checksums: Default::default(),
             }
+        } else if has_log {
+            return Err(io_error(format!(
+                "range {} has a log on this member but no snapshot or seed to apply it to: \
+                 refusing to start from a guessed state",
+                range.0
+            )));
         } else {
             Inner {
                 machine: RangeMachine::new(RangeState::new(topology::descriptor_from_pb(
@@ -146,6 +228,7 @@ impl RangeStateMachine {
                 bucket: descriptor.bucket.clone(),
                 applied: None,
                 membership: StoredMembership::default(),
+                checksums: Default::default(),
             }
         };
         Ok(RangeStateMachine {
@@ -161,6 +244,12 @@ impl RangeStateMachine {
     pub(crate) fn read<T>(&self, read: impl FnOnce(&RangeMachine, &str) -> T) -> T {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
         read(&inner.machine, &inner.bucket)
+    }
+
+    /// The latest consistency checksums (log index, SHA-256), oldest first.
+    pub fn checksums(&self) -> Vec<(u64, [u8; 32])> {
+        let inner = self.shared.inner.read().expect("range state lock poisoned");
+        inner.checksums.iter().copied().collect()
     }
 
     /// The descriptor this replica holds, in the metadata's form.
@@ -190,10 +279,52 @@ impl RangeStateMachine {
                     // A command the log holds but that does not decode is a broken invariant
                     // (every member wrote it from a valid request): stop rather than diverge.
                     let decoded = range_codec::command_from_pb(&command).map_err(io_error)?;
+                    let change = matches!(
+                        decoded,
+                        RangeCommand::Split { .. } | RangeCommand::Merge { .. }
+                    );
+                    let checksum = matches!(decoded, RangeCommand::Checksum);
                     let outcome = inner.machine.apply(entry.log_id.index, request, decoded);
+                    if outcome.breaks_invariant() {
+                        // This replica's state is not the one its log was written for: stop
+                        // it (openraft shuts the group down on a state machine error) rather
+                        // than apply the writes after a change it could not take.
+                        let descriptor = inner.machine.state().descriptor().clone();
+                        tracing::error!(
+                            range = self.shared.range.0,
+                            index = entry.log_id.index,
+                            generation = descriptor.generation,
+                            ?outcome,
+                            "a committed split or merge does not fit this replica's state: \
+                             replica stopped"
+                        );
+                        return Err(io_error(format!(
+                            "range {}: the split or merge at index {} does not fit this \
+                             replica's state ({outcome:?})",
+                            self.shared.range.0, entry.log_id.index
+                        )));
+                    }
                     let response = range_codec::outcome_to_pb(&outcome, &inner.bucket);
+                    if change && !matches!(outcome, Outcome::Refused(_) | Outcome::Duplicate) {
+                        let descriptor = inner.machine.state().descriptor();
+                        tracing::info!(
+                            range = self.shared.range.0,
+                            index = entry.log_id.index,
+                            generation = descriptor.generation,
+                            "range change applied: now [{:?}, {:?})",
+                            String::from_utf8_lossy(&descriptor.start),
+                            descriptor.end.as_deref().map(String::from_utf8_lossy),
+                        );
+                    }
                     if let Outcome::Split { right } = outcome {
                         self.save_seed(&right, &inner.bucket)?;
+                    }
+                    if checksum {
+                        let sum = state_checksum(&inner.machine, &inner.bucket);
+                        if inner.checksums.len() == CHECKSUMS_KEPT {
+                            inner.checksums.pop_front();
+                        }
+                        inner.checksums.push_back((entry.log_id.index, sum));
                     }
                     pb::CommandResponse {
                         op: Some(pb::command_response::Op::Range(response)),
@@ -214,10 +345,11 @@ impl RangeStateMachine {
     }
 
     /// Saves the right half of a split as its group's seed, unless that group has state here
-    /// already (this apply is a replay after a restart).
+    /// already (this apply is a replay after a restart) or was retired here (a replay must
+    /// not leave a stale seed a replica added back later could start from).
     fn save_seed(&self, right: &RangeMachine, bucket: &str) -> io::Result<()> {
         let id = right.state().descriptor().id;
-        if self.shared.files.has_state(id)? {
+        if self.shared.files.has_state(id)? || self.shared.files.is_gone(id)? {
             return Ok(());
         }
         let bytes = range_codec::snapshot_to_pb(right, bucket).encode_to_vec();
@@ -241,6 +373,13 @@ impl RangeStateMachine {
             .snapshot(self.shared.range)
             .save(&encode_file(meta, data))
             .map_err(io_error)?;
+        self.shared.files.clear_gone(self.shared.range)?;
+        tracing::info!(
+            range = self.shared.range.0,
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            generation = machine.state().descriptor().generation,
+            "range snapshot installed"
+        );
         let mut inner = self
             .shared
             .inner
@@ -251,6 +390,7 @@ impl RangeStateMachine {
             bucket,
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            checksums: Default::default(),
         };
         Ok(())
     }
@@ -337,5 +477,80 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
         })
         .await
         .map_err(io_error)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descriptor(generation: u64, end: Option<&[u8]>) -> pb::RangeDescriptor {
+        pb::RangeDescriptor {
+            id: 1,
+            bucket: "b".into(),
+            start: Vec::new(),
+            end: end.map(<[u8]>::to_vec),
+            replicas: vec![pb::RangeReplica {
+                member: 1,
+                learner: false,
+            }],
+            generation,
+            ..Default::default()
+        }
+    }
+
+    fn files() -> (tempfile::TempDir, RangeFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = RangeFiles::new(dir.path().join("ranges")).expect("range files");
+        (dir, files)
+    }
+
+    #[test]
+    fn a_replica_with_a_log_but_no_seed_or_snapshot_refuses_to_start() {
+        // Issue #37: a bucket's first range, merged since (its descriptor in the metadata now
+        // ends at k150), restarted with only its log: building its state from that descriptor
+        // and replaying [split, merge] over it lost the merged keys. It must refuse instead.
+        let (_dir, files) = files();
+        let merged = descriptor(4, Some(b"k150"));
+        let refused = RangeStateMachine::open(files.clone(), &merged, true);
+        assert!(refused.is_err(), "started from a guessed state");
+        // Without a log it is a replica added without state: it starts, awaiting a snapshot.
+        assert!(RangeStateMachine::open(files, &merged, false).is_ok());
+    }
+
+    #[test]
+    fn a_first_range_restarts_from_the_seed_it_was_created_with_not_from_the_metadata() {
+        let (_dir, files) = files();
+        files
+            .save_first_seed(&descriptor(1, None))
+            .expect("first seed");
+        let merged = descriptor(4, Some(b"k150"));
+        let machine = RangeStateMachine::open(files, &merged, true).expect("opens");
+        let held = machine.descriptor();
+        assert_eq!(held.generation, 1);
+        assert_eq!(held.end, None);
+    }
+
+    #[test]
+    fn a_retired_range_s_files_are_void_and_a_replayed_split_writes_no_seed() {
+        let (_dir, files) = files();
+        files
+            .save_first_seed(&descriptor(1, None))
+            .expect("first seed");
+        assert!(files.has_state(RangeId(1)).expect("look"));
+        files.retire(RangeId(1)).expect("retire");
+        assert!(!files.has_state(RangeId(1)).expect("look"));
+        assert!(files.is_gone(RangeId(1)).expect("look"));
+        // A replayed split of a parent writes no seed of the retired range here.
+        let parent =
+            RangeStateMachine::open(files.clone(), &descriptor(1, None), false).expect("opens");
+        let right = RangeMachine::new(RangeState::new(topology::descriptor_from_pb(&descriptor(
+            2, None,
+        ))));
+        parent.save_seed(&right, "b").expect("skipped");
+        assert!(!files.has_state(RangeId(1)).expect("look"));
+        // The replica added back starts without state and awaits its leader's snapshot.
+        let opened = RangeStateMachine::open(files, &descriptor(7, None), false);
+        assert!(opened.is_ok());
     }
 }

@@ -14,6 +14,7 @@ use super::*;
 
 mod follower;
 mod moves;
+mod restarts;
 mod routing;
 
 /// Runs `quorate ARGS` against `endpoint`; returns (success, stdout + stderr).

@@ -231,3 +231,139 @@ fn a_closed_timestamp_bumps_later_writes_and_passes_to_both_halves_of_a_split() 
         }
     );
 }
+
+/// A bucket of three ranges [, m) [m, t) [t, ) made from one by two splits, range 2 frozen and
+/// merged into range 1: the log of range 1 as its replicas hold it, the states before and
+/// after, and range 2's machine as it was frozen.
+fn split_twice_then_merge() -> (RangeMachine, Vec<(u64, RangeCommand)>, RangeMachine) {
+    let (mut map, start) = machine();
+    let mut log = Vec::new();
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    log.push((1, RangeCommand::Split { left: l, right: r }));
+    let mut one = start.clone();
+    let Outcome::Split { right } = one.apply(1, None, log[0].1.clone()) else {
+        panic!("the first split applies");
+    };
+    let mut two = *right;
+    let (l, r) = map
+        .split(
+            RangeId(2),
+            two.state().descriptor().generation,
+            b"t",
+            RangeId(3),
+        )
+        .expect("split");
+    two.apply(1, None, RangeCommand::Split { left: l, right: r });
+    // Writes to range 2 before the merge: the keys a wrong replay loses.
+    two.apply(2, None, put(b"n", b"before-merge", 10));
+    two.apply(3, None, put(b"p", b"before-merge", 11));
+    let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    two.apply(
+        4,
+        None,
+        RangeCommand::Freeze {
+            generation: g(&map, 2),
+            into: RangeId(1),
+        },
+    );
+    let merged = map
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    log.push((
+        2,
+        RangeCommand::Merge {
+            merged,
+            right: Box::new(two.clone()),
+        },
+    ));
+    log.push((3, put(b"q", b"after-merge", 20)));
+    (start, log, two)
+}
+
+#[test]
+fn replaying_a_log_from_its_first_state_rebuilds_a_merge_exactly() {
+    let (start, log, _) = split_twice_then_merge();
+    let mut live = start.clone();
+    for (index, command) in log.clone() {
+        let outcome = live.apply(index, None, command);
+        assert!(!outcome.breaks_invariant(), "{outcome:?}");
+    }
+    // A restart replays the same log on the same first state: the same state, every key.
+    let mut replayed = start;
+    for (index, command) in log {
+        replayed.apply(index, None, command);
+    }
+    assert_eq!(replayed, live);
+    for key in [&b"n"[..], b"p", b"q"] {
+        assert!(value_at(&replayed, key, 100).is_some(), "{key:?}");
+    }
+}
+
+#[test]
+fn a_log_replayed_on_a_state_it_was_not_written_for_breaks_the_invariant() {
+    // Issue #37's cause: a replica of range 1 with no snapshot or seed started from today's
+    // merged descriptor and replayed [split, merge] over it. The split (its right end is not
+    // the merged range's end) and the merge must be seen as broken invariants, never skipped
+    // while later writes apply.
+    let (start, log, _) = split_twice_then_merge();
+    let mut live = start.clone();
+    for (index, command) in log.clone() {
+        live.apply(index, None, command);
+    }
+    // Today's span at the first generation (a state at today's generation would take every
+    // entry for applied already, and lose the same keys as quietly).
+    let mut today = live.state().descriptor().clone();
+    today.generation = 1;
+    let mut wrong = RangeMachine::new(RangeState::new(today));
+    let (index, split) = log[0].clone();
+    let outcome = wrong.apply(index, None, split);
+    assert!(outcome.breaks_invariant(), "{outcome:?}");
+}
+
+#[test]
+fn a_change_retried_after_it_applied_is_no_change() {
+    let (start, log, _) = split_twice_then_merge();
+    let mut m = start;
+    for (index, command) in log.clone() {
+        m.apply(index, None, command);
+    }
+    let before = m.clone();
+    // The merge proposed again (its driver timed out, a new leader finished it too).
+    let (_, merge) = log[1].clone();
+    assert_eq!(m.would_change(&merge), Ok(false));
+    assert_eq!(m.apply(10, None, merge), Outcome::Done);
+    let (_, split) = log[0].clone();
+    assert_eq!(m.apply(11, None, split), Outcome::Done);
+    assert_eq!(m.state(), before.state());
+}
+
+#[test]
+fn a_leader_sees_a_change_that_does_not_fit_before_proposing_it() {
+    let (start, log, two) = split_twice_then_merge();
+    // Before the split, the merge (generation past the state's) does not fit: refused.
+    let (_, merge) = log[1].clone();
+    assert!(matches!(
+        start.would_change(&merge),
+        Err(RangeOpError::BadChange { .. })
+    ));
+    let (_, split) = log[0].clone();
+    assert_eq!(start.would_change(&split), Ok(true));
+    // A right neighbour not frozen for the merge is refused too.
+    let mut after_split = start.clone();
+    after_split.apply(1, None, split);
+    let RangeCommand::Merge { merged, .. } = merge else {
+        unreachable!()
+    };
+    let mut thawed = two.state().clone();
+    thawed
+        .set_descriptor(thawed.descriptor().clone())
+        .expect("same span");
+    let unfrozen = RangeCommand::Merge {
+        merged,
+        right: Box::new(RangeMachine::new(thawed)),
+    };
+    assert!(matches!(
+        after_split.would_change(&unfrozen),
+        Err(RangeOpError::BadChange { .. })
+    ));
+}
