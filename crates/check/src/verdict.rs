@@ -36,6 +36,9 @@ pub enum AnomalyKind {
     RevisionOrder,
     /// Two writes created the same revision.
     DuplicateRevision,
+    /// Replicas of one range hold different states at the same log index (the replica
+    /// consistency check at the end of a range run).
+    ReplicaDivergence,
 }
 
 impl AnomalyKind {
@@ -56,6 +59,7 @@ impl AnomalyKind {
             AnomalyKind::StaleToken => "stale-token",
             AnomalyKind::RevisionOrder => "revision-order",
             AnomalyKind::DuplicateRevision => "duplicate-revision",
+            AnomalyKind::ReplicaDivergence => "replica-divergence",
         }
     }
 }

@@ -28,11 +28,15 @@ pub enum Canary {
     /// Follower reads are served at the replica's closed timestamp however old it is, so a
     /// replica cut off from its leader answers from long ago.
     FollowerReadUnbounded,
+    /// One replica of a range (the one on the merged range's lowest voter) applies a merge
+    /// without the right neighbour's first keys (those below its middle key), so replicas of
+    /// the merged range diverge: the ones it serves reads from lose acknowledged writes.
+    MergeLosesRight,
 }
 
 impl Canary {
     /// Every canary's name.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "stale-read",
         "ack-before-commit",
         "watch-gap",
@@ -40,6 +44,7 @@ impl Canary {
         "quorum-overwrite",
         "split-stale-read",
         "follower-read-unbounded",
+        "merge-loses-right",
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +56,7 @@ impl Canary {
             Canary::QuorumOverwrite => "quorum-overwrite",
             Canary::SplitStaleRead => "split-stale-read",
             Canary::FollowerReadUnbounded => "follower-read-unbounded",
+            Canary::MergeLosesRight => "merge-loses-right",
         }
     }
 
@@ -63,6 +69,7 @@ impl Canary {
             "quorum-overwrite" => Some(Canary::QuorumOverwrite),
             "split-stale-read" => Some(Canary::SplitStaleRead),
             "follower-read-unbounded" => Some(Canary::FollowerReadUnbounded),
+            "merge-loses-right" => Some(Canary::MergeLosesRight),
             _ => None,
         }
     }

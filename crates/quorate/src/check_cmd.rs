@@ -90,7 +90,7 @@ pub struct RunArgs {
     pub keep_data: bool,
     /// Run the members with a planted bug, which the run must find (builds with the `canary`
     /// feature only): stale-read, ack-before-commit, watch-gap, lock-no-wait,
-    /// quorum-overwrite, split-stale-read, follower-read-unbounded.
+    /// quorum-overwrite, split-stale-read, follower-read-unbounded, merge-loses-right.
     #[cfg(feature = "canary")]
     #[arg(long, value_parser = crate::node_cmd::parse_canary)]
     pub canary: Option<node::Canary>,

@@ -18,6 +18,7 @@ mod join_leave;
 mod members;
 mod nemesis;
 mod range_faults;
+mod replica_check;
 mod report;
 mod run;
 

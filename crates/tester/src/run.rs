@@ -114,7 +114,7 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
     let members = Arc::new(Mutex::new(members));
     let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
     members.lock().await.stop().await;
-    let (events, windows) = outcome?;
+    let (events, windows, replicas) = outcome?;
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&data);
     }
@@ -126,7 +126,10 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
         source,
     })?;
     // Every read is judged in real time; what a read must hold is the model's to say.
-    let report = judge(&history, model_of(args.workload), Budget::default(), true);
+    let mut report = judge(&history, model_of(args.workload), Budget::default(), true);
+    if let Some(replicas) = replicas {
+        report.verdict = check::Verdict::combine([report.verdict, replicas]);
+    }
     let summary = Summary::of(&history, &windows);
     let report_path = out.join("report.html");
     let facts = crate::report::RunFacts {
@@ -199,15 +202,19 @@ fn write_file(path: &Path, text: String) -> Result<(), CheckError> {
     std::fs::write(path, text).map_err(CheckError::file("write", path))
 }
 
-/// Waits for the members, runs the clients and the nemesis, heals, reads finally; returns the
-/// events and the fault windows.
+/// What a run leaves to judge: the events, the fault windows and, for a range workload, the
+/// replica consistency check's verdict.
+type Driven = (Vec<check::Event>, Vec<FaultWindow>, Option<check::Verdict>);
+
+/// Waits for the members, runs the clients and the nemesis, heals (and, for a range workload,
+/// restarts every member), reads finally and checks the replicas of a range workload.
 async fn drive(
     args: &RunOptions,
     seed: u64,
     plan: Vec<nemesis::PlannedFault>,
     members: Arc<Mutex<Members>>,
     endpoints: Vec<String>,
-) -> Result<(Vec<check::Event>, Vec<FaultWindow>), CheckError> {
+) -> Result<Driven, CheckError> {
     members
         .lock()
         .await
@@ -259,6 +266,9 @@ async fn drive(
         guard
             .wait_ready(READY_TIMEOUT, "members after healing")
             .await?;
+        if args.workload.on_ranges() {
+            crate::replica_check::restart_all(&mut guard, READY_TIMEOUT).await?;
+        }
     }
     let mut reader = Client::new(args.clients + 1, shared.clone(), seed);
     if !reader
@@ -284,7 +294,12 @@ async fn drive(
             }
         }
     }
-    Ok((recorder.events(), windows))
+    let replicas = if args.workload.on_ranges() {
+        Some(crate::replica_check::check_replicas(&shared.endpoints).await)
+    } else {
+        None
+    };
+    Ok((recorder.events(), windows, replicas))
 }
 
 /// What a workload needs before its clients start: its bucket, or the bank's accounts.

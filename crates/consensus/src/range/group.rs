@@ -151,6 +151,10 @@ impl RangeGroup {
         let awaiting_snapshot = !log.has_log() && !files.has_state(range).map_err(internal)?;
         let machine =
             RangeStateMachine::open(files, &options.descriptor, log.has_log()).map_err(internal)?;
+        #[cfg(feature = "canary")]
+        if main.canary() == Some(crate::Canary::MergeLosesRight) {
+            machine.plant_merge_loses_right(main.id());
+        }
         let network = NetworkFactory {
             peers: main.peers.clone(),
             book: main.book.clone(),

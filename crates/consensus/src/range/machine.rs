@@ -135,6 +135,9 @@ pub(crate) struct Shared {
     inner: RwLock<Inner>,
     files: RangeFiles,
     range: RangeId,
+    /// The member whose replica loses a merge's right keys (`Canary::MergeLosesRight`).
+    #[cfg(feature = "canary")]
+    loses_right: std::sync::OnceLock<u64>,
 }
 
 /// The state machine of one range on this member (cheap to clone).
@@ -236,6 +239,8 @@ impl RangeStateMachine {
                 inner: RwLock::new(inner),
                 files,
                 range,
+                #[cfg(feature = "canary")]
+                loses_right: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -244,6 +249,47 @@ impl RangeStateMachine {
     pub(crate) fn read<T>(&self, read: impl FnOnce(&RangeMachine, &str) -> T) -> T {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
         read(&inner.machine, &inner.bucket)
+    }
+
+    /// Plants `Canary::MergeLosesRight` for this member (`member`).
+    #[cfg(feature = "canary")]
+    pub(crate) fn plant_merge_loses_right(&self, member: u64) {
+        let _ = self.shared.loses_right.set(member);
+    }
+
+    /// The planted bug: on the merged range's lowest voter, a merge takes the right
+    /// neighbour's state without its keys below its middle key.
+    #[cfg(feature = "canary")]
+    fn canary_merge(&self, command: RangeCommand) -> RangeCommand {
+        let Some(&me) = self.shared.loses_right.get() else {
+            return command;
+        };
+        let RangeCommand::Merge { merged, right } = command else {
+            return command;
+        };
+        if merged.voters().min().map(|m| m.0) != Some(me) {
+            return RangeCommand::Merge { merged, right };
+        }
+        let state = right.state();
+        let Some(middle) = state.middle_key() else {
+            return RangeCommand::Merge { merged, right };
+        };
+        let mut data = state.data().clone();
+        let kept = data.split_off(&middle);
+        let lossy = RangeState::from_parts(
+            state.descriptor().clone(),
+            kept,
+            state.merging_into(),
+            state.closed(),
+        );
+        let sessions: Vec<_> = right
+            .sessions()
+            .map(|(client, sequence, outcome, used)| (client, sequence, outcome.clone(), used))
+            .collect();
+        RangeCommand::Merge {
+            merged,
+            right: Box::new(RangeMachine::restore(lossy, right.applied(), sessions)),
+        }
     }
 
     /// The latest consistency checksums (log index, SHA-256), oldest first.
@@ -284,6 +330,8 @@ impl RangeStateMachine {
                         RangeCommand::Split { .. } | RangeCommand::Merge { .. }
                     );
                     let checksum = matches!(decoded, RangeCommand::Checksum);
+                    #[cfg(feature = "canary")]
+                    let decoded = self.canary_merge(decoded);
                     let outcome = inner.machine.apply(entry.log_id.index, request, decoded);
                     if outcome.breaks_invariant() {
                         // This replica's state is not the one its log was written for: stop
