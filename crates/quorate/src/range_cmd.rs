@@ -47,6 +47,7 @@ fn check_json(check: &pb::RangeCheck) -> Value {
                 "member": format!("{:x}", r.member),
                 "sha256": hex_bytes(&r.sha256),
                 "divergent": r.divergent,
+                "removed": r.removed,
                 "error": (!r.error.is_empty()).then_some(&r.error),
             })
         })
@@ -86,6 +87,9 @@ fn report_checks(bucket: &str, checks: &[pb::RangeCheck], json_out: bool) -> any
                         let sum = hex_bytes(&r.sha256);
                         let short = sum.get(..12).unwrap_or(&sum);
                         match (r.divergent, r.error.is_empty()) {
+                            (true, _) if r.removed => {
+                                format!("{:x}={short} DIVERGENT (removed, to be rebuilt)", r.member)
+                            }
                             (true, _) => format!("{:x}={short} DIVERGENT", r.member),
                             (false, true) => format!("{:x}={short}", r.member),
                             (false, false) => format!("{:x}: {}", r.member, r.error),

@@ -4,8 +4,11 @@
 //! point of the log everywhere, so equal states hash equal); the checksums are collected from
 //! each replica and compared. The checksums the most replicas share are taken as the range's
 //! state, any other replica is divergent: logged as an error with both figures and counted
-//! (`quorate_range_checksum_mismatches`). The decision which replicas diverge is the pure
-//! `divergent` below; this module only asks and collects.
+//! (`quorate_range_checksum_mismatches`). When the majority is a quorum of the range's
+//! replicas, one divergent replica is removed from the range in the metadata: it stops
+//! serving once its group applies that, its files are voided when it retires, and the
+//! rebalancer adds a replica back, which starts from a good replica's snapshot. The decision
+//! which replicas diverge is the pure `divergent` below; this module only asks and collects.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -20,6 +23,17 @@ use crate::{RangeNode, RangeNodeError};
 
 /// How often a replica that has not applied the checksum entry yet is asked again.
 const CHECKSUM_POLL: Duration = Duration::from_millis(50);
+
+/// Which replicas to remove: the divergent ones, when the checksum the others share is held by
+/// more than half of the range's `replicas` (else nothing: no quorum vouches for a state).
+pub fn to_rebuild(sums: &BTreeMap<u64, Vec<u8>>, replicas: usize) -> Vec<u64> {
+    let bad = divergent(sums);
+    let agreeing = sums.len() - bad.len();
+    if bad.is_empty() || bad.len() == sums.len() || agreeing * 2 <= replicas {
+        return Vec::new();
+    }
+    bad
+}
 
 /// The members whose checksum differs from the one most replicas reported (a tie has no
 /// majority: every answering replica is then suspect). Replicas that gave none are not
@@ -129,7 +143,44 @@ impl RangeNode {
             );
         }
         check.consistent = bad.is_empty() && sums.len() == range.replicas.len();
+        if let Some(&member) = to_rebuild(&sums, range.replicas.len()).first() {
+            self.rebuild(range, member, &mut check).await;
+        }
         check
+    }
+
+    /// Removes `member`'s divergent replica of `range` from the metadata (one change; the
+    /// rebalancer adds a replica back from a good replica's snapshot).
+    async fn rebuild(
+        &self,
+        range: &raftpb::RangeDescriptor,
+        member: u64,
+        check: &mut pb::RangeCheck,
+    ) {
+        let change = ranges::ReplicaChange::Remove(base::NodeId(member));
+        match self
+            .commit_replica_change(range, range.generation, change)
+            .await
+        {
+            Ok(reply) if reply.refusal.is_empty() => {
+                tracing::error!(
+                    range = range.id,
+                    member = %format!("{member:x}"),
+                    generation = range.generation,
+                    "divergent replica removed from its range: it is rebuilt from a good \
+                     replica's snapshot"
+                );
+                if let Some(entry) = check.replicas.iter_mut().find(|r| r.member == member) {
+                    entry.removed = true;
+                }
+            }
+            Ok(reply) => tracing::warn!(
+                range = range.id,
+                refusal = %reply.refusal,
+                "divergent replica not removed"
+            ),
+            Err(error) => tracing::warn!(range = range.id, %error, "divergent replica not removed"),
+        }
     }
 
     /// The checksum `member`'s replica of `range` computed at `index`, asked until it has
@@ -197,6 +248,19 @@ mod tests {
 
     fn sums(pairs: &[(u64, &[u8])]) -> BTreeMap<u64, Vec<u8>> {
         pairs.iter().map(|(m, s)| (*m, s.to_vec())).collect()
+    }
+
+    #[test]
+    fn only_a_quorum_that_agrees_gets_a_divergent_replica_rebuilt() {
+        use super::to_rebuild;
+        assert_eq!(
+            to_rebuild(&sums(&[(1, b"a"), (2, b"b"), (3, b"a")]), 3),
+            vec![2]
+        );
+        // Two of five agree: no quorum vouches for their state.
+        assert!(to_rebuild(&sums(&[(1, b"a"), (2, b"b"), (3, b"a")]), 5).is_empty());
+        assert!(to_rebuild(&sums(&[(1, b"a"), (2, b"b")]), 3).is_empty());
+        assert!(to_rebuild(&sums(&[(1, b"a"), (2, b"a"), (3, b"a")]), 3).is_empty());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct RangeGroup {
     /// the leader's snapshot arrives: appends are refused meanwhile, so no entry is ever
     /// applied to an empty state that should have held the seed.
     awaiting_snapshot: Arc<AtomicBool>,
+    /// Set once the replica said it waits for a snapshot (said once, not per message).
+    said_waiting: Arc<AtomicBool>,
     /// Whether the group sleeps here (`ranges::quiesce`), and the role it was last seen in.
     quiet: Arc<Mutex<Quiet>>,
     /// Set by every message from the leader (an append, a heartbeat, a snapshot); cleared by
@@ -173,6 +175,7 @@ impl RangeGroup {
             hlc,
             load: Arc::new(Mutex::new(LoadTracker::new())),
             awaiting_snapshot: Arc::new(AtomicBool::new(awaiting_snapshot)),
+            said_waiting: Arc::new(AtomicBool::new(false)),
             quiet: Arc::new(Mutex::new(Quiet {
                 quiescer: Quiescer::new(options.quiesce),
                 role: None,
@@ -477,9 +480,19 @@ impl RangeGroup {
         };
         match upto {
             Some(upto) if Some(upto) > purged => {
+                tracing::info!(
+                    range = self.range.0,
+                    upto,
+                    "log purged behind the snapshot: a follower that cannot take the log gets \
+                     the snapshot"
+                );
                 let _ = self.raft.trigger().purge_log(upto).await;
             }
             _ => {
+                tracing::info!(
+                    range = self.range.0,
+                    "range snapshot built for a follower that cannot take the log"
+                );
                 let _ = self.raft.trigger().snapshot().await;
             }
         }
@@ -831,6 +844,12 @@ impl RangeGroup {
     ) -> Result<pb::AppendEntriesResponse, String> {
         let mut request = request;
         if self.awaiting_snapshot.load(Ordering::Acquire) && !request.entries.is_empty() {
+            if !self.said_waiting.swap(true, Ordering::AcqRel) {
+                tracing::info!(
+                    range = self.range.0,
+                    "range replica has no state here yet: waiting for its leader's snapshot"
+                );
+            }
             if request.prev_log_id.is_none() {
                 return Err(format!(
                     "range {} has no state on this member yet: it needs a snapshot",

@@ -330,6 +330,10 @@ impl RangeStateMachine {
                         RangeCommand::Split { .. } | RangeCommand::Merge { .. }
                     );
                     let checksum = matches!(decoded, RangeCommand::Checksum);
+                    let freeze = match &decoded {
+                        RangeCommand::Freeze { generation, into } => Some((*generation, *into)),
+                        _ => None,
+                    };
                     #[cfg(feature = "canary")]
                     let decoded = self.canary_merge(decoded);
                     let outcome = inner.machine.apply(entry.log_id.index, request, decoded);
@@ -362,6 +366,15 @@ impl RangeStateMachine {
                             "range change applied: now [{:?}, {:?})",
                             String::from_utf8_lossy(&descriptor.start),
                             descriptor.end.as_deref().map(String::from_utf8_lossy),
+                        );
+                    }
+                    if let (Some((generation, into)), Outcome::Done) = (freeze, &outcome) {
+                        tracing::info!(
+                            range = self.shared.range.0,
+                            index = entry.log_id.index,
+                            generation,
+                            into = into.0,
+                            "range frozen for a merge into its left neighbour"
                         );
                     }
                     if let Outcome::Split { right } = outcome {
