@@ -1,6 +1,7 @@
 //! Histories of operations against a database and the checkers that judge them: the
 //! JSON-lines history format, pairing of invocations with completions, linearizability by
-//! Wing–Gong–Lowe search with memoization and per-key partitioning under a budget, and the
+//! Wing–Gong–Lowe search with memoization and per-key partitioning under a budget and the
+//! caller's deadline (a `Monitor`), with indeterminate operations placed only when needed, and the
 //! set, bank, watch, fenced-lock and bounded-staleness checkers, and the revision checker of the
 //! etcd-kv model. Every verdict is three-valued: a budget that runs out gives
 //! `Unknown`, never `Valid`. It must never perform I/O or read a clock: histories arrive as
@@ -20,7 +21,7 @@ pub mod watch;
 
 pub use codec::CodecError;
 pub use history::{Event, EventType, History, HistoryError, Operation, Outcome};
-pub use linear::{Budget, check_linearizable};
+pub use linear::{Budget, Monitor, Unmonitored, check_linearizable, check_linearizable_monitored};
 pub use model::{Datum, Model, Register};
 pub use verdict::{Anomaly, AnomalyKind, Report, Verdict};
 
