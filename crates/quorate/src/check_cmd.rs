@@ -46,6 +46,10 @@ pub struct AnalyzeArgs {
     /// Memoized search configurations per key before the verdict is unknown.
     #[arg(long, default_value_t = check::Budget::default().cache_entries_max)]
     pub cache_entries_max: usize,
+    /// The whole check's wall-clock bound; past it the verdict is unknown (exit 2) and names
+    /// the keys left unjudged.
+    #[arg(long, default_value = "5m", value_parser = crate::node_cmd::parse_duration)]
+    pub time_limit: Duration,
 }
 
 /// Options of a check run.
@@ -108,6 +112,7 @@ pub async fn run(args: CheckArgs, json_out: bool) -> Result<(), tester::CheckErr
                     steps_max: args.steps_max,
                     cache_entries_max: args.cache_entries_max,
                 },
+                time_limit: args.time_limit,
             };
             tester::analyze(&options, json_out)
         }

@@ -119,6 +119,53 @@ pub struct AnalyzeOptions {
     pub final_read_only: bool,
     /// The linearizability search's bounds per key.
     pub budget: Budget,
+    /// The whole check's wall-clock bound: past it the verdict is unknown and names the keys
+    /// left unjudged.
+    pub time_limit: std::time::Duration,
+}
+
+/// The wall-clock bound of a check (the `check` crate reads no clock itself), with progress
+/// on standard error once a check runs long enough for a person to wonder.
+pub struct Deadline {
+    start: std::time::Instant,
+    at: std::time::Instant,
+    shown: Option<std::time::Instant>,
+}
+
+/// A check that has run this long shows its progress.
+const PROGRESS_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Deadline {
+    pub fn after(limit: std::time::Duration) -> Deadline {
+        let start = std::time::Instant::now();
+        Deadline {
+            start,
+            at: start + limit,
+            shown: None,
+        }
+    }
+}
+
+impl check::Monitor for Deadline {
+    fn should_stop(&mut self) -> bool {
+        std::time::Instant::now() >= self.at
+    }
+
+    fn progress(&mut self, done: usize, total: usize) {
+        let now = std::time::Instant::now();
+        let due = self
+            .shown
+            .map_or(now - self.start >= PROGRESS_AFTER, |shown| {
+                now - shown >= std::time::Duration::from_secs(1)
+            });
+        if due || (done == total && self.shown.is_some()) {
+            self.shown = Some(now);
+            eprintln!(
+                "checking: {done} of {total} keys judged ({:.1} s)",
+                (now - self.start).as_secs_f64()
+            );
+        }
+    }
 }
 
 /// Anomalies the text report prints; the rest are counted.
@@ -141,6 +188,7 @@ pub fn analyze(options: &AnalyzeOptions, json_out: bool) -> Result<(), CheckErro
         options.model,
         options.budget,
         !options.final_read_only,
+        &mut Deadline::after(options.time_limit),
     );
     if json_out {
         println!("{}", report_json(&report, &history.counts(), events.len()));
@@ -150,17 +198,22 @@ pub fn analyze(options: &AnalyzeOptions, json_out: bool) -> Result<(), CheckErro
     verdict_result(&report.verdict)
 }
 
-/// Judges a history by one checker.
-pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable: bool) -> Report {
+/// Judges a history by one checker; `monitor` bounds the linearizability search in time.
+pub fn judge(
+    history: &History,
+    model: CheckModel,
+    budget: Budget,
+    linearizable: bool,
+    monitor: &mut dyn check::Monitor,
+) -> Report {
+    let linear = |cas: bool, monitor: &mut dyn check::Monitor| {
+        check::check_linearizable_monitored(&Register { cas }, history, budget, monitor)
+    };
     match model {
-        CheckModel::Register => {
-            check::check_linearizable(&Register { cas: false }, history, budget)
-        }
-        CheckModel::CasRegister => {
-            check::check_linearizable(&Register { cas: true }, history, budget)
-        }
+        CheckModel::Register => linear(false, monitor),
+        CheckModel::CasRegister => linear(true, monitor),
         CheckModel::EtcdKv => {
-            let register = check::check_linearizable(&Register { cas: true }, history, budget);
+            let register = linear(true, monitor);
             let revisions = check::revisions::check_revisions(history);
             Report {
                 checker: "etcd-kv".to_owned(),
@@ -178,7 +231,7 @@ pub fn judge(history: &History, model: CheckModel, budget: Budget, linearizable:
         CheckModel::Lock => check::lock::check_lock(history),
         CheckModel::Staleness => check::staleness::check_staleness(history),
         CheckModel::FollowerRegister => {
-            let register = check::check_linearizable(&Register { cas: false }, history, budget);
+            let register = linear(false, monitor);
             let staleness = check::staleness::check_staleness(history);
             Report {
                 checker: "follower-register".to_owned(),

@@ -59,6 +59,8 @@ pub struct RunOptions {
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Process numbers of watchers start here, apart from the clients'.
 const WATCHER_PROCESS_BASE: u64 = 1000;
+/// How long judging a run's history may take; past it the verdict is unknown.
+const CHECK_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// How long the final reads may take after healing.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -126,7 +128,13 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
         source,
     })?;
     // Every read is judged in real time; what a read must hold is the model's to say.
-    let mut report = judge(&history, model_of(args.workload), Budget::default(), true);
+    let mut report = judge(
+        &history,
+        model_of(args.workload),
+        Budget::default(),
+        true,
+        &mut crate::Deadline::after(CHECK_TIME_LIMIT),
+    );
     if let Some(replicas) = replicas {
         report.verdict = check::Verdict::combine([report.verdict, replicas]);
     }
