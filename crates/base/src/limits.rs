@@ -200,6 +200,11 @@ pub const RANGE_MAX_BYTES_MIN: u64 = 64 * 1024;
 /// Keys one scan request returns at most (the client pages on with the resume key).
 pub const SCAN_KEYS_MAX: u32 = 10_000;
 
+/// Bytes of keys and values one scan page of a consensus bucket holds at most (at least one
+/// entry, whatever its size): a page of large values stays well under the 4 MiB a gRPC client
+/// decodes by default.
+pub const SCAN_BYTES_MAX: u64 = 2 * 1024 * 1024;
+
 /// Sends and metadata lookups one request makes at most while it follows splits, moves and
 /// leader changes; the request deadline bounds it too. Each refusal teaches the routing
 /// cache, so few are needed unless a range is between leaders, when the gateway asks again

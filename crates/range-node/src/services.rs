@@ -223,6 +223,7 @@ impl RangeNode {
             n => n.min(base::limits::SCAN_KEYS_MAX),
         };
         let mut entries = Vec::new();
+        let mut bytes = 0u64;
         let mut from = request.from;
         loop {
             let part = self
@@ -235,6 +236,7 @@ impl RangeNode {
                         limit: limit - entries.len() as u32,
                         follower: follower.is_some(),
                         max_staleness_ms: follower.unwrap_or(0),
+                        max_bytes: base::limits::SCAN_BYTES_MAX.saturating_sub(bytes).max(1),
                         ..Default::default()
                     },
                 )
@@ -242,6 +244,7 @@ impl RangeNode {
             for version in part.versions {
                 let (micros, logical) = ts_fields(&version.ts);
                 if let Some(value) = version.value {
+                    bytes += (version.key.len() + value.len()) as u64;
                     entries.push(pb::ScanEntry {
                         key: version.key,
                         value,
@@ -251,7 +254,11 @@ impl RangeNode {
                 }
             }
             match part.resume {
-                Some(next) if entries.len() < limit as usize => from = next,
+                Some(next)
+                    if entries.len() < limit as usize && bytes < base::limits::SCAN_BYTES_MAX =>
+                {
+                    from = next
+                }
                 resume => {
                     return Ok(pb::ScanResponse { entries, resume });
                 }

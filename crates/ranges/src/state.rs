@@ -231,6 +231,40 @@ impl RangeState {
         Ok(ScanPart { entries, resume })
     }
 
+    /// `scan`, with the page also cut once its keys and values pass `max_bytes` (0: no bound;
+    /// the first entry is always kept, so a scan always moves on).
+    pub fn scan_bounded(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        ts: HlcTimestamp,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<ScanPart, RangeOpError> {
+        let mut part = self.scan(from, to, ts, limit)?;
+        if max_bytes == 0 {
+            return Ok(part);
+        }
+        let mut bytes = 0u64;
+        let cut = part.entries.iter().position(|(key, version)| {
+            let size = key.len() + version.value.as_ref().map_or(0, Vec::len);
+            let over = bytes > 0 && bytes + size as u64 > max_bytes;
+            bytes += size as u64;
+            over
+        });
+        if let Some(cut) = cut {
+            part.entries.truncate(cut);
+            let mut after = part
+                .entries
+                .last()
+                .map(|(k, _)| k.clone())
+                .expect("cut > 0");
+            after.push(0);
+            part.resume = Some(after);
+        }
+        Ok(part)
+    }
+
     /// A replica change, or any change that keeps the span: takes the new descriptor.
     pub fn set_descriptor(&mut self, descriptor: RangeDescriptor) -> Result<(), RangeOpError> {
         if descriptor.id != self.descriptor.id

@@ -792,7 +792,13 @@ impl RangeGroup {
     ) -> pb::RangeCallResponse {
         let result = if read.scan {
             state
-                .scan(&read.from, read.to.as_deref(), at, read.limit as usize)
+                .scan_bounded(
+                    &read.from,
+                    read.to.as_deref(),
+                    at,
+                    read.limit as usize,
+                    read.max_bytes,
+                )
                 .map(|part| (part.entries, part.resume))
         } else {
             #[cfg(feature = "canary")]

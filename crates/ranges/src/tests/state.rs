@@ -271,3 +271,35 @@ fn a_frozen_range_refuses_everything_until_a_descriptor_change_thaws_it() {
     );
     state.put(b"a", ts(20), b"w".to_vec()).expect("thawed");
 }
+
+#[test]
+fn a_scan_page_is_cut_by_bytes_and_always_moves_on() {
+    let map = crate::descriptor::RangeMap::new(RangeId(1), &[base::NodeId(1)]);
+    let mut state = RangeState::new(map.lookup(b"").clone());
+    let at = |p| base::HlcTimestamp {
+        physical: p,
+        logical: 0,
+    };
+    for (i, key) in [b"a", b"b", b"c"].iter().enumerate() {
+        state
+            .put(*key, at(i as u64 + 1), vec![b'x'; 100])
+            .expect("put");
+    }
+    let part = state
+        .scan_bounded(b"", None, at(10), 10, 250)
+        .expect("scan");
+    assert_eq!(
+        part.entries.len(),
+        2,
+        "101 + 101 bytes fit in 250, a third does not"
+    );
+    assert_eq!(part.resume, Some(b"b\0".to_vec()));
+    // One entry larger than the bound is still served, so the scan moves on.
+    let part = state.scan_bounded(b"", None, at(10), 10, 10).expect("scan");
+    assert_eq!(part.entries.len(), 1);
+    assert_eq!(part.resume, Some(b"a\0".to_vec()));
+    // Unbounded: everything.
+    let part = state.scan_bounded(b"", None, at(10), 10, 0).expect("scan");
+    assert_eq!(part.entries.len(), 3);
+    assert_eq!(part.resume, None);
+}
