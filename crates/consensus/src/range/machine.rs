@@ -127,7 +127,12 @@ const CHECKSUMS_KEPT: usize = 8;
 /// index hash equal exactly when they hold the same state.
 pub fn state_checksum(machine: &RangeMachine, bucket: &str) -> [u8; 32] {
     use sha2::Digest;
-    let bytes = range_codec::snapshot_to_pb(machine, bucket).encode_to_vec();
+    let mut snapshot = range_codec::snapshot_to_pb(machine, bucket);
+    // The replicas as a set: their order in a descriptor carries no state.
+    if let Some(descriptor) = snapshot.descriptor.as_mut() {
+        descriptor.replicas.sort_by_key(|r| (r.member, r.learner));
+    }
+    let bytes = snapshot.encode_to_vec();
     sha2::Sha256::digest(&bytes).into()
 }
 
