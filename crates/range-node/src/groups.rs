@@ -244,43 +244,38 @@ impl RangeNode {
             .is_some_and(|left| left.descriptor().generation < merged.generation)
     }
 
-    /// Whether the range's group has applied the metadata's change that removed this
-    /// member's replica: its leader records the descriptor only after its Raft membership
-    /// dropped this member. Until then the leader may still replicate here, and a replica
-    /// retired (its log gone) and started again would show the leader a log gone backwards.
+    /// Whether the range's group has carried out the metadata's change that removed this
+    /// member's replica: another replica holds a committed Raft membership without this
+    /// member. Until then the leader may still replicate here, and a replica retired (its log
+    /// gone) and added back would show the leader a log gone backwards (openraft refuses
+    /// that). The range's descriptor is no proof: a split or merge applied over a replica
+    /// change the group had not carried out records a newer descriptor before the membership
+    /// follows it.
     fn removal_applied(&self, meta: &raftpb::RangeDescriptor) -> bool {
-        let Some(leader) = self.groups.get(meta.id).and_then(|g| g.leader()) else {
-            return self.removal_confirmed(meta);
-        };
-        if leader == self.me() {
+        if self.groups.get(meta.id).and_then(|g| g.leader()) == Some(self.me()) {
             // This replica led when the metadata dropped it: it hands over (`finish_change`)
             // before anything else; it is not gone until another replica records the change.
             return false;
         }
-        self.removal_confirmed(meta)
-    }
-
-    /// Whether a replica the metadata lists for the range reported (last reconcile) holding
-    /// a descriptor at least as new as `meta`; asks them for next time.
-    fn removal_confirmed(&self, meta: &raftpb::RangeDescriptor) -> bool {
         let confirmed = self
             .removals
             .lock()
             .expect("removals poisoned")
-            .get(&meta.id)
-            .is_some_and(|&generation| generation >= meta.generation);
+            .contains(&meta.id);
         if !confirmed {
             self.ask_removal(meta);
         }
         confirmed
     }
 
-    /// Asks the range's listed replicas, in the background, which generation they hold.
+    /// Asks the range's listed replicas, in the background, whether their committed Raft
+    /// membership still holds this member.
     fn ask_removal(&self, meta: &raftpb::RangeDescriptor) {
+        let me = self.me();
         let urls: Vec<String> = meta
             .replicas
             .iter()
-            .filter(|r| r.member != self.me())
+            .filter(|r| r.member != me)
             .filter_map(|r| self.peer_url(r.member))
             .collect();
         let (peers, removals, timeout, id) = (
@@ -294,10 +289,10 @@ impl RangeNode {
                 let Ok(status) = peers.range_status(&url, id, timeout).await else {
                     continue;
                 };
-                let held = status.descriptor.map_or(0, |d| d.generation);
-                let mut removals = removals.lock().expect("removals poisoned");
-                let known = removals.entry(id).or_insert(0);
-                *known = (*known).max(held);
+                if status.raft_membership_committed && !status.raft_members.contains(&me) {
+                    removals.lock().expect("removals poisoned").insert(id);
+                    return;
+                }
             }
         });
     }

@@ -67,9 +67,9 @@ pub struct RangeNode {
     stuck: Mutex<HashMap<u64, u32>>,
     /// Per frozen range this member leads, since when it is frozen (`merges`).
     frozen_since: Mutex<HashMap<u64, tokio::time::Instant>>,
-    /// Per range this member's replica is to leave, the newest generation another replica
-    /// reported holding (`groups::removal_applied`).
-    removals: Arc<Mutex<HashMap<u64, u64>>>,
+    /// Ranges this member's replica is to leave whose committed Raft membership another
+    /// replica reported without this member (`groups::removal_applied`).
+    removals: Arc<Mutex<std::collections::HashSet<u64>>>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Which members answer probes: a quiesced range sleeps only while its leader's does.
     liveness: liveness::Liveness,
@@ -123,7 +123,7 @@ impl RangeNode {
             caches: Mutex::new(HashMap::new()),
             stuck: Mutex::new(HashMap::new()),
             frozen_since: Mutex::new(HashMap::new()),
-            removals: Arc::new(Mutex::new(HashMap::new())),
+            removals: Arc::new(Mutex::new(std::collections::HashSet::new())),
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),
             moves: rebalance::Moves::default(),

@@ -275,7 +275,22 @@ impl RangeGroup {
                 state.merging_into().map_or(0, |r| r.0),
             )
         });
+        let (raft_members, raft_membership_committed) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            let members = m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            let committed = m.membership_config.log_id().as_ref().map(|l| l.index)
+                <= m.local_committed.as_ref().map(|l| l.index);
+            (members, committed)
+        };
         pb::RangeStatusResponse {
+            raft_members,
+            raft_membership_committed,
             leader: self.leader().unwrap_or(0),
             bytes,
             applied,
