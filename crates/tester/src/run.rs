@@ -127,17 +127,7 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
         what: "the recorded history".to_owned(),
         source,
     })?;
-    // Every read is judged in real time; what a read must hold is the model's to say.
-    let mut report = judge(
-        &history,
-        model_of(args.workload),
-        Budget::default(),
-        true,
-        &mut crate::Deadline::after(CHECK_TIME_LIMIT),
-    );
-    if let Some(replicas) = replicas {
-        report.verdict = check::Verdict::combine([report.verdict, replicas]);
-    }
+    let report = judge_run(&history, args.workload, replicas);
     let summary = Summary::of(&history, &windows);
     let report_path = out.join("report.html");
     let facts = crate::report::RunFacts {
@@ -167,6 +157,26 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
         );
     }
     verdict_result(&report.verdict)
+}
+
+/// Judges a run's history (every read in real time; what a read must hold is the model's to
+/// say), within `CHECK_TIME_LIMIT`, with the replica check's verdict of a range run.
+fn judge_run(
+    history: &History,
+    workload: WorkloadKind,
+    replicas: Option<check::Verdict>,
+) -> check::Report {
+    let mut report = judge(
+        history,
+        model_of(workload),
+        Budget::default(),
+        true,
+        &mut crate::Deadline::after(CHECK_TIME_LIMIT),
+    );
+    if let Some(replicas) = replicas {
+        report.verdict = check::Verdict::combine([report.verdict, replicas]);
+    }
+    report
 }
 
 /// The checker of a workload's histories.

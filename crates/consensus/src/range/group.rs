@@ -25,6 +25,11 @@ use crate::replica::Replica;
 use crate::types::*;
 
 mod moves;
+mod peer;
+mod reads;
+mod upgrade;
+
+use upgrade::upgrade_first_range;
 
 type RangeRaft = openraft::Raft<TypeConfig, RangeStateMachine>;
 
@@ -99,60 +104,6 @@ fn refused(why: pb::range_refusal::Why) -> pb::RangeCallResponse {
             why: Some(why),
         })),
     }
-}
-
-/// A log without a seed or snapshot, written before a bucket's first range saved its seed:
-/// only a first range can have one (a split's right half starts from its seed, a replica
-/// added later from its leader's snapshot), and its log then still begins at index 0 with the
-/// membership the range was created with. Its first state is known exactly — the bucket's
-/// whole keyspace at generation 1, empty, on those voters — so the seed is written from that,
-/// never from today's metadata. A log that does not begin so is left alone: the state machine
-/// then refuses to start.
-async fn upgrade_first_range(
-    log: &mut crate::log_store::LogStore,
-    files: &RangeFiles,
-    descriptor: &pb::RangeDescriptor,
-) -> Result<(), EtcdError> {
-    use openraft::storage::RaftLogReader;
-    let first = log.try_get_log_entries(0..1).await.map_err(internal)?;
-    let Some(Entry {
-        payload: EntryPayload::Membership(membership),
-        log_id,
-    }) = first.into_iter().next()
-    else {
-        return Ok(());
-    };
-    if log_id.index != 0 {
-        return Ok(());
-    }
-    let mut voters: Vec<NodeId> = membership.voter_ids().collect();
-    voters.sort_unstable();
-    let created = pb::RangeDescriptor {
-        id: descriptor.id,
-        bucket: descriptor.bucket.clone(),
-        start: Vec::new(),
-        end: None,
-        replicas: voters
-            .into_iter()
-            .map(|member| pb::RangeReplica {
-                member,
-                learner: false,
-            })
-            .collect(),
-        generation: 1,
-        sticky: false,
-        merged_right_generation: 0,
-    };
-    tracing::warn!(
-        range = descriptor.id,
-        "range log without a seed (written before first ranges saved one): its first state is \
-         written as the bucket's empty first range the log began with"
-    );
-    let files = files.clone();
-    tokio::task::spawn_blocking(move || files.save_first_seed(&created))
-        .await
-        .map_err(internal)?
-        .map_err(internal)
 }
 
 impl RangeGroup {
@@ -795,217 +746,10 @@ impl RangeGroup {
         }
     }
 
-    /// Reads the range: on the leader after confirming its leadership with a quorum and
-    /// applying up to the read index (linearizable); a follower read on any replica at its
-    /// closed timestamp (`follower_read`).
-    pub async fn read(&self, read: pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
-        if read.follower {
-            return Ok(self.follower_read(&read));
-        }
-        self.record_load(&read.from);
-        self.active_since_close.store(true, Ordering::Release);
-        self.activity();
-        let confirmed = tokio::time::timeout(
-            self.request_timeout,
-            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
-        )
-        .await;
-        match confirmed {
-            Err(_) => return Err(EtcdError::Timeout),
-            Ok(Ok(_)) => {}
-            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
-                return Ok(self.not_leader());
-            }
-            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => {
-                return Err(EtcdError::NoLeader);
-            }
-            Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
-        }
-        Ok(self
-            .machine
-            .read(|machine, bucket| self.serve_read(machine.state(), bucket, &read, NEWEST)))
-    }
-
-    /// A follower read, on this replica whatever its role: at the range's closed timestamp,
-    /// which every replica that applied it holds all versions up to (`ranges::state`), when
-    /// that is at most `max_staleness_ms` old by this member's clock; refused with
-    /// `too_stale` otherwise (the caller reads from the leader instead), and by a replica
-    /// still waiting for its first snapshot.
-    fn follower_read(&self, read: &pb::RangeRead) -> pb::RangeCallResponse {
-        if self.awaiting_snapshot.load(Ordering::Acquire) {
-            return refused(pb::range_refusal::Why::NoReplica(self.range.0));
-        }
-        let oldest = self
-            .clock
-            .physical_micros()
-            .saturating_sub(u64::from(read.max_staleness_ms) * 1000);
-        self.machine.read(|machine, bucket| {
-            let state = machine.state();
-            let closed = state.closed();
-            #[cfg(feature = "canary")]
-            let oldest = if self.canary == Some(crate::Canary::FollowerReadUnbounded) {
-                0 // The planted bug: no bound.
-            } else {
-                oldest
-            };
-            if closed == HlcTimestamp::ZERO || closed.physical < oldest {
-                return refused(pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(
-                    closed,
-                )));
-            }
-            self.serve_read(state, bucket, read, closed)
-        })
-    }
-
-    /// Serves `read` from `state` at `at`.
-    fn serve_read(
-        &self,
-        state: &RangeState,
-        bucket: &str,
-        read: &pb::RangeRead,
-        at: HlcTimestamp,
-    ) -> pb::RangeCallResponse {
-        let result = if read.scan {
-            state
-                .scan_bounded(
-                    &read.from,
-                    read.to.as_deref(),
-                    at,
-                    read.limit as usize,
-                    read.max_bytes,
-                )
-                .map(|part| (part.entries, part.resume))
-        } else {
-            #[cfg(feature = "canary")]
-            let found = if self.canary == Some(crate::Canary::SplitStaleRead)
-                && !state.descriptor().contains(&read.from)
-            {
-                // The planted bug: a key split away reads as absent here.
-                Ok(None)
-            } else {
-                state.get(&read.from, at)
-            };
-            #[cfg(not(feature = "canary"))]
-            let found = state.get(&read.from, at);
-            found.map(|found| {
-                (
-                    found.map(|v| (read.from.clone(), v)).into_iter().collect(),
-                    None,
-                )
-            })
-        };
-        match result {
-            Ok((entries, resume)) => pb::RangeCallResponse {
-                result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
-                    versions: entries
-                        .into_iter()
-                        .map(|(key, version)| pb::RangeVersion {
-                            key,
-                            value: version.value,
-                            ts: Some(range_codec::ts_to_pb(version.ts)),
-                        })
-                        .collect(),
-                    resume,
-                    descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
-                })),
-            },
-            Err(error) => pb::RangeCallResponse {
-                result: Some(pb::range_call_response::Result::Refused(
-                    range_codec::refusal_to_pb(&error, bucket),
-                )),
-            },
-        }
-    }
-
-    /// Handles a peer's AppendEntries for this range (refused while this replica waits for
-    /// the leader's snapshot).
-    pub async fn handle_append(
-        &self,
-        request: pb::AppendEntriesRequest,
-    ) -> Result<pb::AppendEntriesResponse, String> {
-        let mut request = request;
-        if self.awaiting_snapshot.load(Ordering::Acquire) && !request.entries.is_empty() {
-            if !self.said_waiting.swap(true, Ordering::AcqRel) {
-                tracing::info!(
-                    range = self.range.0,
-                    "range replica has no state here yet: waiting for its leader's snapshot"
-                );
-            }
-            if request.prev_log_id.is_none() {
-                return Err(format!(
-                    "range {} has no state on this member yet: it needs a snapshot",
-                    self.range.0
-                ));
-            }
-            // Without the entries, openraft answers the conflict this empty log has with any
-            // earlier entry: the leader searches back to its first entry and, once that is
-            // purged, sends a snapshot (an error would make it retry the same entries).
-            request.entries.clear();
-        }
-        self.heard_from_leader.store(true, Ordering::Release);
-        crate::peer_messages::append(&self.raft, request).await
-    }
-
-    /// Handles a peer's (pre-)vote request for this range.
-    pub async fn handle_vote(&self, request: pb::VoteRequest) -> Result<pb::VoteResponse, String> {
-        crate::peer_messages::vote(&self.raft, request).await
-    }
-
-    /// Handles a snapshot of this range sent by its leader.
-    pub async fn handle_snapshot(
-        &self,
-        vote: pb::Vote,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> Result<pb::SnapshotResponse, String> {
-        self.heard_from_leader.store(true, Ordering::Release);
-        let response = crate::peer_messages::snapshot(&self.raft, vote, meta, data).await?;
-        self.awaiting_snapshot.store(false, Ordering::Release);
-        Ok(response)
-    }
-
     /// Stops the group.
     pub async fn shutdown(&self) {
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, range = self.range.0, "range group shutdown");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_first_range_log_from_before_seeds_gets_the_seed_it_began_with() {
-        // A first range's replica written before seeds existed: a log from index 0, no files.
-        // Its seed is rebuilt from the log's first membership — the whole keyspace at
-        // generation 1 —, not from today's (merged, narrower) descriptor.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = storage::LogStore::open(&dir.path().join("log.redb")).expect("open log");
-        let writer = LogWriter::start(store).expect("writer");
-        writer
-            .create_group(5, [2, 1].into_iter().collect())
-            .expect("create group");
-        let mut log = writer.open_group(5).expect("open group");
-        let files = RangeFiles::new(dir.path().join("ranges")).expect("files");
-        let today = pb::RangeDescriptor {
-            id: 5,
-            bucket: "b".into(),
-            end: Some(b"k150".to_vec()),
-            generation: 4,
-            ..Default::default()
-        };
-        upgrade_first_range(&mut log, &files, &today)
-            .await
-            .expect("upgrade");
-        let machine = RangeStateMachine::open(files, &today, true).expect("opens");
-        let held = machine.descriptor();
-        assert_eq!(
-            (held.generation, held.end, held.start),
-            (1, None, Vec::new())
-        );
-        let members: Vec<u64> = held.replicas.iter().map(|r| r.member).collect();
-        assert_eq!(members, vec![1, 2]);
     }
 }

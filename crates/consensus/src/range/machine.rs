@@ -325,79 +325,7 @@ impl RangeStateMachine {
                 }
                 EntryPayload::Normal(Request(pb::Command {
                     op: Some(pb::command::Op::Range(command)),
-                })) => {
-                    let request = range_codec::request_id(&command);
-                    // A command the log holds but that does not decode is a broken invariant
-                    // (every member wrote it from a valid request): stop rather than diverge.
-                    let decoded = range_codec::command_from_pb(&command).map_err(io_error)?;
-                    let change = matches!(
-                        decoded,
-                        RangeCommand::Split { .. } | RangeCommand::Merge { .. }
-                    );
-                    let checksum = matches!(decoded, RangeCommand::Checksum);
-                    let freeze = match &decoded {
-                        RangeCommand::Freeze { generation, into } => Some((*generation, *into)),
-                        _ => None,
-                    };
-                    #[cfg(feature = "canary")]
-                    let decoded = self.canary_merge(decoded);
-                    let outcome = inner.machine.apply(entry.log_id.index, request, decoded);
-                    if outcome.breaks_invariant() {
-                        // This replica's state is not the one its log was written for: stop
-                        // it (openraft shuts the group down on a state machine error) rather
-                        // than apply the writes after a change it could not take.
-                        let descriptor = inner.machine.state().descriptor().clone();
-                        tracing::error!(
-                            range = self.shared.range.0,
-                            index = entry.log_id.index,
-                            generation = descriptor.generation,
-                            ?outcome,
-                            "a committed split or merge does not fit this replica's state: \
-                             replica stopped"
-                        );
-                        return Err(io_error(format!(
-                            "range {}: the split or merge at index {} does not fit this \
-                             replica's state ({outcome:?})",
-                            self.shared.range.0, entry.log_id.index
-                        )));
-                    }
-                    let response = range_codec::outcome_to_pb(&outcome, &inner.bucket);
-                    if change && !matches!(outcome, Outcome::Refused(_) | Outcome::Duplicate) {
-                        let descriptor = inner.machine.state().descriptor();
-                        tracing::info!(
-                            range = self.shared.range.0,
-                            index = entry.log_id.index,
-                            generation = descriptor.generation,
-                            "range change applied: now [{:?}, {:?})",
-                            String::from_utf8_lossy(&descriptor.start),
-                            descriptor.end.as_deref().map(String::from_utf8_lossy),
-                        );
-                    }
-                    if let (Some((generation, into)), Outcome::Done) = (freeze, &outcome) {
-                        tracing::info!(
-                            range = self.shared.range.0,
-                            index = entry.log_id.index,
-                            generation,
-                            into = into.0,
-                            "range frozen for a merge into its left neighbour"
-                        );
-                    }
-                    if let Outcome::Split { right } = outcome {
-                        self.save_seed(&right, &inner.bucket)?;
-                    }
-                    if checksum {
-                        let sum = state_checksum(&inner.machine, &inner.bucket);
-                        if inner.checksums.len() == CHECKSUMS_KEPT {
-                            inner.checksums.pop_front();
-                        }
-                        inner.checksums.push_back((entry.log_id.index, sum));
-                    }
-                    pb::CommandResponse {
-                        op: Some(pb::command_response::Op::Range(response)),
-                        index: entry.log_id.index,
-                        ..Default::default()
-                    }
-                }
+                })) => self.apply_command(&mut inner, entry.log_id.index, &command)?,
                 EntryPayload::Normal(other) => {
                     return Err(io_error(format!(
                         "range {} was sent a command of the metadata group: {other}",
@@ -408,6 +336,88 @@ impl RangeStateMachine {
             replies.push(reply);
         }
         Ok(replies)
+    }
+
+    /// Applies one range command at log `index` (`apply_batch`'s part for range commands):
+    /// the `ranges` machine decides; this stops a replica whose log does not fit its state,
+    /// saves a split's seed, keeps consistency checksums and logs range changes.
+    fn apply_command(
+        &self,
+        inner: &mut Inner,
+        index: u64,
+        command: &pb::RangeCommand,
+    ) -> io::Result<pb::CommandResponse> {
+        let request = range_codec::request_id(command);
+        // A command the log holds but that does not decode is a broken invariant
+        // (every member wrote it from a valid request): stop rather than diverge.
+        let decoded = range_codec::command_from_pb(command).map_err(io_error)?;
+        let change = matches!(
+            decoded,
+            RangeCommand::Split { .. } | RangeCommand::Merge { .. }
+        );
+        let checksum = matches!(decoded, RangeCommand::Checksum);
+        let freeze = match &decoded {
+            RangeCommand::Freeze { generation, into } => Some((*generation, *into)),
+            _ => None,
+        };
+        #[cfg(feature = "canary")]
+        let decoded = self.canary_merge(decoded);
+        let outcome = inner.machine.apply(index, request, decoded);
+        if outcome.breaks_invariant() {
+            // This replica's state is not the one its log was written for: stop
+            // it (openraft shuts the group down on a state machine error) rather
+            // than apply the writes after a change it could not take.
+            let descriptor = inner.machine.state().descriptor().clone();
+            tracing::error!(
+                range = self.shared.range.0,
+                index = index,
+                generation = descriptor.generation,
+                ?outcome,
+                "a committed split or merge does not fit this replica's state: \
+                 replica stopped"
+            );
+            return Err(io_error(format!(
+                "range {}: the split or merge at index {} does not fit this \
+                 replica's state ({outcome:?})",
+                self.shared.range.0, index
+            )));
+        }
+        let response = range_codec::outcome_to_pb(&outcome, &inner.bucket);
+        if change && !matches!(outcome, Outcome::Refused(_) | Outcome::Duplicate) {
+            let descriptor = inner.machine.state().descriptor();
+            tracing::info!(
+                range = self.shared.range.0,
+                index = index,
+                generation = descriptor.generation,
+                "range change applied: now [{:?}, {:?})",
+                String::from_utf8_lossy(&descriptor.start),
+                descriptor.end.as_deref().map(String::from_utf8_lossy),
+            );
+        }
+        if let (Some((generation, into)), Outcome::Done) = (freeze, &outcome) {
+            tracing::info!(
+                range = self.shared.range.0,
+                index = index,
+                generation,
+                into = into.0,
+                "range frozen for a merge into its left neighbour"
+            );
+        }
+        if let Outcome::Split { right } = outcome {
+            self.save_seed(&right, &inner.bucket)?;
+        }
+        if checksum {
+            let sum = state_checksum(&inner.machine, &inner.bucket);
+            if inner.checksums.len() == CHECKSUMS_KEPT {
+                inner.checksums.pop_front();
+            }
+            inner.checksums.push_back((index, sum));
+        }
+        Ok(pb::CommandResponse {
+            op: Some(pb::command_response::Op::Range(response)),
+            index: index,
+            ..Default::default()
+        })
     }
 
     /// Saves the right half of a split as its group's seed, unless that group has state here

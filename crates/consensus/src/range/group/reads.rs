@@ -1,0 +1,128 @@
+//! Reads of one range: linearizable on the leader (ReadIndex, then the local state once
+//! applied up to it), follower reads on any replica at its closed timestamp.
+
+use super::*;
+
+impl RangeGroup {
+    /// Reads the range: on the leader after confirming its leadership with a quorum and
+    /// applying up to the read index (linearizable); a follower read on any replica at its
+    /// closed timestamp (`follower_read`).
+    pub async fn read(&self, read: pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
+        if read.follower {
+            return Ok(self.follower_read(&read));
+        }
+        self.record_load(&read.from);
+        self.active_since_close.store(true, Ordering::Release);
+        self.activity();
+        let confirmed = tokio::time::timeout(
+            self.request_timeout,
+            self.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await;
+        match confirmed {
+            Err(_) => return Err(EtcdError::Timeout),
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
+                return Ok(self.not_leader());
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => {
+                return Err(EtcdError::NoLeader);
+            }
+            Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
+        }
+        Ok(self
+            .machine
+            .read(|machine, bucket| self.serve_read(machine.state(), bucket, &read, NEWEST)))
+    }
+
+    /// A follower read, on this replica whatever its role: at the range's closed timestamp,
+    /// which every replica that applied it holds all versions up to (`ranges::state`), when
+    /// that is at most `max_staleness_ms` old by this member's clock; refused with
+    /// `too_stale` otherwise (the caller reads from the leader instead), and by a replica
+    /// still waiting for its first snapshot.
+    fn follower_read(&self, read: &pb::RangeRead) -> pb::RangeCallResponse {
+        if self.awaiting_snapshot.load(Ordering::Acquire) {
+            return refused(pb::range_refusal::Why::NoReplica(self.range.0));
+        }
+        let oldest = self
+            .clock
+            .physical_micros()
+            .saturating_sub(u64::from(read.max_staleness_ms) * 1000);
+        self.machine.read(|machine, bucket| {
+            let state = machine.state();
+            let closed = state.closed();
+            #[cfg(feature = "canary")]
+            let oldest = if self.canary == Some(crate::Canary::FollowerReadUnbounded) {
+                0 // The planted bug: no bound.
+            } else {
+                oldest
+            };
+            if closed == HlcTimestamp::ZERO || closed.physical < oldest {
+                return refused(pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(
+                    closed,
+                )));
+            }
+            self.serve_read(state, bucket, read, closed)
+        })
+    }
+
+    /// Serves `read` from `state` at `at`.
+    fn serve_read(
+        &self,
+        state: &RangeState,
+        bucket: &str,
+        read: &pb::RangeRead,
+        at: HlcTimestamp,
+    ) -> pb::RangeCallResponse {
+        let result = if read.scan {
+            state
+                .scan_bounded(
+                    &read.from,
+                    read.to.as_deref(),
+                    at,
+                    read.limit as usize,
+                    read.max_bytes,
+                )
+                .map(|part| (part.entries, part.resume))
+        } else {
+            #[cfg(feature = "canary")]
+            let found = if self.canary == Some(crate::Canary::SplitStaleRead)
+                && !state.descriptor().contains(&read.from)
+            {
+                // The planted bug: a key split away reads as absent here.
+                Ok(None)
+            } else {
+                state.get(&read.from, at)
+            };
+            #[cfg(not(feature = "canary"))]
+            let found = state.get(&read.from, at);
+            found.map(|found| {
+                (
+                    found.map(|v| (read.from.clone(), v)).into_iter().collect(),
+                    None,
+                )
+            })
+        };
+        match result {
+            Ok((entries, resume)) => pb::RangeCallResponse {
+                result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
+                    versions: entries
+                        .into_iter()
+                        .map(|(key, version)| pb::RangeVersion {
+                            key,
+                            value: version.value,
+                            ts: Some(range_codec::ts_to_pb(version.ts)),
+                        })
+                        .collect(),
+                    resume,
+                    descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
+                })),
+            },
+            Err(error) => pb::RangeCallResponse {
+                result: Some(pb::range_call_response::Result::Refused(
+                    range_codec::refusal_to_pb(&error, bucket),
+                )),
+            },
+        }
+    }
+}
