@@ -415,7 +415,7 @@ impl RangeStateMachine {
         }
         Ok(pb::CommandResponse {
             op: Some(pb::command_response::Op::Range(response)),
-            index: index,
+            index,
             ..Default::default()
         })
     }
