@@ -279,3 +279,70 @@ async fn a_merge_given_up_releases_its_range_and_survives_a_whole_cluster_kill()
         vec![b"thawed".to_vec()]
     );
 }
+
+#[tokio::test]
+async fn a_merge_cut_by_a_whole_cluster_kill_is_finished_or_released_and_loses_nothing() {
+    // Goal: whatever step of a merge a whole-cluster kill lands on — the right range frozen,
+    // its state fetched, the merge committed in the metadata, applied in the left range —
+    // after the restart the merge is finished by whoever leads the left range, or the frozen
+    // right range is released (its leader gives a stale freeze up after RANGE_FREEZE_MAX),
+    // no acknowledged write is lost, and the replicas agree. Method: member 0 drives the merge
+    // with its peer messages delayed by 150 ms, so that the merge's steps take a while; every
+    // member is SIGKILLed 0.1 to 1.6 s into it (one merge each, the bucket split again
+    // at "m" between them); after each restart the bucket ends as one range, or as two whose
+    // right one takes writes again; every key is there.
+    let mut cluster = Cluster::start(3, &["--unsafe-fault-injection"]);
+    cluster.leader().await;
+    let endpoint = cluster.endpoint(0);
+    create_bucket(&endpoint, "cutall", 64 << 20);
+    let mut client = kv(&endpoint).await;
+    let mut keys: Vec<String> = (0..40)
+        .flat_map(|i| [format!("a{i:03}"), format!("m{i:03}")])
+        .collect();
+    for key in &keys {
+        put(&mut client, "cutall", key, value_of(key, 128)).await;
+    }
+    keys.sort();
+    for (round, delay) in [100u64, 400, 800, 1200, 1600].into_iter().enumerate() {
+        let endpoint = cluster.endpoint(0);
+        // Member 0 serves again (after the previous round's restart) before it drives.
+        scanned_after_restart(&endpoint, "cutall").await;
+        if led_ranges(&endpoint, "cutall").await.len() == 1 {
+            range_change_until_done(&endpoint, "split", "cutall", "m");
+        }
+        led_ranges(&endpoint, "cutall").await;
+        let (ok, text) = super::super::faults::fault(&endpoint, &["delay", "--ms", "150"]);
+        assert!(ok, "{text}");
+        let driver = endpoint.clone();
+        let cut = tokio::task::spawn_blocking(move || {
+            quorate(&driver, &["range", "merge", "cutall", "a"])
+        });
+        // The fault's timing, not a synchronization: the kill lands while the merge runs.
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        for i in 0..3 {
+            cluster.kill(i);
+        }
+        let (merged, text) = cut.await.expect("merge through member 0");
+        eprintln!("round {round}: the cut merge: ok={merged}: {text}");
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        cluster.leader().await;
+        let via = cluster.endpoint(1);
+        // Either finished (one range) or released (the right range takes writes again).
+        let key = format!("m-after-{round}");
+        let mut client = kv(&via).await;
+        put_retrying(&mut client, "cutall", &key, value_of(&key, 128)).await;
+        keys.push(key);
+        keys.sort();
+        assert_eq!(
+            scanned_after_restart(&via, "cutall").await,
+            keys,
+            "keys after a whole-cluster kill {delay} ms into a merge"
+        );
+        replicas_agree(&via, "cutall");
+        let ranges = led_ranges(&via, "cutall").await.len();
+        let outcome = if ranges == 1 { "finished" } else { "released" };
+        eprintln!("round {round}: the merge was {outcome} after the restart");
+    }
+}
