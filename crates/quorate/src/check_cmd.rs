@@ -89,7 +89,8 @@ pub struct RunArgs {
     /// quorate-check/<workload>-<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Keep the members' data directories after the run.
+    /// Keep the members' data directories after a valid run too (a run not judged valid
+    /// always keeps them, with the members' logs).
     #[arg(long)]
     pub keep_data: bool,
     /// Run the members with a planted bug, which the run must find (builds with the `canary`

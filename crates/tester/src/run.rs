@@ -49,7 +49,7 @@ pub struct RunOptions {
     /// Directory for the history, the fault windows and the members' logs (default:
     /// quorate-check/<workload>-<seed>).
     pub out: Option<PathBuf>,
-    /// Keep the members' data directories after the run.
+    /// Keep the members' data directories after a valid run too (others always keep them).
     pub keep_data: bool,
     /// Extra `quorate node` flags for every member (a planted bug, for canaries).
     pub member_args: Vec<String>,
@@ -117,9 +117,6 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
     let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
     members.lock().await.stop().await;
     let (events, windows, replicas) = outcome?;
-    if !args.keep_data {
-        let _ = std::fs::remove_dir_all(&data);
-    }
 
     let history_path = save(&out, &events, &windows)?;
 
@@ -128,6 +125,10 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
         source,
     })?;
     let report = judge_run(&history, args.workload, replicas);
+    // The members' files and logs stay for a run not judged valid: they are the evidence.
+    if !args.keep_data && report.verdict.is_valid() {
+        let _ = std::fs::remove_dir_all(&data);
+    }
     let summary = Summary::of(&history, &windows);
     let report_path = out.join("report.html");
     let facts = crate::report::RunFacts {
