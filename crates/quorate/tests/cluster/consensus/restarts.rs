@@ -175,36 +175,42 @@ async fn every_range_change_survives_a_whole_cluster_kill_right_after_it() {
     range_change_until_done(&endpoint, "merge", "crashes", "k040");
     crash_all_and_verify(&mut cluster, "crashes", &keys, 2, "a merge").await;
 
-    // Move the first range's replica from its leader to the member that has none.
+    // Move the first range's replica from its leader to a member that has none. The
+    // rebalancer may be moving replicas too (four members, three replicas): each try reads
+    // the range again, and one with a learner in flight is waited for.
     let endpoint = cluster.endpoint(2);
-    let ranges = led_ranges(&endpoint, "crashes").await;
-    let replicas: Vec<String> = ranges[0]["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .map(|v| v.as_str().expect("hex id").to_owned())
-        .collect();
     let ids = crate::quorum::member_ids(&cluster);
-    let to = ids
-        .iter()
-        .find(|id| !replicas.contains(id))
-        .expect("a member without a replica")
-        .clone();
-    let from = ranges[0]["leader"].as_str().expect("leader").to_owned();
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let (ok, text) = quorate(
-            &endpoint,
-            &[
-                "range", "move", "crashes", "k000", "--from", &from, "--to", &to,
-            ],
-        );
-        if ok {
-            break;
+        let ranges = led_ranges(&endpoint, "crashes").await;
+        let listed = |field: &str| -> Vec<String> {
+            ranges[0][field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (replicas, learners) = (listed("replicas"), listed("learners"));
+        let to = ids.iter().find(|id| !replicas.contains(id));
+        let from = ranges[0]["leader"].as_str().map(str::to_owned);
+        if let (true, Some(to), Some(from)) = (learners.is_empty(), to, from) {
+            let (ok, text) = quorate(
+                &endpoint,
+                &[
+                    "range", "move", "crashes", "k000", "--from", &from, "--to", to,
+                ],
+            );
+            if ok {
+                break;
+            }
+            eprintln!("range move refused, tried again: {text}");
         }
         assert!(
             Instant::now() < deadline,
-            "range move never went through: {text}"
+            "range move never went through: {ranges:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
