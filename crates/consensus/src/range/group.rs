@@ -302,26 +302,6 @@ impl RangeGroup {
         })
     }
 
-    /// On the leader: proposes a consistency checksum; every replica computes its own as of
-    /// the entry's index, which is returned.
-    pub async fn propose_checksum(&self) -> Result<u64, EtcdError> {
-        let command = pb::RangeCommand {
-            op: Some(pb::range_command::Op::Checksum(pb::Blank {})),
-            ..Default::default()
-        };
-        let (reply, index) = self.propose_at(command).await?;
-        match reply.result {
-            Some(pb::range_call_response::Result::Written(_)) if index > 0 => Ok(index),
-            Some(pb::range_call_response::Result::Refused(refusal)) => Err(EtcdError::Internal(
-                format!("range {} refused a checksum: {refusal:?}", self.range.0),
-            )),
-            other => Err(EtcdError::Internal(format!(
-                "range {}: a checksum was answered {other:?}",
-                self.range.0
-            ))),
-        }
-    }
-
     /// Proposes a split the metadata committed (the group's side of it).
     pub async fn apply_split(
         &self,
@@ -655,22 +635,18 @@ impl RangeGroup {
             })
     }
 
-    async fn propose(&self, command: pb::RangeCommand) -> Result<pb::RangeCallResponse, EtcdError> {
-        self.propose_at(command).await.map(|(reply, _)| reply)
-    }
-
-    /// Proposes `command` on the leader; its answer and the log index it was applied at (0
-    /// when it was not proposed).
-    async fn propose_at(
+    /// Proposes `command` on the leader; a written answer carries the log index it was
+    /// applied at (`RangeCommandResponse.index`).
+    async fn propose(
         &self,
         mut command: pb::RangeCommand,
-    ) -> Result<(pb::RangeCallResponse, u64), EtcdError> {
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
         if !self.is_leader() {
-            return Ok((self.not_leader(), 0));
+            return Ok(self.not_leader());
         }
         self.activity();
         if let Some(answer) = self.vet_change(&command)? {
-            return Ok((answer, 0));
+            return Ok(answer);
         }
         let now = self.hlc_now();
         match &mut command.op {
@@ -726,18 +702,13 @@ impl RangeGroup {
             Ok(response) => match response.data.op {
                 Some(pb::command_response::Op::Range(mut reply)) => {
                     reply.index = response.data.index;
-                    Ok((
-                        pb::RangeCallResponse {
-                            result: Some(pb::range_call_response::Result::Written(reply)),
-                        },
-                        response.data.index,
-                    ))
+                    Ok(pb::RangeCallResponse {
+                        result: Some(pb::range_call_response::Result::Written(reply)),
+                    })
                 }
                 other => Err(internal(format!("range write answered with {other:?}"))),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Ok((self.not_leader(), 0))
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Ok(self.not_leader()),
             Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
                 Err(EtcdError::Timeout)
             }
