@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// always keeps them, with the members' logs).
     #[arg(long)]
     pub keep_data: bool,
+    /// The members' log filter, in `QUORATE_LOG` syntax (`info`, `warn,range_node=debug`):
+    /// their logs are kept beside the history.
+    #[arg(long, default_value = "warn")]
+    pub member_log: String,
     /// Run the members with a planted bug, which the run must find (builds with the `canary`
     /// feature only): stale-read, ack-before-commit, watch-gap, lock-no-wait,
     /// quorum-overwrite, split-stale-read, follower-read-unbounded, merge-loses-right.
@@ -141,6 +145,7 @@ fn run_options(args: RunArgs) -> Result<RunOptions, tester::CheckError> {
         op_timeout: args.op_timeout,
         out: args.out,
         keep_data: args.keep_data,
+        member_log: args.member_log,
     })
 }
 

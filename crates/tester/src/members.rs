@@ -51,12 +51,20 @@ impl Slot {
     }
 }
 
+/// How a run starts its members.
+pub struct Launch {
+    /// The `quorate` executable.
+    pub exe: PathBuf,
+    /// Extra `quorate node` flags for every member (a planted bug, for canaries).
+    pub extra_args: Vec<String>,
+    /// The members' log filter (`QUORATE_LOG`).
+    pub log_filter: String,
+}
+
 /// The members of one run.
 pub struct Members {
-    exe: PathBuf,
+    launch: Launch,
     slots: Vec<Slot>,
-    /// Extra `quorate node` flags for every member.
-    extra_args: Vec<String>,
     /// The member the `join-leave` nemesis adds and removes again (not in `slots`: the other
     /// faults and the clients know only the members the run started with).
     joiner: Option<Slot>,
@@ -91,22 +99,15 @@ fn free_port() -> Result<u16, CheckError> {
 }
 
 impl Members {
-    /// Starts `count` members of the `quorate` executable `exe` with data under `dir`, each
-    /// with `extra_args` on its command line.
-    pub fn start(
-        exe: PathBuf,
-        count: usize,
-        dir: &Path,
-        extra_args: Vec<String>,
-    ) -> Result<Members, CheckError> {
+    /// Starts `count` members as `launch` says, with data under `dir`.
+    pub fn start(launch: Launch, count: usize, dir: &Path) -> Result<Members, CheckError> {
         let mut slots = Vec::with_capacity(count);
         for i in 1..=count {
             slots.push(Slot::new(format!("n{i}"), dir)?);
         }
         let mut members = Members {
-            exe,
+            launch,
             slots,
-            extra_args,
             joiner: None,
             dir: dir.to_owned(),
         };
@@ -139,13 +140,7 @@ impl Members {
             .map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer))
             .collect::<Vec<_>>()
             .join(",");
-        spawn_slot(
-            &self.exe,
-            &self.extra_args,
-            &mut self.slots[i],
-            &initial_cluster,
-            false,
-        )
+        spawn_slot(&self.launch, &mut self.slots[i], &initial_cluster, false)
     }
 
     /// The joiner's name and peer URL, its slot made (with fresh ports) on first use and its
@@ -177,7 +172,7 @@ impl Members {
             .map(|s| format!("{}=http://127.0.0.1:{}", s.name, s.peer))
             .collect::<Vec<_>>()
             .join(",");
-        spawn_slot(&self.exe, &self.extra_args, joiner, &initial_cluster, true)
+        spawn_slot(&self.launch, joiner, &initial_cluster, true)
     }
 
     /// SIGKILLs the joiner (removed from the cluster already) and wipes its directory.
@@ -195,8 +190,7 @@ impl Members {
 /// Starts `slot`'s member: of the cluster `initial_cluster` describes, a new one joining it
 /// when `existing`.
 fn spawn_slot(
-    exe: &Path,
-    extra_args: &[String],
+    launch: &Launch,
     slot: &mut Slot,
     initial_cluster: &str,
     existing: bool,
@@ -210,7 +204,7 @@ fn spawn_slot(
         .map_err(CheckError::file("open", &log_path))?;
     let url = |port: u16| format!("http://127.0.0.1:{port}");
     let state = if existing { "existing" } else { "new" };
-    let child = Command::new(exe)
+    let child = Command::new(&launch.exe)
         .arg("node")
         .args(["--name", &slot.name])
         .arg("--data-dir")
@@ -225,8 +219,8 @@ fn spawn_slot(
         .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
         .args(["--request-timeout", "2000"])
         .arg("--unsafe-fault-injection")
-        .args(extra_args)
-        .env("QUORATE_LOG", "warn")
+        .args(&launch.extra_args)
+        .env("QUORATE_LOG", &launch.log_filter)
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)

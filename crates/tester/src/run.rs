@@ -18,7 +18,7 @@ use workload::nemesis::{self, FaultKind, FaultWindow};
 use workload::{Client, Recorder, Shared, WorkloadKind};
 
 use crate::error::CheckError;
-use crate::members::Members;
+use crate::members::{Launch, Members};
 use crate::{CheckModel, judge, report_text, verdict_result};
 
 /// Options of a check run.
@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub keep_data: bool,
     /// Extra `quorate node` flags for every member (a planted bug, for canaries).
     pub member_args: Vec<String>,
+    /// The members' log filter (`QUORATE_LOG` syntax).
+    pub member_log: String,
 }
 
 /// How long members get to elect a leader and serve after a start or a heal.
@@ -106,12 +108,12 @@ pub async fn run(args: RunOptions, json_out: bool) -> Result<(), CheckError> {
             args.member_args.join(" ")
         );
     }
-    let members = Members::start(
-        args.exe.clone(),
-        args.members,
-        &data,
-        args.member_args.clone(),
-    )?;
+    let launch = Launch {
+        exe: args.exe.clone(),
+        extra_args: args.member_args.clone(),
+        log_filter: args.member_log.clone(),
+    };
+    let members = Members::start(launch, args.members, &data)?;
     let endpoints = members.endpoints();
     let members = Arc::new(Mutex::new(members));
     let outcome = drive(&args, seed, plan, members.clone(), endpoints).await;
