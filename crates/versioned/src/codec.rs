@@ -7,7 +7,7 @@
 use base::HlcTimestamp;
 
 /// Bytes of the encoded timestamp.
-const TIMESTAMP_LEN: usize = 12;
+pub(crate) const TIMESTAMP_LEN: usize = 12;
 
 /// Why stored bytes are not a versioned key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

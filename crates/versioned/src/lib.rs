@@ -12,14 +12,21 @@
 //!   older than the newest one at or below the threshold, and that one too if it is a
 //!   tombstone. Reads below the threshold may miss versions; the caller refuses them
 //!   (`gc_threshold` says where it is).
+//! - `stored` keeps a range's versions in an ordered store (the member's storage engine) as
+//!   the span of its keys, with these same rules, so a split or merge moves no data.
 //! - `codec` is the storage order: a key's versions sit together, newest first, and keys sort
 //!   as their bytes do.
 
 pub mod codec;
 mod map;
+pub mod stored;
 
 pub use codec::{DecodeError, decode_key, encode_key};
 pub use map::{DuplicateVersion, Version, VersionedMap, WriteTooOld};
+pub use stored::{OrderedStore, OrderedStoreMut, StoredError, StoredVersions, StoredVersionsMut};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stored_tests;

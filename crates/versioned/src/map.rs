@@ -1,5 +1,6 @@
-//! The versions of a range's keys in memory: the semantics every store of them keeps (the
-//! state machine's redb tables use `codec`'s order and these rules).
+//! The versions of a range's keys in memory: the semantics every store of them keeps
+//! (`stored` keeps the same rules in an ordered store, in `codec`'s order, and is tested
+//! against this map).
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
