@@ -1,11 +1,13 @@
 //! Durable storage of one member on redb: the Raft log with its hard state, the state machine's
-//! tables, the latest snapshot file, and the objects of quorum buckets it replicates. Every stored value is framed with a CRC32 that is
+//! tables, the latest snapshot file, the objects of quorum buckets it replicates, and the data
+//! of the consensus-bucket ranges it holds (`ranges`). Every stored value is framed with a CRC32 that is
 //! verified on read, so corruption is reported and refused, never served. It must never
 //! interpret what it stores: encodings belong to the crates that own the data.
 
 mod frame;
 mod log;
 mod objects;
+mod ranges;
 mod snapshot;
 mod state;
 
@@ -15,6 +17,7 @@ pub use objects::{
     CHANGED_SINCE_READ, Change, ChangeOutcome, Hint, ObjectStore, Slot, StoredObject,
     remove_if_unchanged,
 };
+pub use ranges::{Data, DataMut, RangeRead, RangeStore, RangeWrite};
 pub use redb::StorageBackend;
 pub use snapshot::SnapshotFile;
 pub use state::{StateStore, StateView, StateWrite, StoreSizes};
@@ -43,6 +46,8 @@ pub enum StorageError {
     },
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    #[error("stored range version: {0}")]
+    Version(#[from] versioned::StoredError),
 }
 
 /// Opens or creates the redb file at `path`.
@@ -65,3 +70,6 @@ fn open_backend(backend: impl redb::StorageBackend) -> Result<redb::Database, St
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod range_tests;
