@@ -33,6 +33,9 @@ pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;
 pub const RAFT_LOG_CACHE_ENTRIES_MAX: usize = 8192;
 /// See [`RAFT_LOG_CACHE_ENTRIES_MAX`].
 pub const RAFT_LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The default page cache of a member's range data (`--range-cache-mib`): what its memory
+/// holds of consensus buckets' versions, whatever the data's size.
+pub const RANGE_CACHE_MIB_DEFAULT: usize = 256;
 
 /// Log writes (appends, votes, truncations) queued for the log writer thread; a full queue
 /// makes Raft wait instead of growing memory.

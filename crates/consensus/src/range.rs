@@ -4,14 +4,16 @@
 //! range id; the main group is 0).
 
 pub mod codec;
+mod files;
 mod group;
 mod machine;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+pub use files::RangeFiles;
 pub use group::{RangeGroup, RangeGroupOptions};
-pub use machine::{RangeFiles, RangeStateMachine};
+pub use machine::RangeStateMachine;
 
 /// The range groups running on this member, by group id (cheap to clone).
 #[derive(Clone, Default)]

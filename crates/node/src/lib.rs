@@ -73,6 +73,8 @@ pub struct NodeConfig {
     pub quorum_tombstone_grace: Duration,
     /// How long consensus buckets keep superseded versions.
     pub consensus_version_ttl: Duration,
+    /// The page cache of the member's range data (`--range-cache-mib`).
+    pub range_cache_bytes: usize,
     /// Unreachable this long, a member's consensus-range replicas are re-created elsewhere.
     pub dead_member_timeout: Duration,
     /// A planted bug to run (tester canaries only).
@@ -275,6 +277,7 @@ pub async fn run(
             election_timeout_max: config.election_timeout * 2,
             value_bytes_max: config.max_request_bytes,
             version_ttl: config.consensus_version_ttl,
+            cache_bytes: config.range_cache_bytes,
             dead_member_timeout: config.dead_member_timeout,
         },
     )

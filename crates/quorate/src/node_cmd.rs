@@ -118,6 +118,10 @@ pub struct NodeArgs {
     /// (reads at a past timestamp see them until then); older ones are collected.
     #[arg(long, env = "QUORATE_CONSENSUS_VERSION_TTL", default_value = "10m", value_parser = parse_duration)]
     pub consensus_version_ttl: Duration,
+    /// Memory (MiB) for the page cache of consensus buckets' data on this member: their
+    /// versions live on disk, and a member holds this much of them in memory at most.
+    #[arg(long, env = "QUORATE_RANGE_CACHE_MIB", default_value_t = base::limits::RANGE_CACHE_MIB_DEFAULT)]
+    pub range_cache_mib: usize,
     /// How long a member may stay unreachable before the replicas of consensus ranges it
     /// holds are re-created on other members (it gets none back until it answers again).
     #[arg(long, env = "QUORATE_DEAD_MEMBER_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
@@ -238,6 +242,7 @@ impl NodeArgs {
             quorum_hint_bytes_max: self.quorum_hint_bytes_max,
             quorum_tombstone_grace: self.quorum_tombstone_grace,
             consensus_version_ttl: self.consensus_version_ttl,
+            range_cache_bytes: self.range_cache_mib << 20,
             dead_member_timeout: self.dead_member_timeout,
             #[cfg(feature = "canary")]
             canary: self.unsafe_canary,

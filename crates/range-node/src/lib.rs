@@ -37,8 +37,10 @@ pub use services::{BucketsFront, KvFront, RangesService};
 /// How the consensus buckets of a member run.
 #[derive(Debug, Clone)]
 pub struct RangeConfig {
-    /// Where the ranges' snapshot and seed files go.
+    /// Where the member's range data goes.
     pub dir: PathBuf,
+    /// The page cache of the range data.
+    pub cache_bytes: usize,
     pub request_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
@@ -116,7 +118,7 @@ impl RangeNode {
         Ok(Arc::new(RangeNode {
             replica,
             writer,
-            files: RangeFiles::new(config.dir.clone())?,
+            files: RangeFiles::new(config.dir.clone(), config.cache_bytes)?,
             groups: RangeGroups::new(),
             peers,
             hlc: Arc::new(Mutex::new(Hlc::new(base::limits::CLOCK_OFFSET_MAX))),

@@ -18,8 +18,10 @@
 //! - `machine`: what applying a committed command does, with client sessions so a retried
 //!   request is applied once even across splits, and plain writes versioned above what they
 //!   follow.
-//! - `state`: one replica's state of a range — its descriptor and its keys' versions — which
-//!   refuses keys outside its span (`range moved`), so no replica serves what a split moved.
+//! - `memory`: a range replica whose versions are in memory (the simulation's and tests').
+//! - `state`: one replica's state of a range — its record here, its keys' versions in the
+//!   member's ordered store as the span of its keys — which refuses keys outside its span
+//!   (`range moved`), so no replica serves what a split moved.
 //!
 //! The metadata group applies descriptor changes; drivers in `consensus` and `node` feed the
 //! decisions their inputs and carry out their outputs.
@@ -27,6 +29,7 @@
 pub mod cache;
 pub mod descriptor;
 pub mod machine;
+pub mod memory;
 pub mod merge;
 pub mod quiesce;
 pub mod rebalance;
@@ -39,14 +42,15 @@ pub use cache::{CachedRange, RangeCache};
 pub use descriptor::{
     RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role,
 };
-pub use machine::{Outcome, RangeCommand, RangeMachine, RequestId};
+pub use machine::{FrozenRange, Outcome, RangeCommand, RangeMachine, RequestId, Session};
+pub use memory::{MemRange, MemStore};
 pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
 pub use relocate::{MoveStep, move_step};
 pub use route::{Next, Route, RouteFailure};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
-pub use state::{RangeOpError, RangeState, ScanPart};
+pub use state::{ListedVersion, RangeOpError, RangeState, ScanPart, Stored};
 
 #[cfg(test)]
 mod tests;

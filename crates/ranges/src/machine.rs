@@ -18,8 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base::HlcTimestamp;
 
+use versioned::OrderedStoreMut;
+
 use crate::descriptor::{RangeDescriptor, RangeId};
-use crate::state::{RangeOpError, RangeState};
+use crate::state::{ListedVersion, RangeOpError, RangeState};
 
 /// Client sessions a range remembers.
 pub const SESSIONS_MAX: usize = 10_000;
@@ -68,7 +70,7 @@ pub enum RangeCommand {
     /// right neighbour's state frozen for it.
     Merge {
         merged: RangeDescriptor,
-        right: Box<RangeMachine>,
+        right: Box<FrozenRange>,
     },
     /// Changes nothing: every replica checksums its state as of this entry (the replica
     /// consistency check), which the driver computes.
@@ -101,17 +103,26 @@ impl Outcome {
     }
 }
 
+/// A range frozen for a merge, as its left neighbour takes it: its machine (record and
+/// sessions) and every version of its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrozenRange {
+    pub machine: RangeMachine,
+    pub versions: Vec<ListedVersion>,
+}
+
 /// One client's session: its last applied sequence, that command's outcome, and when it was
 /// last used (the applied index), for eviction.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Session {
-    sequence: u64,
-    outcome: Outcome,
-    used: u64,
+pub struct Session {
+    pub sequence: u64,
+    pub outcome: Outcome,
+    pub used: u64,
 }
 
-/// The state machine of one range on one replica.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The state machine of one range on one replica: its record and client sessions (its
+/// versions are in the store each `apply` is given).
+#[derive(Clone, Debug)]
 pub struct RangeMachine {
     state: RangeState,
     /// The last applied log index.
@@ -119,7 +130,20 @@ pub struct RangeMachine {
     sessions: BTreeMap<u64, Session>,
     /// (last use, client) of every session, for eviction in order of use.
     by_use: BTreeSet<(u64, u64)>,
+    /// Clients whose session changed (or went) since `take_changed_sessions`: what the
+    /// driver writes with the batch.
+    changed: BTreeSet<u64>,
 }
+
+impl PartialEq for RangeMachine {
+    fn eq(&self, other: &RangeMachine) -> bool {
+        self.state == other.state
+            && self.applied == other.applied
+            && self.sessions == other.sessions
+    }
+}
+
+impl Eq for RangeMachine {}
 
 impl RangeMachine {
     pub fn new(state: RangeState) -> RangeMachine {
@@ -128,6 +152,7 @@ impl RangeMachine {
             applied: 0,
             sessions: BTreeMap::new(),
             by_use: BTreeSet::new(),
+            changed: BTreeSet::new(),
         }
     }
 
@@ -163,36 +188,50 @@ impl RangeMachine {
                 },
             );
         }
+        machine.changed.clear();
         machine
+    }
+
+    /// The sessions changed since the last call, by client (`None`: evicted), to store with
+    /// the batch that changed them.
+    pub fn take_changed_sessions(&mut self) -> Vec<(u64, Option<Session>)> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|client| (client, self.sessions.get(&client).cloned()))
+            .collect()
     }
 
     pub fn applied(&self) -> u64 {
         self.applied
     }
 
-    /// Applies the command at log `index` (each index once, in order).
-    pub fn apply(
+    /// Applies the command at log `index` (each index once, in order), the range's versions
+    /// being in `store`. An error is the store's: the apply is then void (the caller drops the
+    /// batch's transaction and stops the replica).
+    pub fn apply<S: OrderedStoreMut>(
         &mut self,
+        store: &mut S,
         index: u64,
         request: Option<RequestId>,
         command: RangeCommand,
-    ) -> Outcome {
+    ) -> Result<Outcome, S::Error> {
         debug_assert!(index > self.applied, "entries apply once, in order");
         self.applied = index;
         if let Some(id) = request
             && let Some(session) = self.sessions.get_mut(&id.client)
         {
             if id.sequence < session.sequence {
-                return Outcome::Duplicate;
+                return Ok(Outcome::Duplicate);
             }
             if id.sequence == session.sequence {
                 self.by_use.remove(&(session.used, id.client));
                 self.by_use.insert((index, id.client));
                 session.used = index;
-                return session.outcome.clone();
+                self.changed.insert(id.client);
+                return Ok(session.outcome.clone());
             }
         }
-        let outcome = self.execute(command);
+        let outcome = self.execute(store, command)?;
         // A refused command changed nothing, so running it again is safe (and after a merge
         // the same request may well succeed); only effects are remembered.
         if let Some(id) = request
@@ -200,7 +239,7 @@ impl RangeMachine {
         {
             self.remember(id, outcome.clone(), index);
         }
-        outcome
+        Ok(outcome)
     }
 
     /// Whether `command`, proposed now, would apply as a change (a leader asks before
@@ -215,9 +254,10 @@ impl RangeMachine {
             RangeCommand::Split { left, right } => {
                 self.state.fits_split(left, right).map(|()| true)
             }
-            RangeCommand::Merge { merged, right } => {
-                self.state.fits_merge(merged, &right.state).map(|()| true)
-            }
+            RangeCommand::Merge { merged, right } => self
+                .state
+                .fits_merge(merged, &right.machine.state)
+                .map(|()| true),
             _ => Ok(true),
         }
     }
@@ -230,49 +270,61 @@ impl RangeMachine {
         self.state.descriptor().generation >= generation
     }
 
-    fn execute(&mut self, command: RangeCommand) -> Outcome {
+    fn execute<S: OrderedStoreMut>(
+        &mut self,
+        store: &mut S,
+        command: RangeCommand,
+    ) -> Result<Outcome, S::Error> {
         match &command {
             RangeCommand::Split { left, .. } if self.already_applied(left.generation) => {
-                return Outcome::Done;
+                return Ok(Outcome::Done);
             }
             RangeCommand::Merge { merged, .. } if self.already_applied(merged.generation) => {
-                return Outcome::Done;
+                return Ok(Outcome::Done);
             }
             RangeCommand::SetDescriptor(descriptor)
                 if self.already_applied(descriptor.generation) =>
             {
-                return Outcome::Done;
+                return Ok(Outcome::Done);
             }
             _ => {}
         }
         let result = match command {
             RangeCommand::Put { key, value, ts } => {
-                let at = self.write_ts(&key, ts);
+                let at = self.write_ts(store, &key, ts)?;
                 self.state
-                    .put(&key, at, value)
+                    .put(store, &key, at, &value)?
                     .map(|()| Outcome::Written { ts: at })
             }
             RangeCommand::Delete { key, ts } => {
-                let at = self.write_ts(&key, ts);
+                let at = self.write_ts(store, &key, ts)?;
                 self.state
-                    .delete(&key, at)
+                    .delete(store, &key, at)?
                     .map(|()| Outcome::Written { ts: at })
             }
             RangeCommand::Split { left, right } => {
-                self.state.split(left, right).map(|right| Outcome::Split {
-                    right: Box::new(RangeMachine {
+                self.state.split(store, left, right)?.map(|right| {
+                    let mut half = RangeMachine {
                         state: right,
                         applied: 0,
                         sessions: self.sessions.clone(),
                         by_use: self.by_use.clone(),
-                    }),
+                        changed: BTreeSet::new(),
+                    };
+                    // Every session is new to the right half's records.
+                    half.changed = half.sessions.keys().copied().collect();
+                    Outcome::Split {
+                        right: Box::new(half),
+                    }
                 })
             }
             RangeCommand::SetDescriptor(descriptor) => self
                 .state
                 .set_descriptor(descriptor)
                 .map(|()| Outcome::Done),
-            RangeCommand::Gc { threshold } => self.state.gc(threshold).map(|_| Outcome::Done),
+            RangeCommand::Gc { threshold } => {
+                self.state.gc(store, threshold)?.map(|_| Outcome::Done)
+            }
             RangeCommand::Close { ts } => {
                 self.state.close(ts);
                 Ok(Outcome::Done)
@@ -281,25 +333,30 @@ impl RangeMachine {
                 self.state.freeze(generation, into).map(|()| Outcome::Done)
             }
             RangeCommand::Merge { merged, right } => {
-                self.merge(merged, *right).map(|()| Outcome::Done)
+                self.merge(store, merged, *right)?.map(|()| Outcome::Done)
             }
             RangeCommand::Checksum => Ok(Outcome::Done),
         };
-        result.unwrap_or_else(Outcome::Refused)
+        Ok(result.unwrap_or_else(Outcome::Refused))
     }
 
     /// The timestamp a plain write to `key` proposed at `proposed` applies at: above the
     /// key's newest version, the GC threshold and the closed timestamp.
-    fn write_ts(&self, key: &[u8], proposed: HlcTimestamp) -> HlcTimestamp {
+    fn write_ts<S: OrderedStoreMut>(
+        &self,
+        store: &S,
+        key: &[u8],
+        proposed: HlcTimestamp,
+    ) -> Result<HlcTimestamp, S::Error> {
         let floor = self
             .state
-            .newest(key)
+            .newest(store, key)?
             .max(Some(self.state.gc_threshold()))
             .max(Some(self.state.closed()));
-        match floor {
+        Ok(match floor {
             Some(floor) if floor >= proposed => floor.successor(),
             _ => proposed,
-        }
+        })
     }
 
     fn remember(&mut self, id: RequestId, outcome: Outcome, index: u64) {
@@ -319,17 +376,29 @@ impl RangeMachine {
             self.by_use.remove(&(old.used, client));
         }
         self.by_use.insert((used, client));
+        self.changed.insert(client);
         while self.sessions.len() > SESSIONS_MAX {
             let (_, oldest) = self.by_use.pop_first().expect("one entry per session");
             self.sessions.remove(&oldest);
+            self.changed.insert(oldest);
         }
     }
 
-    /// Applies a committed merge: takes `right`'s keys and sessions (each client's highest);
-    /// `right` must be frozen for this range.
-    fn merge(&mut self, merged: RangeDescriptor, right: RangeMachine) -> Result<(), RangeOpError> {
-        self.state.merge(merged, right.state)?;
-        for (client, session) in right.sessions {
+    /// Applies a committed merge: takes `right`'s versions and sessions (each client's
+    /// highest); `right` must be frozen for this range.
+    fn merge<S: OrderedStoreMut>(
+        &mut self,
+        store: &mut S,
+        merged: RangeDescriptor,
+        right: FrozenRange,
+    ) -> Result<Result<(), RangeOpError>, S::Error> {
+        if let Err(refused) =
+            self.state
+                .merge(store, merged, &right.machine.state, &right.versions)?
+        {
+            return Ok(Err(refused));
+        }
+        for (client, session) in right.machine.sessions {
             if self
                 .sessions
                 .get(&client)
@@ -339,6 +408,6 @@ impl RangeMachine {
             }
             self.keep(client, session);
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }

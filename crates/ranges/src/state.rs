@@ -1,10 +1,14 @@
-//! The state of one replica of one range: its descriptor and the versions of its keys. Every
+//! The state of one replica of one range: its record (descriptor, GC threshold, closed
+//! timestamp, byte count, merge freeze) here, its keys' versions in the member's ordered
+//! store (`versioned::stored`: the range is the span of its keys there, so a split or merge
+//! changes the span and moves no data; every call takes the store). Every
 //! read and write checks the key against the descriptor the replica holds, so a replica never
 //! serves a key that a split or merge moved to another range — it answers `range moved` with
 //! its descriptor instead, and the caller's routing cache learns from it. Reads below the GC
 //! threshold are refused (their versions may be gone). Splits and merges change the state as
-//! the committed descriptor change says: a split hands the right half's versions to the new
-//! range's state, a merge takes the right neighbour's back. A range about to be merged into its
+//! the committed descriptor change says: a split gives the right half's span (and its bytes)
+//! to the new range's record, a merge writes the right neighbour's frozen versions into its
+//! span and takes its record's figures. A range about to be merged into its
 //! left neighbour is first frozen: it refuses every read, write and GC from then on, so the
 //! state its left neighbour takes is final; any later change of its descriptor (which the
 //! metadata commits only if the merge did not) thaws it.
@@ -16,7 +20,9 @@
 //! follower reads). Splits hand it to both halves and merges keep the larger.
 
 use base::HlcTimestamp;
-use versioned::{Version, VersionedMap, WriteTooOld};
+use versioned::{
+    OrderedStore, OrderedStoreMut, StoredVersions, StoredVersionsMut, Version, WriteTooOld,
+};
 
 use crate::descriptor::{RangeDescriptor, RangeId};
 
@@ -62,25 +68,35 @@ pub struct ScanPart {
     pub resume: Option<Vec<u8>>,
 }
 
-/// One replica's state of one range.
+/// One replica's record of one range (its versions are in the store).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeState {
     descriptor: RangeDescriptor,
-    data: VersionedMap,
     /// Frozen for a merge into this left neighbour.
     merging_into: Option<RangeId>,
     /// No write applies at or below this any more.
     closed: HlcTimestamp,
+    /// Reads below this may miss versions GC dropped; writes at or below it are refused.
+    gc_threshold: HlcTimestamp,
+    /// Bytes of keys and values over all versions in the span.
+    bytes: u64,
 }
+
+/// One version as a snapshot or a merge lists it: key, timestamp, value (`None`: tombstone).
+pub type ListedVersion = (Vec<u8>, HlcTimestamp, Option<Vec<u8>>);
+
+/// What a store call gives: the store's own failure outside, the range's refusal inside.
+pub type Stored<T, E> = Result<Result<T, RangeOpError>, E>;
 
 impl RangeState {
     /// An empty range (a new bucket's first range).
     pub fn new(descriptor: RangeDescriptor) -> RangeState {
         RangeState {
             descriptor,
-            data: VersionedMap::new(),
             merging_into: None,
             closed: HlcTimestamp::ZERO,
+            gc_threshold: HlcTimestamp::ZERO,
+            bytes: 0,
         }
     }
 
@@ -88,18 +104,20 @@ impl RangeState {
         &self.descriptor
     }
 
-    /// A range's state from its parts (a snapshot being restored).
+    /// A range's record from its parts (a snapshot or a saved record being restored).
     pub fn from_parts(
         descriptor: RangeDescriptor,
-        data: VersionedMap,
         merging_into: Option<RangeId>,
         closed: HlcTimestamp,
+        gc_threshold: HlcTimestamp,
+        bytes: u64,
     ) -> RangeState {
         RangeState {
             descriptor,
-            data,
             merging_into,
             closed,
+            gc_threshold,
+            bytes,
         }
     }
 
@@ -151,9 +169,21 @@ impl RangeState {
         }
     }
 
-    /// The versions of the range's keys (what a snapshot stores).
-    pub fn data(&self) -> &VersionedMap {
-        &self.data
+    /// The range's versions in `store` (its span).
+    pub fn versions<'s, S: OrderedStore>(&self, store: &'s S) -> StoredVersions<'s, S> {
+        StoredVersions::new(
+            store,
+            &self.descriptor.start,
+            self.descriptor.end.as_deref(),
+        )
+    }
+
+    fn versions_mut<'s, S: OrderedStoreMut>(&self, store: &'s mut S) -> StoredVersionsMut<'s, S> {
+        StoredVersionsMut::new(
+            store,
+            &self.descriptor.start,
+            self.descriptor.end.as_deref(),
+        )
     }
 
     fn check(&self, key: &[u8]) -> Result<(), RangeOpError> {
@@ -168,56 +198,127 @@ impl RangeState {
     }
 
     fn check_read(&self, at: HlcTimestamp) -> Result<(), RangeOpError> {
-        let threshold = self.data.gc_threshold();
-        if at < threshold {
-            return Err(RangeOpError::BelowGc { at, threshold });
+        if at < self.gc_threshold {
+            return Err(RangeOpError::BelowGc {
+                at,
+                threshold: self.gc_threshold,
+            });
         }
         Ok(())
     }
 
-    /// Writes `value` to `key` at `ts`.
-    pub fn put(
+    fn write<S: OrderedStoreMut>(
         &mut self,
+        store: &mut S,
         key: &[u8],
         ts: HlcTimestamp,
-        value: Vec<u8>,
-    ) -> Result<(), RangeOpError> {
-        self.check(key)?;
-        Ok(self.data.put(key, ts, value)?)
+        value: Option<&[u8]>,
+    ) -> Stored<(), S::Error> {
+        if let Err(refused) = self.check(key) {
+            return Ok(Err(refused));
+        }
+        let gc = self.gc_threshold;
+        Ok(match self.versions_mut(store).write(key, ts, value, gc)? {
+            Ok(added) => {
+                self.bytes += added;
+                Ok(())
+            }
+            Err(too_old) => Err(RangeOpError::WriteTooOld(too_old)),
+        })
+    }
+
+    /// Writes `value` to `key` at `ts`.
+    pub fn put<S: OrderedStoreMut>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        ts: HlcTimestamp,
+        value: &[u8],
+    ) -> Stored<(), S::Error> {
+        self.write(store, key, ts, Some(value))
     }
 
     /// Deletes `key` at `ts`.
-    pub fn delete(&mut self, key: &[u8], ts: HlcTimestamp) -> Result<(), RangeOpError> {
-        self.check(key)?;
-        Ok(self.data.delete(key, ts)?)
+    pub fn delete<S: OrderedStoreMut>(
+        &mut self,
+        store: &mut S,
+        key: &[u8],
+        ts: HlcTimestamp,
+    ) -> Stored<(), S::Error> {
+        self.write(store, key, ts, None)
     }
 
     /// The version of `key` a read at `ts` sees.
-    pub fn get(&self, key: &[u8], ts: HlcTimestamp) -> Result<Option<Version>, RangeOpError> {
-        self.check(key)?;
-        self.check_read(ts)?;
-        Ok(self.data.get(key, ts))
+    pub fn get<S: OrderedStore>(
+        &self,
+        store: &S,
+        key: &[u8],
+        ts: HlcTimestamp,
+    ) -> Stored<Option<Version>, S::Error> {
+        if let Err(refused) = self.check(key).and_then(|()| self.check_read(ts)) {
+            return Ok(Err(refused));
+        }
+        Ok(Ok(self.versions(store).get(key, ts)?))
     }
 
     /// The keys of `[from, to)` in this range a read at `ts` sees, at most `limit`. `from`
     /// must be in the range; the scan stops at the range's end and says where to go on.
-    pub fn scan(
+    pub fn scan<S: OrderedStore>(
         &self,
+        store: &S,
         from: &[u8],
         to: Option<&[u8]>,
         ts: HlcTimestamp,
         limit: usize,
-    ) -> Result<ScanPart, RangeOpError> {
-        self.check(from)?;
-        self.check_read(ts)?;
+    ) -> Stored<ScanPart, S::Error> {
+        self.scan_bounded(store, from, to, ts, limit, 0)
+    }
+
+    /// `scan`, with the page also cut once its keys and values pass `max_bytes` (0: no bound;
+    /// the first entry is always kept, so a scan always moves on).
+    pub fn scan_bounded<S: OrderedStore>(
+        &self,
+        store: &S,
+        from: &[u8],
+        to: Option<&[u8]>,
+        ts: HlcTimestamp,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Stored<ScanPart, S::Error> {
+        if let Err(refused) = self.check(from).and_then(|()| self.check_read(ts)) {
+            return Ok(Err(refused));
+        }
         let end = match (to, self.descriptor.end.as_deref()) {
             (Some(to), Some(own)) => Some(to.min(own)),
             (Some(to), None) => Some(to),
             (None, own) => own,
         };
-        let entries = self.data.scan(from, end, ts, limit);
-        let resume = if limit > 0 && entries.len() == limit {
-            let mut after = entries.last().map(|(k, _)| k.clone()).expect("limit > 0");
+        let bound = if max_bytes == 0 { u64::MAX } else { max_bytes };
+        let mut entries = self.versions(store).scan(from, end, ts, limit, bound)?;
+        let mut cut_short = limit > 0 && entries.len() == limit;
+        if max_bytes > 0 {
+            let mut bytes = 0u64;
+            let cut = entries.iter().position(|(key, version)| {
+                let size = (key.len() + version.value.as_ref().map_or(0, Vec::len)) as u64;
+                let over = bytes > 0 && bytes + size > max_bytes;
+                bytes += size;
+                over
+            });
+            match cut {
+                Some(cut) => {
+                    entries.truncate(cut);
+                    cut_short = true;
+                }
+                // The store stopped at the bound: what follows is still to read.
+                None if bytes >= max_bytes => cut_short = true,
+                None => {}
+            }
+        }
+        let resume = if cut_short {
+            let mut after = entries
+                .last()
+                .map(|(k, _)| k.clone())
+                .expect("a page has one");
             after.push(0);
             Some(after)
         } else {
@@ -228,41 +329,7 @@ impl RangeState {
                 _ => None,
             }
         };
-        Ok(ScanPart { entries, resume })
-    }
-
-    /// `scan`, with the page also cut once its keys and values pass `max_bytes` (0: no bound;
-    /// the first entry is always kept, so a scan always moves on).
-    pub fn scan_bounded(
-        &self,
-        from: &[u8],
-        to: Option<&[u8]>,
-        ts: HlcTimestamp,
-        limit: usize,
-        max_bytes: u64,
-    ) -> Result<ScanPart, RangeOpError> {
-        let mut part = self.scan(from, to, ts, limit)?;
-        if max_bytes == 0 {
-            return Ok(part);
-        }
-        let mut bytes = 0u64;
-        let cut = part.entries.iter().position(|(key, version)| {
-            let size = key.len() + version.value.as_ref().map_or(0, Vec::len);
-            let over = bytes > 0 && bytes + size as u64 > max_bytes;
-            bytes += size as u64;
-            over
-        });
-        if let Some(cut) = cut {
-            part.entries.truncate(cut);
-            let mut after = part
-                .entries
-                .last()
-                .map(|(k, _)| k.clone())
-                .expect("cut > 0");
-            after.push(0);
-            part.resume = Some(after);
-        }
-        Ok(part)
+        Ok(Ok(ScanPart { entries, resume }))
     }
 
     /// A replica change, or any change that keeps the span: takes the new descriptor.
@@ -329,69 +396,127 @@ impl RangeState {
         Ok(())
     }
 
-    /// Applies a committed split: this range becomes `left`, and the versions from
-    /// `right.start` on move to the returned state of `right`.
-    pub fn split(
+    /// Applies a committed split: this range becomes `left`, and the returned record of
+    /// `right` takes the span from `right.start` on with its versions (weighed in `store`;
+    /// none move).
+    pub fn split<S: OrderedStore>(
         &mut self,
+        store: &S,
         left: RangeDescriptor,
         right: RangeDescriptor,
-    ) -> Result<RangeState, RangeOpError> {
-        self.fits_split(&left, &right)?;
-        let data = self.data.split_off(&right.start);
+    ) -> Stored<RangeState, S::Error> {
+        if let Err(refused) = self.fits_split(&left, &right) {
+            return Ok(Err(refused));
+        }
+        let right_bytes = StoredVersions::new(store, &right.start, right.end.as_deref())
+            .bytes()?
+            .min(self.bytes);
+        self.bytes -= right_bytes;
         // The metadata split this range, so a merge it was frozen for did not commit.
         self.descriptor = left;
         self.merging_into = None;
-        Ok(RangeState {
+        Ok(Ok(RangeState {
             descriptor: right,
-            data,
             merging_into: None,
             closed: self.closed,
-        })
+            gc_threshold: self.gc_threshold,
+            bytes: right_bytes,
+        }))
     }
 
-    /// Applies a committed merge: this range becomes `merged`, taking `right`'s versions.
-    pub fn merge(
+    /// Applies a committed merge: this range becomes `merged`; the right neighbour's span in
+    /// `store` is cleared and given `right`'s frozen versions, listed (whatever this member
+    /// held of it before is not trusted: its replica may lag).
+    pub fn merge<S: OrderedStoreMut>(
         &mut self,
+        store: &mut S,
         merged: RangeDescriptor,
-        right: RangeState,
-    ) -> Result<(), RangeOpError> {
-        self.fits_merge(&merged, &right)?;
-        self.data.absorb(right.data);
+        right: &RangeState,
+        versions: &[ListedVersion],
+    ) -> Stored<(), S::Error> {
+        if let Err(refused) = self.fits_merge(&merged, right) {
+            return Ok(Err(refused));
+        }
+        let mut span = right.versions_mut(store);
+        span.clear()?;
+        let mut added = 0;
+        for (key, ts, value) in versions {
+            if !right.descriptor.contains(key) {
+                return Ok(Err(RangeOpError::BadChange {
+                    descriptor: merged,
+                    why: "a merge's right versions must lie in the right neighbour's span",
+                }));
+            }
+            added += span.restore(key, *ts, value.as_deref())?;
+        }
+        self.bytes += added;
+        self.gc_threshold = self.gc_threshold.max(right.gc_threshold);
         self.descriptor = merged;
         self.merging_into = None;
         self.closed = self.closed.max(right.closed);
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Drops versions no read at or above `threshold` sees (refused while frozen: the state
-    /// a merge takes must not change).
-    pub fn gc(&mut self, threshold: HlcTimestamp) -> Result<usize, RangeOpError> {
-        self.check_thawed()?;
-        Ok(self.data.gc(threshold))
+    /// a merge takes must not change). Returns the versions dropped.
+    pub fn gc<S: OrderedStoreMut>(
+        &mut self,
+        store: &mut S,
+        threshold: HlcTimestamp,
+    ) -> Stored<usize, S::Error> {
+        if let Err(refused) = self.check_thawed() {
+            return Ok(Err(refused));
+        }
+        let current = self.gc_threshold;
+        let (dropped, freed) = self.versions_mut(store).gc(current, threshold)?;
+        self.bytes -= freed.min(self.bytes);
+        self.gc_threshold = self.gc_threshold.max(threshold);
+        Ok(Ok(dropped))
     }
 
     /// Whether a GC at `threshold` would drop anything (never while frozen).
-    pub fn would_gc(&self, threshold: HlcTimestamp) -> bool {
-        self.merging_into.is_none() && self.data.would_gc(threshold)
+    pub fn would_gc<S: OrderedStore>(
+        &self,
+        store: &S,
+        threshold: HlcTimestamp,
+    ) -> Result<bool, S::Error> {
+        if self.merging_into.is_some() {
+            return Ok(false);
+        }
+        self.versions(store).would_gc(self.gc_threshold, threshold)
     }
 
     /// The timestamp of `key`'s newest version, tombstones included.
-    pub fn newest(&self, key: &[u8]) -> Option<HlcTimestamp> {
-        self.data.newest(key)
+    pub fn newest<S: OrderedStore>(
+        &self,
+        store: &S,
+        key: &[u8],
+    ) -> Result<Option<HlcTimestamp>, S::Error> {
+        self.versions(store).newest(key)
     }
 
     /// Reads below this may miss versions GC dropped; writes at or below it are refused.
     pub fn gc_threshold(&self) -> HlcTimestamp {
-        self.data.gc_threshold()
+        self.gc_threshold
     }
 
     /// The bytes of all versions, for the split decision.
     pub fn bytes(&self) -> u64 {
-        self.data.bytes()
+        self.bytes
     }
 
     /// Where a split by size cuts, when the range holds two keys or more.
-    pub fn middle_key(&self) -> Option<Vec<u8>> {
-        self.data.middle_key()
+    pub fn middle_key<S: OrderedStore>(&self, store: &S) -> Result<Option<Vec<u8>>, S::Error> {
+        self.versions(store).middle_key(self.bytes)
+    }
+
+    /// Every version of the range, listed (a snapshot's or a merge's contents).
+    pub fn list<S: OrderedStore>(&self, store: &S) -> Result<Vec<ListedVersion>, S::Error> {
+        let mut out = Vec::new();
+        self.versions(store).versions(&mut |key, ts, value| {
+            out.push((key, ts, value.map(<[u8]>::to_vec)));
+            true
+        })?;
+        Ok(out)
     }
 }

@@ -12,16 +12,15 @@
 
 use std::path::Path;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use versioned::stored::Entry;
 use versioned::{OrderedStore, OrderedStoreMut};
 
 use crate::{StorageError, frame, unframe};
 
 const META: TableDefinition<u64, &[u8]> = TableDefinition::new("meta");
+/// Client sessions of each range, by (range, client).
+const SESSIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("sessions");
 const DATA_PREFIX: &str = "data/";
 
 fn data_table(bucket: &str) -> String {
@@ -70,6 +69,11 @@ impl RangeStore {
         Self::with_db(db)
     }
 
+    /// Range data in memory (tests).
+    pub fn in_memory() -> Result<RangeStore, StorageError> {
+        Self::open_with_backend(redb::backends::InMemoryBackend::new())
+    }
+
     /// Opens range data on a caller-provided backend (tests, the simulator's disk).
     pub fn open_with_backend(
         backend: impl redb::StorageBackend,
@@ -80,6 +84,7 @@ impl RangeStore {
     fn with_db(db: Database) -> Result<RangeStore, StorageError> {
         let tx = db.begin_write()?;
         tx.open_table(META)?;
+        tx.open_table(SESSIONS)?;
         tx.commit()?;
         Ok(RangeStore { db })
     }
@@ -128,6 +133,53 @@ impl RangeWrite {
         Ok(())
     }
 
+    /// Range `range`'s record as this transaction has it.
+    pub fn meta(&self, range: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let table = self.tx.open_table(META)?;
+        let value = table.get(range)?;
+        match value {
+            Some(value) => Ok(Some(unframe(value.value(), "range record")?.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// Every range's record as this transaction has it, by range id.
+    pub fn metas(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        all_metas(&self.tx.open_table(META)?)
+    }
+
+    /// Sets (`Some`) or removes client `client`'s session of range `range`.
+    pub fn set_session(
+        &self,
+        range: u64,
+        client: u64,
+        session: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let mut table = self.tx.open_table(SESSIONS)?;
+        match session {
+            Some(bytes) => {
+                table.insert((range, client), frame(bytes).as_slice())?;
+            }
+            None => {
+                table.remove((range, client))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every session of range `range`.
+    pub fn clear_sessions(&self, range: u64) -> Result<(), StorageError> {
+        let mut table = self.tx.open_table(SESSIONS)?;
+        let clients: Vec<u64> = table
+            .range((range, 0)..=(range, u64::MAX))?
+            .map(|item| item.map(|(key, _)| key.value().1))
+            .collect::<Result<_, _>>()?;
+        for client in clients {
+            table.remove((range, client))?;
+        }
+        Ok(())
+    }
+
     /// Drops `bucket`'s data table and everything in it (the bucket was deleted).
     pub fn drop_bucket(&self, bucket: &str) -> Result<(), StorageError> {
         let name = data_table(bucket);
@@ -170,13 +222,18 @@ impl RangeRead {
 
     /// Every range's record, by range id, verified.
     pub fn metas(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let table = self.tx.open_table(META)?;
-        let mut out = Vec::with_capacity(table.len()? as usize);
-        for item in table.iter()? {
-            let (range, value) = item?;
+        all_metas(&self.tx.open_table(META)?)
+    }
+
+    /// Range `range`'s sessions, by client, verified.
+    pub fn sessions(&self, range: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let table = self.tx.open_table(SESSIONS)?;
+        let mut out = Vec::new();
+        for item in table.range((range, 0)..=(range, u64::MAX))? {
+            let (key, value) = item?;
             out.push((
-                range.value(),
-                unframe(value.value(), "range record")?.to_vec(),
+                key.value().1,
+                unframe(value.value(), "range session")?.to_vec(),
             ));
         }
         Ok(out)
@@ -190,6 +247,20 @@ impl RangeRead {
             .filter_map(|t| t.name().strip_prefix(DATA_PREFIX).map(str::to_owned))
             .collect())
     }
+}
+
+fn all_metas<T: ReadableTable<u64, &'static [u8]>>(
+    table: &T,
+) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (range, value) = item?;
+        out.push((
+            range.value(),
+            unframe(value.value(), "range record")?.to_vec(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The first entry of `table` in `[from, to)`, its value verified.

@@ -1,12 +1,15 @@
-//! The wire and snapshot forms of a range group's commands, outcomes and state
+//! The wire, snapshot and record forms of a range group's commands, outcomes and state
 //! (`quorate.raft.v1` messages) and their mapping to the `ranges` types. A snapshot lists every
-//! version, the GC threshold, the closed timestamp and the client sessions, so a replica restored from it answers a
-//! retried request as the one that applied it did.
+//! version, the GC threshold, the closed timestamp and the client sessions, so a replica
+//! restored from it answers a retried request as the one that applied it did. A record is what
+//! the member's range data keeps of a replica besides its versions and sessions.
 
 use base::HlcTimestamp;
 use proto::quorate::raft::v1 as pb;
-use ranges::{Outcome, RangeCommand, RangeId, RangeMachine, RangeOpError, RangeState, RequestId};
-use versioned::VersionedMap;
+use ranges::{
+    FrozenRange, ListedVersion, Outcome, RangeCommand, RangeId, RangeMachine, RangeOpError,
+    RangeState, RequestId, Session,
+};
 
 use crate::codec::CodecError;
 
@@ -76,9 +79,11 @@ pub fn command_from_pb(command: &pb::RangeCommand) -> Result<RangeCommand, Codec
             merged: topology::descriptor_from_pb(
                 merge.merged.as_ref().ok_or(missing(what, "merged"))?,
             ),
-            right: Box::new(
-                snapshot_from_pb(merge.right.as_ref().ok_or(missing(what, "right"))?)?.0,
-            ),
+            right: Box::new({
+                let (machine, _, versions) =
+                    snapshot_from_pb(merge.right.as_ref().ok_or(missing(what, "right"))?)?;
+                FrozenRange { machine, versions }
+            }),
         },
     })
 }
@@ -125,20 +130,49 @@ fn session_outcome_from_pb(outcome: &pb::RangeCommandResponse) -> Result<Outcome
     }
 }
 
-/// The snapshot form of a range's state machine.
-pub fn snapshot_to_pb(machine: &RangeMachine, bucket: &str) -> pb::RangeSnapshot {
+/// One client's session in its stored and snapshot form.
+pub fn session_to_pb(client: u64, session: &Session, bucket: &str) -> pb::RangeSession {
+    pb::RangeSession {
+        client,
+        sequence: session.sequence,
+        outcome: Some(outcome_to_pb(&session.outcome, bucket)),
+        used: session.used,
+    }
+}
+
+/// A session back: (client, sequence, outcome, last use).
+pub fn session_from_pb(s: &pb::RangeSession) -> Result<(u64, u64, Outcome, u64), CodecError> {
+    let outcome = s
+        .outcome
+        .as_ref()
+        .ok_or(missing("range session", "outcome"))?;
+    Ok((
+        s.client,
+        s.sequence,
+        session_outcome_from_pb(outcome)?,
+        s.used,
+    ))
+}
+
+/// A version in its snapshot form.
+pub fn version_to_pb((key, ts, value): &ListedVersion) -> pb::RangeVersion {
+    pb::RangeVersion {
+        key: key.clone(),
+        value: value.clone(),
+        ts: Some(ts_to_pb(*ts)),
+    }
+}
+
+/// The snapshot form of a range's state machine and its versions.
+pub fn snapshot_to_pb(
+    machine: &RangeMachine,
+    bucket: &str,
+    versions: &[ListedVersion],
+) -> pb::RangeSnapshot {
     let state = machine.state();
     pb::RangeSnapshot {
         descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
-        versions: state
-            .data()
-            .versions()
-            .map(|(key, ts, value)| pb::RangeVersion {
-                key: key.to_vec(),
-                value: value.map(<[u8]>::to_vec),
-                ts: Some(ts_to_pb(ts)),
-            })
-            .collect(),
+        versions: versions.iter().map(version_to_pb).collect(),
         gc_threshold: Some(ts_to_pb(state.gc_threshold())),
         sessions: machine
             .sessions()
@@ -155,10 +189,11 @@ pub fn snapshot_to_pb(machine: &RangeMachine, bucket: &str) -> pb::RangeSnapshot
     }
 }
 
-/// A range's state machine from its snapshot form, and the bucket it belongs to.
+/// A range's state machine from its snapshot form, the bucket it belongs to and its versions
+/// (the byte count summed from them).
 pub fn snapshot_from_pb(
     snapshot: &pb::RangeSnapshot,
-) -> Result<(RangeMachine, String), CodecError> {
+) -> Result<(RangeMachine, String, Vec<ListedVersion>), CodecError> {
     let what = "range snapshot";
     let descriptor = snapshot
         .descriptor
@@ -168,10 +203,12 @@ pub fn snapshot_from_pb(
         .gc_threshold
         .as_ref()
         .map_or(HlcTimestamp::ZERO, ts_from_pb);
+    let mut bytes = 0;
     let versions = snapshot
         .versions
         .iter()
         .map(|v| {
+            bytes += versioned::stored::version_bytes(&v.key, v.value.as_deref());
             Ok((
                 v.key.clone(),
                 ts_of(&v.ts, "range version")?,
@@ -179,35 +216,75 @@ pub fn snapshot_from_pb(
             ))
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
-    let data = VersionedMap::from_versions(gc_threshold, versions)
-        .map_err(|e| CodecError::Invalid(format!("range snapshot: {e}")))?;
+    if versions
+        .windows(2)
+        .any(|w| (&w[0].0, std::cmp::Reverse(w[0].1)) >= (&w[1].0, std::cmp::Reverse(w[1].1)))
+    {
+        return Err(CodecError::Invalid(
+            "range snapshot: versions out of order or listed twice".into(),
+        ));
+    }
     let sessions = snapshot
         .sessions
         .iter()
-        .map(|s| {
-            let outcome = s
-                .outcome
-                .as_ref()
-                .ok_or(missing("range session", "outcome"))?;
-            Ok((
-                s.client,
-                s.sequence,
-                session_outcome_from_pb(outcome)?,
-                s.used,
-            ))
-        })
+        .map(session_from_pb)
         .collect::<Result<Vec<_>, CodecError>>()?;
     let state = RangeState::from_parts(
         topology::descriptor_from_pb(descriptor),
-        data,
         (snapshot.merging_into != 0).then_some(RangeId(snapshot.merging_into)),
         snapshot
             .closed
             .as_ref()
             .map_or(HlcTimestamp::ZERO, ts_from_pb),
+        gc_threshold,
+        bytes,
     );
     Ok((
         RangeMachine::restore(state, snapshot.applied, sessions),
+        descriptor.bucket.clone(),
+        versions,
+    ))
+}
+
+/// The record form of a replica's state (its versions and sessions are stored apart).
+pub fn record_to_pb(
+    machine: &RangeMachine,
+    bucket: &str,
+    raft: Option<pb::SnapshotMeta>,
+) -> pb::RangeRecord {
+    let state = machine.state();
+    pb::RangeRecord {
+        descriptor: Some(topology::descriptor_to_pb(bucket, state.descriptor())),
+        gc_threshold: Some(ts_to_pb(state.gc_threshold())),
+        merging_into: state.merging_into().map_or(0, |r| r.0),
+        closed: Some(ts_to_pb(state.closed())),
+        bytes: state.bytes(),
+        applied: machine.applied(),
+        raft,
+        gone: false,
+    }
+}
+
+/// A replica's state from its record and sessions, and its bucket.
+pub fn record_from_pb(
+    record: &pb::RangeRecord,
+    sessions: Vec<(u64, u64, Outcome, u64)>,
+) -> Result<(RangeMachine, String), CodecError> {
+    let descriptor = record
+        .descriptor
+        .as_ref()
+        .ok_or(missing("range record", "descriptor"))?;
+    let ts_or_zero =
+        |ts: &Option<pb::Timestamp>| ts.as_ref().map_or(HlcTimestamp::ZERO, ts_from_pb);
+    let state = RangeState::from_parts(
+        topology::descriptor_from_pb(descriptor),
+        (record.merging_into != 0).then_some(RangeId(record.merging_into)),
+        ts_or_zero(&record.closed),
+        ts_or_zero(&record.gc_threshold),
+        record.bytes,
+    );
+    Ok((
+        RangeMachine::restore(state, record.applied, sessions),
         descriptor.bucket.clone(),
     ))
 }

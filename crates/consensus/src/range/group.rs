@@ -20,7 +20,8 @@ use ranges::{
 use crate::log_store::LogWriter;
 use crate::network::NetworkFactory;
 use crate::range::codec as range_codec;
-use crate::range::machine::{RangeFiles, RangeStateMachine};
+use crate::range::files::RangeFiles;
+use crate::range::machine::RangeStateMachine;
 use crate::replica::Replica;
 use crate::types::*;
 
@@ -138,6 +139,16 @@ impl RangeGroup {
                 .map_err(internal)?
                 .map_err(internal)?;
         }
+        if options.initialize && !has_log {
+            // The state this log starts from (a split's seed, written unsynced with the
+            // split) is made durable before the log exists: a log never outlives the state
+            // it was written for, so after a crash a replica with a log always has its seed.
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || files.store().sync())
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        }
         if options.initialize {
             let voters: std::collections::BTreeSet<NodeId> = options
                 .descriptor
@@ -176,6 +187,7 @@ impl RangeGroup {
         let raft = RangeRaft::new(main.id(), config, network, log, machine.clone())
             .await
             .map_err(internal)?;
+        machine.started();
         Ok(RangeGroup {
             raft,
             machine,
@@ -287,19 +299,32 @@ impl RangeGroup {
     /// Whether this range should split now, by size or load, and where.
     pub fn split_decision(&self, config: &SplitConfig) -> Option<Split> {
         let load = self.load.lock().expect("load lock poisoned");
-        self.machine.read(|m, _| {
+        let decided = self.machine.read_data(|m, _, view| {
             let state = m.state();
-            let middle = (state.bytes() > config.range_max_bytes)
-                .then(|| state.middle_key())
-                .flatten();
-            ranges::decide_split(
+            let middle = if state.bytes() > config.range_max_bytes {
+                state.middle_key(view)?
+            } else {
+                None
+            };
+            Ok::<_, storage::StorageError>(ranges::decide_split(
                 state.descriptor(),
                 state.bytes(),
                 middle.as_deref(),
                 &load,
                 config,
-            )
-        })
+            ))
+        });
+        match decided {
+            Ok(Ok(split)) => split,
+            Ok(Err(error)) => {
+                tracing::warn!(range = self.range.0, %error, "read the range for a split");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(range = self.range.0, %error, "read the range for a split");
+                None
+            }
+        }
     }
 
     /// Proposes a split the metadata committed (the group's side of it).
@@ -333,7 +358,12 @@ impl RangeGroup {
             physical: now.physical.saturating_sub(ttl.as_micros() as u64),
             logical: 0,
         };
-        if !self.machine.read(|m, _| m.state().would_gc(threshold)) {
+        let would = self
+            .machine
+            .read_data(|m, _, view| m.state().would_gc(view, threshold))
+            .map_err(internal)?
+            .map_err(internal)?;
+        if !would {
             return Ok(false);
         }
         let command = pb::RangeCommand {
@@ -428,14 +458,31 @@ impl RangeGroup {
         into: u64,
         generation: u64,
     ) -> Option<pb::RangeSnapshot> {
-        self.machine.read(|m, own_bucket| {
+        let snapshot = self.machine.read_data(|m, own_bucket, view| {
             let state = m.state();
             let matches = own_bucket == bucket
                 && state.descriptor().start == start
                 && state.descriptor().generation == generation
                 && state.merging_into().map(|r| r.0) == Some(into);
-            matches.then(|| range_codec::snapshot_to_pb(m, own_bucket))
-        })
+            if !matches {
+                return Ok(None);
+            }
+            let versions = state.list(view)?;
+            Ok::<_, storage::StorageError>(Some(range_codec::snapshot_to_pb(
+                m, own_bucket, &versions,
+            )))
+        });
+        match snapshot {
+            Ok(Ok(snapshot)) => snapshot,
+            Ok(Err(error)) => {
+                tracing::warn!(range = self.range.0, %error, "read the frozen range");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(range = self.range.0, %error, "read the frozen range");
+                None
+            }
+        }
     }
 
     /// On the leader: the followers that have matched nothing of the log (a replica started

@@ -1,11 +1,15 @@
 //! openraft's state machine for one range's group: applies committed range commands to the
-//! `ranges` state machine in memory, and keeps it durable as a snapshot file plus the Raft log
-//! after it (openraft replays the log from the snapshot on restart and purges only behind a
-//! snapshot that is saved). A committed split writes the right half as the seed of the new
-//! range's group before the apply returns, so the seed is durable whenever the split is.
+//! `ranges` state machine, whose record and sessions live in memory and in the member's range
+//! data (`RangeFiles`), and whose versions live only there, as the span of the range's keys.
+//! Each applied batch is one transaction: versions, record (with the applied log id) and
+//! changed sessions together, committed without an fsync — the group's log replays it after a
+//! crash, from the applied index the record kept. A snapshot syncs the data before openraft
+//! purges the log behind it. A committed split writes the right half's record (its seed: its
+//! versions are already in its span) in the same transaction, so the seed exists whenever the
+//! split did; a committed merge writes the right neighbour's frozen versions into its span and
+//! marks this member's replica of it gone, so a lagging copy of it can write nothing more.
 
 use std::io::{self, Cursor};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, TryStreamExt};
@@ -14,100 +18,13 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use prost::Message;
 use proto::quorate::raft::v1 as pb;
 use ranges::{Outcome, RangeCommand, RangeId, RangeMachine, RangeState};
-use storage::SnapshotFile;
+use storage::{RangeWrite, StorageError};
+use versioned::OrderedStore;
 
 use crate::codec;
 use crate::range::codec as range_codec;
+use crate::range::files::{RangeFiles, decode_record, io_error, write_state};
 use crate::types::*;
-
-fn io_error(error: impl std::fmt::Display) -> io::Error {
-    io::Error::other(error.to_string())
-}
-
-/// Where a member keeps its ranges' files: per range a snapshot (`<id>.snap`) and the seed its
-/// group's log starts from (`<id>.seed`: a bucket's first range starts empty, a range born of
-/// a split on this member from the split's right half). A replica's state is always one of
-/// these at a known log index (a snapshot at its last entry, a seed before the log's first),
-/// never built from the metadata. A range retired here leaves a mark (`<id>.gone`): what this
-/// member held of it is void, so a replayed split does not write its seed again and a replica
-/// added back later starts from its leader's snapshot, not from stale files.
-#[derive(Clone, Debug)]
-pub struct RangeFiles {
-    dir: PathBuf,
-}
-
-impl RangeFiles {
-    /// The files under `dir` (created when missing).
-    pub fn new(dir: PathBuf) -> io::Result<RangeFiles> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(RangeFiles { dir })
-    }
-
-    fn snapshot(&self, range: RangeId) -> SnapshotFile {
-        SnapshotFile::new(&self.dir.join(format!("{}.snap", range.0)))
-    }
-
-    fn seed(&self, range: RangeId) -> SnapshotFile {
-        SnapshotFile::new(&self.dir.join(format!("{}.seed", range.0)))
-    }
-
-    fn gone_path(&self, range: RangeId) -> PathBuf {
-        self.dir.join(format!("{}.gone", range.0))
-    }
-
-    /// True when this member holds state of `range` to start its group from: a snapshot or a
-    /// seed, not voided by a retirement. Only looks for the files; a corrupt one is refused
-    /// when the group loads it.
-    pub fn has_state(&self, range: RangeId) -> io::Result<bool> {
-        Ok((self.dir.join(format!("{}.snap", range.0)).try_exists()?
-            || self.dir.join(format!("{}.seed", range.0)).try_exists()?)
-            && !self.is_gone(range)?)
-    }
-
-    /// True when `range` was retired here: its files, and any log of it, are void.
-    pub fn is_gone(&self, range: RangeId) -> io::Result<bool> {
-        self.gone_path(range).try_exists()
-    }
-
-    /// Marks `range` retired (durably, before its log and files go), then removes its files.
-    pub fn retire(&self, range: RangeId) -> io::Result<()> {
-        let mark = std::fs::File::create(self.gone_path(range))?;
-        mark.sync_all()?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        self.remove(range)
-    }
-
-    /// Removes the snapshot and seed of `range` (its retirement mark stays).
-    pub fn remove(&self, range: RangeId) -> io::Result<()> {
-        for name in [format!("{}.snap", range.0), format!("{}.seed", range.0)] {
-            match std::fs::remove_file(self.dir.join(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// A replica of a retired range is here again and its leader's snapshot is saved: the
-    /// files are its own from now on.
-    fn clear_gone(&self, range: RangeId) -> io::Result<()> {
-        match std::fs::remove_file(self.gone_path(range)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Saves the seed of a bucket's first range: empty, with the descriptor it was created
-    /// with, before its group's log is written (the state that log's entries were written
-    /// for, whatever the metadata says later).
-    pub fn save_first_seed(&self, descriptor: &pb::RangeDescriptor) -> io::Result<()> {
-        let machine = RangeMachine::new(RangeState::new(topology::descriptor_from_pb(descriptor)));
-        let bytes = range_codec::snapshot_to_pb(&machine, &descriptor.bucket).encode_to_vec();
-        self.seed(RangeId(descriptor.id))
-            .save(&bytes)
-            .map_err(io_error)
-    }
-}
 
 struct Inner {
     machine: RangeMachine,
@@ -122,24 +39,39 @@ struct Inner {
 /// Consistency checksums a replica keeps for the check to collect.
 const CHECKSUMS_KEPT: usize = 8;
 
-/// SHA-256 of a range state's snapshot encoding: everything replicated (descriptor, versions,
-/// GC threshold, closed timestamp, sessions, the applied index), so two replicas at one log
-/// index hash equal exactly when they hold the same state.
-pub fn state_checksum(machine: &RangeMachine, bucket: &str) -> [u8; 32] {
+/// SHA-256 of a range state: everything replicated (descriptor with its replicas as a set,
+/// GC threshold, closed timestamp, sessions, the applied index, then every version in key
+/// order), so two replicas at one log index hash equal exactly when they hold the same state.
+pub fn state_checksum<S: OrderedStore>(
+    machine: &RangeMachine,
+    bucket: &str,
+    store: &S,
+) -> Result<[u8; 32], S::Error> {
     use sha2::Digest;
-    let mut snapshot = range_codec::snapshot_to_pb(machine, bucket);
-    // The replicas as a set: their order in a descriptor carries no state.
-    if let Some(descriptor) = snapshot.descriptor.as_mut() {
+    let mut head = range_codec::snapshot_to_pb(machine, bucket, &[]);
+    if let Some(descriptor) = head.descriptor.as_mut() {
         descriptor.replicas.sort_by_key(|r| (r.member, r.learner));
     }
-    let bytes = snapshot.encode_to_vec();
-    sha2::Sha256::digest(&bytes).into()
+    let mut hash = sha2::Sha256::new();
+    hash.update(head.encode_to_vec());
+    machine
+        .state()
+        .versions(store)
+        .versions(&mut |key, ts, value| {
+            let version = range_codec::version_to_pb(&(key, ts, value.map(<[u8]>::to_vec)));
+            hash.update(version.encode_length_delimited_to_vec());
+            true
+        })?;
+    Ok(hash.finalize().into())
 }
 
 pub(crate) struct Shared {
     inner: RwLock<Inner>,
     files: RangeFiles,
     range: RangeId,
+    /// Set while openraft starts the group: it then asks for the current snapshot only for
+    /// its meta, and this replica's versions are not read for it.
+    starting: std::sync::atomic::AtomicBool,
     /// The member whose replica loses a merge's right keys (`Canary::MergeLosesRight`).
     #[cfg(feature = "canary")]
     loses_right: std::sync::OnceLock<u64>,
@@ -151,80 +83,84 @@ pub struct RangeStateMachine {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// A saved snapshot: u32 length of the `SnapshotMeta`, the meta, then the `RangeSnapshot`.
-fn encode_file(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
-    let meta_bytes = codec::snapshot_meta_to_pb(meta).encode_to_vec();
-    let mut file = Vec::with_capacity(4 + meta_bytes.len() + data.len());
-    file.extend_from_slice(&(meta_bytes.len() as u32).to_be_bytes());
-    file.extend_from_slice(&meta_bytes);
-    file.extend_from_slice(data);
-    file
+/// A range's versions as a read view has them (a bucket nothing was written to has none).
+pub enum View {
+    Table(storage::Data),
+    Empty,
 }
 
-fn decode_file(file: &[u8]) -> io::Result<(SnapshotMeta, &[u8])> {
-    let len = file
-        .get(..4)
-        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or_else(|| io_error("range snapshot file: truncated"))?;
-    let meta_bytes = file
-        .get(4..4 + len)
-        .ok_or_else(|| io_error("range snapshot file: truncated meta"))?;
-    let meta: pb::SnapshotMeta = codec::decode(meta_bytes, "snapshot meta").map_err(io_error)?;
-    let meta = codec::snapshot_meta_from_pb(&meta).map_err(io_error)?;
-    Ok((meta, &file[4 + len..]))
-}
+impl OrderedStore for View {
+    type Error = StorageError;
 
-fn decode_machine(data: &[u8]) -> io::Result<(RangeMachine, String)> {
-    let snapshot: pb::RangeSnapshot = codec::decode(data, "range snapshot").map_err(io_error)?;
-    range_codec::snapshot_from_pb(&snapshot).map_err(io_error)
+    fn first(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> Result<Option<versioned::stored::Entry>, StorageError> {
+        match self {
+            View::Table(data) => data.first(from, to),
+            View::Empty => Ok(None),
+        }
+    }
+
+    fn scan(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        match self {
+            View::Table(data) => data.scan(from, to, visit),
+            View::Empty => Ok(()),
+        }
+    }
 }
 
 impl RangeStateMachine {
-    /// Opens range `descriptor.id`'s state on this member: its saved snapshot, else its seed
-    /// (the state before its log's first entry). A replica with neither has nothing its log
-    /// could apply to: with a log (`has_log`) it refuses to start rather than guess a state —
-    /// a state built from today's descriptor under an old log loses the writes the log's
-    /// splits and merges carried (issue #37) —, without one it is a replica added without
-    /// state, which applies nothing until its leader's snapshot arrives.
+    /// Opens range `descriptor.id`'s state on this member: its record (the state after its
+    /// last applied entry, or a seed before its log's first). A replica without one has
+    /// nothing its log could apply to: with a log (`has_log`) it refuses to start rather than
+    /// guess a state — a state built from today's descriptor under an old log loses the
+    /// writes the log's splits and merges carried (issue #37) —, without one it is a replica
+    /// added without state, which applies nothing until its leader's snapshot arrives.
     pub fn open(
         files: RangeFiles,
         descriptor: &pb::RangeDescriptor,
         has_log: bool,
     ) -> io::Result<RangeStateMachine> {
         let range = RangeId(descriptor.id);
-        let gone = files.is_gone(range)?;
-        let snapshot = if gone {
-            None
-        } else {
-            files.snapshot(range).load().map_err(io_error)?
-        };
-        let seed = if gone || snapshot.is_some() {
-            None
-        } else {
-            files.seed(range).load().map_err(io_error)?
-        };
-        let inner = if let Some(file) = snapshot {
-            let (meta, data) = decode_file(&file)?;
-            let (machine, bucket) = decode_machine(data)?;
+        let record = files.record(range)?.filter(|r| !r.gone);
+        let inner = if let Some(record) = record {
+            let read = files.store().read().map_err(io_error)?;
+            let sessions = read
+                .sessions(range.0)
+                .map_err(io_error)?
+                .iter()
+                .map(|(_, bytes)| {
+                    let session: pb::RangeSession =
+                        codec::decode(bytes, "range session").map_err(io_error)?;
+                    range_codec::session_from_pb(&session).map_err(io_error)
+                })
+                .collect::<io::Result<Vec<_>>>()?;
+            let (machine, bucket) =
+                range_codec::record_from_pb(&record, sessions).map_err(io_error)?;
+            let (applied, membership) = match &record.raft {
+                Some(meta) => {
+                    let meta = codec::snapshot_meta_from_pb(meta).map_err(io_error)?;
+                    (meta.last_log_id, meta.last_membership)
+                }
+                None => (None, StoredMembership::default()),
+            };
             Inner {
                 machine,
                 bucket,
-                applied: meta.last_log_id,
-                membership: meta.last_membership,
-                checksums: Default::default(),
-            }
-        } else if let Some(seed) = seed {
-            let (machine, bucket) = decode_machine(&seed)?;
-            Inner {
-                machine,
-                bucket,
-                applied: None,
-                membership: StoredMembership::default(),
+                applied,
+                membership,
                 checksums: Default::default(),
             }
         } else if has_log {
             return Err(io_error(format!(
-                "range {} has a log on this member but no snapshot or seed to apply it to: \
+                "range {} has a log on this member but no state to apply it to: \
                  refusing to start from a guessed state",
                 range.0
             )));
@@ -244,16 +180,43 @@ impl RangeStateMachine {
                 inner: RwLock::new(inner),
                 files,
                 range,
+                starting: std::sync::atomic::AtomicBool::new(true),
                 #[cfg(feature = "canary")]
                 loses_right: std::sync::OnceLock::new(),
             }),
         })
     }
 
-    /// Runs `read` on the current state.
+    /// The member's range data this replica lives in.
+    pub(crate) fn files(&self) -> &RangeFiles {
+        &self.shared.files
+    }
+
+    /// openraft has started the group: snapshots asked for from now on are sent to peers.
+    pub(crate) fn started(&self) {
+        self.shared
+            .starting
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Runs `read` on the current record (no versions).
     pub(crate) fn read<T>(&self, read: impl FnOnce(&RangeMachine, &str) -> T) -> T {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
         read(&inner.machine, &inner.bucket)
+    }
+
+    /// Runs `read` on the current state with its versions, as of one consistent view.
+    pub(crate) fn read_data<T>(
+        &self,
+        read: impl FnOnce(&RangeMachine, &str, &View) -> T,
+    ) -> io::Result<T> {
+        let inner = self.shared.inner.read().expect("range state lock poisoned");
+        let view = self.shared.files.store().read().map_err(io_error)?;
+        let data = match view.data(&inner.bucket).map_err(io_error)? {
+            Some(table) => View::Table(table),
+            None => View::Empty,
+        };
+        Ok(read(&inner.machine, &inner.bucket, &data))
     }
 
     /// Plants `Canary::MergeLosesRight` for this member (`member`).
@@ -269,32 +232,19 @@ impl RangeStateMachine {
         let Some(&me) = self.shared.loses_right.get() else {
             return command;
         };
-        let RangeCommand::Merge { merged, right } = command else {
+        let RangeCommand::Merge { merged, mut right } = command else {
             return command;
         };
-        if merged.voters().min().map(|m| m.0) != Some(me) {
-            return RangeCommand::Merge { merged, right };
+        if merged.voters().min().map(|m| m.0) == Some(me) {
+            let mut keys: Vec<&[u8]> = right.versions.iter().map(|v| v.0.as_slice()).collect();
+            keys.dedup();
+            if let Some(middle) = keys.get(keys.len() / 2).map(|k| k.to_vec())
+                && keys.len() >= 2
+            {
+                right.versions.retain(|(key, _, _)| *key >= middle);
+            }
         }
-        let state = right.state();
-        let Some(middle) = state.middle_key() else {
-            return RangeCommand::Merge { merged, right };
-        };
-        let mut data = state.data().clone();
-        let kept = data.split_off(&middle);
-        let lossy = RangeState::from_parts(
-            state.descriptor().clone(),
-            kept,
-            state.merging_into(),
-            state.closed(),
-        );
-        let sessions: Vec<_> = right
-            .sessions()
-            .map(|(client, sequence, outcome, used)| (client, sequence, outcome.clone(), used))
-            .collect();
-        RangeCommand::Merge {
-            merged,
-            right: Box::new(RangeMachine::restore(lossy, right.applied(), sessions)),
-        }
+        RangeCommand::Merge { merged, right }
     }
 
     /// The latest consistency checksums (log index, SHA-256), oldest first.
@@ -314,24 +264,115 @@ impl RangeStateMachine {
             .inner
             .write()
             .expect("range state lock poisoned");
+        let range = self.shared.range.0;
+        let tx = self.shared.files.store().write().map_err(io_error)?;
+        let record = tx
+            .meta(range)
+            .map_err(io_error)?
+            .map(|bytes| decode_record(&bytes))
+            .transpose()?;
+        match record {
+            Some(record) if record.gone => return self.apply_void(&mut inner, entries),
+            // A replica without state applies nothing (it refuses appends until its
+            // snapshot): writing a record now would make up a state from its descriptor.
+            None if entries.is_empty() => return Ok(Vec::new()),
+            None => {
+                return Err(io_error(format!(
+                    "range {range}: entries to apply but no state on this member"
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut replies = Vec::with_capacity(entries.len());
+        {
+            let mut data = tx.data(&inner.bucket).map_err(io_error)?;
+            for entry in entries {
+                inner.applied = Some(entry.log_id);
+                let reply = match entry.payload {
+                    EntryPayload::Blank => pb::CommandResponse::default(),
+                    EntryPayload::Membership(m) => {
+                        inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                        pb::CommandResponse::default()
+                    }
+                    EntryPayload::Normal(Request(pb::Command {
+                        op: Some(pb::command::Op::Range(command)),
+                    })) => self.apply_command(
+                        &mut inner,
+                        &mut data,
+                        &tx,
+                        entry.log_id.index,
+                        &command,
+                    )?,
+                    EntryPayload::Normal(other) => {
+                        return Err(io_error(format!(
+                            "range {range} was sent a command of the metadata group: {other}"
+                        )));
+                    }
+                };
+                replies.push(reply);
+            }
+        }
+        self.write_record(&mut inner, &tx)?;
+        tx.commit(false).map_err(io_error)?;
+        Ok(replies)
+    }
+
+    /// Writes the replica's record and its changed sessions into `tx`.
+    fn write_record(&self, inner: &mut Inner, tx: &RangeWrite) -> io::Result<()> {
+        let range = self.shared.range.0;
+        let meta = SnapshotMeta {
+            last_log_id: inner.applied,
+            last_membership: inner.membership.clone(),
+        };
+        let raft = inner.applied.map(|_| codec::snapshot_meta_to_pb(&meta));
+        let record = range_codec::record_to_pb(&inner.machine, &inner.bucket, raft);
+        tx.set_meta(range, &record.encode_to_vec())
+            .map_err(io_error)?;
+        let bucket = inner.bucket.clone();
+        for (client, session) in inner.machine.take_changed_sessions() {
+            let bytes =
+                session.map(|s| range_codec::session_to_pb(client, &s, &bucket).encode_to_vec());
+            tx.set_session(range, client, bytes.as_deref())
+                .map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// A replica whose range a merge on this member took over (or that was retired): it
+    /// writes nothing any more — its span belongs to another replica now. Its entries are
+    /// answered as refused for the merge (the range is frozen) and only counted as applied.
+    fn apply_void(
+        &self,
+        inner: &mut Inner,
+        entries: Vec<Entry>,
+    ) -> io::Result<Vec<pb::CommandResponse>> {
+        let Some(into) = inner.machine.state().merging_into() else {
+            return Err(io_error(format!(
+                "range {}: retired on this member, yet entries are applied",
+                self.shared.range.0
+            )));
+        };
+        let refusal = Outcome::Refused(ranges::RangeOpError::Merging {
+            range: self.shared.range,
+            into,
+        });
         let mut replies = Vec::with_capacity(entries.len());
         for entry in entries {
             inner.applied = Some(entry.log_id);
             let reply = match entry.payload {
-                EntryPayload::Blank => pb::CommandResponse::default(),
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     pb::CommandResponse::default()
                 }
-                EntryPayload::Normal(Request(pb::Command {
-                    op: Some(pb::command::Op::Range(command)),
-                })) => self.apply_command(&mut inner, entry.log_id.index, &command)?,
-                EntryPayload::Normal(other) => {
-                    return Err(io_error(format!(
-                        "range {} was sent a command of the metadata group: {other}",
-                        self.shared.range.0
-                    )));
-                }
+                EntryPayload::Normal(_) => pb::CommandResponse {
+                    op: Some(pb::command_response::Op::Range(range_codec::outcome_to_pb(
+                        &refusal,
+                        &inner.bucket,
+                    ))),
+                    index: entry.log_id.index,
+                    ..Default::default()
+                },
+                EntryPayload::Blank => pb::CommandResponse::default(),
             };
             replies.push(reply);
         }
@@ -340,10 +381,13 @@ impl RangeStateMachine {
 
     /// Applies one range command at log `index` (`apply_batch`'s part for range commands):
     /// the `ranges` machine decides; this stops a replica whose log does not fit its state,
-    /// saves a split's seed, keeps consistency checksums and logs range changes.
+    /// writes a split's seed and a merge's takeover, keeps consistency checksums and logs
+    /// range changes.
     fn apply_command(
         &self,
         inner: &mut Inner,
+        data: &mut storage::DataMut<'_>,
+        tx: &RangeWrite,
         index: u64,
         command: &pb::RangeCommand,
     ) -> io::Result<pb::CommandResponse> {
@@ -355,6 +399,10 @@ impl RangeStateMachine {
             decoded,
             RangeCommand::Split { .. } | RangeCommand::Merge { .. }
         );
+        let merged_right = match &decoded {
+            RangeCommand::Merge { right, .. } => Some(right.machine.state().descriptor().id),
+            _ => None,
+        };
         let checksum = matches!(decoded, RangeCommand::Checksum);
         let freeze = match &decoded {
             RangeCommand::Freeze { generation, into } => Some((*generation, *into)),
@@ -362,7 +410,10 @@ impl RangeStateMachine {
         };
         #[cfg(feature = "canary")]
         let decoded = self.canary_merge(decoded);
-        let outcome = inner.machine.apply(index, request, decoded);
+        let outcome = inner
+            .machine
+            .apply(data, index, request, decoded)
+            .map_err(io_error)?;
         if outcome.breaks_invariant() {
             // This replica's state is not the one its log was written for: stop
             // it (openraft shuts the group down on a state machine error) rather
@@ -383,7 +434,8 @@ impl RangeStateMachine {
             )));
         }
         let response = range_codec::outcome_to_pb(&outcome, &inner.bucket);
-        if change && !matches!(outcome, Outcome::Refused(_) | Outcome::Duplicate) {
+        let changed = change && matches!(outcome, Outcome::Done | Outcome::Split { .. });
+        if changed {
             let descriptor = inner.machine.state().descriptor();
             tracing::info!(
                 range = self.shared.range.0,
@@ -404,10 +456,13 @@ impl RangeStateMachine {
             );
         }
         if let Outcome::Split { right } = outcome {
-            self.save_seed(&right, &inner.bucket)?;
+            self.save_seed(tx, *right, &inner.bucket)?;
+        }
+        if let (Some(right), true) = (merged_right, changed) {
+            take_over(tx, right)?;
         }
         if checksum {
-            let sum = state_checksum(&inner.machine, &inner.bucket);
+            let sum = state_checksum(&inner.machine, &inner.bucket, &*data).map_err(io_error)?;
             if inner.checksums.len() == CHECKSUMS_KEPT {
                 inner.checksums.pop_front();
             }
@@ -420,47 +475,78 @@ impl RangeStateMachine {
         })
     }
 
-    /// Saves the right half of a split as its group's seed, unless that group has state here
-    /// already (this apply is a replay after a restart) or was retired here (a replay must
-    /// not leave a stale seed a replica added back later could start from).
-    fn save_seed(&self, right: &RangeMachine, bucket: &str) -> io::Result<()> {
+    /// Writes the right half of a split as its group's seed (its record and sessions: its
+    /// versions are in its span already), unless the member holds a record of that range
+    /// already (this apply is a replay after a restart, or the range was retired here).
+    fn save_seed(&self, tx: &RangeWrite, mut right: RangeMachine, bucket: &str) -> io::Result<()> {
         let id = right.state().descriptor().id;
-        if self.shared.files.has_state(id)? || self.shared.files.is_gone(id)? {
+        if tx.meta(id.0).map_err(io_error)?.is_some() {
             return Ok(());
         }
-        let bytes = range_codec::snapshot_to_pb(right, bucket).encode_to_vec();
-        self.shared.files.seed(id).save(&bytes).map_err(io_error)
+        let record = range_codec::record_to_pb(&right, bucket, None);
+        tx.set_meta(id.0, &record.encode_to_vec())
+            .map_err(io_error)?;
+        for (client, session) in right.take_changed_sessions() {
+            let bytes =
+                session.map(|s| range_codec::session_to_pb(client, &s, bucket).encode_to_vec());
+            tx.set_session(id.0, client, bytes.as_deref())
+                .map_err(io_error)?;
+        }
+        Ok(())
     }
 
-    fn snapshot_now(&self) -> (SnapshotMeta, Vec<u8>) {
+    /// The replica's state in snapshot form with its log position, as of one view.
+    fn snapshot_now(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
+        let view = self.shared.files.store().read().map_err(io_error)?;
+        let data = match view.data(&inner.bucket).map_err(io_error)? {
+            Some(table) => View::Table(table),
+            None => View::Empty,
+        };
+        let versions = inner.machine.state().list(&data).map_err(io_error)?;
+        let snapshot = range_codec::snapshot_to_pb(&inner.machine, &inner.bucket, &versions);
         let meta = SnapshotMeta {
             last_log_id: inner.applied,
             last_membership: inner.membership.clone(),
         };
-        let data = range_codec::snapshot_to_pb(&inner.machine, &inner.bucket).encode_to_vec();
-        (meta, data)
+        Ok((meta, snapshot.encode_to_vec()))
+    }
+
+    /// The log position the replica has applied (what a snapshot built now covers).
+    fn applied_meta(&self) -> SnapshotMeta {
+        let inner = self.shared.inner.read().expect("range state lock poisoned");
+        SnapshotMeta {
+            last_log_id: inner.applied,
+            last_membership: inner.membership.clone(),
+        }
     }
 
     fn install(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
-        let (machine, bucket) = decode_machine(data)?;
-        self.shared
-            .files
-            .snapshot(self.shared.range)
-            .save(&encode_file(meta, data))
-            .map_err(io_error)?;
-        self.shared.files.clear_gone(self.shared.range)?;
+        let snapshot: pb::RangeSnapshot =
+            codec::decode(data, "range snapshot").map_err(io_error)?;
+        let (machine, bucket, versions) =
+            range_codec::snapshot_from_pb(&snapshot).map_err(io_error)?;
+        let mut inner = self
+            .shared
+            .inner
+            .write()
+            .expect("range state lock poisoned");
+        let tx = self.shared.files.store().write().map_err(io_error)?;
+        write_state(
+            &tx,
+            &machine,
+            &bucket,
+            &versions,
+            Some(codec::snapshot_meta_to_pb(meta)),
+        )?;
+        // Durable before openraft records the snapshot and drops the log behind it.
+        tx.commit(true).map_err(io_error)?;
         tracing::info!(
             range = self.shared.range.0,
             index = meta.last_log_id.map_or(0, |l| l.index),
             generation = machine.state().descriptor().generation,
             "range snapshot installed"
         );
-        let mut inner = self
-            .shared
-            .inner
-            .write()
-            .expect("range state lock poisoned");
         *inner = Inner {
             machine,
             bucket,
@@ -472,22 +558,46 @@ impl RangeStateMachine {
     }
 }
 
+#[cfg(test)]
+impl RangeStateMachine {
+    /// The replica's state in snapshot form (what a frozen range hands its merger).
+    pub(crate) fn frozen_snapshot_for_test(&self) -> pb::RangeSnapshot {
+        let (_, bytes) = self.snapshot_now().expect("snapshot");
+        codec::decode(&bytes, "range snapshot").expect("decode")
+    }
+}
+
+/// A merge on this member took range `right`'s span: this member's replica of it, if it has
+/// one, is void from now on (its record marked gone, its sessions dropped; the span's
+/// versions are the merged range's now).
+fn take_over(tx: &RangeWrite, right: RangeId) -> io::Result<()> {
+    let Some(bytes) = tx.meta(right.0).map_err(io_error)? else {
+        return Ok(());
+    };
+    let mut record = decode_record(&bytes)?;
+    if record.gone {
+        return Ok(());
+    }
+    record.gone = true;
+    tx.set_meta(right.0, &record.encode_to_vec())
+        .map_err(io_error)?;
+    tx.clear_sessions(right.0).map_err(io_error)
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for RangeStateMachine {
     type SnapshotData = SnapshotData;
 
+    /// The replica's data is its snapshot: building one makes what it applied durable, so
+    /// openraft may purge the log behind it. openraft keeps only the meta of a built snapshot;
+    /// the versions are read when one is sent (`get_current_snapshot`).
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let machine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let (meta, data) = machine.snapshot_now();
-            machine
-                .shared
-                .files
-                .snapshot(machine.shared.range)
-                .save(&encode_file(&meta, &data))
-                .map_err(io_error)?;
+            let meta = machine.applied_meta();
+            machine.shared.files.store().sync().map_err(io_error)?;
             Ok(Snapshot {
                 meta,
-                snapshot: Cursor::new(data),
+                snapshot: Cursor::new(Vec::new()),
             })
         })
         .await
@@ -538,17 +648,35 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
             .map_err(io_error)?
     }
 
+    /// The replica's state now (what it applied need not be durable here: a crash replays it
+    /// from this member's log, which `build_snapshot`'s sync keeps). While the group starts,
+    /// openraft reads only the meta — after replaying the log, and as its snapshot: the data
+    /// is synced first, and no versions are read.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let files = self.shared.files.clone();
-        let range = self.shared.range;
+        let machine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let Some(file) = files.snapshot(range).load().map_err(io_error)? else {
+            let starting = machine
+                .shared
+                .starting
+                .load(std::sync::atomic::Ordering::Acquire);
+            if starting {
+                // openraft asks after replaying the committed entries the record had not
+                // kept, and takes the answer for a snapshot it may purge the log behind: what
+                // it names must be durable first.
+                let meta = machine.applied_meta();
+                machine.shared.files.store().sync().map_err(io_error)?;
+                return Ok(meta.last_log_id.is_some().then(|| Snapshot {
+                    meta,
+                    snapshot: Cursor::new(Vec::new()),
+                }));
+            }
+            let (meta, data) = machine.snapshot_now()?;
+            if meta.last_log_id.is_none() {
                 return Ok(None);
-            };
-            let (meta, data) = decode_file(&file)?;
+            }
             Ok(Some(Snapshot {
                 meta,
-                snapshot: Cursor::new(data.to_vec()),
+                snapshot: Cursor::new(data),
             }))
         })
         .await
@@ -557,76 +685,5 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn descriptor(generation: u64, end: Option<&[u8]>) -> pb::RangeDescriptor {
-        pb::RangeDescriptor {
-            id: 1,
-            bucket: "b".into(),
-            start: Vec::new(),
-            end: end.map(<[u8]>::to_vec),
-            replicas: vec![pb::RangeReplica {
-                member: 1,
-                learner: false,
-            }],
-            generation,
-            ..Default::default()
-        }
-    }
-
-    fn files() -> (tempfile::TempDir, RangeFiles) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let files = RangeFiles::new(dir.path().join("ranges")).expect("range files");
-        (dir, files)
-    }
-
-    #[test]
-    fn a_replica_with_a_log_but_no_seed_or_snapshot_refuses_to_start() {
-        // Issue #37: a bucket's first range, merged since (its descriptor in the metadata now
-        // ends at k150), restarted with only its log: building its state from that descriptor
-        // and replaying [split, merge] over it lost the merged keys. It must refuse instead.
-        let (_dir, files) = files();
-        let merged = descriptor(4, Some(b"k150"));
-        let refused = RangeStateMachine::open(files.clone(), &merged, true);
-        assert!(refused.is_err(), "started from a guessed state");
-        // Without a log it is a replica added without state: it starts, awaiting a snapshot.
-        assert!(RangeStateMachine::open(files, &merged, false).is_ok());
-    }
-
-    #[test]
-    fn a_first_range_restarts_from_the_seed_it_was_created_with_not_from_the_metadata() {
-        let (_dir, files) = files();
-        files
-            .save_first_seed(&descriptor(1, None))
-            .expect("first seed");
-        let merged = descriptor(4, Some(b"k150"));
-        let machine = RangeStateMachine::open(files, &merged, true).expect("opens");
-        let held = machine.descriptor();
-        assert_eq!(held.generation, 1);
-        assert_eq!(held.end, None);
-    }
-
-    #[test]
-    fn a_retired_range_s_files_are_void_and_a_replayed_split_writes_no_seed() {
-        let (_dir, files) = files();
-        files
-            .save_first_seed(&descriptor(1, None))
-            .expect("first seed");
-        assert!(files.has_state(RangeId(1)).expect("look"));
-        files.retire(RangeId(1)).expect("retire");
-        assert!(!files.has_state(RangeId(1)).expect("look"));
-        assert!(files.is_gone(RangeId(1)).expect("look"));
-        // A replayed split of a parent writes no seed of the retired range here.
-        let parent =
-            RangeStateMachine::open(files.clone(), &descriptor(1, None), false).expect("opens");
-        let right = RangeMachine::new(RangeState::new(topology::descriptor_from_pb(&descriptor(
-            2, None,
-        ))));
-        parent.save_seed(&right, "b").expect("skipped");
-        assert!(!files.has_state(RangeId(1)).expect("look"));
-        // The replica added back starts without state and awaits its leader's snapshot.
-        let opened = RangeStateMachine::open(files, &descriptor(7, None), false);
-        assert!(opened.is_ok());
-    }
-}
+#[path = "machine_tests.rs"]
+mod tests;

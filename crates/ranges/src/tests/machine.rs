@@ -4,7 +4,8 @@
 use base::{HlcTimestamp, NodeId};
 
 use crate::descriptor::{RangeId, RangeMap};
-use crate::machine::{Outcome, RangeCommand, RangeMachine, RequestId, SESSIONS_MAX};
+use crate::machine::{FrozenRange, Outcome, RangeCommand, RangeMachine, RequestId, SESSIONS_MAX};
+use crate::memory::MemRange;
 use crate::state::{RangeOpError, RangeState};
 
 fn ts(physical: u64) -> HlcTimestamp {
@@ -26,15 +27,14 @@ fn request(client: u64, sequence: u64) -> Option<RequestId> {
     Some(RequestId { client, sequence })
 }
 
-fn machine() -> (RangeMap, RangeMachine) {
+fn machine() -> (RangeMap, MemRange) {
     let map = RangeMap::new(RangeId(1), &[NodeId(1)]);
     let state = RangeState::new(map.lookup(b"").clone());
-    (map, RangeMachine::new(state))
+    (map, MemRange::new(state))
 }
 
-fn value_at(machine: &RangeMachine, key: &[u8], at: u64) -> Option<Vec<u8>> {
+fn value_at(machine: &MemRange, key: &[u8], at: u64) -> Option<Vec<u8>> {
     machine
-        .state()
         .get(key, ts(at))
         .expect("readable")
         .and_then(|v| v.value)
@@ -91,10 +91,10 @@ fn refusals_are_not_remembered_and_retries_survive_a_split_and_a_merge() {
     else {
         panic!("the split applies");
     };
-    let mut right = *right;
+    let mut right = left.half(*right);
     // The retry of client 3's sequence 1 lands on the right half: recognised there.
     assert_eq!(right.apply(1, request(3, 1), put(b"x", b"1", 20)), written);
-    assert_eq!(right.state().newest(b"x"), Some(ts(10)));
+    assert_eq!(right.newest(b"x"), Some(ts(10)));
     // A write to a key the left half no longer holds is refused, and not remembered.
     let refused = left.apply(3, request(4, 1), put(b"y", b"2", 30));
     assert!(matches!(
@@ -125,7 +125,7 @@ fn refusals_are_not_remembered_and_retries_survive_a_split_and_a_merge() {
         None,
         RangeCommand::Merge {
             merged,
-            right: Box::new(right),
+            right: Box::new(right.frozen()),
         },
     );
     assert_eq!(outcome, Outcome::Done);
@@ -149,14 +149,14 @@ fn sessions_are_bounded_and_the_least_recently_used_goes() {
         m.apply(client + 1, request(client, 1), put(b"k", b"v", client + 1));
     }
     // Client 0 was the least recently used: its retry is applied again (a new version).
-    let before = m.state().newest(b"k");
+    let before = m.newest(b"k");
     m.apply(SESSIONS_MAX as u64 + 2, request(0, 1), put(b"k", b"v", 1));
-    assert!(m.state().newest(b"k") > before);
+    assert!(m.newest(b"k") > before);
     // Taking client 0 back in pushed out the next least recently used, client 1; client 2 is
     // remembered.
-    let kept = m.state().newest(b"k");
+    let kept = m.newest(b"k");
     m.apply(SESSIONS_MAX as u64 + 3, request(2, 1), put(b"k", b"v", 1));
-    assert_eq!(m.state().newest(b"k"), kept);
+    assert_eq!(m.newest(b"k"), kept);
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn a_closed_timestamp_bumps_later_writes_and_passes_to_both_halves_of_a_split() 
     else {
         panic!("the split applies");
     };
-    let mut right = *right;
+    let mut right = m.half(*right);
     assert_eq!(right.state().closed(), ts(100));
     let on_right = right.apply(1, None, put(b"x", b"1", 60));
     assert_eq!(
@@ -215,7 +215,7 @@ fn a_closed_timestamp_bumps_later_writes_and_passes_to_both_halves_of_a_split() 
         None,
         RangeCommand::Merge {
             merged,
-            right: Box::new(right),
+            right: Box::new(right.frozen()),
         },
     );
     assert_eq!(
@@ -235,7 +235,7 @@ fn a_closed_timestamp_bumps_later_writes_and_passes_to_both_halves_of_a_split() 
 /// A bucket of three ranges [, m) [m, t) [t, ) made from one by two splits, range 2 frozen and
 /// merged into range 1: the log of range 1 as its replicas hold it, the states before and
 /// after, and range 2's machine as it was frozen.
-fn split_twice_then_merge() -> (RangeMachine, Vec<(u64, RangeCommand)>, RangeMachine) {
+fn split_twice_then_merge() -> (MemRange, Vec<(u64, RangeCommand)>, MemRange) {
     let (mut map, start) = machine();
     let mut log = Vec::new();
     let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
@@ -244,7 +244,7 @@ fn split_twice_then_merge() -> (RangeMachine, Vec<(u64, RangeCommand)>, RangeMac
     let Outcome::Split { right } = one.apply(1, None, log[0].1.clone()) else {
         panic!("the first split applies");
     };
-    let mut two = *right;
+    let mut two = one.half(*right);
     let (l, r) = map
         .split(
             RangeId(2),
@@ -273,7 +273,7 @@ fn split_twice_then_merge() -> (RangeMachine, Vec<(u64, RangeCommand)>, RangeMac
         2,
         RangeCommand::Merge {
             merged,
-            right: Box::new(two.clone()),
+            right: Box::new(two.frozen()),
         },
     ));
     log.push((3, put(b"q", b"after-merge", 20)));
@@ -314,7 +314,7 @@ fn a_log_replayed_on_a_state_it_was_not_written_for_breaks_the_invariant() {
     // entry for applied already, and lose the same keys as quietly).
     let mut today = live.state().descriptor().clone();
     today.generation = 1;
-    let mut wrong = RangeMachine::new(RangeState::new(today));
+    let mut wrong = MemRange::new(RangeState::new(today));
     let (index, split) = log[0].clone();
     let outcome = wrong.apply(index, None, split);
     assert!(outcome.breaks_invariant(), "{outcome:?}");
@@ -360,7 +360,10 @@ fn a_leader_sees_a_change_that_does_not_fit_before_proposing_it() {
         .expect("same span");
     let unfrozen = RangeCommand::Merge {
         merged,
-        right: Box::new(RangeMachine::new(thawed)),
+        right: Box::new(FrozenRange {
+            machine: RangeMachine::new(thawed),
+            versions: Vec::new(),
+        }),
     };
     assert!(matches!(
         after_split.would_change(&unfrozen),

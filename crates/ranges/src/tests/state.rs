@@ -9,8 +9,111 @@ use base::{HlcTimestamp, NodeId};
 use proptest::prelude::*;
 use versioned::VersionedMap;
 
-use crate::descriptor::{RangeId, RangeMap};
-use crate::state::{RangeOpError, RangeState};
+use crate::descriptor::{RangeDescriptor, RangeId, RangeMap};
+use crate::memory::MemStore;
+use crate::state::{RangeOpError, RangeState, ScanPart};
+
+/// A range's record with its own store: one replica, as the rules see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Mem {
+    state: RangeState,
+    store: MemStore,
+}
+
+impl Mem {
+    fn new(descriptor: RangeDescriptor) -> Mem {
+        Mem {
+            state: RangeState::new(descriptor),
+            store: MemStore::new(),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], at: HlcTimestamp, value: Vec<u8>) -> Result<(), RangeOpError> {
+        self.state
+            .put(&mut self.store, key, at, &value)
+            .expect("memory")
+    }
+
+    fn delete(&mut self, key: &[u8], at: HlcTimestamp) -> Result<(), RangeOpError> {
+        self.state.delete(&mut self.store, key, at).expect("memory")
+    }
+
+    fn get(
+        &self,
+        key: &[u8],
+        at: HlcTimestamp,
+    ) -> Result<Option<versioned::Version>, RangeOpError> {
+        self.state.get(&self.store, key, at).expect("memory")
+    }
+
+    fn scan(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        at: HlcTimestamp,
+        limit: usize,
+    ) -> Result<ScanPart, RangeOpError> {
+        self.state
+            .scan(&self.store, from, to, at, limit)
+            .expect("memory")
+    }
+
+    fn scan_bounded(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        at: HlcTimestamp,
+        limit: usize,
+        max: u64,
+    ) -> Result<ScanPart, RangeOpError> {
+        self.state
+            .scan_bounded(&self.store, from, to, at, limit, max)
+            .expect("memory")
+    }
+
+    fn gc(&mut self, threshold: HlcTimestamp) -> Result<usize, RangeOpError> {
+        self.state.gc(&mut self.store, threshold).expect("memory")
+    }
+
+    fn freeze(&mut self, generation: u64, into: RangeId) -> Result<(), RangeOpError> {
+        self.state.freeze(generation, into)
+    }
+
+    /// The split applied here: the right half's replica on this member reads the same store.
+    fn split(
+        &mut self,
+        left: RangeDescriptor,
+        right: RangeDescriptor,
+    ) -> Result<Mem, RangeOpError> {
+        let right = self
+            .state
+            .split(&self.store, left, right)
+            .expect("memory")?;
+        Ok(Mem {
+            state: right,
+            store: self.store.clone(),
+        })
+    }
+
+    fn merge(&mut self, merged: RangeDescriptor, right: Mem) -> Result<(), RangeOpError> {
+        let versions = right.state.list(&right.store).expect("memory");
+        self.state
+            .merge(&mut self.store, merged, &right.state, &versions)
+            .expect("memory")
+    }
+
+    fn bytes(&self) -> u64 {
+        self.state.bytes()
+    }
+
+    fn descriptor(&self) -> &RangeDescriptor {
+        self.state.descriptor()
+    }
+
+    fn merging_into(&self) -> Option<RangeId> {
+        self.state.merging_into()
+    }
+}
 
 fn ts(physical: u64) -> HlcTimestamp {
     HlcTimestamp {
@@ -19,9 +122,9 @@ fn ts(physical: u64) -> HlcTimestamp {
     }
 }
 
-fn bucket() -> (RangeMap, RangeState) {
+fn bucket() -> (RangeMap, Mem) {
     let map = RangeMap::new(RangeId(1), &[NodeId(1), NodeId(2), NodeId(3)]);
-    let state = RangeState::new(map.lookup(b"").clone());
+    let state = Mem::new(map.lookup(b"").clone());
     (map, state)
 }
 
@@ -156,7 +259,7 @@ proptest! {
         limit in 1usize..5,
     ) {
         let (mut map, first) = bucket();
-        let mut states: BTreeMap<RangeId, RangeState> = BTreeMap::from([(RangeId(1), first)]);
+        let mut states: BTreeMap<RangeId, Mem> = BTreeMap::from([(RangeId(1), first)]);
         let mut model = VersionedMap::new();
         let mut next_id = 2;
         for (step, op) in ops.into_iter().enumerate() {
@@ -226,7 +329,7 @@ proptest! {
 #[test]
 fn a_frozen_range_refuses_everything_until_a_descriptor_change_thaws_it() {
     let mut map = RangeMap::new(RangeId(1), &[NodeId(1)]);
-    let mut state = RangeState::new(map.lookup(b"").clone());
+    let mut state = Mem::new(map.lookup(b"").clone());
     let generation = map.lookup(b"").generation;
     state.put(b"k", ts(10), b"v".to_vec()).expect("write");
     // A freeze for a generation the range has left is refused and changes nothing.
@@ -275,7 +378,7 @@ fn a_frozen_range_refuses_everything_until_a_descriptor_change_thaws_it() {
 #[test]
 fn a_scan_page_is_cut_by_bytes_and_always_moves_on() {
     let map = crate::descriptor::RangeMap::new(RangeId(1), &[base::NodeId(1)]);
-    let mut state = RangeState::new(map.lookup(b"").clone());
+    let mut state = Mem::new(map.lookup(b"").clone());
     let at = |p| base::HlcTimestamp {
         physical: p,
         logical: 0,
@@ -302,4 +405,38 @@ fn a_scan_page_is_cut_by_bytes_and_always_moves_on() {
     let part = state.scan_bounded(b"", None, at(10), 10, 0).expect("scan");
     assert_eq!(part.entries.len(), 3);
     assert_eq!(part.resume, None);
+}
+
+#[test]
+fn a_merge_on_one_store_replaces_whatever_the_right_span_held_with_the_frozen_versions() {
+    // One member's store: the left range and a lagging replica of its right neighbour share
+    // it. The merge must leave the right span holding exactly the frozen versions it carries.
+    let (mut map, mut left) = bucket();
+    let (l, r) = map.split(RangeId(1), 1, b"m", RangeId(2)).expect("split");
+    let mut right = left.split(l, r).expect("apply the split");
+    right.put(b"n", ts(1), b"current".to_vec()).expect("put");
+    right.put(b"p", ts(2), b"current".to_vec()).expect("put");
+    let g = |map: &RangeMap, id| map.get(RangeId(id)).expect("range").generation;
+    right.freeze(g(&map, 2), RangeId(1)).expect("freeze");
+    // This member's copy of the right span lags: only "x", written long ago, and no "n"/"p".
+    left.store = MemStore::new();
+    let mut stale = crate::state::RangeState::new(right.descriptor().clone());
+    stale
+        .put(&mut left.store, b"x", ts(1), b"stale")
+        .expect("memory")
+        .expect("put");
+    let merged = map
+        .merge(RangeId(1), g(&map, 1), g(&map, 2))
+        .expect("merge");
+    let carried = right.bytes();
+    left.merge(merged, right).expect("apply the merge");
+    let keys: Vec<Vec<u8>> = left
+        .scan(b"", None, ts(10), 10)
+        .expect("scan")
+        .entries
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![b"n".to_vec(), b"p".to_vec()]);
+    assert_eq!(left.bytes(), carried, "the left half was empty");
 }

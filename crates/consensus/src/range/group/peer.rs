@@ -46,8 +46,39 @@ impl RangeGroup {
         data: Vec<u8>,
     ) -> Result<pb::SnapshotResponse, String> {
         self.heard_from_leader.store(true, Ordering::Release);
+        self.vet_snapshot(&data)?;
         let response = crate::peer_messages::snapshot(&self.raft, vote, meta, data).await?;
         self.awaiting_snapshot.store(false, Ordering::Release);
         Ok(response)
+    }
+
+    /// Refuses a snapshot whose span another live replica on this member still holds (one
+    /// that has not applied the split or move that ends its claim): both would write the same
+    /// keys. The leader sends it again later, once that replica has shrunk or left.
+    fn vet_snapshot(&self, data: &[u8]) -> Result<(), String> {
+        let snapshot: pb::RangeSnapshot =
+            crate::codec::decode(data, "range snapshot").map_err(|e| e.to_string())?;
+        let Some(descriptor) = snapshot.descriptor else {
+            return Err(format!(
+                "range {}: a snapshot without a descriptor",
+                self.range.0
+            ));
+        };
+        match self.machine.files().overlapping(&descriptor) {
+            Ok(None) => Ok(()),
+            Ok(Some(other)) => {
+                tracing::info!(
+                    range = self.range.0,
+                    other,
+                    "range snapshot refused: another replica here still holds part of its span"
+                );
+                Err(format!(
+                    "range {}: replica of range {other} on this member still holds part of the \
+                     span; try later",
+                    self.range.0
+                ))
+            }
+            Err(error) => Err(error.to_string()),
+        }
     }
 }

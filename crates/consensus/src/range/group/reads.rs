@@ -2,6 +2,7 @@
 //! applied up to it), follower reads on any replica at its closed timestamp.
 
 use super::*;
+use crate::range::machine::View;
 
 impl RangeGroup {
     /// Reads the range: on the leader after confirming its leadership with a quorum and
@@ -9,7 +10,7 @@ impl RangeGroup {
     /// closed timestamp (`follower_read`).
     pub async fn read(&self, read: pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
         if read.follower {
-            return Ok(self.follower_read(&read));
+            return self.follower_read(&read);
         }
         self.record_load(&read.from);
         self.active_since_close.store(true, Ordering::Release);
@@ -30,9 +31,11 @@ impl RangeGroup {
             }
             Ok(Err(RaftError::Fatal(_))) => return Err(EtcdError::Stopped),
         }
-        Ok(self
-            .machine
-            .read(|machine, bucket| self.serve_read(machine.state(), bucket, &read, NEWEST)))
+        self.machine
+            .read_data(|machine, bucket, view| {
+                self.serve_read(machine.state(), bucket, view, &read, NEWEST)
+            })
+            .map_err(internal)?
     }
 
     /// A follower read, on this replica whatever its role: at the range's closed timestamp,
@@ -40,15 +43,15 @@ impl RangeGroup {
     /// that is at most `max_staleness_ms` old by this member's clock; refused with
     /// `too_stale` otherwise (the caller reads from the leader instead), and by a replica
     /// still waiting for its first snapshot.
-    fn follower_read(&self, read: &pb::RangeRead) -> pb::RangeCallResponse {
+    fn follower_read(&self, read: &pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
         if self.awaiting_snapshot.load(Ordering::Acquire) {
-            return refused(pb::range_refusal::Why::NoReplica(self.range.0));
+            return Ok(refused(pb::range_refusal::Why::NoReplica(self.range.0)));
         }
         let oldest = self
             .clock
             .physical_micros()
             .saturating_sub(u64::from(read.max_staleness_ms) * 1000);
-        self.machine.read(|machine, bucket| {
+        let served = self.machine.read_data(|machine, bucket, view| {
             let state = machine.state();
             let closed = state.closed();
             #[cfg(feature = "canary")]
@@ -58,31 +61,35 @@ impl RangeGroup {
                 oldest
             };
             if closed == HlcTimestamp::ZERO || closed.physical < oldest {
-                return refused(pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(
-                    closed,
+                return Ok(refused(pb::range_refusal::Why::TooStale(
+                    range_codec::ts_to_pb(closed),
                 )));
             }
-            self.serve_read(state, bucket, read, closed)
-        })
+            self.serve_read(state, bucket, view, read, closed)
+        });
+        served.map_err(internal).and_then(|served| served)
     }
 
-    /// Serves `read` from `state` at `at`.
+    /// Serves `read` from `state` (its versions in `view`) at `at`.
     fn serve_read(
         &self,
         state: &RangeState,
         bucket: &str,
+        view: &View,
         read: &pb::RangeRead,
         at: HlcTimestamp,
-    ) -> pb::RangeCallResponse {
+    ) -> Result<pb::RangeCallResponse, EtcdError> {
         let result = if read.scan {
             state
                 .scan_bounded(
+                    view,
                     &read.from,
                     read.to.as_deref(),
                     at,
                     read.limit as usize,
                     read.max_bytes,
                 )
+                .map_err(internal)?
                 .map(|part| (part.entries, part.resume))
         } else {
             #[cfg(feature = "canary")]
@@ -92,10 +99,10 @@ impl RangeGroup {
                 // The planted bug: a key split away reads as absent here.
                 Ok(None)
             } else {
-                state.get(&read.from, at)
+                state.get(view, &read.from, at).map_err(internal)?
             };
             #[cfg(not(feature = "canary"))]
-            let found = state.get(&read.from, at);
+            let found = state.get(view, &read.from, at).map_err(internal)?;
             found.map(|found| {
                 (
                     found.map(|v| (read.from.clone(), v)).into_iter().collect(),
@@ -103,7 +110,7 @@ impl RangeGroup {
                 )
             })
         };
-        match result {
+        Ok(match result {
             Ok((entries, resume)) => pb::RangeCallResponse {
                 result: Some(pb::range_call_response::Result::Read(pb::RangeReadResult {
                     versions: entries
@@ -123,6 +130,6 @@ impl RangeGroup {
                     range_codec::refusal_to_pb(&error, bucket),
                 )),
             },
-        }
+        })
     }
 }

@@ -72,7 +72,7 @@ mod tests {
             .create_group(5, [2, 1].into_iter().collect())
             .expect("create group");
         let mut log = writer.open_group(5).expect("open group");
-        let files = RangeFiles::new(dir.path().join("ranges")).expect("files");
+        let files = RangeFiles::new(dir.path().join("ranges"), 1 << 20).expect("files");
         let today = pb::RangeDescriptor {
             id: 5,
             bucket: "b".into(),
