@@ -151,6 +151,7 @@ impl Cluster {
                 std::env::var("TEST_QUORATE_LOG").unwrap_or("warn".into()),
             )
             .stdout(Stdio::null())
+            .stderr(member_log(&m.name))
             .spawn()
             .expect("spawn quorate node");
         self.members[i].process = Some(child);
@@ -361,3 +362,20 @@ mod membership;
 mod quorum;
 mod ring;
 mod watch;
+
+/// Where member `name` logs: the test's stderr, or with `TEST_MEMBER_LOG_DIR` set, its own
+/// file there (appended across restarts), to tell members apart when a test fails.
+fn member_log(name: &str) -> Stdio {
+    match std::env::var_os("TEST_MEMBER_LOG_DIR") {
+        Some(dir) => {
+            let path = std::path::Path::new(&dir).join(format!("{name}.log"));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+        }
+        None => Stdio::inherit(),
+    }
+}
