@@ -308,3 +308,24 @@ fn files_of_the_older_layout_are_imported_once_and_removed() {
         .collect();
     assert!(left.is_empty(), "old files removed: {left:?}");
 }
+
+#[test]
+fn a_snapshot_s_head_names_its_range_without_its_versions() {
+    // A receiver vets a snapshot's span before installing it, reading only its head.
+    let snapshot = pb::RangeSnapshot {
+        descriptor: Some(descriptor(4, 2, b"m", None)),
+        versions: vec![pb::RangeVersion {
+            key: b"n".to_vec(),
+            value: Some(vec![7; 1000]),
+            ts: Some(pb::Timestamp {
+                micros: 1,
+                logical: 0,
+            }),
+        }],
+        applied: 9,
+        ..Default::default()
+    };
+    let head: pb::RangeSnapshotHead =
+        codec::decode(&snapshot.encode_to_vec(), "range snapshot").expect("head");
+    assert_eq!(head.descriptor, snapshot.descriptor);
+}

@@ -56,7 +56,7 @@ impl RangeGroup {
     /// that has not applied the split or move that ends its claim): both would write the same
     /// keys. The leader sends it again later, once that replica has shrunk or left.
     fn vet_snapshot(&self, data: &[u8]) -> Result<(), String> {
-        let snapshot: pb::RangeSnapshot =
+        let snapshot: pb::RangeSnapshotHead =
             crate::codec::decode(data, "range snapshot").map_err(|e| e.to_string())?;
         let Some(descriptor) = snapshot.descriptor else {
             return Err(format!(
