@@ -262,9 +262,13 @@ pub const RANGE_STUCK_FOLLOWER_PASSES: u32 = 20;
 /// append's answer is waited for.
 pub const RANGE_STUCK_LEARNER_PASSES: u32 = 3;
 
-/// Applied entries between two snapshots of a range's group: a range's state lives in memory
-/// and a snapshot copies all of it, so it is taken less often than its log grows large.
+/// Applied entries between two snapshots of a range's group (a snapshot syncs the range data
+/// and lets the log be purged behind it; a follower behind the purge point needs the whole
+/// range sent).
 pub const RANGE_SNAPSHOT_ENTRIES: u64 = 20_000;
+/// At most this long between two synced commits of a member's range data while ranges apply
+/// writes: what a restart replays from the ranges' logs is bounded by it, not by the data.
+pub const RANGE_DATA_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const _: () = assert!(RANGE_MAX_BYTES_MIN <= RANGE_MAX_BYTES_DEFAULT);
 const _: () = assert!(CONSENSUS_KEY_BYTES_MAX as u64 * 4 <= RANGE_MAX_BYTES_MIN);

@@ -33,6 +33,8 @@ pub(crate) fn io_error(error: impl std::fmt::Display) -> io::Error {
 #[derive(Clone)]
 pub struct RangeFiles {
     store: Arc<RangeStore>,
+    /// When the data was last committed synced (`commit`).
+    synced: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RangeFiles {
@@ -60,6 +62,7 @@ impl RangeFiles {
         let store = RangeStore::open(&dir.join("data.redb"), cache_bytes).map_err(io_error)?;
         let files = RangeFiles {
             store: Arc::new(store),
+            synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         };
         files.import_old_files(&dir)?;
         Ok(files)
@@ -70,11 +73,28 @@ impl RangeFiles {
         let store = RangeStore::in_memory().map_err(io_error)?;
         Ok(RangeFiles {
             store: Arc::new(store),
+            synced: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
 
     pub(crate) fn store(&self) -> &RangeStore {
         &self.store
+    }
+
+    /// Commits an applied batch: unsynced (the ranges' logs replay it), but synced when the
+    /// last synced commit is `RANGE_DATA_SYNC_INTERVAL` old, so a restart replays at most
+    /// about that much of the logs whatever the data's size.
+    pub(crate) fn commit(&self, tx: RangeWrite) -> io::Result<()> {
+        let now = std::time::Instant::now();
+        let durable = {
+            let mut synced = self.synced.lock().expect("sync time poisoned");
+            let due = now.duration_since(*synced) >= base::limits::RANGE_DATA_SYNC_INTERVAL;
+            if due {
+                *synced = now;
+            }
+            due
+        };
+        tx.commit(durable).map_err(io_error)
     }
 
     /// Range `range`'s record, live or gone.

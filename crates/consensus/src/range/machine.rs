@@ -313,7 +313,7 @@ impl RangeStateMachine {
             }
         }
         self.write_record(&mut inner, &tx)?;
-        tx.commit(false).map_err(io_error)?;
+        self.shared.files.commit(tx)?;
         Ok(replies)
     }
 
