@@ -6,10 +6,11 @@
 # again) until a full scan is served, at two sizes (half the load, then all of it); every key
 # read back after each restart and the replicas checked (`range check`).
 #
-#   scripts/bench-range-memory.sh      (CACHE=64 LOAD_MIB=512 BIN=target/release/quorate)
+#   scripts/bench-range-memory.sh      (CACHE=64 LOAD_MIB=512 BIN=target/release/quorate;
+#                                       CACHE= for a build from before the flag)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache=${CACHE:-64}
+cache=${CACHE-64}
 load_mib=${LOAD_MIB:-512}
 export PROTOC=${PROTOC:-$HOME/.cargo/bin/protox}
 if [ -z "${BIN:-}" ]; then
@@ -32,7 +33,7 @@ start() {
     --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
     --listen-metrics-urls "http://127.0.0.1:$((23301 + i))" \
     --initial-cluster "$cluster" --initial-cluster-state "$state" \
-    --range-cache-mib "$cache" >>"$data/m$i.log" 2>&1 &
+    ${cache:+--range-cache-mib "$cache"} >>"$data/m$i.log" 2>&1 &
   pids[$i]=$!
 }
 stop_all() { for i in 0 1 2; do kill -9 "${pids[$i]}" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -65,6 +66,7 @@ echo "commit $(git rev-parse --short HEAD); cache $cache MiB; rss MiB before: $(
 load $((load_mib / 2)) 30s
 n=$(keys)
 echo "after loading ~$((load_mib / 2)) MiB: $n keys; rss MiB $(rss); data $(du -sm "$data" | cut -f1) MiB on disk"
+du -sm "$data"/m0/* "$data"/m0/*/* 2>/dev/null | sort -n | tail -5
 restart "$n"
 load "$load_mib" 60s
 n=$(keys)

@@ -33,6 +33,12 @@ pub const RAFT_MAX_PAYLOAD_ENTRIES: u64 = 256;
 pub const RAFT_LOG_CACHE_ENTRIES_MAX: usize = 8192;
 /// See [`RAFT_LOG_CACHE_ENTRIES_MAX`].
 pub const RAFT_LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// The same bounds for each range group's log: a member runs many, and what the cache of
+/// each holds adds up (64 ranges at the main group's 64 MiB were 4 GiB); a follower further
+/// behind than this is sent entries read from the file.
+pub const RANGE_LOG_CACHE_ENTRIES_MAX: usize = 1024;
+/// See [`RANGE_LOG_CACHE_ENTRIES_MAX`].
+pub const RANGE_LOG_CACHE_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// The default page cache of a member's range data (`--range-cache-mib`): what its memory
 /// holds of consensus buckets' versions, whatever the data's size.
 pub const RANGE_CACHE_MIB_DEFAULT: usize = 256;

@@ -67,6 +67,8 @@ struct Cache {
     /// Counts truncations: a write queued before one must not mark the entries that
     /// replaced its own durable.
     generation: u64,
+    /// Bounds of the durable entries kept: (entries, bytes).
+    bounds: (usize, usize),
 }
 
 impl Cache {
@@ -108,8 +110,7 @@ impl Cache {
 
     /// Evicts durable entries from the front while the cache is over its bounds.
     fn evict(&mut self) {
-        while (self.entries.len() > RAFT_LOG_CACHE_ENTRIES_MAX
-            || self.bytes > RAFT_LOG_CACHE_BYTES_MAX)
+        while (self.entries.len() > self.bounds.0 || self.bytes > self.bounds.1)
             && self.first <= self.durable
         {
             let (_, size) = self
@@ -370,7 +371,9 @@ impl LogWriter {
     }
 
     /// The log of `group`, written through this writer. Open each group once: two stores of
-    /// one group would keep two caches.
+    /// one group would keep two caches. The main group caches up to
+    /// `RAFT_LOG_CACHE_*_MAX` of its recent durable entries, a range group
+    /// `RANGE_LOG_CACHE_*_MAX`.
     pub fn open_group(&self, group: u64) -> Result<LogStore, io::Error> {
         let store = &self.store;
         let purged_next = read_log_id(store, group, PURGED)?.map_or(0, |id| id.index + 1);
@@ -387,6 +390,14 @@ impl LogWriter {
                 bytes: 0,
                 durable: next.saturating_sub(1),
                 generation: 0,
+                bounds: if group == MAIN_GROUP {
+                    (RAFT_LOG_CACHE_ENTRIES_MAX, RAFT_LOG_CACHE_BYTES_MAX)
+                } else {
+                    (
+                        base::limits::RANGE_LOG_CACHE_ENTRIES_MAX,
+                        base::limits::RANGE_LOG_CACHE_BYTES_MAX,
+                    )
+                },
             }),
         });
         Ok(LogStore {

@@ -66,6 +66,31 @@ async fn append_and_wait(store: &mut LogStore, entries: Vec<Entry>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_group_caches_fewer_entries_than_the_main_group() {
+    // Goal: a member runs many range groups; each keeps only `RANGE_LOG_CACHE_*` of its
+    // durable entries in memory, and what it evicted still reads back from the file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let writer =
+        LogWriter::start(storage::LogStore::open(&dir.path().join("log.redb")).expect("open"))
+            .expect("start");
+    let mut store = writer.open_group(7).expect("open group 7");
+    let total = (base::limits::RANGE_LOG_CACHE_ENTRIES_MAX * 3) as u64;
+    let mut next = 1;
+    while next <= total {
+        let end = (next + 500).min(total + 1);
+        append_and_wait(&mut store, (next..end).map(|i| entry(1, i)).collect()).await;
+        next = end;
+    }
+    let cached = store.shared.cache.lock().expect("lock").entries.len();
+    assert!(
+        cached <= base::limits::RANGE_LOG_CACHE_ENTRIES_MAX,
+        "range group caches {cached} entries"
+    );
+    let read = store.try_get_log_entries(1..=total).await.expect("read");
+    assert_eq!(read.len() as u64, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_survive_reopen_and_cache_stays_bounded() {
     // Goal: what the writer reported durable is in the file (a reopened store reads it),
     // and the cache evicts durable entries beyond its bound. Method: append more entries
