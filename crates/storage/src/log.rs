@@ -28,6 +28,11 @@ pub struct GroupWrite<'a> {
     pub hard_state: &'a [(&'a str, &'a [u8])],
 }
 
+/// The page cache of the log file: appends pass through it and the groups' own caches serve
+/// recent entries, so a small one does (redb's default, 1 GiB, filled with the entries of a
+/// large-value load and stayed resident).
+const LOG_FILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The Raft logs of a member's groups: entry bytes by (group, index), plus named hard-state
 /// values (vote, committed, purged) by group.
 pub struct LogStore {
@@ -37,7 +42,13 @@ pub struct LogStore {
 impl LogStore {
     /// Opens or creates the log file at `path`.
     pub fn open(path: &Path) -> Result<LogStore, StorageError> {
-        let db = crate::open_file(path)?;
+        let db = redb::Database::builder()
+            .set_cache_size(LOG_FILE_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StorageError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         let store = LogStore { db };
         store.init()?;
         Ok(store)
