@@ -5,7 +5,9 @@
 //! and its record change in one transaction, so the applied index always names the state
 //! the data holds. Commits may skip the fsync (the range's Raft log replays them); `sync`
 //! makes everything durable before a log is purged past it. Memory is redb's page cache, set
-//! at open: the data lives on disk.
+//! at open: the data lives on disk. Synced commits save redb's allocator state (quick
+//! repair): reopened after a crash, the file is not walked to rebuild it (a 2.7 GB file took
+//! 1.5 s to reopen after SIGKILL without, under 1 ms with).
 //!
 //! What the bytes mean is not this module's business: the data tables implement
 //! `versioned::OrderedStore`, and `versioned::stored` keeps the versions' rules over them.
@@ -105,7 +107,9 @@ impl RangeStore {
 
     /// Makes every earlier commit durable.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.db.begin_write()?.commit()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_quick_repair(true);
+        tx.commit()?;
         Ok(())
     }
 }
@@ -190,7 +194,9 @@ impl RangeWrite {
     /// Commits. With `durable` false the commit is atomic but not fsync'd: a crash returns the
     /// data to the last durable commit, which the ranges' logs replay forward.
     pub fn commit(mut self, durable: bool) -> Result<(), StorageError> {
-        if !durable {
+        if durable {
+            self.tx.set_quick_repair(true);
+        } else {
             self.tx
                 .set_durability(Durability::None)
                 .expect("no persistent savepoints are used");
