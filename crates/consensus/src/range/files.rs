@@ -48,10 +48,33 @@ pub(crate) fn decode_record(bytes: &[u8]) -> io::Result<pb::RangeRecord> {
     codec::decode(bytes, "range record").map_err(io_error)
 }
 
-/// Whether two spans `[start, end)` overlap (`None`: no end).
-fn overlaps(a: (&[u8], Option<&[u8]>), b: (&[u8], Option<&[u8]>)) -> bool {
+/// Whether the spans of two descriptors of one bucket overlap.
+fn overlaps(a: &pb::RangeDescriptor, b: &pb::RangeDescriptor) -> bool {
     let before = |start: &[u8], end: Option<&[u8]>| end.is_none_or(|end| start < end);
-    before(a.0, b.1) && before(b.0, a.1)
+    a.bucket == b.bucket && before(&a.start, b.end.as_deref()) && before(&b.start, a.end.as_deref())
+}
+
+/// The first of `records` (range id, encoded record) other than `descriptor`'s own that is
+/// live and holds part of its span.
+fn first_overlapping(
+    records: Vec<(u64, Vec<u8>)>,
+    descriptor: &pb::RangeDescriptor,
+) -> io::Result<Option<u64>> {
+    for (id, bytes) in records {
+        if id == descriptor.id {
+            continue;
+        }
+        let record = decode_record(&bytes)?;
+        if !record.gone
+            && record
+                .descriptor
+                .as_ref()
+                .is_some_and(|held| overlaps(held, descriptor))
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 impl RangeFiles {
@@ -122,23 +145,7 @@ impl RangeFiles {
     /// would write into the same keys).
     pub fn overlapping(&self, descriptor: &pb::RangeDescriptor) -> io::Result<Option<u64>> {
         let read = self.store.read().map_err(io_error)?;
-        for (id, bytes) in read.metas().map_err(io_error)? {
-            if id == descriptor.id {
-                continue;
-            }
-            let record = decode_record(&bytes)?;
-            let Some(held) = record.descriptor.filter(|_| !record.gone) else {
-                continue;
-            };
-            let span = |d: &pb::RangeDescriptor| (d.start.clone(), d.end.clone());
-            let (a, b) = (span(&held), span(descriptor));
-            if held.bucket == descriptor.bucket
-                && overlaps((&a.0, a.1.as_deref()), (&b.0, b.1.as_deref()))
-            {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        first_overlapping(read.metas().map_err(io_error)?, descriptor)
     }
 
     /// Marks `range` gone and removes its sessions and its versions (unless another live
@@ -150,25 +157,8 @@ impl RangeFiles {
             if let Some(held) = record.descriptor.clone()
                 && !record.gone
             {
-                let taken = tx
-                    .metas()
-                    .map_err(io_error)?
-                    .into_iter()
-                    .filter(|(id, _)| *id != range.0)
-                    .map(|(_, bytes)| decode_record(&bytes))
-                    .collect::<io::Result<Vec<_>>>()?
-                    .into_iter()
-                    .any(|other| {
-                        !other.gone
-                            && other.descriptor.as_ref().is_some_and(|d| {
-                                d.bucket == held.bucket
-                                    && overlaps(
-                                        (&d.start, d.end.as_deref()),
-                                        (&held.start, held.end.as_deref()),
-                                    )
-                            })
-                    });
-                if !taken {
+                let taken = first_overlapping(tx.metas().map_err(io_error)?, &held)?;
+                if taken.is_none() {
                     clear_span(&tx, &held)?;
                 }
             }

@@ -299,7 +299,7 @@ impl RangeGroup {
     /// Whether this range should split now, by size or load, and where.
     pub fn split_decision(&self, config: &SplitConfig) -> Option<Split> {
         let load = self.load.lock().expect("load lock poisoned");
-        let decided = self.machine.read_data(|m, _, view| {
+        let decided = self.machine.try_read_data(|m, _, view| {
             let state = m.state();
             let middle = if state.bytes() > config.range_max_bytes {
                 state.middle_key(view)?
@@ -314,17 +314,10 @@ impl RangeGroup {
                 config,
             ))
         });
-        match decided {
-            Ok(Ok(split)) => split,
-            Ok(Err(error)) => {
-                tracing::warn!(range = self.range.0, %error, "read the range for a split");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(range = self.range.0, %error, "read the range for a split");
-                None
-            }
-        }
+        decided.unwrap_or_else(|error| {
+            tracing::warn!(range = self.range.0, %error, "read the range for a split");
+            None
+        })
     }
 
     /// Proposes a split the metadata committed (the group's side of it).
@@ -360,8 +353,7 @@ impl RangeGroup {
         };
         let would = self
             .machine
-            .read_data(|m, _, view| m.state().would_gc(view, threshold))
-            .map_err(internal)?
+            .try_read_data(|m, _, view| m.state().would_gc(view, threshold))
             .map_err(internal)?;
         if !would {
             return Ok(false);
@@ -458,7 +450,7 @@ impl RangeGroup {
         into: u64,
         generation: u64,
     ) -> Option<pb::RangeSnapshot> {
-        let snapshot = self.machine.read_data(|m, own_bucket, view| {
+        let snapshot = self.machine.try_read_data(|m, own_bucket, view| {
             let state = m.state();
             let matches = own_bucket == bucket
                 && state.descriptor().start == start
@@ -472,17 +464,10 @@ impl RangeGroup {
                 m, own_bucket, &versions,
             )))
         });
-        match snapshot {
-            Ok(Ok(snapshot)) => snapshot,
-            Ok(Err(error)) => {
-                tracing::warn!(range = self.range.0, %error, "read the frozen range");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(range = self.range.0, %error, "read the frozen range");
-                None
-            }
-        }
+        snapshot.unwrap_or_else(|error| {
+            tracing::warn!(range = self.range.0, %error, "read the frozen range");
+            None
+        })
     }
 
     /// On the leader: the followers that have matched nothing of the log (a replica started

@@ -36,6 +36,16 @@ struct Inner {
     checksums: std::collections::VecDeque<(u64, [u8; 32])>,
 }
 
+impl Inner {
+    /// The log position of the state: its last applied entry and membership.
+    fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+        }
+    }
+}
+
 /// Consistency checksums a replica keeps for the check to collect.
 const CHECKSUMS_KEPT: usize = 8;
 
@@ -87,6 +97,17 @@ pub struct RangeStateMachine {
 pub enum View {
     Table(storage::Data),
     Empty,
+}
+
+impl View {
+    /// `bucket`'s versions in a fresh consistent view of `files`.
+    fn open(files: &RangeFiles, bucket: &str) -> io::Result<View> {
+        let read = files.store().read().map_err(io_error)?;
+        Ok(match read.data(bucket).map_err(io_error)? {
+            Some(table) => View::Table(table),
+            None => View::Empty,
+        })
+    }
 }
 
 impl OrderedStore for View {
@@ -211,12 +232,16 @@ impl RangeStateMachine {
         read: impl FnOnce(&RangeMachine, &str, &View) -> T,
     ) -> io::Result<T> {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
-        let view = self.shared.files.store().read().map_err(io_error)?;
-        let data = match view.data(&inner.bucket).map_err(io_error)? {
-            Some(table) => View::Table(table),
-            None => View::Empty,
-        };
+        let data = View::open(&self.shared.files, &inner.bucket)?;
         Ok(read(&inner.machine, &inner.bucket, &data))
+    }
+
+    /// `read_data` for a read that may fail in the store: both failures as one error.
+    pub(crate) fn try_read_data<T>(
+        &self,
+        read: impl FnOnce(&RangeMachine, &str, &View) -> Result<T, StorageError>,
+    ) -> io::Result<T> {
+        self.read_data(read)?.map_err(io_error)
     }
 
     /// Plants `Canary::MergeLosesRight` for this member (`member`).
@@ -320,22 +345,13 @@ impl RangeStateMachine {
     /// Writes the replica's record and its changed sessions into `tx`.
     fn write_record(&self, inner: &mut Inner, tx: &RangeWrite) -> io::Result<()> {
         let range = self.shared.range.0;
-        let meta = SnapshotMeta {
-            last_log_id: inner.applied,
-            last_membership: inner.membership.clone(),
-        };
-        let raft = inner.applied.map(|_| codec::snapshot_meta_to_pb(&meta));
+        let raft = inner
+            .applied
+            .map(|_| codec::snapshot_meta_to_pb(&inner.meta()));
         let record = range_codec::record_to_pb(&inner.machine, &inner.bucket, raft);
         tx.set_meta(range, &record.encode_to_vec())
             .map_err(io_error)?;
-        let bucket = inner.bucket.clone();
-        for (client, session) in inner.machine.take_changed_sessions() {
-            let bytes =
-                session.map(|s| range_codec::session_to_pb(client, &s, &bucket).encode_to_vec());
-            tx.set_session(range, client, bytes.as_deref())
-                .map_err(io_error)?;
-        }
-        Ok(())
+        write_changed_sessions(tx, range, &mut inner.machine, &inner.bucket)
     }
 
     /// A replica whose range a merge on this member took over (or that was retired): it
@@ -486,39 +502,25 @@ impl RangeStateMachine {
         let record = range_codec::record_to_pb(&right, bucket, None);
         tx.set_meta(id.0, &record.encode_to_vec())
             .map_err(io_error)?;
-        for (client, session) in right.take_changed_sessions() {
-            let bytes =
-                session.map(|s| range_codec::session_to_pb(client, &s, bucket).encode_to_vec());
-            tx.set_session(id.0, client, bytes.as_deref())
-                .map_err(io_error)?;
-        }
-        Ok(())
+        write_changed_sessions(tx, id.0, &mut right, bucket)
     }
 
     /// The replica's state in snapshot form with its log position, as of one view.
     fn snapshot_now(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         let inner = self.shared.inner.read().expect("range state lock poisoned");
-        let view = self.shared.files.store().read().map_err(io_error)?;
-        let data = match view.data(&inner.bucket).map_err(io_error)? {
-            Some(table) => View::Table(table),
-            None => View::Empty,
-        };
+        let data = View::open(&self.shared.files, &inner.bucket)?;
         let versions = inner.machine.state().list(&data).map_err(io_error)?;
         let snapshot = range_codec::snapshot_to_pb(&inner.machine, &inner.bucket, &versions);
-        let meta = SnapshotMeta {
-            last_log_id: inner.applied,
-            last_membership: inner.membership.clone(),
-        };
-        Ok((meta, snapshot.encode_to_vec()))
+        Ok((inner.meta(), snapshot.encode_to_vec()))
     }
 
     /// The log position the replica has applied (what a snapshot built now covers).
     fn applied_meta(&self) -> SnapshotMeta {
-        let inner = self.shared.inner.read().expect("range state lock poisoned");
-        SnapshotMeta {
-            last_log_id: inner.applied,
-            last_membership: inner.membership.clone(),
-        }
+        self.shared
+            .inner
+            .read()
+            .expect("range state lock poisoned")
+            .meta()
     }
 
     fn install(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -565,6 +567,21 @@ impl RangeStateMachine {
         let (_, bytes) = self.snapshot_now().expect("snapshot");
         codec::decode(&bytes, "range snapshot").expect("decode")
     }
+}
+
+/// Writes the sessions of `machine` (range `range`) changed since the last write into `tx`.
+fn write_changed_sessions(
+    tx: &RangeWrite,
+    range: u64,
+    machine: &mut RangeMachine,
+    bucket: &str,
+) -> io::Result<()> {
+    for (client, session) in machine.take_changed_sessions() {
+        let bytes = session.map(|s| range_codec::session_to_pb(client, &s, bucket).encode_to_vec());
+        tx.set_session(range, client, bytes.as_deref())
+            .map_err(io_error)?;
+    }
+    Ok(())
 }
 
 /// A merge on this member took range `right`'s span: this member's replica of it, if it has

@@ -60,13 +60,7 @@ fn keys(machine: &RangeStateMachine) -> Vec<Vec<u8>> {
         .read_data(|m, _, view| {
             let state = m.state();
             state
-                .scan(
-                    view,
-                    &state.descriptor().start,
-                    None,
-                    HlcTimestamp_late(),
-                    1000,
-                )
+                .scan(view, &state.descriptor().start, None, LATE, 1000)
                 .expect("store")
                 .expect("scan")
                 .entries
@@ -77,13 +71,11 @@ fn keys(machine: &RangeStateMachine) -> Vec<Vec<u8>> {
         .expect("read")
 }
 
-#[allow(non_snake_case)]
-fn HlcTimestamp_late() -> base::HlcTimestamp {
-    base::HlcTimestamp {
-        physical: 1 << 40,
-        logical: 0,
-    }
-}
+/// A read time after every write of these tests.
+const LATE: base::HlcTimestamp = base::HlcTimestamp {
+    physical: 1 << 40,
+    logical: 0,
+};
 
 #[test]
 fn a_replica_with_a_log_but_no_state_refuses_to_start() {
