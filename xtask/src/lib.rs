@@ -106,9 +106,12 @@ pub const FUNCTION_LINES_MAX: usize = 100;
 /// just above it).
 pub const LONG_REASON: &str = "Long because";
 
-/// Whether `path` holds tests rather than product code (`tests.rs`, files under `tests/`).
+/// Whether `path` holds tests rather than product code (`tests.rs`, `*_tests.rs`, files under
+/// `tests/`).
 pub fn is_test_source(path: &Path) -> bool {
-    path.file_name().is_some_and(|name| name == "tests.rs")
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name == "tests.rs" || name.ends_with("_tests.rs"))
         || path.components().any(|c| c.as_os_str() == "tests")
 }
 
@@ -168,6 +171,38 @@ pub fn check_sizes(path: &Path, text: &str) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Ways of reading an error's text to decide something; product code decides on typed errors
+/// (a status's `ErrorDetail`, an error enum), and only tests may look at the words.
+pub const ERROR_TEXT_READS: &[&str] = &[
+    ".message().contains(",
+    ".message().starts_with(",
+    ".message().ends_with(",
+    ".message() ==",
+    "refusal.contains(",
+    "refusal.starts_with(",
+    "refusal ==",
+    ".to_string().contains(",
+    ".to_string().starts_with(",
+];
+
+/// Checks that the product code of one Rust file never decides on an error's text (lines
+/// before its `#[cfg(test)]` part; test files may).
+pub fn check_error_text(path: &Path, text: &str) -> Vec<Violation> {
+    if is_test_source(path) {
+        return Vec::new();
+    }
+    text.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .enumerate()
+        .filter(|(_, line)| ERROR_TEXT_READS.iter().any(|read| line.contains(read)))
+        .map(|(at, _)| Violation {
+            path: path.to_path_buf(),
+            line: at + 1,
+            rule: "decide on a typed error (an enum, a status's ErrorDetail), never on its text",
+        })
+        .collect()
 }
 
 /// The indentation of a line that opens a function definition with a body.

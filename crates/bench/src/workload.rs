@@ -432,11 +432,18 @@ pub async fn range_bucket(
             };
             match admin.split(request).await {
                 Ok(_) => break,
-                Err(status) if status.message().contains("starts at") => break,
+                Err(status)
+                    if client::fate::refusal(&status) == Some(qpb::Refusal::AlreadySplit) =>
+                {
+                    break;
+                }
                 Err(status)
                     if std::time::Instant::now() < deadline
                         && (status.code() == tonic::Code::Unavailable
-                            || status.message().contains("try again")) =>
+                            || matches!(
+                                client::fate::refusal(&status),
+                                Some(qpb::Refusal::Stale | qpb::Refusal::Busy)
+                            )) =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }

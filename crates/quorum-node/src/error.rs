@@ -4,6 +4,7 @@
 
 use base::NodeId;
 use base::limits::{BUCKET_REPLICAS_MAX, QUORUM_KEY_BYTES_MAX};
+use proto::quorate::v1::Refusal;
 use quorum::{LevelError, NotEnoughReplicas, PlaceError, ReadError};
 use topology::BadBucketName;
 
@@ -38,9 +39,6 @@ pub enum QuorumError {
     // ----- what the request names does not exist -----
     #[error("bucket {0:?} not found")]
     NoBucket(String),
-    /// The metadata group refused a bucket delete (its refusal).
-    #[error("{0}")]
-    DeleteRefused(String),
 
     // ----- the cluster is not in a state that allows it (failed precondition) -----
     #[error("bucket {0:?} is not a quorum bucket")]
@@ -65,10 +63,10 @@ pub enum QuorumError {
     #[error("{0}")]
     RingRefused(String),
 
-    // ----- it exists already -----
-    /// The metadata group refused a bucket create (its refusal).
-    #[error("{0}")]
-    BucketExists(String),
+    // ----- the metadata group refused a change (its code by the kind) -----
+    /// A bucket create or delete, or a ring step, refused: its kind, and why for people.
+    #[error("{message}")]
+    Refused { kind: Refusal, message: String },
 
     // ----- not now: retry may succeed (unavailable) -----
     #[error(transparent)]
@@ -91,6 +89,16 @@ impl From<PlaceError> for QuorumError {
         match error {
             PlaceError::NoBucket(name) => QuorumError::NoBucket(name),
             PlaceError::NoRing => QuorumError::NoRing,
+        }
+    }
+}
+
+impl QuorumError {
+    /// A metadata reply's refusal (`kind` as the wire carries it).
+    pub(crate) fn refused(kind: i32, message: String) -> QuorumError {
+        QuorumError::Refused {
+            kind: Refusal::try_from(kind).unwrap_or(Refusal::Unspecified),
+            message,
         }
     }
 }

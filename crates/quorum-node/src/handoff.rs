@@ -383,7 +383,7 @@ impl QuorumNode {
             .await
             .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(QuorumError::RingRefused(reply.refusal));
+            return Err(QuorumError::refused(reply.refusal_kind, reply.refusal));
         }
         Ok(reply.epoch)
     }

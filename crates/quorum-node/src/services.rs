@@ -83,7 +83,7 @@ impl QuorumNode {
             .await
             .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(QuorumError::BucketExists(reply.refusal));
+            return Err(QuorumError::refused(reply.refusal_kind, reply.refusal));
         }
         reply.bucket.ok_or_else(|| {
             QuorumError::Internal("bucket change answered without a bucket".to_owned())
@@ -103,7 +103,7 @@ impl QuorumNode {
             .await
             .map_err(|e| QuorumError::Proposal(e.to_string()))?;
         if !reply.refusal.is_empty() {
-            return Err(QuorumError::DeleteRefused(reply.refusal));
+            return Err(QuorumError::refused(reply.refusal_kind, reply.refusal));
         }
         Ok(())
     }

@@ -2,10 +2,12 @@
 //! status whose details carry the typed `ReplicaFault` (so a coordinator decides on the reason,
 //! never on the message text), a coordinator turns a peer's status back into a
 //! `quorum::ReplicaError`, and a client request's `QuorumError` becomes the status the client
-//! sees (the code by the kind of failure, the message the error's text).
+//! sees (the code by the kind of failure, the message the error's text, and the typed
+//! `ErrorDetail` that every `quorate.v1` error carries: docs/api.md, "Errors").
 
 use prost::Message;
 use proto::quorate::replica::v1 as replicapb;
+use proto::quorate::v1::{ErrorDetail, Refusal, WriteOutcome};
 use quorum::ReplicaError;
 use tonic::{Code, Status};
 
@@ -84,19 +86,48 @@ impl From<QuorumError> for Status {
             | E::UnsupportedBucketType(_)
             | E::ReplicasOutOfRange(_)
             | E::Missing(_) => Code::InvalidArgument,
-            E::NoBucket(_) | E::DeleteRefused(_) => Code::NotFound,
+            E::NoBucket(_) => Code::NotFound,
             E::NotQuorumBucket(_)
             | E::NoRing
             | E::TooFewHolders { .. }
             | E::NotClusterMember(_)
             | E::RingTooSmall { .. }
             | E::RingRefused(_) => Code::FailedPrecondition,
-            E::BucketExists(_) => Code::AlreadyExists,
+            E::Refused { kind, .. } => match kind {
+                Refusal::Exists | Refusal::AlreadySplit => Code::AlreadyExists,
+                Refusal::NotFound => Code::NotFound,
+                Refusal::Stale | Refusal::Busy => Code::Aborted,
+                Refusal::Corrupt => Code::Internal,
+                Refusal::Invalid | Refusal::WrongKind | Refusal::Unspecified => {
+                    Code::FailedPrecondition
+                }
+            },
             // For a write the outcome is unknown: the replicas that stored it keep it.
             E::NotEnough(_) | E::Read(_) | E::NoMembershipYet | E::Proposal(_) => Code::Unavailable,
             E::Internal(_) => Code::Internal,
         };
-        Status::new(code, error.to_string())
+        let detail = ErrorDetail {
+            outcome: outcome(&error) as i32,
+            refusal: match &error {
+                E::Refused { kind, .. } => *kind as i32,
+                E::NotQuorumBucket(_) => Refusal::WrongKind as i32,
+                _ => Refusal::Unspecified as i32,
+            },
+        };
+        Status::with_details(code, error.to_string(), detail.encode_to_vec().into())
+    }
+}
+
+/// What a failed request did to the data: a write that reached fewer replicas than its level
+/// needs may still be on those that took it, a metadata proposal that timed out may have
+/// committed, and a broken invariant proves nothing; everything else was refused before any
+/// replica changed.
+fn outcome(error: &QuorumError) -> WriteOutcome {
+    match error {
+        QuorumError::NotEnough(_) | QuorumError::Proposal(_) | QuorumError::Internal(_) => {
+            WriteOutcome::Unknown
+        }
+        _ => WriteOutcome::NotApplied,
     }
 }
 

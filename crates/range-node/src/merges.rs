@@ -21,6 +21,7 @@
 
 use prost::Message;
 use proto::quorate::raft::v1 as raftpb;
+use proto::quorate::v1::Refusal;
 use tokio::time::Instant;
 
 use crate::gateway::{RangeOp, Served};
@@ -45,10 +46,13 @@ impl RangeNode {
                 break (left, right);
             }
             if Instant::now() >= deadline {
-                return Err(RangeNodeError::Refused(format!(
-                    "ranges {} and {} are on different members: the replicas of {} are moving to those of {} for the merge; try again",
-                    left.id, right.id, right.id, left.id
-                )));
+                return Err(RangeNodeError::refused(
+                    Refusal::Busy,
+                    format!(
+                        "ranges {} and {} are on different members: the replicas of {} are moving to those of {} for the merge; try again",
+                        left.id, right.id, right.id, left.id
+                    ),
+                ));
             }
             tokio::time::sleep(base::limits::RANGE_RECONCILE_INTERVAL).await;
         };
@@ -77,10 +81,13 @@ impl RangeNode {
                 RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
             })?;
         if at + 1 >= ranges.len() {
-            return Err(RangeNodeError::Refused(format!(
-                "range {} is the last of the bucket: it has no right neighbour",
-                ranges[at].id
-            )));
+            return Err(RangeNodeError::refused(
+                Refusal::Invalid,
+                format!(
+                    "range {} is the last of the bucket: it has no right neighbour",
+                    ranges[at].id
+                ),
+            ));
         }
         let right = ranges.remove(at + 1);
         Ok((ranges.swap_remove(at), right))
@@ -191,11 +198,14 @@ impl RangeNode {
         let size = snapshot.encoded_len();
         if size > base::limits::RANGE_MERGE_BYTES_MAX {
             self.give_up(right).await;
-            return Err(RangeNodeError::Refused(format!(
-                "range {} holds {size} bytes: a merge carries at most {} (RANGE_MERGE_BYTES_MAX)",
-                right.id,
-                base::limits::RANGE_MERGE_BYTES_MAX
-            )));
+            return Err(RangeNodeError::refused(
+                Refusal::Invalid,
+                format!(
+                    "range {} holds {size} bytes: a merge carries at most {} (RANGE_MERGE_BYTES_MAX)",
+                    right.id,
+                    base::limits::RANGE_MERGE_BYTES_MAX
+                ),
+            ));
         }
         let change = raftpb::RangeChange {
             bucket: bucket.to_owned(),
@@ -208,7 +218,10 @@ impl RangeNode {
         let reply = self.replica.change_range(change).await?;
         if !reply.refusal.is_empty() {
             self.give_up(right).await;
-            return Err(RangeNodeError::Refused(reply.refusal));
+            return Err(RangeNodeError::from_reply(
+                reply.refusal_kind,
+                reply.refusal,
+            ));
         }
         let merged = reply
             .ranges
@@ -454,11 +467,13 @@ fn command_done(served: Served, range: u64, what: &str) -> Result<(), RangeNodeE
         Some(Outcome::Done(_)) => Ok(()),
         Some(Outcome::Refused(raftpb::RangeRefusal {
             why: Some(Why::Stale(current)),
-        })) => Err(RangeNodeError::Refused(format!(
-            "range {range} changed meanwhile (now at generation {current}): try again"
-        ))),
-        other => Err(RangeNodeError::Refused(format!(
-            "range {range} refused the {what}: {other:?}"
-        ))),
+        })) => Err(RangeNodeError::refused(
+            Refusal::Stale,
+            format!("range {range} changed meanwhile (now at generation {current}): try again"),
+        )),
+        other => Err(RangeNodeError::refused(
+            Refusal::Busy,
+            format!("range {range} refused the {what}: {other:?}"),
+        )),
     }
 }

@@ -7,6 +7,7 @@
 //! membership along, `splits::finish_change`), a leadership hand-over is asked of the range's
 //! leader. Nothing is decided here; a step that failed or raced is planned again next round.
 
+use proto::quorate::v1::Refusal;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -262,14 +263,16 @@ impl RangeNode {
         loop {
             let topology = self.replica.topology();
             let Some(meta) = topology.ranges.iter().find(|r| r.id == id).cloned() else {
-                return Err(RangeNodeError::Refused(format!(
-                    "range {id} was merged away during the move"
-                )));
+                return Err(RangeNodeError::refused(
+                    Refusal::NotFound,
+                    format!("range {id} was merged away during the move"),
+                ));
             };
             if !started && topology.draining.contains(&to) {
-                return Err(RangeNodeError::Refused(format!(
-                    "member {to:x} is draining: it takes no new replicas"
-                )));
+                return Err(RangeNodeError::refused(
+                    Refusal::Invalid,
+                    format!("member {to:x} is draining: it takes no new replicas"),
+                ));
             }
             let desc = topology::descriptor_from_pb(&meta);
             match ranges::move_step(&desc, NodeId(from), NodeId(to), target, started) {
@@ -277,7 +280,7 @@ impl RangeNode {
                     self.await_serving(&meta, deadline).await;
                     return Ok(meta);
                 }
-                ranges::MoveStep::Refuse(why) => return Err(RangeNodeError::Refused(why)),
+                ranges::MoveStep::Refuse(why) => return Err(why.into()),
                 ranges::MoveStep::Wait => {}
                 ranges::MoveStep::Change(change) => {
                     let reply = self
@@ -288,7 +291,10 @@ impl RangeNode {
                         tracing::info!(range = id, ?change, "range move: replica change committed");
                         started |= matches!(change, ReplicaChange::AddLearner(_));
                     } else if refused_at == Some(meta.generation) {
-                        return Err(RangeNodeError::Refused(reply.refusal));
+                        return Err(RangeNodeError::from_reply(
+                            reply.refusal_kind,
+                            reply.refusal,
+                        ));
                     } else {
                         refused_at = Some(meta.generation);
                     }

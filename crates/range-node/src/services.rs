@@ -4,6 +4,7 @@
 //! kinds; `RangesService` lists and splits ranges. They check the request, call the node and
 //! encode; errors leave through `RangeNodeError`'s status mapping.
 
+use proto::quorate::v1::Refusal;
 use std::sync::Arc;
 
 use base::limits::{CONSENSUS_KEY_BYTES_MAX, RANGE_MAX_BYTES_DEFAULT, RANGE_MAX_BYTES_MIN};
@@ -95,11 +96,14 @@ impl RangeNode {
         let topology = self.replica.topology();
         voters.retain(|v| !topology.draining.contains(v));
         if bucket.n as usize > voters.len() {
-            return Err(RangeNodeError::Refused(format!(
-                "{} replicas asked for, but the cluster has {} voting members that are not draining",
-                bucket.n,
-                voters.len()
-            )));
+            return Err(RangeNodeError::refused(
+                Refusal::Invalid,
+                format!(
+                    "{} replicas asked for, but the cluster has {} voting members that are not draining",
+                    bucket.n,
+                    voters.len()
+                ),
+            ));
         }
         voters.sort_by_key(|m| (topology::replicas_on(&topology, *m), *m));
         let mut replicas: Vec<u64> = voters.into_iter().take(bucket.n as usize).collect();
@@ -111,11 +115,10 @@ impl RangeNode {
         };
         let reply = self.replica.change_bucket(change).await?;
         if !reply.refusal.is_empty() {
-            return Err(if reply.refusal.contains("already exists") {
-                RangeNodeError::Exists(reply.refusal)
-            } else {
-                RangeNodeError::Refused(reply.refusal)
-            });
+            return Err(RangeNodeError::from_reply(
+                reply.refusal_kind,
+                reply.refusal,
+            ));
         }
         reply.bucket.ok_or_else(|| {
             RangeNodeError::Internal("bucket change answered without a bucket".into())

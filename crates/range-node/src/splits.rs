@@ -9,6 +9,7 @@
 //! make followers that cannot take the log (started without the range's state) get a
 //! snapshot.
 
+use proto::quorate::v1::Refusal;
 use std::time::Duration;
 
 use proto::quorate::raft::v1 as raftpb;
@@ -219,7 +220,10 @@ impl RangeNode {
         };
         let reply = self.replica.change_range(change).await?;
         if !reply.refusal.is_empty() {
-            return Err(RangeNodeError::Refused(reply.refusal));
+            return Err(RangeNodeError::from_reply(
+                reply.refusal_kind,
+                reply.refusal,
+            ));
         }
         Ok(reply.ranges)
     }
@@ -243,10 +247,10 @@ impl RangeNode {
                 RangeNodeError::Internal(format!("no range of {bucket:?} holds the key"))
             })?;
         if range.start == key {
-            return Err(RangeNodeError::Refused(format!(
-                "range {} already starts at that key",
-                range.id
-            )));
+            return Err(RangeNodeError::refused(
+                Refusal::AlreadySplit,
+                format!("range {} already starts at that key", range.id),
+            ));
         }
         // A range just created or changed may still be electing or applying: wait for it
         // (within the request timeout) rather than refuse at once.

@@ -47,7 +47,7 @@ pub use memory::{MemRange, MemStore};
 pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
-pub use relocate::{MoveStep, move_step};
+pub use relocate::{MoveRefusal, MoveStep, move_step};
 pub use route::{Next, Route, RouteFailure};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};
 pub use state::{ListedVersion, RangeOpError, RangeState, ScanPart, Stored};

@@ -8,7 +8,7 @@
 
 use base::NodeId;
 
-use crate::descriptor::{RangeDescriptor, ReplicaChange, Role};
+use crate::descriptor::{RangeDescriptor, RangeId, ReplicaChange, Role};
 
 /// What the move does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +20,38 @@ pub enum MoveStep {
     /// The replica is on `to` and no longer on `from` — or, should the rebalancer have shed
     /// another voter first, the range is at its target with `to` voting and `from` kept.
     Done,
-    /// The move cannot be made (why, for the caller).
-    Refuse(String),
+    /// The move cannot be made.
+    Refuse(MoveRefusal),
+}
+
+/// Why a move cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MoveRefusal {
+    #[error("member {0} is both source and destination")]
+    SameMember(NodeId),
+    #[error("member {member} has no voting replica of range {range}")]
+    NoVoter { member: NodeId, range: RangeId },
+    #[error("member {member} already has a replica of range {range}")]
+    AlreadyReplica { member: NodeId, range: RangeId },
+    /// Another replica change is under way: a later attempt may succeed.
+    #[error(
+        "range {range} has a replica change in flight (a learner on member {learner}); try again"
+    )]
+    InFlight { range: RangeId, learner: NodeId },
+    #[error(
+        "the learner on member {member} left range {range} before it caught up (is the member live?)"
+    )]
+    LearnerLeft { member: NodeId, range: RangeId },
+}
+
+impl MoveRefusal {
+    /// Whether the same move may succeed when asked again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            MoveRefusal::InFlight { .. } | MoveRefusal::LearnerLeft { .. }
+        )
+    }
 }
 
 /// The next step of moving `desc`'s replica from `from` to `to`, for a range that should have
@@ -36,25 +66,30 @@ pub fn move_step(
     let id = desc.id;
     if !started {
         if from == to {
-            return MoveStep::Refuse(format!("member {from} is both source and destination"));
+            return MoveStep::Refuse(MoveRefusal::SameMember(from));
         }
         if desc.role_of(from) != Some(Role::Voter) {
-            return MoveStep::Refuse(format!("member {from} has no voting replica of range {id}"));
+            return MoveStep::Refuse(MoveRefusal::NoVoter {
+                member: from,
+                range: id,
+            });
         }
         if desc.role_of(to).is_some() {
-            return MoveStep::Refuse(format!("member {to} already has a replica of range {id}"));
+            return MoveStep::Refuse(MoveRefusal::AlreadyReplica {
+                member: to,
+                range: id,
+            });
         }
         if let Some(learner) = desc.learners().next() {
-            return MoveStep::Refuse(format!(
-                "range {id} has a replica change in flight (a learner on member {learner}); try again"
-            ));
+            return MoveStep::Refuse(MoveRefusal::InFlight { range: id, learner });
         }
         return MoveStep::Change(ReplicaChange::AddLearner(to));
     }
     match desc.role_of(to) {
-        None => MoveStep::Refuse(format!(
-            "the learner on member {to} left range {id} before it caught up (is the member live?)"
-        )),
+        None => MoveStep::Refuse(MoveRefusal::LearnerLeft {
+            member: to,
+            range: id,
+        }),
         Some(Role::Learner) => MoveStep::Wait,
         Some(Role::Voter) => {
             let voters = desc.voters().count();

@@ -6,6 +6,7 @@ use base::NodeId;
 use base::limits::BUCKET_NAME_BYTES_MAX;
 use proto::quorate::raft::v1 as pb;
 use proto::quorate::v1 as quorumpb;
+use quorumpb::Refusal;
 
 /// Why a bucket name is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,29 +54,37 @@ pub fn apply_bucket_change(
     change: &pb::BucketChange,
 ) -> pb::BucketChangeResponse {
     use pb::bucket_change::Change;
-    let refuse = |refusal: String| pb::BucketChangeResponse {
+    let refuse = |kind: Refusal, refusal: String| pb::BucketChangeResponse {
         refusal,
+        refusal_kind: kind as i32,
         bucket: None,
     };
     match &change.change {
         Some(Change::Create(bucket)) => {
             if let Some(existing) = topology.buckets.iter().find(|b| b.name == bucket.name) {
                 if existing != bucket {
-                    return refuse(format!(
-                        "bucket {:?} already exists with another definition",
-                        bucket.name
-                    ));
+                    return refuse(
+                        Refusal::Exists,
+                        format!(
+                            "bucket {:?} already exists with another definition",
+                            bucket.name
+                        ),
+                    );
                 }
                 return pb::BucketChangeResponse {
-                    refusal: String::new(),
                     bucket: Some(existing.clone()),
+                    ..Default::default()
                 };
             }
             if bucket.r#type == quorumpb::BucketType::Consensus as i32 {
                 let replicas: Vec<NodeId> =
                     change.range_replicas.iter().copied().map(NodeId).collect();
                 if let Err(error) = crate::create_bucket_ranges(topology, &bucket.name, &replicas) {
-                    return refuse(format!("the first range of {:?}: {error}", bucket.name));
+                    return refuse(
+                        // The proposer's replicas are what a new bucket's map is made of.
+                        Refusal::Invalid,
+                        format!("the first range of {:?}: {error}", bucket.name),
+                    );
                 }
             } else if topology.ring.is_empty() && !change.initial_ring.is_empty() {
                 topology.ring = change.initial_ring.clone();
@@ -84,19 +93,19 @@ pub fn apply_bucket_change(
             topology.buckets.push(bucket.clone());
             topology.buckets.sort_by(|a, b| a.name.cmp(&b.name));
             pb::BucketChangeResponse {
-                refusal: String::new(),
                 bucket: Some(bucket.clone()),
+                ..Default::default()
             }
         }
         Some(Change::Delete(name)) => match topology.buckets.iter().position(|b| &b.name == name) {
             Some(at) => {
                 crate::drop_bucket_ranges(topology, name);
                 pb::BucketChangeResponse {
-                    refusal: String::new(),
                     bucket: Some(topology.buckets.remove(at)),
+                    ..Default::default()
                 }
             }
-            None => refuse(format!("bucket {name:?} not found")),
+            None => refuse(Refusal::NotFound, format!("bucket {name:?} not found")),
         },
         // A ring installation alone (after a restore into a new cluster cleared the ring).
         None if topology.ring.is_empty() && !change.initial_ring.is_empty() => {
@@ -104,6 +113,9 @@ pub fn apply_bucket_change(
             topology.vnodes = change.vnodes;
             pb::BucketChangeResponse::default()
         }
-        None => refuse("the token ring is installed already".to_owned()),
+        None => refuse(
+            Refusal::Invalid,
+            "the token ring is installed already".to_owned(),
+        ),
     }
 }

@@ -17,7 +17,7 @@ pub use buckets::{BadBucketName, apply_bucket_change, validate_bucket_name};
 pub use members::{apply_member_drain, forget_drained};
 pub use ranges::{
     apply_range_change, bucket_ranges, create_bucket_ranges, descriptor_from_pb, descriptor_to_pb,
-    drop_bucket_ranges, replica_change_to_pb, replicas_on,
+    drop_bucket_ranges, refusal_of, replica_change_to_pb, replicas_on,
 };
 pub use ring::{apply_ring_change, required_handoffs};
 

@@ -15,6 +15,7 @@ pub fn apply_member_drain(
     if change.draining && !known {
         return pb::MemberDrainResponse {
             refusal: format!("member {:x} is not a member of the cluster", change.member),
+            refusal_kind: proto::quorate::v1::Refusal::NotFound as i32,
             draining: topology.draining.clone(),
         };
     }
@@ -24,8 +25,8 @@ pub fn apply_member_drain(
         topology.draining.sort_unstable();
     }
     pb::MemberDrainResponse {
-        refusal: String::new(),
         draining: topology.draining.clone(),
+        ..Default::default()
     }
 }
 

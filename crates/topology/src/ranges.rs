@@ -7,6 +7,7 @@
 
 use base::NodeId;
 use proto::quorate::raft::v1 as pb;
+use proto::quorate::v1::Refusal;
 use ranges::{RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role};
 
 /// A stored descriptor as the `ranges` rules take it.
@@ -150,64 +151,27 @@ pub fn apply_range_change(
     change: &pb::RangeChange,
 ) -> pb::RangeChangeResponse {
     use pb::range_change::Change;
-    let refuse = |refusal: String| pb::RangeChangeResponse {
-        refusal,
-        ranges: Vec::new(),
-    };
     let map = match bucket_ranges(topology, &change.bucket) {
         Ok(Some(map)) => map,
         Ok(None) => {
-            return refuse(format!(
-                "bucket {:?} has no ranges: it is not a consensus bucket",
-                change.bucket
-            ));
+            return refuse(
+                Refusal::WrongKind,
+                format!(
+                    "bucket {:?} has no ranges: it is not a consensus bucket",
+                    change.bucket
+                ),
+            );
         }
-        Err(error) => return refuse(format!("the ranges of {:?}: {error}", change.bucket)),
+        Err(error) => {
+            return refuse(
+                Refusal::Corrupt,
+                format!("the ranges of {:?}: {error}", change.bucket),
+            );
+        }
     };
-    let (range, generation) = (RangeId(change.range), change.generation);
-    let outcome: Result<(Vec<RangeDescriptor>, RangeMap), RangeError> = match &change.change {
-        None => return refuse("the change names no operation".to_owned()),
-        Some(Change::SplitAt(at)) => {
-            let new_id = peek_id(topology);
-            let mut next = map.clone();
-            next.split(range, generation, at, new_id)
-                .map(|(left, right)| (vec![left, right], next))
-        }
-        Some(Change::SplitByHandAt(at)) => {
-            let new_id = peek_id(topology);
-            let mut next = map.clone();
-            next.split_by_hand(range, generation, at, new_id)
-                .map(|(left, right)| (vec![left, right], next))
-        }
-        Some(Change::MergeRightGeneration(right)) => {
-            let mut next = map.clone();
-            next.merge(range, generation, *right)
-                .map(|merged| (vec![merged], next))
-        }
-        Some(Change::Bump(true)) => {
-            let mut next = map.clone();
-            next.bump(range, generation)
-                .map(|bumped| (vec![bumped], next))
-        }
-        Some(Change::Bump(false)) => return refuse("a bump must be true".to_owned()),
-        Some(Change::AddLearner(member)) => replica_change(
-            &map,
-            range,
-            generation,
-            ReplicaChange::AddLearner(NodeId(*member)),
-        ),
-        Some(Change::Promote(member)) => replica_change(
-            &map,
-            range,
-            generation,
-            ReplicaChange::Promote(NodeId(*member)),
-        ),
-        Some(Change::Remove(member)) => replica_change(
-            &map,
-            range,
-            generation,
-            ReplicaChange::Remove(NodeId(*member)),
-        ),
+    let outcome = match planned(topology, &map, change) {
+        Ok(outcome) => outcome,
+        Err(refusal) => return refusal,
     };
     match outcome {
         Ok((changed, next)) => {
@@ -233,12 +197,75 @@ pub fn apply_range_change(
                 }
             }
             pb::RangeChangeResponse {
-                refusal: String::new(),
                 ranges: changed,
+                ..Default::default()
             }
         }
-        Err(error) => refuse(error.to_string()),
+        Err(error) => refuse(refusal_of(&error), error.to_string()),
     }
+}
+
+/// What `change` makes of `map`: the ranges it changes and the map after it, or why a range
+/// rule refuses it; `Err` is a refusal of the change itself.
+fn planned(
+    topology: &pb::Topology,
+    map: &RangeMap,
+    change: &pb::RangeChange,
+) -> Result<Result<(Vec<RangeDescriptor>, RangeMap), RangeError>, pb::RangeChangeResponse> {
+    use pb::range_change::Change;
+    let (range, generation) = (RangeId(change.range), change.generation);
+    let outcome = match &change.change {
+        None => {
+            return Err(refuse(
+                Refusal::Invalid,
+                "the change names no operation".to_owned(),
+            ));
+        }
+        Some(Change::SplitAt(at)) => {
+            let new_id = peek_id(topology);
+            let mut next = map.clone();
+            next.split(range, generation, at, new_id)
+                .map(|(left, right)| (vec![left, right], next))
+        }
+        Some(Change::SplitByHandAt(at)) => {
+            let new_id = peek_id(topology);
+            let mut next = map.clone();
+            next.split_by_hand(range, generation, at, new_id)
+                .map(|(left, right)| (vec![left, right], next))
+        }
+        Some(Change::MergeRightGeneration(right)) => {
+            let mut next = map.clone();
+            next.merge(range, generation, *right)
+                .map(|merged| (vec![merged], next))
+        }
+        Some(Change::Bump(true)) => {
+            let mut next = map.clone();
+            next.bump(range, generation)
+                .map(|bumped| (vec![bumped], next))
+        }
+        Some(Change::Bump(false)) => {
+            return Err(refuse(Refusal::Invalid, "a bump must be true".to_owned()));
+        }
+        Some(Change::AddLearner(member)) => replica_change(
+            map,
+            range,
+            generation,
+            ReplicaChange::AddLearner(NodeId(*member)),
+        ),
+        Some(Change::Promote(member)) => replica_change(
+            map,
+            range,
+            generation,
+            ReplicaChange::Promote(NodeId(*member)),
+        ),
+        Some(Change::Remove(member)) => replica_change(
+            map,
+            range,
+            generation,
+            ReplicaChange::Remove(NodeId(*member)),
+        ),
+    };
+    Ok(outcome)
 }
 
 fn replica_change(
@@ -250,4 +277,28 @@ fn replica_change(
     let mut next = map.clone();
     next.change_replicas(range, generation, change)
         .map(|changed| (vec![changed], next))
+}
+
+/// A refused range change: nothing changed, and why.
+fn refuse(kind: Refusal, refusal: String) -> pb::RangeChangeResponse {
+    pb::RangeChangeResponse {
+        refusal,
+        refusal_kind: kind as i32,
+        ranges: Vec::new(),
+    }
+}
+
+/// The kind of refusal a range rule's error is, for callers to decide on.
+pub fn refusal_of(error: &RangeError) -> Refusal {
+    match error {
+        RangeError::NoSuchRange(_) | RangeError::NotAReplica { .. } => Refusal::NotFound,
+        RangeError::StaleGeneration { .. } => Refusal::Stale,
+        RangeError::SplitKeyOutside(_)
+        | RangeError::NoRightNeighbour(_)
+        | RangeError::ReplicasDiffer { .. }
+        | RangeError::AlreadyReplica { .. }
+        | RangeError::NotALearner { .. }
+        | RangeError::LastVoter { .. } => Refusal::Invalid,
+        RangeError::IdInUse(_) | RangeError::NotAPartition(_) => Refusal::Corrupt,
+    }
 }

@@ -5,6 +5,7 @@
 //! placement moves the epoch on, which fences replica calls placed by the older ring.
 
 use proto::quorate::raft::v1 as pb;
+use proto::quorate::v1::Refusal;
 
 /// The members that must stream for a change from `current` to `next` (every member of
 /// either ring but `skip`, an unreachable one being removed), ascending.
@@ -33,26 +34,39 @@ pub fn apply_ring_change(
 ) -> pb::RingChangeResponse {
     use pb::ring_change::Step;
     let epoch = topology.epoch;
-    let refuse = |refusal: String| pb::RingChangeResponse { refusal, epoch };
+    let refuse = |kind: Refusal, refusal: String| pb::RingChangeResponse {
+        refusal,
+        refusal_kind: kind as i32,
+        epoch,
+    };
     match &change.step {
         Some(Step::Start(start)) => {
             if topology.ring.is_empty() {
-                return refuse("the cluster has no token ring yet".to_owned());
+                return refuse(
+                    Refusal::Invalid,
+                    "the cluster has no token ring yet".to_owned(),
+                );
             }
             if let Some(pending) = &topology.pending {
-                return refuse(format!(
-                    "a ring change is in progress ({}); wait for it or abort it",
-                    pending.description
-                ));
+                return refuse(
+                    Refusal::Busy,
+                    format!(
+                        "a ring change is in progress ({}); wait for it or abort it",
+                        pending.description
+                    ),
+                );
             }
             if start.from_epoch != epoch {
-                return refuse(format!(
-                    "the ring moved on to epoch {epoch} since epoch {}; retry",
-                    start.from_epoch
-                ));
+                return refuse(
+                    Refusal::Stale,
+                    format!(
+                        "the ring moved on to epoch {epoch} since epoch {}; retry",
+                        start.from_epoch
+                    ),
+                );
             }
             if start.next.is_empty() {
-                return refuse("the next ring has no members".to_owned());
+                return refuse(Refusal::Invalid, "the next ring has no members".to_owned());
             }
             topology.pending = Some(pb::PendingRing {
                 next: start.next.clone(),
@@ -63,27 +77,33 @@ pub fn apply_ring_change(
         }
         Some(Step::HandedOff(handed)) => {
             let Some(pending) = topology.pending.as_mut() else {
-                return refuse("no ring change is in progress".to_owned());
+                return refuse(
+                    Refusal::NotFound,
+                    "no ring change is in progress".to_owned(),
+                );
             };
             if handed.epoch != epoch {
-                return refuse(format!(
-                    "the handoff is for epoch {}, the ring is at {epoch}",
-                    handed.epoch
-                ));
+                return refuse(
+                    Refusal::Stale,
+                    format!(
+                        "the handoff is for epoch {}, the ring is at {epoch}",
+                        handed.epoch
+                    ),
+                );
             }
             if !pending.required.contains(&handed.member) {
-                return refuse(format!(
-                    "member {:x} is not required to hand off",
-                    handed.member
-                ));
+                return refuse(
+                    Refusal::Invalid,
+                    format!("member {:x} is not required to hand off", handed.member),
+                );
             }
             if !pending.done.contains(&handed.member) {
                 pending.done.push(handed.member);
             }
             if !pending.required.iter().all(|m| pending.done.contains(m)) {
                 return pb::RingChangeResponse {
-                    refusal: String::new(),
                     epoch,
+                    ..Default::default()
                 };
             }
             let finished = topology.pending.take().expect("pending checked above");
@@ -91,14 +111,17 @@ pub fn apply_ring_change(
         }
         Some(Step::Abort(_)) => {
             if topology.pending.take().is_none() {
-                return refuse("no ring change is in progress".to_owned());
+                return refuse(
+                    Refusal::NotFound,
+                    "no ring change is in progress".to_owned(),
+                );
             }
         }
-        None => return refuse("an empty ring change".to_owned()),
+        None => return refuse(Refusal::Invalid, "an empty ring change".to_owned()),
     }
     topology.epoch += 1;
     pb::RingChangeResponse {
-        refusal: String::new(),
         epoch: topology.epoch,
+        ..Default::default()
     }
 }

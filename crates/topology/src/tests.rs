@@ -3,6 +3,7 @@
 //! installed once) and deletion, and bucket names.
 
 use proto::quorate::raft::v1 as pb;
+use proto::quorate::v1::Refusal;
 
 use crate::*;
 
@@ -58,6 +59,7 @@ fn a_ring_change_switches_after_every_required_handoff_and_refuses_out_of_turn_s
     assert_eq!((started.refusal.as_str(), started.epoch), ("", 1));
     let second = apply_ring_change(&mut topology, &start(1, &[1, 2], &[1, 2]));
     assert!(second.refusal.contains("in progress"), "{second:?}");
+    assert_eq!(second.refusal_kind, Refusal::Busy as i32);
     // A handoff for another epoch or from a member not required is refused.
     assert!(
         !apply_ring_change(&mut topology, &handed(0, 1))
@@ -81,6 +83,7 @@ fn a_ring_change_switches_after_every_required_handoff_and_refuses_out_of_turn_s
     // A start computed from an older epoch is refused; an abort drops a pending change.
     let stale = apply_ring_change(&mut topology, &start(1, &[1, 2, 3], &[1, 2, 3, 4]));
     assert!(stale.refusal.contains("moved on"), "{stale:?}");
+    assert_eq!(stale.refusal_kind, Refusal::Stale as i32);
     assert_eq!(
         apply_ring_change(&mut topology, &start(2, &[1, 2, 3], &[1, 2, 3, 4])).epoch,
         3
@@ -130,6 +133,7 @@ fn a_bucket_is_created_once_with_the_first_ring_and_refused_with_another_definit
         other.refusal,
         "bucket \"users\" already exists with another definition"
     );
+    assert_eq!(other.refusal_kind, Refusal::Exists as i32);
     apply_bucket_change(&mut topology, &create(bucket("carts", 1), &[]));
     let names: Vec<&str> = topology.buckets.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["carts", "users"], "kept sorted by name");
@@ -141,10 +145,9 @@ fn a_bucket_is_created_once_with_the_first_ring_and_refused_with_another_definit
         apply_bucket_change(&mut topology, &delete("users")).refusal,
         ""
     );
-    assert_eq!(
-        apply_bucket_change(&mut topology, &delete("users")).refusal,
-        "bucket \"users\" not found"
-    );
+    let gone = apply_bucket_change(&mut topology, &delete("users"));
+    assert_eq!(gone.refusal, "bucket \"users\" not found");
+    assert_eq!(gone.refusal_kind, Refusal::NotFound as i32);
 }
 
 #[test]
@@ -188,6 +191,7 @@ fn a_consensus_bucket_gets_its_first_range_and_loses_its_ranges_with_it() {
         "{}",
         refused.refusal
     );
+    assert_eq!(refused.refusal_kind, Refusal::Invalid as i32);
     assert!(topology.buckets.is_empty() && topology.ranges.is_empty());
 }
 
@@ -268,6 +272,7 @@ fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
         &range_change("orders", 1, 1, Change::SplitAt(b"c".to_vec())),
     );
     assert!(stale.refusal.contains("generation 2"), "{}", stale.refusal);
+    assert_eq!(stale.refusal_kind, Refusal::Stale as i32);
     assert_eq!(topology, before);
 
     let learner = apply_range_change(
@@ -290,6 +295,7 @@ fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
         "{}",
         differ.refusal
     );
+    assert_eq!(differ.refusal_kind, Refusal::Invalid as i32);
     let removed = apply_range_change(
         &mut topology,
         &range_change("orders", 3, 3, Change::Remove(4)),
@@ -332,6 +338,7 @@ fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
         "{}",
         unknown.refusal
     );
+    assert_eq!(unknown.refusal_kind, Refusal::WrongKind as i32);
     drop_bucket_ranges(&mut topology, "orders");
     assert!(bucket_ranges(&topology, "orders").expect("valid").is_none());
 }

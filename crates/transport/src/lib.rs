@@ -109,15 +109,16 @@ fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
 
 /// A status that means the request was not delivered is `Unreachable` (safe to resend);
 /// anything else carries the peer's message. A connection that broke after the request was
-/// sent (tonic's `Unknown` "transport error") leaves the outcome unknown, as a deadline does:
-/// etcd's "request timed out", never resent.
+/// sent (an `Unknown` status made here by tonic from the transport's error, which it keeps as
+/// the status's source; a peer's own status has none) leaves the outcome unknown, as a
+/// deadline does: etcd's "request timed out", never resent.
 fn peer_error(status: Status) -> PeerError {
     match status.code() {
         tonic::Code::Unavailable => PeerError::Unreachable(status.message().to_string()),
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             PeerError::Remote(base::EtcdError::Timeout.to_string())
         }
-        tonic::Code::Unknown if status.message() == "transport error" => {
+        tonic::Code::Unknown if std::error::Error::source(&status).is_some() => {
             PeerError::Remote(base::EtcdError::Timeout.to_string())
         }
         _ => PeerError::Remote(status.message().to_string()),
@@ -672,7 +673,7 @@ mod tests {
         ));
         let timeout = base::EtcdError::Timeout.to_string();
         for status in [
-            Status::unknown("transport error"),
+            Status::from_error(Box::new(std::io::Error::other("broken pipe"))),
             Status::deadline_exceeded("late"),
             Status::cancelled("gone"),
         ] {

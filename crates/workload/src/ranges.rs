@@ -93,7 +93,12 @@ async fn split_at_start(
             };
             match RangesClient::new(channel.clone()).split(request).await {
                 Ok(_) => return Ok(()),
-                Err(status) if status.message().contains("already starts at") => return Ok(()),
+                Err(status)
+                    if client::fate::refusal(&status)
+                        == Some(proto::quorate::v1::Refusal::AlreadySplit) =>
+                {
+                    return Ok(());
+                }
                 Err(status) => last = Some(status),
             }
         }

@@ -63,7 +63,10 @@ fn a_request_error_becomes_the_status_its_kind_calls_for() {
             "the cluster has no token ring yet",
         ),
         (
-            QuorumError::BucketExists("bucket \"users\" already exists".into()),
+            QuorumError::Refused {
+                kind: proto::quorate::v1::Refusal::Exists,
+                message: "bucket \"users\" already exists".into(),
+            },
             Code::AlreadyExists,
             "bucket \"users\" already exists",
         ),
@@ -87,4 +90,53 @@ fn a_request_error_becomes_the_status_its_kind_calls_for() {
         let status = Status::from(error);
         assert_eq!((status.code(), status.message()), (code, message));
     }
+}
+
+#[test]
+fn a_client_status_says_what_a_failed_write_did_and_why_the_metadata_refused() {
+    // Goal: the typed ErrorDetail every quorate.v1 error carries: a write short of its
+    // replicas is of unknown outcome (the replicas that took it keep it), a refusal is
+    // certain and names its kind. Method: decode the details of each kind's status.
+    use proto::quorate::v1::{ErrorDetail, Refusal, WriteOutcome};
+    let detail = |error: QuorumError| {
+        let status = Status::from(error);
+        let detail = ErrorDetail::decode(status.details()).expect("an ErrorDetail");
+        (status.code(), detail.outcome(), detail.refusal())
+    };
+    let short = QuorumError::NotEnough(quorum::NotEnoughReplicas {
+        required: 2,
+        answered: 1,
+        replicas: 3,
+        failures: vec![],
+    });
+    assert_eq!(
+        detail(short),
+        (
+            Code::Unavailable,
+            WriteOutcome::Unknown,
+            Refusal::Unspecified
+        )
+    );
+    let exists = QuorumError::refused(Refusal::Exists as i32, "exists".into());
+    assert_eq!(
+        detail(exists),
+        (
+            Code::AlreadyExists,
+            WriteOutcome::NotApplied,
+            Refusal::Exists
+        )
+    );
+    let gone = QuorumError::refused(Refusal::NotFound as i32, "bucket \"b\" not found".into());
+    assert_eq!(
+        detail(gone),
+        (Code::NotFound, WriteOutcome::NotApplied, Refusal::NotFound)
+    );
+    assert_eq!(
+        detail(QuorumError::KeyEmpty),
+        (
+            Code::InvalidArgument,
+            WriteOutcome::NotApplied,
+            Refusal::Unspecified
+        )
+    );
 }

@@ -9,7 +9,7 @@ use base::NodeId;
 use super::split_map;
 use crate::descriptor::{RangeId, ReplicaChange, Role};
 use crate::rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
-use crate::relocate::{MoveStep, move_step};
+use crate::relocate::{MoveRefusal, MoveStep, move_step};
 
 #[test]
 fn a_move_is_refused_when_it_cannot_be_made() {
@@ -34,7 +34,7 @@ fn a_move_is_refused_when_it_cannot_be_made() {
     let busy = map.get(RangeId(1)).expect("range 1");
     assert!(matches!(
         move_step(busy, NodeId(1), NodeId(4), 3, false),
-        MoveStep::Refuse(why) if why.contains("in flight")
+        MoveStep::Refuse(MoveRefusal::InFlight { .. })
     ));
     // The move's own learner vanished (its member left): refused, not waited for forever.
     assert!(matches!(
