@@ -68,7 +68,10 @@ pub struct RangeNode {
     /// Per range this member leads, the passes a follower has matched nothing of its log.
     stuck: Mutex<HashMap<u64, u32>>,
     /// Per frozen range this member leads, since when it is frozen (`merges`).
-    frozen_since: Mutex<HashMap<u64, tokio::time::Instant>>,
+    /// Per frozen range led here: how long it has been frozen (`ranges::FreezeWatch`).
+    freezes: Mutex<HashMap<u64, ranges::FreezeWatch>>,
+    /// When this member's range node started: the origin of the watches' time.
+    started: tokio::time::Instant,
     /// Ranges this member's replica is to leave whose committed Raft membership another
     /// replica reported without this member (`groups::removal_applied`).
     removals: Arc<Mutex<std::collections::HashSet<u64>>>,
@@ -124,7 +127,8 @@ impl RangeNode {
             hlc: Arc::new(Mutex::new(Hlc::new(base::limits::CLOCK_OFFSET_MAX))),
             caches: Mutex::new(HashMap::new()),
             stuck: Mutex::new(HashMap::new()),
-            frozen_since: Mutex::new(HashMap::new()),
+            freezes: Mutex::new(HashMap::new()),
+            started: tokio::time::Instant::now(),
             removals: Arc::new(Mutex::new(std::collections::HashSet::new())),
             stop: tokio::sync::watch::Sender::new(false),
             liveness: liveness::Liveness::new(config.election_timeout_max),

@@ -1,23 +1,10 @@
-//! Merges of adjacent consensus-bucket ranges. Neighbours on different members are first
-//! brought onto the same ones — `right`'s replicas aligned to `left`'s one metadata change at
-//! a time (`align_for_merge`), which `right`'s leader carries into its group as any replica
-//! change. A merge of `left` with its right neighbour `right` then goes in four steps, each
-//! safe to stop after:
-//!
-//! 1. **Freeze** `right` in its own group (for the generation the metadata gave it): from
-//!    then on its replicas refuse every read, write and GC, so its state is final.
-//! 2. **Fetch** that final state from any replica that applied the freeze, and check it fits
-//!    one Raft entry (`RANGE_MERGE_BYTES_MAX`).
-//! 3. **Commit in the metadata** (refused unless both ranges are still at the generations the
-//!    merge saw): from here the merge is decided.
-//! 4. **Apply in `left`'s group**: the Merge command carries `right`'s state, so every replica
-//!    of `left` takes the same keys and sessions from the log.
-//!
-//! A merge given up before step 3 (refused, too large, or its driver gone) releases `right`
-//! by a bump of its generation in the metadata, which the same commit rule makes exclusive
-//! with step 3; the leader of a range frozen longer than `RANGE_FREEZE_MAX` does this itself.
-//! After step 3 whoever leads `left` finishes step 4 (`finish_merge`), and `right`'s replicas
-//! are retired only once the member's replica of `left` applied it.
+//! Merges of adjacent consensus-bucket ranges, driven here and decided by the pure cores in
+//! `ranges::merging`: `align_step` brings the right neighbour's replicas onto the left one's,
+//! one metadata change at a time (which `right`'s leader carries into its group as any replica
+//! change); `MergeRun` then sequences freeze, fetch, commit and apply, and the release of a
+//! merge given up; `FreezeWatch` tells the leader of a frozen range when its freeze outlived
+//! its merge. This file only carries the steps out: routes the commands, asks the metadata,
+//! fetches the frozen state, and turns how a run ended into the client's answer.
 
 use prost::Message;
 use proto::quorate::raft::v1 as raftpb;
@@ -93,10 +80,8 @@ impl RangeNode {
         Ok((ranges.swap_remove(at), right))
     }
 
-    /// Brings `right`'s replicas one change towards `left`'s (`ranges::align`: add, promote
-    /// once caught up, remove), so the two can merge; true once they match. A change is
-    /// committed only when `right`'s group applied its current descriptor (no change in
-    /// flight), and never towards a member that is draining.
+    /// Brings `right`'s replicas one change towards `left`'s (`ranges::align_step`); true
+    /// once they match.
     async fn align_for_merge(
         &self,
         left: &raftpb::RangeDescriptor,
@@ -106,37 +91,30 @@ impl RangeNode {
             topology::descriptor_from_pb(left),
             topology::descriptor_from_pb(right),
         );
-        let Some(change) = ranges::align(&l, &r) else {
-            return Ok(l.same_replicas(&r));
-        };
-        let draining = self.replica.topology().draining;
-        if left.replicas.iter().any(|x| draining.contains(&x.member)) {
-            return Ok(false);
-        }
-        let Some(status) = self.status_of(right).await else {
-            return Ok(false);
-        };
-        let applied = status.descriptor.as_ref().map(|d| d.generation) == Some(right.generation);
-        if status.leader == 0 || !applied {
-            return Ok(false);
-        }
-        if let ranges::ReplicaChange::Promote(m) = change {
-            let Some(url) = self.peer_url(status.leader) else {
-                return Ok(false);
-            };
-            let led = self
-                .peers
-                .led_ranges(&url, self.config.request_timeout)
-                .await
-                .map_err(|e| RangeNodeError::Internal(e.to_string()))?;
-            let caught_up = led
-                .ranges
-                .iter()
-                .any(|x| x.range == right.id && x.caught_up.contains(&m.0));
-            if !caught_up {
-                return Ok(false);
+        let draining: Vec<base::NodeId> = self
+            .replica
+            .topology()
+            .draining
+            .into_iter()
+            .map(base::NodeId)
+            .collect();
+        let status = self.status_of(right).await;
+        let view = status.as_ref().map(|s| ranges::GroupView {
+            led: s.leader != 0,
+            applied_generation: s.descriptor.as_ref().map_or(0, |d| d.generation),
+        });
+        let change = match ranges::align_step(&l, &r, &draining, view) {
+            ranges::AlignStep::Aligned => return Ok(true),
+            ranges::AlignStep::Wait => return Ok(false),
+            ranges::AlignStep::Change(change) => change,
+            ranges::AlignStep::PromoteIfCaughtUp(member) => {
+                let leader = status.as_ref().map_or(0, |s| s.leader);
+                if !self.caught_up(leader, right.id, member).await? {
+                    return Ok(false);
+                }
+                ranges::ReplicaChange::Promote(member)
             }
-        }
+        };
         tracing::info!(
             left = left.id,
             right = right.id,
@@ -150,6 +128,27 @@ impl RangeNode {
             tracing::debug!(range = right.id, refusal = %reply.refusal, "merge alignment refused");
         }
         Ok(false)
+    }
+
+    /// Whether `member`'s learner of `range` has caught up with the range's leader `leader`.
+    async fn caught_up(
+        &self,
+        leader: u64,
+        range: u64,
+        member: base::NodeId,
+    ) -> Result<bool, RangeNodeError> {
+        let Some(url) = self.peer_url(leader) else {
+            return Ok(false);
+        };
+        let led = self
+            .peers
+            .led_ranges(&url, self.config.request_timeout)
+            .await
+            .map_err(|e| RangeNodeError::Internal(e.to_string()))?;
+        Ok(led
+            .ranges
+            .iter()
+            .any(|x| x.range == range && x.caught_up.contains(&member.0)))
     }
 
     /// Fails unless a replica of `range` leads it at the generation the metadata gave it.
@@ -170,13 +169,84 @@ impl RangeNode {
         })
     }
 
-    /// Steps 1–4 for `left` and its right neighbour `right`, both as the metadata has them.
+    /// Carries out a `ranges::MergeRun` of `left` and its right neighbour `right`, both as
+    /// the metadata has them: the merged range once the merge committed, or why it did not.
     async fn merge_ranges(
         &self,
         bucket: &str,
         left: &raftpb::RangeDescriptor,
         right: &raftpb::RangeDescriptor,
     ) -> Result<raftpb::RangeDescriptor, RangeNodeError> {
+        use ranges::{MergeEnd, MergeEvent, MergeStep};
+        let (mut run, mut step) = ranges::MergeRun::start(
+            &topology::descriptor_from_pb(left),
+            &topology::descriptor_from_pb(right),
+            base::limits::RANGE_MERGE_BYTES_MAX as u64,
+        );
+        // What the steps brought back, for the later steps and the answer.
+        let mut snapshot = None;
+        let mut merged = None;
+        let mut why = None;
+        loop {
+            let event = match step {
+                MergeStep::Freeze { .. } => {
+                    let fate = self.freeze(bucket, left, right).await;
+                    why = fate.as_ref().err().cloned();
+                    MergeEvent::Frozen(command_fate(&fate))
+                }
+                MergeStep::Fetch { .. } => {
+                    let fetched = self.fetch_frozen(bucket, right, left.id).await;
+                    let size = fetched.as_ref().ok().map(|s| s.encoded_len() as u64);
+                    match fetched {
+                        Ok(state) => snapshot = Some(state),
+                        Err(error) => why = Some(error),
+                    }
+                    MergeEvent::Fetched(size)
+                }
+                MergeStep::Commit { .. } => {
+                    let committed = self.commit_merge(bucket, left, right).await;
+                    let done = committed.is_ok();
+                    match committed {
+                        Ok(range) => merged = Some(range),
+                        Err(error) => why = Some(error),
+                    }
+                    MergeEvent::Committed(done)
+                }
+                MergeStep::Apply => {
+                    let (Some(range), Some(state)) = (merged.as_ref(), snapshot.take()) else {
+                        return Err(RangeNodeError::Internal("a merge applied unfetched".into()));
+                    };
+                    let applied = self.propose_merge(bucket, range, state).await;
+                    if let Err(error) = &applied {
+                        tracing::debug!(range = left.id, %error, "merge not applied yet");
+                    }
+                    MergeEvent::Applied(command_fate(&applied))
+                }
+                MergeStep::Release { .. } => {
+                    self.give_up(right).await;
+                    MergeEvent::Released
+                }
+                MergeStep::End(MergeEnd::Merged | MergeEnd::Decided) => {
+                    tracing::info!(left = left.id, right = right.id, "merge committed");
+                    return merged.ok_or_else(|| {
+                        RangeNodeError::Internal("a merge committed no range".into())
+                    });
+                }
+                MergeStep::End(MergeEnd::NotMerged(failure)) => {
+                    return Err(not_merged(failure, right.id, why));
+                }
+            };
+            step = run.on(event);
+        }
+    }
+
+    /// Step 1: freezes `right` for a merge into `left`, in `right`'s group.
+    async fn freeze(
+        &self,
+        bucket: &str,
+        left: &raftpb::RangeDescriptor,
+        right: &raftpb::RangeDescriptor,
+    ) -> Result<(), RangeNodeError> {
         let freeze = raftpb::RangeCommand {
             op: Some(raftpb::range_command::Op::Freeze(raftpb::RangeFreeze {
                 generation: right.generation,
@@ -187,26 +257,16 @@ impl RangeNode {
         let frozen = self
             .route(bucket, &right.start, RangeOp::Write(Box::new(freeze)))
             .await?;
-        command_done(frozen, right.id, "freeze")?;
-        let snapshot = match self.fetch_frozen(bucket, right, left.id).await {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                self.give_up(right).await;
-                return Err(error);
-            }
-        };
-        let size = snapshot.encoded_len();
-        if size > base::limits::RANGE_MERGE_BYTES_MAX {
-            self.give_up(right).await;
-            return Err(RangeNodeError::refused(
-                Refusal::Invalid,
-                format!(
-                    "range {} holds {size} bytes: a merge carries at most {} (RANGE_MERGE_BYTES_MAX)",
-                    right.id,
-                    base::limits::RANGE_MERGE_BYTES_MAX
-                ),
-            ));
-        }
+        command_done(frozen, right.id, "freeze")
+    }
+
+    /// Step 3: commits the merge in the metadata; the merged range, or the refusal.
+    async fn commit_merge(
+        &self,
+        bucket: &str,
+        left: &raftpb::RangeDescriptor,
+        right: &raftpb::RangeDescriptor,
+    ) -> Result<raftpb::RangeDescriptor, RangeNodeError> {
         let change = raftpb::RangeChange {
             bucket: bucket.to_owned(),
             range: left.id,
@@ -217,23 +277,16 @@ impl RangeNode {
         };
         let reply = self.replica.change_range(change).await?;
         if !reply.refusal.is_empty() {
-            self.give_up(right).await;
             return Err(RangeNodeError::from_reply(
                 reply.refusal_kind,
                 reply.refusal,
             ));
         }
-        let merged = reply
+        reply
             .ranges
             .into_iter()
             .next()
-            .ok_or_else(|| RangeNodeError::Internal("a merge committed no range".into()))?;
-        tracing::info!(left = left.id, right = right.id, "merge committed");
-        // Decided: if this fails, the next leader of `left` finishes it.
-        if let Err(error) = self.propose_merge(bucket, &merged, snapshot).await {
-            tracing::debug!(range = left.id, %error, "merge not applied yet");
-        }
-        Ok(merged)
+            .ok_or_else(|| RangeNodeError::Internal("a merge committed no range".into()))
     }
 
     /// Proposes step 4 in the group of `merged`'s range.
@@ -420,37 +473,62 @@ impl RangeNode {
 
     /// On the leader of a frozen range: releases it once it stayed frozen longer than
     /// `RANGE_FREEZE_MAX` while the metadata still has it at the frozen generation (the merge
-    /// neither committed nor was given up: its driver is gone).
+    /// neither committed nor was given up: its driver is gone). `ranges::FreezeWatch` decides.
     pub(crate) async fn release_stale_freeze(
         &self,
         status: &raftpb::RangeStatusResponse,
         meta: &raftpb::RangeDescriptor,
     ) {
-        let id = meta.id;
-        if status.merging_into == 0 {
-            self.frozen_since
-                .lock()
-                .expect("freeze times poisoned")
-                .remove(&id);
-            return;
-        }
+        let frozen = status.merging_into != 0;
         let held = status.descriptor.as_ref().map_or(0, |d| d.generation);
-        if held != meta.generation {
-            return;
-        }
-        let since = *self
-            .frozen_since
-            .lock()
-            .expect("freeze times poisoned")
-            .entry(id)
-            .or_insert_with(Instant::now);
-        if since.elapsed() >= base::limits::RANGE_FREEZE_MAX {
-            self.frozen_since
-                .lock()
-                .expect("freeze times poisoned")
-                .remove(&id);
+        let now = self.started.elapsed();
+        let release = {
+            let mut watches = self.freezes.lock().expect("freeze watches poisoned");
+            let watch = watches.entry(meta.id).or_default();
+            let release = watch.observe(
+                frozen,
+                held == meta.generation,
+                now,
+                base::limits::RANGE_FREEZE_MAX,
+            );
+            if !watch.timing() {
+                watches.remove(&meta.id);
+            }
+            release
+        };
+        if release {
             self.give_up(meta).await;
         }
+    }
+}
+
+/// What a command's result says of it: applied, certainly not applied, or unknown.
+fn command_fate<T>(result: &Result<T, RangeNodeError>) -> ranges::CommandFate {
+    match result {
+        Ok(_) => ranges::CommandFate::Done,
+        Err(RangeNodeError::Indeterminate(_) | RangeNodeError::Internal(_)) => {
+            ranges::CommandFate::Unknown
+        }
+        Err(_) => ranges::CommandFate::NotApplied,
+    }
+}
+
+/// The client's answer for a merge that did not happen: the error of the step that failed,
+/// or the run's own reason.
+fn not_merged(
+    failure: ranges::MergeFailure,
+    right: u64,
+    why: Option<RangeNodeError>,
+) -> RangeNodeError {
+    match (failure, why) {
+        (ranges::MergeFailure::TooLarge { bytes, max }, _) => RangeNodeError::refused(
+            Refusal::Invalid,
+            format!(
+                "range {right} holds {bytes} bytes: a merge carries at most {max} (RANGE_MERGE_BYTES_MAX)"
+            ),
+        ),
+        (_, Some(error)) => error,
+        (failure, None) => RangeNodeError::Internal(format!("merge of range {right}: {failure:?}")),
     }
 }
 

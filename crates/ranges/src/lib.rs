@@ -10,6 +10,8 @@
 //! - `route`: where one request goes next, and what each typed failure teaches the cache.
 //! - `split`: when a range splits (size, or load sustained over windows) and at which key.
 //! - `merge`: which adjacent ranges are small and quiet enough to merge.
+//! - `merging`: the sequence of one merge (align, freeze, fetch, commit, apply; release when
+//!   given up) and when a freeze outlived its merge.
 //! - `rebalance`: the steps (add learner, promote, remove, transfer leader) that re-create
 //!   replicas of dead members, drain members and even out replicas and leaders, never taking a
 //!   range below its replica target.
@@ -31,6 +33,7 @@ pub mod descriptor;
 pub mod machine;
 pub mod memory;
 pub mod merge;
+pub mod merging;
 pub mod quiesce;
 pub mod rebalance;
 pub mod relocate;
@@ -45,6 +48,10 @@ pub use descriptor::{
 pub use machine::{FrozenRange, Outcome, RangeCommand, RangeMachine, RequestId, Session};
 pub use memory::{MemRange, MemStore};
 pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
+pub use merging::{
+    AlignStep, CommandFate, FreezeWatch, GroupView, MergeEnd, MergeEvent, MergeFailure, MergePhase,
+    MergeRun, MergeStep, align_step,
+};
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
 pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
 pub use relocate::{MoveRefusal, MoveStep, move_step};

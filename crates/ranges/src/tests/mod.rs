@@ -5,6 +5,7 @@
 mod cache;
 mod descriptor;
 mod machine;
+mod merging;
 mod quiesce;
 mod rebalance;
 mod relocate;
