@@ -1,9 +1,11 @@
-//! Keeps the range groups this member runs in step with the metadata: a group for every range
-//! whose replicas include this member, started from the state it holds (a snapshot, a split's
-//! seed, or — for a bucket's first range — nothing), or else waiting for its leader's
-//! snapshot; a group stopped, its log and files removed, once the metadata no longer places
-//! the range here. A range born of a split waits while this member's replica of the parent
-//! has not yet applied the split (its seed is still to come).
+//! Keeps the range groups this member runs in step with the metadata, as the pure rules of
+//! `ranges::lifecycle` say: a group for every range whose replicas include this member,
+//! started from the state it holds (a snapshot, a split's seed, or — for a bucket's first
+//! range — nothing), or else waiting for its leader's snapshot; a group stopped, its log and
+//! files removed, once the metadata no longer places the range here and nothing can still need
+//! it (a merge not applied here, a removal its group has not carried out). A range born of a
+//! split waits while this member's replica of the parent has not yet applied the split (its
+//! seed is still to come).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -69,10 +71,6 @@ async fn campaign(group: RangeGroup) {
     }
 }
 
-/// The generation of a bucket's first range: no split, merge or replica change yet, so its
-/// replicas are the ones it was created with and all start it empty.
-const FIRST_GENERATION: u64 = 1;
-
 impl RangeNode {
     pub(crate) async fn reconcile_loop(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
@@ -117,12 +115,26 @@ impl RangeNode {
             }
         }
         for id in self.groups.ids() {
-            if mine.contains_key(&id) || self.awaits_merge(id, topology) {
-                continue;
-            }
             let meta = topology.ranges.iter().find(|r| r.id == id);
-            if meta.is_none_or(|meta| self.removal_applied(meta)) {
-                self.retire(id).await;
+            let replica = ranges::RunningReplica {
+                placed_here: mine.contains_key(&id),
+                in_metadata: meta.is_some(),
+                awaits_merge: self.awaits_merge(id, topology),
+                leads: self.groups.get(id).and_then(|g| g.leader()) == Some(me),
+                removal_seen: self
+                    .removals
+                    .lock()
+                    .expect("removals poisoned")
+                    .contains(&id),
+            };
+            match ranges::keep_replica(replica) {
+                ranges::Keep::Keep => {}
+                ranges::Keep::AskRemoval => {
+                    if let Some(meta) = meta {
+                        self.ask_removal(meta);
+                    }
+                }
+                ranges::Keep::Retire => self.retire(id).await,
             }
         }
         self.groups.ids().into_iter().eq(mine.keys().copied())
@@ -151,14 +163,19 @@ impl RangeNode {
             }
         };
         let has_state = has_state || has_log;
-        let first = descriptor.generation == FIRST_GENERATION;
-        if !has_state && !first && self.local_parent(descriptor).is_some() {
+        let initialize = match ranges::start_replica(
+            has_state,
+            descriptor.generation,
+            self.local_parent(descriptor).is_some(),
+        ) {
             // The split that makes this range has not applied here yet: its seed will come.
-            return;
-        }
+            ranges::Start::Wait => return,
+            ranges::Start::FromState => true,
+            ranges::Start::AwaitSnapshot => false,
+        };
         let options = RangeGroupOptions {
             descriptor: descriptor.clone(),
-            initialize: has_state || first,
+            initialize,
             heartbeat_interval: self.config.heartbeat_interval,
             election_timeout_min: self.config.election_timeout_min,
             election_timeout_max: self.config.election_timeout_max,
@@ -236,36 +253,13 @@ impl RangeNode {
         let Some(into) = group.merging_into() else {
             return false;
         };
-        let Some(merged) = topology.ranges.iter().find(|r| r.id == into) else {
-            return false;
-        };
-        self.groups
-            .get(into)
-            .is_some_and(|left| left.descriptor().generation < merged.generation)
-    }
-
-    /// Whether the range's group has carried out the metadata's change that removed this
-    /// member's replica: another replica holds a committed Raft membership without this
-    /// member. Until then the leader may still replicate here, and a replica retired (its log
-    /// gone) and added back would show the leader a log gone backwards (openraft refuses
-    /// that). The range's descriptor is no proof: a split or merge applied over a replica
-    /// change the group had not carried out records a newer descriptor before the membership
-    /// follows it.
-    fn removal_applied(&self, meta: &raftpb::RangeDescriptor) -> bool {
-        if self.groups.get(meta.id).and_then(|g| g.leader()) == Some(self.me()) {
-            // This replica led when the metadata dropped it: it hands over (`finish_change`)
-            // before anything else; it is not gone until another replica records the change.
-            return false;
-        }
-        let confirmed = self
-            .removals
-            .lock()
-            .expect("removals poisoned")
-            .contains(&meta.id);
-        if !confirmed {
-            self.ask_removal(meta);
-        }
-        confirmed
+        let merged = topology.ranges.iter().find(|r| r.id == into);
+        ranges::lifecycle::awaits_merge(
+            self.groups
+                .get(into)
+                .map(|left| left.descriptor().generation),
+            merged.map(|m| m.generation),
+        )
     }
 
     /// Asks the range's listed replicas, in the background, whether their committed Raft
@@ -289,7 +283,17 @@ impl RangeNode {
                 let Ok(status) = peers.range_status(&url, id, timeout).await else {
                     continue;
                 };
-                if status.raft_membership_committed && !status.raft_members.contains(&me) {
+                let members: Vec<base::NodeId> = status
+                    .raft_members
+                    .iter()
+                    .copied()
+                    .map(base::NodeId)
+                    .collect();
+                if ranges::lifecycle::removal_seen(
+                    status.raft_membership_committed,
+                    &members,
+                    base::NodeId(me),
+                ) {
                     removals.lock().expect("removals poisoned").insert(id);
                     return;
                 }

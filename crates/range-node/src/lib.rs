@@ -65,15 +65,12 @@ pub struct RangeNode {
     config: RangeConfig,
     /// The routing cache of each bucket this member has routed requests for.
     caches: Mutex<HashMap<String, RangeCache>>,
-    /// Per range this member leads, the passes a follower has matched nothing of its log.
-    stuck: Mutex<HashMap<u64, u32>>,
-    /// Per frozen range this member leads, since when it is frozen (`merges`).
-    /// Per frozen range led here: how long it has been frozen (`ranges::FreezeWatch`).
-    freezes: Mutex<HashMap<u64, ranges::FreezeWatch>>,
+    /// What this member keeps of each range it leads, between passes.
+    led: Mutex<HashMap<u64, LedRange>>,
     /// When this member's range node started: the origin of the watches' time.
     started: tokio::time::Instant,
     /// Ranges this member's replica is to leave whose committed Raft membership another
-    /// replica reported without this member (`groups::removal_applied`).
+    /// replica reported without this member (`ranges::lifecycle::removal_seen`).
     removals: Arc<Mutex<std::collections::HashSet<u64>>>,
     stop: tokio::sync::watch::Sender<bool>,
     /// Which members answer probes: a quiesced range sleeps only while its leader's does.
@@ -84,6 +81,21 @@ pub struct RangeNode {
     follower_reads: gateway::FollowerReads,
     /// Replicas the consistency checks run from this member found divergent (`stats`).
     checksum_mismatches: std::sync::atomic::AtomicU64,
+}
+
+/// What the leader of one range keeps between passes; dropped while it holds nothing.
+#[derive(Clone, Copy, Debug, Default)]
+struct LedRange {
+    /// How long a follower has been stuck behind the log.
+    stuck: ranges::StuckWatch,
+    /// How long the range has been frozen for a merge.
+    freeze: ranges::FreezeWatch,
+}
+
+impl LedRange {
+    fn idle(&self) -> bool {
+        !self.stuck.counting() && !self.freeze.timing()
+    }
 }
 
 /// What `/metrics` shows of the consensus-bucket side of a member.
@@ -110,6 +122,17 @@ pub struct RangeStats {
 }
 
 impl RangeNode {
+    /// Runs `f` on what this member keeps of the range `id` it leads.
+    fn with_led<T>(&self, id: u64, f: impl FnOnce(&mut LedRange) -> T) -> T {
+        let mut led = self.led.lock().expect("led ranges poisoned");
+        let record = led.entry(id).or_default();
+        let out = f(record);
+        if record.idle() {
+            led.remove(&id);
+        }
+        out
+    }
+
     /// The consensus-bucket side of the member `replica` runs, its groups' logs on `writer`.
     /// Call `start` to run its groups.
     pub fn new(
@@ -126,8 +149,7 @@ impl RangeNode {
             peers,
             hlc: Arc::new(Mutex::new(Hlc::new(base::limits::CLOCK_OFFSET_MAX))),
             caches: Mutex::new(HashMap::new()),
-            stuck: Mutex::new(HashMap::new()),
-            freezes: Mutex::new(HashMap::new()),
+            led: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
             removals: Arc::new(Mutex::new(std::collections::HashSet::new())),
             stop: tokio::sync::watch::Sender::new(false),

@@ -479,23 +479,17 @@ impl RangeNode {
         status: &raftpb::RangeStatusResponse,
         meta: &raftpb::RangeDescriptor,
     ) {
-        let frozen = status.merging_into != 0;
-        let held = status.descriptor.as_ref().map_or(0, |d| d.generation);
+        let frozen_at = (status.merging_into != 0)
+            .then(|| status.descriptor.as_ref().map_or(0, |d| d.generation));
         let now = self.started.elapsed();
-        let release = {
-            let mut watches = self.freezes.lock().expect("freeze watches poisoned");
-            let watch = watches.entry(meta.id).or_default();
-            let release = watch.observe(
-                frozen,
-                held == meta.generation,
+        let release = self.with_led(meta.id, |led| {
+            led.freeze.observe(
+                frozen_at,
+                meta.generation,
                 now,
                 base::limits::RANGE_FREEZE_MAX,
-            );
-            if !watch.timing() {
-                watches.remove(&meta.id);
-            }
-            release
-        };
+            )
+        });
         if release {
             self.give_up(meta).await;
         }

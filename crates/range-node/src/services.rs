@@ -85,29 +85,27 @@ impl RangeNode {
         // not have applied them yet (it knew no voters, and refused the bucket for that).
         self.replica.linearizable_barrier().await?;
         let membership = self.replica.membership();
-        let mut voters: Vec<u64> = membership
+        let voters: Vec<base::NodeId> = membership
             .configs
             .iter()
             .flat_map(|set| set.ids.iter().copied())
+            .map(base::NodeId)
             .collect();
-        voters.sort();
-        voters.dedup();
-        // A draining member takes no new replicas.
         let topology = self.replica.topology();
-        voters.retain(|v| !topology.draining.contains(v));
-        if bucket.n as usize > voters.len() {
-            return Err(RangeNodeError::refused(
-                Refusal::Invalid,
-                format!(
-                    "{} replicas asked for, but the cluster has {} voting members that are not draining",
-                    bucket.n,
-                    voters.len()
-                ),
-            ));
-        }
-        voters.sort_by_key(|m| (topology::replicas_on(&topology, *m), *m));
-        let mut replicas: Vec<u64> = voters.into_iter().take(bucket.n as usize).collect();
-        replicas.sort();
+        let draining: Vec<base::NodeId> = topology
+            .draining
+            .iter()
+            .copied()
+            .map(base::NodeId)
+            .collect();
+        let replicas: Vec<u64> =
+            ranges::first_replicas(&voters, &draining, bucket.n as usize, |m| {
+                topology::replicas_on(&topology, m.0)
+            })
+            .map_err(|e| RangeNodeError::refused(Refusal::Invalid, e.to_string()))?
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
         let change = raftpb::BucketChange {
             change: Some(raftpb::bucket_change::Change::Create(bucket)),
             range_replicas: replicas,

@@ -2,12 +2,13 @@
 //! committed in the metadata first (refused there unless made for the range's current
 //! generation, which serializes splits of one range), then in the range's own group, which
 //! cuts its state and leaves the right half as the seed of the new range's group on every
-//! replica. Each pass, the leader of a range whose metadata is a split ahead of its group
-//! proposes the group's side — so a split whose proposer died halfway is finished by whoever
-//! leads next — and proposes new splits when `ranges::decide_split` says so (size past the
-//! bucket's `range_max_bytes`, or sustained load, at the key that balances it). Leaders also
-//! make followers that cannot take the log (started without the range's state) get a
-//! snapshot.
+//! replica. Each pass, the leader of every range runs the duties `ranges::leader_duties`
+//! names (`run_duty`): it finishes the change the metadata is ahead by (`ranges::classify`),
+//! so a split or merge whose proposer died halfway is finished by whoever leads next; proposes
+//! new splits when `ranges::decide_split` says so (size past the bucket's `range_max_bytes`,
+//! or sustained load, at the key that balances it); closes timestamps, merges small
+//! neighbours, collects old versions; and sends snapshots to followers that cannot take the
+//! log (`ranges::StuckWatch`).
 
 use proto::quorate::v1::Refusal;
 use std::time::Duration;
@@ -25,19 +26,62 @@ use base::limits::{
 };
 
 impl RangeNode {
-    /// One pass over the groups this member leads.
+    /// One pass over the groups this member leads: each runs the duties
+    /// `ranges::leader_duties` names for this pass, in order.
     pub(crate) async fn follow_splits(&self, pass: u64, view: &MetadataView) {
-        let topology = &view.topology;
-        let end_window = pass % LOAD_WINDOW_PASSES == LOAD_WINDOW_PASSES - 1;
-        let window_seconds =
-            (base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32).as_secs_f64();
+        let periods = ranges::DutyPeriods {
+            close: base::limits::RANGE_CLOSE_PASSES,
+            window: LOAD_WINDOW_PASSES,
+            gc: self.gc_passes(),
+        };
         for group in self.groups.leaders() {
             let id = group.range().0;
             let Some(meta) = view.range(id) else {
                 continue;
             };
-            self.help_stuck(&group);
-            if pass.is_multiple_of(base::limits::RANGE_CLOSE_PASSES) && group.wants_close() {
+            let held = group.descriptor();
+            let leader = ranges::LeaderView {
+                range: group.range(),
+                pending: ranges::classify(
+                    &topology::descriptor_from_pb(meta),
+                    &topology::descriptor_from_pb(&held),
+                ),
+                frozen: group.merging_into().is_some(),
+                wants_close: group.wants_close(),
+                has_right: view.right_of(id).is_some(),
+            };
+            if !leader.frozen {
+                // A freeze that ended (committed or released) is timed no more.
+                self.with_led(id, |led| led.freeze = ranges::FreezeWatch::default());
+            }
+            for duty in ranges::leader_duties(periods, pass, leader) {
+                if !self.run_duty(duty, &group, meta, &held, view).await || duty.ends_pass() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Carries out one duty of a range this member leads; false when the pass ends for the
+    /// range here (not aligned yet, a split proposed, no bucket).
+    async fn run_duty(
+        &self,
+        duty: ranges::Duty,
+        group: &consensus::RangeGroup,
+        meta: &raftpb::RangeDescriptor,
+        held: &raftpb::RangeDescriptor,
+        view: &MetadataView,
+    ) -> bool {
+        let id = meta.id;
+        let config = view
+            .topology
+            .buckets
+            .iter()
+            .find(|b| b.name == meta.bucket)
+            .map(split_config);
+        match duty {
+            ranges::Duty::HelpStuck => self.help_stuck(group),
+            ranges::Duty::Close => {
                 // Off the pass: a close waits for its commit like any proposal.
                 let closer = group.clone();
                 tokio::spawn(async move {
@@ -46,47 +90,39 @@ impl RangeNode {
                     }
                 });
             }
-            let held = group.descriptor();
-            if meta.generation > held.generation {
-                self.finish_change(&group, meta, &held, topology).await;
-                continue;
+            ranges::Duty::Finish(pending) => {
+                self.finish_change(group, meta, held, pending, &view.topology)
+                    .await;
             }
-            // A split or merge applied over a replica change the group had not carried out
-            // yet leaves the descriptor's replicas ahead of the Raft membership: bring the
-            // membership along (checked once per window: it is rare, and idle ranges are many).
-            if end_window && meta.generation == held.generation {
-                match group.align_replicas(meta).await {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(error) => {
-                        tracing::debug!(range = id, %error, "replicas not aligned yet");
-                        continue;
+            ranges::Duty::AlignReplicas => match group.align_replicas(meta).await {
+                Ok(aligned) => return aligned,
+                Err(error) => {
+                    tracing::debug!(range = id, %error, "replicas not aligned yet");
+                    return false;
+                }
+            },
+            ranges::Duty::WatchFreeze => self.release_stale_freeze(&group.status(), meta).await,
+            ranges::Duty::EndLoadWindow => {
+                let Some(config) = config else { return false };
+                let window = base::limits::RANGE_RECONCILE_INTERVAL * LOAD_WINDOW_PASSES as u32;
+                group.end_load_window(window.as_secs_f64(), &config);
+            }
+            ranges::Duty::Split => {
+                let Some(config) = config else { return false };
+                if let Some(split) = group.split_decision(&config) {
+                    tracing::info!(range = id, reason = ?split.reason, "range splits");
+                    if let Err(error) = self.propose_split(meta, &split.at, false).await {
+                        tracing::debug!(range = id, %error, "proposed split not committed");
                     }
+                    return false;
                 }
             }
-            if group.merging_into().is_some() {
-                self.release_stale_freeze(&group.status(), meta).await;
-                continue;
-            }
-            let Some(bucket) = topology.buckets.iter().find(|b| b.name == meta.bucket) else {
-                continue;
-            };
-            let config = split_config(bucket);
-            if end_window {
-                group.end_load_window(window_seconds, &config);
-            }
-            if let Some(split) = group.split_decision(&config) {
-                tracing::info!(range = id, reason = ?split.reason, "range splits");
-                if let Err(error) = self.propose_split(meta, &split.at, false).await {
-                    tracing::debug!(range = id, %error, "proposed split not committed");
+            ranges::Duty::MergeIfSmall => {
+                if let (Some(config), Some(right)) = (config, view.right_of(id)) {
+                    self.merge_if_small(group, meta, right, &config).await;
                 }
-                continue;
             }
-            if end_window && let Some(right) = view.right_of(id) {
-                self.merge_if_small(&group, meta, right, &config).await;
-            }
-            let gc_passes = self.gc_passes();
-            if pass % gc_passes == id % gc_passes {
+            ranges::Duty::CollectGarbage => {
                 match group.collect_garbage(self.config.version_ttl).await {
                     Ok(true) => tracing::debug!(range = id, "old versions collected"),
                     Ok(false) => {}
@@ -94,6 +130,7 @@ impl RangeNode {
                 }
             }
         }
+        true
     }
 
     /// Passes between a leader's looks for versions to collect: a tenth of the version TTL,
@@ -105,79 +142,72 @@ impl RangeNode {
         tenth.clamp(1, RANGE_GC_PASSES)
     }
 
-    /// Sends snapshots from `group` (which this member leads) while a follower stays stuck:
-    /// every `RANGE_STUCK_FOLLOWER_PASSES` (a voter may only be restarting), and to a learner
-    /// (a replica just added, which has no state to match with) first after
-    /// `RANGE_STUCK_LEARNER_PASSES`.
+    /// Sends snapshots from `group` (which this member leads) while a follower stays stuck,
+    /// when `ranges::StuckWatch` says so.
     fn help_stuck(&self, group: &consensus::RangeGroup) {
         let id = group.range().0;
-        let mut stuck = self.stuck.lock().expect("stuck counts poisoned");
         let followers = group.stuck_followers();
-        if followers.is_empty() {
-            stuck.remove(&id);
-            return;
-        }
         let learner = followers.iter().any(|(_, learner)| *learner);
-        let passes = stuck.entry(id).or_insert(0);
-        *passes += 1;
-        // The learner's first snapshot comes early, any later one (it did not take it: dead
-        // or slow) at the voters' pace, so a dead learner is not sent one every few passes.
-        let early = learner && *passes == base::limits::RANGE_STUCK_LEARNER_PASSES;
-        if early || passes.is_multiple_of(RANGE_STUCK_FOLLOWER_PASSES) {
+        let periods = ranges::StuckPeriods {
+            learner_first: base::limits::RANGE_STUCK_LEARNER_PASSES,
+            every: RANGE_STUCK_FOLLOWER_PASSES,
+        };
+        let send = self.with_led(id, |led| {
+            led.stuck.observe(!followers.is_empty(), learner, periods)
+        });
+        if send {
             let group = group.clone();
             tokio::spawn(async move { group.send_snapshots().await });
         }
     }
 
-    /// Proposes in `group` the change the metadata committed for it: a split (`meta` is its
-    /// left half), a merge (`meta` spans it and its old right neighbour), or a change that
-    /// keeps its span (a replica change, the bump releasing a frozen range).
+    /// Proposes in `group` the change the metadata committed for it, as `ranges::classify`
+    /// named it: a change that keeps its span (a replica change, the bump releasing a frozen
+    /// range), a merge (`meta` spans it and its old right neighbour), or a split (`meta` is
+    /// its left half).
     async fn finish_change(
         &self,
         group: &consensus::RangeGroup,
         meta: &raftpb::RangeDescriptor,
         held: &raftpb::RangeDescriptor,
+        pending: ranges::Pending,
         topology: &raftpb::Topology,
     ) {
-        if meta.start == held.start && meta.end == held.end {
-            // A replica change reaches the group's Raft membership first, a step per pass;
-            // the range's state records the descriptor once the membership matches it.
-            match group.align_replicas(meta).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(error) => {
-                    tracing::debug!(range = meta.id, %error, "replica change not applied yet");
-                    return;
+        let right = || {
+            meta.end.as_ref().and_then(|end| {
+                topology
+                    .ranges
+                    .iter()
+                    .find(|r| r.bucket == meta.bucket && &r.start == end)
+            })
+        };
+        match pending {
+            ranges::Pending::Nothing | ranges::Pending::GroupAhead => {}
+            ranges::Pending::SameSpan => {
+                // A replica change reaches the group's Raft membership first, a step per
+                // pass; the range's state records the descriptor once the membership matches.
+                match group.align_replicas(meta).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => {
+                        tracing::debug!(range = meta.id, %error, "replica change not applied yet");
+                        return;
+                    }
+                }
+                match group.set_descriptor(meta.clone()).await {
+                    Ok(_) => tracing::info!(
+                        range = meta.id,
+                        generation = meta.generation,
+                        "range changed"
+                    ),
+                    Err(error) => {
+                        tracing::debug!(range = meta.id, %error, "change not applied yet");
+                    }
                 }
             }
-            match group.set_descriptor(meta.clone()).await {
-                Ok(_) => tracing::info!(
-                    range = meta.id,
-                    generation = meta.generation,
-                    "range changed"
-                ),
-                Err(error) => tracing::debug!(range = meta.id, %error, "change not applied yet"),
-            }
-            return;
-        }
-        let grew = match (&meta.end, &held.end) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(new), Some(old)) => new > old,
-        };
-        if meta.start == held.start && grew {
-            self.finish_merge(group, meta, held).await;
-            return;
-        }
-        let is_split = meta.start == held.start && meta.end != held.end;
-        let right = meta.end.as_ref().and_then(|end| {
-            topology
-                .ranges
-                .iter()
-                .find(|r| r.bucket == meta.bucket && &r.start == end)
-        });
-        match (is_split, right) {
-            (true, Some(right)) => {
+            ranges::Pending::Merge => self.finish_merge(group, meta, held).await,
+            ranges::Pending::Split if right().is_some() => {
+                let right = right().expect("checked above");
                 match group.apply_split(meta.clone(), right.clone()).await {
                     Ok(_) => {
                         tracing::info!(left = meta.id, right = right.id, "split applied");
@@ -190,7 +220,7 @@ impl RangeNode {
                     Err(error) => tracing::debug!(range = meta.id, %error, "split not applied yet"),
                 }
             }
-            _ => tracing::warn!(
+            ranges::Pending::Split | ranges::Pending::Unknown => tracing::warn!(
                 range = meta.id,
                 held = held.generation,
                 metadata = meta.generation,

@@ -9,6 +9,14 @@
 //!   error (`range moved`, `not leader`) corrects.
 //! - `route`: where one request goes next, and what each typed failure teaches the cache.
 //! - `split`: when a range splits (size, or load sustained over windows) and at which key.
+//! - `duties`: what the leader of a range does on each pass (classify the metadata's change,
+//!   the named duties in order and their periods, when stuck followers get snapshots).
+//! - `follower`: when a replica serves a follower read (at its closed timestamp, within the
+//!   read's staleness bound).
+//! - `lifecycle`: a member's replica of a range from start (from its state, after a split's
+//!   seed, or awaiting a snapshot) to retirement (only once nothing can still need it).
+//! - `membership`: the next step of a group's Raft membership towards its descriptor, and
+//!   who takes a leadership over.
 //! - `merge`: which adjacent ranges are small and quiet enough to merge.
 //! - `merging`: the sequence of one merge (align, freeze, fetch, commit, apply; release when
 //!   given up) and when a freeze outlived its merge.
@@ -30,7 +38,11 @@
 
 pub mod cache;
 pub mod descriptor;
+pub mod duties;
+pub mod follower;
+pub mod lifecycle;
 pub mod machine;
+pub mod membership;
 pub mod memory;
 pub mod merge;
 pub mod merging;
@@ -45,7 +57,16 @@ pub use cache::{CachedRange, RangeCache};
 pub use descriptor::{
     RangeDescriptor, RangeError, RangeId, RangeMap, Replica, ReplicaChange, Role,
 };
+pub use duties::{
+    Duty, DutyPeriods, LeaderView, Pending, SnapshotAction, StuckPeriods, StuckWatch, classify,
+    leader_duties, snapshot_action,
+};
+pub use follower::{FollowerRead, follower_read};
+pub use lifecycle::{Keep, RunningReplica, Start, keep_replica, start_replica};
 pub use machine::{FrozenRange, Outcome, RangeCommand, RangeMachine, RequestId, Session};
+pub use membership::{
+    Follower, MembershipStep, RaftMembership, membership_step, next_transferee, takes_over_at_once,
+};
 pub use memory::{MemRange, MemStore};
 pub use merge::{MergeCandidate, MergeConfig, align, merge_candidates, merge_fits};
 pub use merging::{
@@ -53,7 +74,9 @@ pub use merging::{
     MergeRun, MergeStep, align_step,
 };
 pub use quiesce::{QuiesceConfig, QuiesceInput, QuiesceOutput, Quiescer};
-pub use rebalance::{MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, plan};
+pub use rebalance::{
+    MemberHealth, MemberInfo, RangeInfo, RebalanceConfig, Step, TooFewMembers, first_replicas, plan,
+};
 pub use relocate::{MoveRefusal, MoveStep, move_step};
 pub use route::{Next, Route, RouteFailure};
 pub use split::{LoadTracker, Split, SplitConfig, SplitReason, decide_split};

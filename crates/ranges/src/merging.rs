@@ -297,25 +297,40 @@ impl MergeRun {
 /// still gives it, and whether that is longer than a merge may take.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FreezeWatch {
-    /// When the current freeze was first seen (the driver's monotonic time).
-    since: Option<Duration>,
+    /// The generation of the freeze being timed, and when it was first seen (the driver's
+    /// monotonic time).
+    since: Option<(u64, Duration)>,
 }
 
 impl FreezeWatch {
-    /// Observes the range at `now`: `frozen` when its group refuses everything for a merge,
-    /// `current` when the metadata still has it at the generation its group holds (neither
-    /// committed into its left neighbour nor released). True when it must be released now;
-    /// the watch then starts over.
-    pub fn observe(&mut self, frozen: bool, current: bool, now: Duration, max: Duration) -> bool {
-        if !frozen {
+    /// Observes the range at `now`: `frozen_at` is the generation its group holds while it is
+    /// frozen for a merge (`None` when not frozen), `meta_generation` the generation the
+    /// metadata gives it. True when the freeze has lasted `max` with the metadata still at
+    /// the frozen generation (neither committed into the left neighbour nor released): it
+    /// must be released now, and the watch starts over. A freeze at another generation is a
+    /// new freeze, timed from now.
+    pub fn observe(
+        &mut self,
+        frozen_at: Option<u64>,
+        meta_generation: u64,
+        now: Duration,
+        max: Duration,
+    ) -> bool {
+        let Some(generation) = frozen_at else {
             self.since = None;
             return false;
-        }
-        if !current {
+        };
+        if generation != meta_generation {
             // The metadata moved on (committed or released): the group follows by itself.
             return false;
         }
-        let since = *self.since.get_or_insert(now);
+        let since = match self.since {
+            Some((timed, since)) if timed == generation => since,
+            _ => {
+                self.since = Some((generation, now));
+                now
+            }
+        };
         if now.saturating_sub(since) >= max {
             self.since = None;
             return true;

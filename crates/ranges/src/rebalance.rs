@@ -332,3 +332,41 @@ fn leader_step(
     }
     hand_over(range, leader, members, load)
 }
+
+/// Too few members to place a new bucket's first range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{asked} replicas asked for, but the cluster has {available} voting members that are not draining"
+)]
+pub struct TooFewMembers {
+    pub asked: usize,
+    pub available: usize,
+}
+
+/// Where a new consensus bucket's first range goes: `n` of the cluster's `voters`, never a
+/// `draining` one, the least loaded first (`replicas_on` counts a member's range replicas; ties
+/// by id), in ascending id order.
+pub fn first_replicas(
+    voters: &[NodeId],
+    draining: &[NodeId],
+    n: usize,
+    replicas_on: impl Fn(NodeId) -> usize,
+) -> Result<Vec<NodeId>, TooFewMembers> {
+    let mut candidates: Vec<NodeId> = voters
+        .iter()
+        .copied()
+        .filter(|v| !draining.contains(v))
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    if n > candidates.len() {
+        return Err(TooFewMembers {
+            asked: n,
+            available: candidates.len(),
+        });
+    }
+    candidates.sort_by_key(|m| (replicas_on(*m), *m));
+    let mut chosen: Vec<NodeId> = candidates.into_iter().take(n).collect();
+    chosen.sort();
+    Ok(chosen)
+}

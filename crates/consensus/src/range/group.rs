@@ -488,10 +488,8 @@ impl RangeGroup {
     }
 
     /// Makes the leader send snapshots to followers that cannot take its log: purges the log
-    /// behind its latest snapshot, or takes one first when none is ahead of the purge point.
-    /// The purge stops at the least any other follower matched: openraft keeps what a
-    /// follower's replication stream may still send (a dead voter's stays open), and a purge
-    /// past it would never happen.
+    /// behind its latest snapshot, or takes one first when none is ahead of the purge point
+    /// (`ranges::snapshot_action`, which never purges past what another follower matched).
     pub async fn send_snapshots(&self) {
         let (snapshot, purged, least_matched) = {
             let metrics = self.raft.metrics();
@@ -511,13 +509,8 @@ impl RangeGroup {
                 least_matched,
             )
         };
-        let upto = match (snapshot, least_matched) {
-            (Some(snapshot), Some(matched)) => Some(snapshot.min(matched)),
-            (snapshot, None) => snapshot,
-            (None, Some(_)) => None,
-        };
-        match upto {
-            Some(upto) if Some(upto) > purged => {
+        match ranges::snapshot_action(snapshot, purged, least_matched) {
+            ranges::SnapshotAction::PurgeUpTo(upto) => {
                 tracing::info!(
                     range = self.range.0,
                     upto,
@@ -526,7 +519,7 @@ impl RangeGroup {
                 );
                 let _ = self.raft.trigger().purge_log(upto).await;
             }
-            _ => {
+            ranges::SnapshotAction::BuildSnapshot => {
                 tracing::info!(
                     range = self.range.0,
                     "range snapshot built for a follower that cannot take the log"

@@ -253,19 +253,28 @@ fn a_freeze_is_released_only_after_outliving_a_merge_at_the_same_generation() {
     let max = Duration::from_secs(10);
     let at = Duration::from_secs;
     let mut watch = FreezeWatch::default();
-    assert!(!watch.observe(false, true, at(0), max));
+    assert!(!watch.observe(None, 5, at(0), max));
     assert!(!watch.timing());
-    assert!(!watch.observe(true, true, at(1), max));
+    assert!(!watch.observe(Some(5), 5, at(1), max));
     assert!(watch.timing());
-    assert!(!watch.observe(true, true, at(10), max), "9 s frozen");
+    assert!(!watch.observe(Some(5), 5, at(10), max), "9 s frozen");
     // The metadata moved on (committed or released): never released by the watch.
-    assert!(!watch.observe(true, false, at(30), max));
-    assert!(watch.observe(true, true, at(11), max), "10 s frozen");
+    assert!(!watch.observe(Some(5), 6, at(30), max));
+    assert!(watch.observe(Some(5), 5, at(11), max), "10 s frozen");
     assert!(!watch.timing(), "starts over after a release");
     // Thawed and frozen again: the clock starts again.
-    assert!(!watch.observe(true, true, at(12), max));
-    assert!(!watch.observe(false, true, at(13), max));
-    assert!(!watch.observe(true, true, at(20), max));
-    assert!(!watch.observe(true, true, at(29), max));
-    assert!(watch.observe(true, true, at(30), max));
+    assert!(!watch.observe(Some(5), 5, at(12), max));
+    assert!(!watch.observe(None, 5, at(13), max));
+    assert!(!watch.observe(Some(5), 5, at(20), max));
+    assert!(!watch.observe(Some(5), 5, at(29), max));
+    assert!(watch.observe(Some(5), 5, at(30), max));
+    // Released by a bump and frozen again by a later merge, without the watch seeing the
+    // thaw: a new freeze, timed from when it is first seen.
+    assert!(!watch.observe(Some(6), 6, at(31), max));
+    assert!(
+        !watch.observe(Some(7), 7, at(45), max),
+        "a new generation: a new freeze"
+    );
+    assert!(!watch.observe(Some(7), 7, at(54), max));
+    assert!(watch.observe(Some(7), 7, at(55), max));
 }

@@ -4,7 +4,10 @@
 
 mod cache;
 mod descriptor;
+mod duties;
+mod lifecycle;
 mod machine;
+mod membership;
 mod merging;
 mod quiesce;
 mod rebalance;

@@ -365,3 +365,32 @@ fn planted_remove_before_add_is_caught() {
     assert!(caught > 0, "no seed caught a range going below its target");
     eprintln!("remove-before-add caught by {caught} of 300 seeds");
 }
+
+#[test]
+fn a_new_buckets_first_range_goes_on_the_least_loaded_members_that_do_not_drain() {
+    use crate::rebalance::{TooFewMembers, first_replicas};
+    let voters = [NodeId(4), NodeId(1), NodeId(3), NodeId(2), NodeId(3)];
+    let load = |m: NodeId| match m.0 {
+        1 => 5,
+        2 => 0,
+        3 => 1,
+        _ => 1,
+    };
+    assert_eq!(
+        first_replicas(&voters, &[], 2, load),
+        Ok(vec![NodeId(2), NodeId(3)]),
+        "least loaded first, ties by id, listed by id"
+    );
+    assert_eq!(
+        first_replicas(&voters, &[NodeId(2)], 3, load),
+        Ok(vec![NodeId(1), NodeId(3), NodeId(4)])
+    );
+    assert_eq!(
+        first_replicas(&voters, &[NodeId(2)], 4, load),
+        Err(TooFewMembers {
+            asked: 4,
+            available: 3
+        }),
+        "a member listed twice counts once; a draining one not at all"
+    );
+}

@@ -440,3 +440,38 @@ fn a_merge_on_one_store_replaces_whatever_the_right_span_held_with_the_frozen_ve
     assert_eq!(keys, vec![b"n".to_vec(), b"p".to_vec()]);
     assert_eq!(left.bytes(), carried, "the left half was empty");
 }
+
+#[test]
+fn a_follower_read_is_served_at_the_closed_timestamp_only_within_its_bound() {
+    use crate::follower::{FollowerRead, follower_read};
+    use base::clock::HlcTimestamp;
+    let closed = HlcTimestamp {
+        physical: 10_000_000,
+        logical: 3,
+    };
+    // 2 s after the close, a bound of 2 s serves; 1 s does not.
+    let now = 12_000_000;
+    assert_eq!(
+        follower_read(false, closed, now, 2_000),
+        FollowerRead::At(closed)
+    );
+    assert_eq!(
+        follower_read(false, closed, now, 1_999),
+        FollowerRead::TooStale(closed)
+    );
+    // Never closed: nothing a follower may serve, whatever the bound.
+    assert_eq!(
+        follower_read(false, HlcTimestamp::ZERO, now, u32::MAX),
+        FollowerRead::TooStale(HlcTimestamp::ZERO)
+    );
+    // No state yet.
+    assert_eq!(
+        follower_read(true, closed, now, 2_000),
+        FollowerRead::NoState
+    );
+    // A clock behind the close (skew) serves: the closed timestamp is as fresh as it gets.
+    assert_eq!(
+        follower_read(false, closed, 9_000_000, 0),
+        FollowerRead::At(closed)
+    );
+}

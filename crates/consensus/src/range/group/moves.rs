@@ -1,6 +1,7 @@
 //! Replica and leader moves of one range's group: the leader brings its Raft membership to the
 //! replicas the metadata lists, one step per call, and hands leadership to a voter that can
-//! take over at once (asking the next one should the target not), for the rebalancer.
+//! take over at once (asking the next one should the target not), for the rebalancer. The
+//! decisions are `ranges::membership`'s; this file reads openraft's metrics and acts.
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
@@ -14,59 +15,51 @@ impl RangeGroup {
     /// membership matches, when the caller may record `meta` in the range's state. A leader
     /// `meta` makes a non-voter hands leadership to a voter first (and answers false).
     pub async fn align_replicas(&self, meta: &pb::RangeDescriptor) -> Result<bool, EtcdError> {
-        let voters: std::collections::BTreeSet<NodeId> = meta
-            .replicas
-            .iter()
-            .filter(|r| !r.learner)
-            .map(|r| r.member)
-            .collect();
-        let wanted: std::collections::BTreeSet<NodeId> =
-            meta.replicas.iter().map(|r| r.member).collect();
-        let (current_voters, nodes, settled) = {
+        let current = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow_watched();
             let membership = m.membership_config.membership();
-            // The last membership change is committed (openraft refuses the next one before).
-            let settled = m.membership_config.log_id().as_ref().map(|l| l.index)
-                <= m.local_committed.as_ref().map(|l| l.index);
-            (
-                membership
-                    .voter_ids()
-                    .collect::<std::collections::BTreeSet<_>>(),
-                membership
+            ranges::RaftMembership {
+                voters: membership.voter_ids().map(base::NodeId).collect(),
+                nodes: membership
                     .nodes()
-                    .map(|(id, _)| *id)
-                    .collect::<std::collections::BTreeSet<_>>(),
-                settled,
-            )
-        };
-        if !settled {
-            tracing::debug!(
-                range = self.range.0,
-                "replica change waits: membership change in flight"
-            );
-            return Ok(false);
-        }
-        if !voters.contains(&self.member) {
-            tracing::debug!(
-                range = self.range.0,
-                "replica change waits: leader hands over first"
-            );
-            for &to in voters.iter().filter(|v| current_voters.contains(v)) {
-                if self.transfer_leader(to).await.is_ok() {
-                    break;
-                }
+                    .map(|(id, _)| base::NodeId(*id))
+                    .collect(),
+                settled: m.membership_config.log_id().as_ref().map(|l| l.index)
+                    <= m.local_committed.as_ref().map(|l| l.index),
             }
-            return Ok(false);
-        }
-        let step = if let Some(&learner) = wanted.iter().find(|id| !nodes.contains(id)) {
-            openraft::ChangeMembers::AddNodes([(learner, Member::default())].into())
-        } else if voters != current_voters {
-            openraft::ChangeMembers::ReplaceAllVoters(voters)
-        } else if let Some(extra) = nodes.iter().find(|id| !wanted.contains(id)) {
-            openraft::ChangeMembers::RemoveNodes([*extra].into())
-        } else {
-            return Ok(true);
+        };
+        let desc = topology::descriptor_from_pb(meta);
+        let step = match ranges::membership_step(&desc, base::NodeId(self.member), &current) {
+            ranges::MembershipStep::Done => return Ok(true),
+            ranges::MembershipStep::Wait => {
+                tracing::debug!(
+                    range = self.range.0,
+                    "replica change waits: membership change in flight"
+                );
+                return Ok(false);
+            }
+            ranges::MembershipStep::HandOver(voters) => {
+                tracing::debug!(
+                    range = self.range.0,
+                    "replica change waits: leader hands over first"
+                );
+                for to in voters {
+                    if self.transfer_leader(to.0).await.is_ok() {
+                        break;
+                    }
+                }
+                return Ok(false);
+            }
+            ranges::MembershipStep::AddLearner(learner) => {
+                openraft::ChangeMembers::AddNodes([(learner.0, Member::default())].into())
+            }
+            ranges::MembershipStep::ReplaceVoters(voters) => {
+                openraft::ChangeMembers::ReplaceAllVoters(voters.iter().map(|v| v.0).collect())
+            }
+            ranges::MembershipStep::Remove(extra) => {
+                openraft::ChangeMembers::RemoveNodes([extra.0].into())
+            }
         };
         // A quiesced leader, or one that just took over by a transfer, holds no leader lease,
         // and openraft refuses membership changes without one (`LeaseExpired`, no leader
@@ -149,17 +142,19 @@ impl RangeGroup {
                     Err(openraft::metrics::WaitError::Timeout(..)) => {}
                     _ => return,
                 }
-                let voters: Vec<NodeId> = raft
+                let voters: Vec<base::NodeId> = raft
                     .metrics()
                     .borrow_watched()
                     .membership_config
                     .membership()
                     .voter_ids()
+                    .map(base::NodeId)
                     .collect();
-                let Some(next) = voters
-                    .into_iter()
-                    .find(|v| *v != me && !tried.contains(v) && can_take_over(&raft, *v))
-                else {
+                let asked: Vec<base::NodeId> = tried.iter().copied().map(base::NodeId).collect();
+                let Some(next) = ranges::next_transferee(&voters, base::NodeId(me), &asked, |v| {
+                    can_take_over(&raft, v.0)
+                })
+                .map(|v| v.0) else {
                     tracing::warn!(
                         range,
                         ?tried,
@@ -220,15 +215,17 @@ impl RangeGroup {
 fn can_take_over(raft: &RangeRaft, to: NodeId) -> bool {
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
-    let voter = m
-        .membership_config
-        .membership()
-        .voter_ids()
-        .any(|v| v == to);
-    let matched = m
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&to))
-        .and_then(|matched| matched.map(|l| l.index));
-    m.state == ServerState::Leader && voter && matched.is_some() && matched == m.last_log_index
+    let follower = ranges::Follower {
+        voter: m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == to),
+        matched: m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to))
+            .and_then(|matched| matched.map(|l| l.index)),
+    };
+    ranges::takes_over_at_once(m.state == ServerState::Leader, follower, m.last_log_index)
 }

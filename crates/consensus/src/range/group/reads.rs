@@ -38,34 +38,32 @@ impl RangeGroup {
             .map_err(internal)?
     }
 
-    /// A follower read, on this replica whatever its role: at the range's closed timestamp,
-    /// which every replica that applied it holds all versions up to (`ranges::state`), when
-    /// that is at most `max_staleness_ms` old by this member's clock; refused with
-    /// `too_stale` otherwise (the caller reads from the leader instead), and by a replica
-    /// still waiting for its first snapshot.
+    /// A follower read, on this replica whatever its role, as `ranges::follower_read`
+    /// decides: at the range's closed timestamp when that is at most `max_staleness_ms` old
+    /// by this member's clock; refused with `too_stale` otherwise (the caller reads from the
+    /// leader instead), and by a replica still waiting for its first snapshot.
     fn follower_read(&self, read: &pb::RangeRead) -> Result<pb::RangeCallResponse, EtcdError> {
-        if self.awaiting_snapshot.load(Ordering::Acquire) {
-            return Ok(refused(pb::range_refusal::Why::NoReplica(self.range.0)));
-        }
-        let oldest = self
-            .clock
-            .physical_micros()
-            .saturating_sub(u64::from(read.max_staleness_ms) * 1000);
+        let awaiting = self.awaiting_snapshot.load(Ordering::Acquire);
+        #[cfg(feature = "canary")]
+        let staleness = if self.canary == Some(crate::Canary::FollowerReadUnbounded) {
+            u32::MAX // The planted bug: no bound.
+        } else {
+            read.max_staleness_ms
+        };
+        #[cfg(not(feature = "canary"))]
+        let staleness = read.max_staleness_ms;
+        let now = self.clock.physical_micros();
         let served = self.machine.read_data(|machine, bucket, view| {
             let state = machine.state();
-            let closed = state.closed();
-            #[cfg(feature = "canary")]
-            let oldest = if self.canary == Some(crate::Canary::FollowerReadUnbounded) {
-                0 // The planted bug: no bound.
-            } else {
-                oldest
-            };
-            if closed == HlcTimestamp::ZERO || closed.physical < oldest {
-                return Ok(refused(pb::range_refusal::Why::TooStale(
-                    range_codec::ts_to_pb(closed),
-                )));
+            match ranges::follower_read(awaiting, state.closed(), now, staleness) {
+                ranges::FollowerRead::At(at) => self.serve_read(state, bucket, view, read, at),
+                ranges::FollowerRead::TooStale(closed) => Ok(refused(
+                    pb::range_refusal::Why::TooStale(range_codec::ts_to_pb(closed)),
+                )),
+                ranges::FollowerRead::NoState => {
+                    Ok(refused(pb::range_refusal::Why::NoReplica(self.range.0)))
+                }
             }
-            self.serve_read(state, bucket, view, read, closed)
         });
         served.map_err(internal).and_then(|served| served)
     }
