@@ -24,5 +24,6 @@ export PROTOC="${PROTOC:-$(command -v protox)}"
 if [ "${1:-}" = "--lint-only" ]; then
   exec cargo clippy --workspace --all-targets -- -D warnings
 fi
-# Includes the simulations: 1,000 seeds of the in-memory quorum cluster (SIM_SEEDS changes it).
+# Includes the simulations: 1,000 seeds each of the in-memory quorum cluster and of the range
+# side (SIM_SEEDS changes it).
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -9,6 +9,7 @@
 //! decides a run (the tests read the seed to replay from the environment, not this crate).
 
 pub mod quorum;
+pub mod ranges;
 mod rng;
 
 pub use rng::SimRng;
