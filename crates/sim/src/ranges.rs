@@ -31,6 +31,7 @@ use crate::SimRng;
 
 mod changes;
 mod clients;
+mod registers;
 
 use changes::Merging;
 use clients::Client;
@@ -59,6 +60,29 @@ pub enum Canary {
     SplitStaleRead,
     /// Applying a merge drops the right neighbour's versions.
     MergeLosesRight,
+    /// Follower reads are served at any closed timestamp, however old.
+    FollowerReadUnbounded,
+}
+
+/// What the clients run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Unique adds, each its own key; whole-bucket reads (the set checker, linearizable reads).
+    Set,
+    /// Writes, linearizable reads and follower reads of a few registers (the linearizable
+    /// register checker and the bounded-staleness checker).
+    Register,
+}
+
+impl Workload {
+    /// The suite's workload for `seed`: the set on even seeds, the registers on odd ones.
+    pub fn for_seed(seed: u64) -> Workload {
+        if seed.is_multiple_of(2) {
+            Workload::Set
+        } else {
+            Workload::Register
+        }
+    }
 }
 
 /// What a run is asked to do.
@@ -66,6 +90,7 @@ pub enum Canary {
 pub struct Settings {
     pub seed: u64,
     pub canary: Option<Canary>,
+    pub workload: Workload,
 }
 
 /// What a run did and how it was judged.
@@ -139,6 +164,7 @@ struct Group {
 pub(crate) struct Sim {
     rng: SimRng,
     canary: Option<Canary>,
+    workload: Workload,
     step: u64,
     members: BTreeMap<NodeId, Member>,
     /// The metadata: the bucket's ranges.
@@ -147,6 +173,8 @@ pub(crate) struct Sim {
     groups: BTreeMap<RangeId, Group>,
     /// The highest generation the metadata ever gave each range.
     generations: BTreeMap<RangeId, u64>,
+    /// The highest closed timestamp each replica has shown since its member last restarted.
+    closed: BTreeMap<(NodeId, RangeId), HlcTimestamp>,
     merging: Option<Merging>,
     /// Per merged range, the generation the metadata merged it at and its right neighbour's
     /// generation then (the real metadata's `merged_right_generation`): which frozen state a
@@ -198,6 +226,7 @@ impl Sim {
         let leader = Some(*rng.pick(&ids));
         Sim {
             canary: settings.canary,
+            workload: settings.workload,
             step: 0,
             members,
             next_range: 2,
@@ -209,6 +238,7 @@ impl Sim {
                 },
             )]),
             generations: BTreeMap::from([(first.id, first.generation)]),
+            closed: BTreeMap::new(),
             meta,
             merging: None,
             merged_right: BTreeMap::new(),
@@ -300,6 +330,9 @@ impl Sim {
 
     /// A member comes back with what it last synced; its replicas replay the log from there.
     fn restart(&mut self, id: NodeId) {
+        // What it applied since its last sync is replayed from the log: its replicas may show
+        // older closed timestamps until then.
+        self.closed.retain(|(member, _), _| *member != id);
         let member = self.members.get_mut(&id).expect("member");
         member.up = true;
         member.replicas = member.durable.clone();
@@ -476,6 +509,13 @@ impl Sim {
                     right: Box::new(right),
                 }
             }
+            // A leader closes the present now and then (follower reads are served at it).
+            ranges::Pending::Nothing if self.rng.chance(300) => RangeCommand::Close {
+                ts: HlcTimestamp {
+                    physical: self.now(),
+                    logical: 0,
+                },
+            },
             ranges::Pending::Nothing | ranges::Pending::GroupAhead | ranges::Pending::Unknown => {
                 return;
             }
@@ -524,6 +564,20 @@ impl Sim {
             }
             *seen = range.generation;
         }
+        for (member_id, member) in &self.members {
+            for (range, replica) in &member.replicas {
+                let closed = replica.state().closed();
+                let seen = self.closed.entry((*member_id, *range)).or_insert(closed);
+                if closed < *seen {
+                    self.broken = Some(format!(
+                        "step {}: member {member_id}'s closed timestamp of range {range} went back from {seen:?} to {closed:?}",
+                        self.step
+                    ));
+                    return;
+                }
+                *seen = closed;
+            }
+        }
         for (id, member) in &self.members {
             let mut spans: Vec<&RangeDescriptor> = member
                 .replicas
@@ -552,6 +606,7 @@ impl Sim {
                 .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
         });
         let report = match check::History::from_events(&self.history) {
+            Ok(history) if self.workload == Workload::Register => registers_report(&history),
             Ok(history) => check::set::check_set_with(&history, check::set::Reads::Linearizable),
             Err(error) => Report {
                 checker: "set".to_owned(),
@@ -602,5 +657,19 @@ fn describe(command: &RangeCommand) -> String {
         RangeCommand::SetDescriptor(range) => format!("descriptor {}", describe_range(range)),
         RangeCommand::Freeze { generation, into } => format!("freeze at {generation} into {into}"),
         other => format!("{other:?}").chars().take(60).collect(),
+    }
+}
+
+/// The register workload's verdict: every register linearizable, every follower read within
+/// its staleness bound.
+fn registers_report(history: &check::History) -> Report {
+    let model = check::model::Register { cas: false };
+    let linear = check::check_linearizable(&model, history, check::Budget::default());
+    let staleness = check::staleness::check_staleness(history);
+    Report {
+        checker: "follower-register".to_owned(),
+        ops_checked: linear.ops_checked + staleness.ops_checked,
+        parts: linear.parts + staleness.parts,
+        verdict: check::Verdict::combine([linear.verdict, staleness.verdict]),
     }
 }

@@ -5,7 +5,7 @@
 //! seeds CI runs. `SIM_SEEDS` sets how many seeds (default 1,000, split over four tests);
 //! `SIM_SEED` picks the seed `replay_one_range_seed` prints.
 
-use sim::ranges::{Canary, Settings, run};
+use sim::ranges::{Canary, Settings, Workload, run};
 
 const SEEDS_DEFAULT: u64 = 1_000;
 const PARTS: u64 = 4;
@@ -25,11 +25,20 @@ fn replay_command(seed: u64) -> String {
     )
 }
 
+/// A seed's settings: the set workload on even seeds, the registers on odd ones.
+fn settings(seed: u64, canary: Option<Canary>) -> Settings {
+    Settings {
+        seed,
+        canary,
+        workload: Workload::for_seed(seed),
+    }
+}
+
 fn check_part(part: u64) {
     let count = seed_count();
     let (mut checked, mut splits, mut merges) = (0, 0, 0);
     for seed in (0..count).filter(|s| s % PARTS == part) {
-        let outcome = run(Settings { seed, canary: None });
+        let outcome = run(settings(seed, None));
         assert!(
             outcome.is_valid(),
             "{}\nreplay it: {}",
@@ -70,16 +79,12 @@ fn range_seeds_of_part_3_are_valid() {
 
 #[test]
 fn a_range_seed_replays_the_same_run() {
-    let first = run(Settings {
-        seed: 42,
-        canary: None,
-    });
-    let again = run(Settings {
-        seed: 42,
-        canary: None,
-    });
-    assert_eq!(first.history_hash, again.history_hash);
-    assert_eq!(first.steps, again.steps);
+    for seed in [42, 43] {
+        let first = run(settings(seed, None));
+        let again = run(settings(seed, None));
+        assert_eq!(first.history_hash, again.history_hash);
+        assert_eq!(first.steps, again.steps);
+    }
 }
 
 /// The first seed in which `canary` is caught, if any (its outcome printed), and how many of
@@ -88,10 +93,7 @@ fn caught(canary: Canary) -> (Option<u64>, u64) {
     let mut first = None;
     let mut count = 0;
     for seed in 0..CANARY_SEEDS {
-        let outcome = run(Settings {
-            seed,
-            canary: Some(canary),
-        });
+        let outcome = run(settings(seed, Some(canary)));
         if outcome.is_invalid() {
             count += 1;
             if first.is_none() {
@@ -118,12 +120,19 @@ fn a_merge_losing_its_right_neighbour_is_caught() {
 }
 
 #[test]
+fn an_unbounded_follower_read_is_caught() {
+    let (seed, count) = caught(Canary::FollowerReadUnbounded);
+    eprintln!("follower-read-unbounded caught by {count} of {CANARY_SEEDS} seeds, first {seed:?}");
+    assert!(seed.is_some(), "not caught in {CANARY_SEEDS} seeds");
+}
+
+#[test]
 fn replay_one_range_seed() {
     // Prints one seed's outcome (`SIM_SEED`, default 0) for a human to read.
     let seed = std::env::var("SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let outcome = run(Settings { seed, canary: None });
+    let outcome = run(settings(seed, None));
     println!("{}", outcome.summary());
 }

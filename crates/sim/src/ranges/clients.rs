@@ -18,23 +18,38 @@ use super::{Canary, NEWEST, Sim};
 
 /// Attempts an operation makes before it gives up (every attempt refused before proposing:
 /// the operation certainly failed).
-const ATTEMPTS_MAX: u32 = 30;
+pub(super) const ATTEMPTS_MAX: u32 = 30;
 /// Keys a scan page holds at most.
 const PAGE_KEYS: usize = 1_000;
 /// Requests and replies lost, per mille.
 const LOSS_PER_MILLE: u64 = 20;
 
+/// A client's operation in flight.
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Idle,
+    /// A set add.
     Add {
         element: u64,
         key: Vec<u8>,
         attempts: u32,
     },
-    Read {
+    /// A whole-bucket read of the set, at page `from`.
+    Scan {
         from: Vec<u8>,
         elements: BTreeSet<u64>,
+        attempts: u32,
+    },
+    /// A register write.
+    Write {
+        key: Vec<u8>,
+        value: u64,
+        attempts: u32,
+    },
+    /// A register read, linearizable or a follower read.
+    Get {
+        key: Vec<u8>,
+        follower: bool,
         attempts: u32,
     },
 }
@@ -44,9 +59,11 @@ enum Op {
 pub(super) struct Client {
     id: u64,
     cache: RangeCache,
-    op: Op,
+    pub(super) op: Op,
     /// Runs the final read (retried until it succeeds).
     is_final: bool,
+    /// The register the final reads have reached (the register workload reads each once).
+    pub(super) final_next: u64,
 }
 
 impl Client {
@@ -56,11 +73,16 @@ impl Client {
             cache: RangeCache::new(),
             op: Op::Idle,
             is_final: false,
+            final_next: 0,
         }
     }
 
     pub(super) fn is_final(&self) -> bool {
         self.is_final
+    }
+
+    pub(super) fn cache_lookup(&self, key: &[u8]) -> Option<ranges::CachedRange> {
+        self.cache.lookup(key).cloned()
     }
 }
 
@@ -70,7 +92,7 @@ pub(super) fn key_of(n: u64) -> Vec<u8> {
 }
 
 /// What one attempt at a replica came to.
-enum Attempt<T> {
+pub(super) enum Attempt<T> {
     Done(T),
     /// Refused before anything was proposed: route again.
     Again,
@@ -82,7 +104,7 @@ impl Sim {
     /// One step of `client`: start an operation, or make the next attempt of its current one.
     pub(super) fn client_step(&mut self, client: usize) {
         match self.clients[client].op.clone() {
-            Op::Idle if self.clients[client].is_final => self.start_read(client),
+            Op::Idle if self.clients[client].is_final => self.start_final_op(client),
             Op::Idle if !self.healing() => self.start_op(client),
             Op::Idle => {}
             Op::Add {
@@ -90,21 +112,34 @@ impl Sim {
                 key,
                 attempts,
             } => self.add_attempt(client, element, key, attempts),
-            Op::Read {
+            Op::Scan {
                 from,
                 elements,
                 attempts,
             } => self.read_attempt(client, from, elements, attempts),
+            Op::Write {
+                key,
+                value,
+                attempts,
+            } => self.write_attempt(client, key, value, attempts),
+            Op::Get {
+                key,
+                follower,
+                attempts,
+            } => self.get_attempt(client, key, follower, attempts),
         }
     }
 
     fn start_op(&mut self, client: usize) {
+        if self.workload == super::Workload::Register {
+            return self.start_register_op(client);
+        }
         if self.rng.chance(200) {
             self.start_read(client);
         } else {
             let element = self.next_element;
             self.next_element += 1;
-            self.record(client, EventType::Invoke, "add", json!(element), None);
+            self.record(client, EventType::Invoke, "add", None, json!(element), None);
             self.clients[client].op = Op::Add {
                 element,
                 key: key_of(element),
@@ -114,8 +149,8 @@ impl Sim {
     }
 
     fn start_read(&mut self, client: usize) {
-        self.record(client, EventType::Invoke, "read", Value::Null, None);
-        self.clients[client].op = Op::Read {
+        self.record(client, EventType::Invoke, "read", None, Value::Null, None);
+        self.clients[client].op = Op::Scan {
             from: Vec::new(),
             elements: BTreeSet::new(),
             attempts: 0,
@@ -126,41 +161,41 @@ impl Sim {
     pub(super) fn start_final_read(&mut self) {
         self.clients[0].is_final = true;
         if matches!(self.clients[0].op, Op::Idle) {
-            self.start_read(0);
+            self.start_final_op(0);
+        }
+    }
+
+    /// The final read: the whole set, or the next register linearizably.
+    fn start_final_op(&mut self, client: usize) {
+        if self.workload == super::Workload::Register {
+            let next = self.clients[client].final_next;
+            self.start_register_read(client, next);
+        } else {
+            self.start_read(client);
         }
     }
 
     fn add_attempt(&mut self, client: usize, element: u64, key: Vec<u8>, attempts: u32) {
-        let outcome = self.attempt(client, &key, |sim, leader, id| {
-            let ts = HlcTimestamp {
-                physical: sim.now(),
+        let command = RangeCommand::Put {
+            key: key.clone(),
+            value: element.to_string().into_bytes(),
+            ts: HlcTimestamp {
+                physical: self.now(),
                 logical: 0,
-            };
-            let command = RangeCommand::Put {
-                key: key.clone(),
-                value: element.to_string().into_bytes(),
-                ts,
-            };
-            let Some(index) = sim.propose(id, leader, command) else {
-                // No quorum: the proposal times out, and may still commit later.
-                return Attempt::Unknown;
-            };
-            sim.catch_up(leader, id, Some(index));
-            let applied = sim.members[&leader].replicas.get(&id).map(|r| r.applied());
-            if applied != Some(index) {
-                return Attempt::Unknown;
-            }
-            Attempt::Done(())
-        });
+            },
+        };
+        let outcome = self.write(client, &key, command);
         match outcome {
-            Attempt::Done(()) => self.finish(client, EventType::Ok, "add", json!(element), None),
+            Attempt::Done(()) => {
+                self.finish(client, EventType::Ok, "add", None, json!(element), None);
+            }
             Attempt::Unknown => {
                 let why = Some("no answer: it may have applied".to_owned());
-                self.finish(client, EventType::Info, "add", json!(element), why);
+                self.finish(client, EventType::Info, "add", None, json!(element), why);
             }
             Attempt::Again if attempts + 1 >= ATTEMPTS_MAX => {
                 let why = Some("refused at every attempt".to_owned());
-                self.finish(client, EventType::Fail, "add", json!(element), why);
+                self.finish(client, EventType::Fail, "add", None, json!(element), why);
             }
             Attempt::Again => {
                 self.clients[client].op = Op::Add {
@@ -200,14 +235,14 @@ impl Sim {
             Attempt::Done(page) => page,
             Attempt::Unknown => {
                 let why = Some("a page had no answer".to_owned());
-                return self.finish(client, EventType::Fail, "read", Value::Null, why);
+                return self.finish(client, EventType::Fail, "read", None, Value::Null, why);
             }
             Attempt::Again if attempts + 1 >= ATTEMPTS_MAX => {
                 let why = Some("a page was refused at every attempt".to_owned());
-                return self.finish(client, EventType::Fail, "read", Value::Null, why);
+                return self.finish(client, EventType::Fail, "read", None, Value::Null, why);
             }
             Attempt::Again => {
-                self.clients[client].op = Op::Read {
+                self.clients[client].op = Op::Scan {
                     from,
                     elements,
                     attempts: attempts + 1,
@@ -227,7 +262,7 @@ impl Sim {
         }
         match resume {
             Some(from) => {
-                self.clients[client].op = Op::Read {
+                self.clients[client].op = Op::Scan {
                     from,
                     elements,
                     attempts: 0,
@@ -235,7 +270,14 @@ impl Sim {
             }
             None => {
                 let list: Vec<Value> = elements.into_iter().map(|e| json!(e)).collect();
-                self.finish(client, EventType::Ok, "read", Value::Array(list), None);
+                self.finish(
+                    client,
+                    EventType::Ok,
+                    "read",
+                    None,
+                    Value::Array(list),
+                    None,
+                );
             }
         }
     }
@@ -243,7 +285,7 @@ impl Sim {
     /// One attempt on `key`: routed by the client's cache to the range's leader, which serves
     /// it with `serve` once it applied its whole log and holds the key; refusals before that
     /// teach the cache.
-    fn attempt<T>(
+    pub(super) fn attempt<T>(
         &mut self,
         client: usize,
         key: &[u8],
@@ -301,35 +343,42 @@ impl Sim {
         }
     }
 
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         client: usize,
         event_type: EventType,
         f: &str,
+        key: Option<&str>,
         value: Value,
         error: Option<String>,
     ) {
-        self.record(client, event_type, f, value, error);
+        self.record(client, event_type, f, key, value, error);
         self.clients[client].op = Op::Idle;
         if self.clients[client].is_final && f == "read" {
             if event_type == EventType::Ok {
-                self.final_read_done = true;
-            } else {
-                self.start_read(client);
+                self.clients[client].final_next += 1;
+                let registers_left = self.workload == super::Workload::Register
+                    && self.clients[client].final_next < super::registers::REGISTERS;
+                if !registers_left {
+                    self.final_read_done = true;
+                    return;
+                }
             }
+            self.start_final_op(client);
         }
     }
 
-    fn record(
+    pub(super) fn record(
         &mut self,
         client: usize,
         event_type: EventType,
         f: &str,
+        key: Option<&str>,
         value: Value,
         error: Option<String>,
     ) {
         let id = self.clients[client].id;
-        let mut event = check::Event::new(id, event_type, f, None, value, self.now() * 1_000);
+        let mut event = check::Event::new(id, event_type, f, key, value, self.now() * 1_000);
         event.error = error;
         self.history.push(event);
     }
