@@ -222,15 +222,24 @@ impl RangeNode {
         self.files.remove(range)
     }
 
-    /// A local group of the same bucket whose replica still holds `descriptor`'s start (its
-    /// split has not applied here).
+    /// A local group of the same bucket that stands in the way of `descriptor`'s replica
+    /// here (`ranges::stands_in_way`): it still holds the start (its split has not applied
+    /// here), or it is behind the metadata and its merges may still grow it into the span.
     fn local_parent(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
+        let topology = self.replica.topology();
+        let span = topology::descriptor_from_pb(descriptor);
         self.groups.all().into_iter().find(|group| {
             let held = group.descriptor();
-            let same_bucket = held.bucket == descriptor.bucket;
-            group.range().0 != descriptor.id
-                && same_bucket
-                && topology::descriptor_from_pb(&held).contains(&descriptor.start)
+            if held.bucket != descriptor.bucket {
+                return false;
+            }
+            let behind = topology
+                .ranges
+                .iter()
+                .find(|r| r.id == held.id)
+                .is_none_or(|meta| meta.generation > held.generation);
+            let frozen = group.merging_into().is_some();
+            ranges::stands_in_way(&topology::descriptor_from_pb(&held), behind, frozen, &span)
         })
     }
 

@@ -62,7 +62,7 @@ pub use duties::{
     leader_duties, snapshot_action,
 };
 pub use follower::{FollowerRead, follower_read};
-pub use lifecycle::{Keep, RunningReplica, Start, keep_replica, start_replica};
+pub use lifecycle::{Keep, RunningReplica, Start, keep_replica, stands_in_way, start_replica};
 pub use machine::{FrozenRange, Outcome, RangeCommand, RangeMachine, RequestId, Session};
 pub use membership::{
     Follower, MembershipStep, RaftMembership, membership_step, next_transferee, takes_over_at_once,

@@ -17,6 +17,8 @@
 
 use base::NodeId;
 
+use crate::descriptor::RangeDescriptor;
+
 /// The generation of a bucket's first range: no split, merge or replica change yet, so its
 /// replicas are the ones it was created with and all start it empty.
 pub const FIRST_GENERATION: u64 = 1;
@@ -34,7 +36,8 @@ pub enum Start {
 
 /// How to start this member's replica of a range at `generation`: `holds_state` when the
 /// member has its record or its log, `parent_holds_start` when a local replica of another
-/// range of the bucket still holds the range's start key (its split has not applied here).
+/// range of the bucket stands in its way (`stands_in_way`: its split has not applied here, or
+/// its merges may still grow it into the range).
 pub fn start_replica(holds_state: bool, generation: u64, parent_holds_start: bool) -> Start {
     if holds_state || generation == FIRST_GENERATION {
         return Start::FromState;
@@ -43,6 +46,26 @@ pub fn start_replica(holds_state: bool, generation: u64, parent_holds_start: boo
         return Start::Wait;
     }
     Start::AwaitSnapshot
+}
+
+/// Whether a local replica holding `held` stands in the way of a new replica of `span` on the
+/// same member (the new one must wait, or its snapshot would share keys with it in the
+/// member's one store): it still holds `span`'s start (the split that makes `span` has not
+/// applied here), or it is `behind` the metadata and starts before `span`'s end, so the merges
+/// still in its log may grow it into `span` (merges only extend a range to the right). A
+/// frozen replica never grows. Found by the range simulation: a lagging replica replaying a
+/// merge came to overlap a replica installed from a snapshot meanwhile.
+pub fn stands_in_way(
+    held: &RangeDescriptor,
+    behind: bool,
+    frozen: bool,
+    span: &RangeDescriptor,
+) -> bool {
+    if held.id == span.id {
+        return false;
+    }
+    let grows_into = behind && !frozen && span.end.as_ref().is_none_or(|end| held.start < *end);
+    held.contains(&span.start) || grows_into
 }
 
 /// What a running replica is, as the reconcile pass sees it.

@@ -21,7 +21,7 @@
 //! What this file owns is the world and the step loop; `clients` is the workload and its
 //! history, `changes` the splits and merges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base::{HlcTimestamp, NodeId};
 use check::Report;
@@ -30,14 +30,18 @@ use ranges::{MemRange, RangeCommand, RangeDescriptor, RangeId, RangeMap, RangeSt
 use crate::SimRng;
 
 mod changes;
+mod checks;
 mod clients;
+mod moves;
 mod registers;
 
 use changes::Merging;
+use checks::{describe, describe_range};
 use clients::Client;
+use moves::Moving;
 
-/// Members of the cluster; every range has a replica on each.
-const MEMBERS: u64 = 3;
+/// Members of the cluster; a range has replicas on three of them (`moves::TARGET`).
+const MEMBERS: u64 = 4;
 /// Clients running the workload.
 const CLIENTS: usize = 3;
 /// Steps in which clients start operations and faults happen; then everything heals.
@@ -100,9 +104,10 @@ pub struct Outcome {
     pub report: Report,
     /// The first broken invariant, or a run that did not finish.
     pub invariant: Result<(), String>,
-    /// Splits and merges that took effect.
+    /// Splits, merges and replica changes of moves that took effect in the metadata.
     pub splits: u64,
     pub merges: u64,
+    pub moves: u64,
     /// A hash of the history: the same seed gives the same run.
     pub history_hash: u64,
     pub steps: u64,
@@ -131,8 +136,9 @@ impl Outcome {
             Err(why) => format!("broken: {why}"),
         };
         format!(
-            "seed {}: {verdict} ({} ops checked, {} steps, {} splits, {} merges); {invariant}",
-            self.seed, self.report.ops_checked, self.steps, self.splits, self.merges
+            "seed {}: {verdict} ({} ops checked, {} steps, {} splits, {} merges, {} replica \
+             changes); {invariant}",
+            self.seed, self.report.ops_checked, self.steps, self.splits, self.merges, self.moves
         )
     }
 }
@@ -151,13 +157,26 @@ impl Member {
     }
 }
 
-/// One range's Raft group, abstracted: its committed log and its leader.
+/// One range's Raft group, abstracted: its committed log, its leader and its Raft membership.
 #[derive(Clone, Debug, Default)]
 struct Group {
     log: Vec<RangeCommand>,
     leader: Option<NodeId>,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
     /// Merged away: the group runs no more.
     gone: bool,
+}
+
+impl Group {
+    /// A new group whose membership is `descriptor`'s replicas.
+    fn of(descriptor: &RangeDescriptor) -> Group {
+        Group {
+            voters: descriptor.voters().collect(),
+            learners: descriptor.learners().collect(),
+            ..Group::default()
+        }
+    }
 }
 
 /// The simulated cluster.
@@ -176,17 +195,21 @@ pub(crate) struct Sim {
     /// The highest closed timestamp each replica has shown since its member last restarted.
     closed: BTreeMap<(NodeId, RangeId), HlcTimestamp>,
     merging: Option<Merging>,
-    /// Per merged range, the generation the metadata merged it at and its right neighbour's
+    moving: Option<Moving>,
+    /// Per merged range, the end the metadata merged it to and its right neighbour's
     /// generation then (the real metadata's `merged_right_generation`): which frozen state a
     /// leader finishing the merge must take.
-    merged_right: BTreeMap<RangeId, (u64, u64)>,
+    merged_right: BTreeMap<RangeId, (Option<Vec<u8>>, u64)>,
     clients: Vec<Client>,
     history: Vec<check::Event>,
     next_element: u64,
     splits: u64,
     merges: u64,
+    moves: u64,
     final_read_done: bool,
     broken: Option<String>,
+    /// The latest replica lifecycle events, shown with a broken invariant.
+    notes: std::collections::VecDeque<String>,
 }
 
 /// Runs one seed.
@@ -198,7 +221,15 @@ pub fn run(settings: Settings) -> Outcome {
     }
     if !sim.final_read_done && sim.broken.is_none() {
         sim.broken = Some(format!(
-            "the final read did not complete in {STEPS_MAX} steps"
+            "the final read did not complete in {STEPS_MAX} steps: {}",
+            sim.stuck()
+        ));
+    }
+    if let Some(why) = sim.broken.take() {
+        let notes: Vec<String> = sim.notes.iter().cloned().collect();
+        sim.broken = Some(format!(
+            "{why}\n  latest events:\n    {}",
+            notes.join("\n    ")
         ));
     }
     sim.judge(settings.seed)
@@ -207,13 +238,17 @@ pub fn run(settings: Settings) -> Outcome {
 impl Sim {
     fn new(settings: Settings) -> Sim {
         let ids: Vec<NodeId> = (1..=MEMBERS).map(NodeId).collect();
-        let meta = RangeMap::new(RangeId(1), &ids);
+        let placed: Vec<NodeId> = (1..=moves::TARGET as u64).map(NodeId).collect();
+        let meta = RangeMap::new(RangeId(1), &placed);
         let first = meta.lookup(b"").clone();
         let members = ids
             .iter()
             .map(|&id| {
-                let replicas =
-                    BTreeMap::from([(first.id, MemRange::new(RangeState::new(first.clone())))]);
+                let replicas: BTreeMap<RangeId, MemRange> = if placed.contains(&id) {
+                    BTreeMap::from([(first.id, MemRange::new(RangeState::new(first.clone())))])
+                } else {
+                    BTreeMap::new()
+                };
                 let member = Member {
                     up: true,
                     durable: replicas.clone(),
@@ -223,7 +258,7 @@ impl Sim {
             })
             .collect();
         let mut rng = SimRng::new(settings.seed);
-        let leader = Some(*rng.pick(&ids));
+        let leader = Some(*rng.pick(&placed));
         Sim {
             canary: settings.canary,
             workload: settings.workload,
@@ -234,21 +269,24 @@ impl Sim {
                 first.id,
                 Group {
                     leader,
-                    ..Group::default()
+                    ..Group::of(&first)
                 },
             )]),
             generations: BTreeMap::from([(first.id, first.generation)]),
             closed: BTreeMap::new(),
             meta,
             merging: None,
+            moving: None,
             merged_right: BTreeMap::new(),
             clients: (0..CLIENTS).map(Client::new).collect(),
             history: Vec::new(),
             next_element: 0,
             splits: 0,
             merges: 0,
+            moves: 0,
             final_read_done: false,
             broken: None,
+            notes: std::collections::VecDeque::new(),
             rng,
         }
     }
@@ -277,9 +315,15 @@ impl Sim {
             40..=64 => self.apply_somewhere(),
             65..=74 => self.leader_duty(),
             75..=79 => self.elect(),
-            80..=84 => self.merge_step(),
-            85..=89 if !self.healing() => self.split_somewhere(),
-            90..=92 if !self.healing() => self.start_merge(),
+            80..=82 => self.merge_step(),
+            83..=84 => self.move_step(),
+            85..=87 if !self.healing() => self.split_somewhere(),
+            88..=89 if !self.healing() => self.start_merge(),
+            90 if !self.healing() => self.start_move(),
+            91..=92 => {
+                let member = NodeId(self.rng.range(1, MEMBERS + 1));
+                self.reconcile(member);
+            }
             93..=95 if !self.healing() => self.crash_or_restart(),
             _ => {
                 let member = NodeId(self.rng.range(1, MEMBERS + 1));
@@ -316,6 +360,7 @@ impl Sim {
     fn crash_or_restart(&mut self) {
         let id = NodeId(self.rng.range(1, MEMBERS + 1));
         if self.members[&id].up {
+            self.note(format!("crash {id}"));
             let member = self.members.get_mut(&id).expect("member");
             member.up = false;
             for group in self.groups.values_mut() {
@@ -330,6 +375,7 @@ impl Sim {
 
     /// A member comes back with what it last synced; its replicas replay the log from there.
     fn restart(&mut self, id: NodeId) {
+        self.note(format!("restart {id}"));
         // What it applied since its last sync is replayed from the log: its replicas may show
         // older closed timestamps until then.
         self.closed.retain(|(member, _), _| *member != id);
@@ -356,10 +402,13 @@ impl Sim {
     /// A new leader for `id`: one of the up members holding a replica of it (a Raft election
     /// picks a member with the whole committed log; every replica can apply it).
     fn elect_group(&mut self, id: RangeId) {
+        let Some(voters) = self.groups.get(&id).map(|g| g.voters.clone()) else {
+            return;
+        };
         let candidates: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.up && m.replicas.contains_key(&id))
+            .filter(|(member, m)| m.up && voters.contains(member) && m.replicas.contains_key(&id))
             .map(|(member, _)| *member)
             .collect();
         let leader = (!candidates.is_empty()).then(|| *self.rng.pick(&candidates));
@@ -368,18 +417,20 @@ impl Sim {
         }
     }
 
-    /// Whether a majority of a range's replicas is up, so entries commit (every range has a
-    /// replica on every member).
-    fn quorum_up(&self) -> bool {
-        let up = self.members.values().filter(|m| m.up).count() as u64;
-        up * 2 > MEMBERS
+    /// Whether a majority of `id`'s voters is up, so its entries commit.
+    fn quorum_up(&self, id: RangeId) -> bool {
+        let Some(group) = self.groups.get(&id) else {
+            return false;
+        };
+        let up = group.voters.iter().filter(|v| self.members[v].up).count();
+        up * 2 > group.voters.len()
     }
 
     /// Appends `command` to `id`'s log if its leader `at` may (it leads, a quorum is up);
     /// returns the entry's index (1-based).
     fn propose(&mut self, id: RangeId, at: NodeId, command: RangeCommand) -> Option<u64> {
         let group = self.groups.get(&id)?;
-        if group.gone || group.leader != Some(at) || !self.quorum_up() {
+        if group.gone || group.leader != Some(at) || !self.quorum_up(id) {
             return None;
         }
         let group = self.groups.get_mut(&id).expect("checked");
@@ -419,7 +470,10 @@ impl Sim {
         };
         let is_change = matches!(
             command,
-            RangeCommand::Split { .. } | RangeCommand::Merge { .. }
+            RangeCommand::Split { .. }
+                | RangeCommand::Merge { .. }
+                | RangeCommand::Freeze { .. }
+                | RangeCommand::SetDescriptor(_)
         );
         let what = describe(&command);
         let m = self.members.get_mut(&member).expect("member");
@@ -445,7 +499,19 @@ impl Sim {
             m.replicas.remove(&gone);
         }
         if is_change {
-            // Splits and merges are synced as they apply (the real state machine's rule).
+            let now = m
+                .replicas
+                .get(&id)
+                .map(|r| describe_range(r.state().descriptor()));
+            self.notes.push_back(format!(
+                "{}: {member} applied {what} at {index} of {id}: {now:?}",
+                self.step
+            ));
+            if self.notes.len() > 40 {
+                self.notes.pop_front();
+            }
+            let m = self.members.get_mut(&member).expect("member");
+            // Descriptor changes are synced as they apply (the real state machine's rule).
             m.sync();
         }
     }
@@ -491,14 +557,16 @@ impl Sim {
                 let right = self.meta.lookup(end).clone();
                 RangeCommand::Split { left: meta, right }
             }
-            ranges::Pending::SameSpan => RangeCommand::SetDescriptor(meta),
+            ranges::Pending::SameSpan => return self.membership_duty(id, leader, meta),
             ranges::Pending::Merge => {
                 // Committed and not applied: the right neighbour's frozen state, from any
                 // replica of it that applied the freeze.
-                let Some(&(merged_at, right_generation)) = self.merged_right.get(&id) else {
+                // Named while the range keeps the merge's span (the real metadata's rule).
+                let Some((merged_end, right_generation)) = self.merged_right.get(&id).cloned()
+                else {
                     return;
                 };
-                if merged_at != meta.generation {
+                if merged_end != meta.end {
                     return;
                 }
                 let Some(right) = self.meta_right_frozen(&held, id, right_generation) else {
@@ -545,58 +613,13 @@ impl Sim {
             .map(|r| r.frozen())
     }
 
-    fn check_invariants(&mut self) {
-        if self.broken.is_some() {
-            return;
+    /// Keeps `what` among the latest lifecycle events.
+    fn note(&mut self, what: String) {
+        if self.notes.len() == 40 {
+            self.notes.pop_front();
         }
-        if let Err(error) = self.meta.check() {
-            self.broken = Some(format!("step {}: the metadata: {error}", self.step));
-            return;
-        }
-        for range in self.meta.iter() {
-            let seen = self.generations.entry(range.id).or_insert(range.generation);
-            if range.generation < *seen {
-                self.broken = Some(format!(
-                    "step {}: range {} went back from generation {} to {}",
-                    self.step, range.id, seen, range.generation
-                ));
-                return;
-            }
-            *seen = range.generation;
-        }
-        for (member_id, member) in &self.members {
-            for (range, replica) in &member.replicas {
-                let closed = replica.state().closed();
-                let seen = self.closed.entry((*member_id, *range)).or_insert(closed);
-                if closed < *seen {
-                    self.broken = Some(format!(
-                        "step {}: member {member_id}'s closed timestamp of range {range} went back from {seen:?} to {closed:?}",
-                        self.step
-                    ));
-                    return;
-                }
-                *seen = closed;
-            }
-        }
-        for (id, member) in &self.members {
-            let mut spans: Vec<&RangeDescriptor> = member
-                .replicas
-                .values()
-                .filter(|r| r.state().merging_into().is_none())
-                .map(|r| r.state().descriptor())
-                .collect();
-            spans.sort_by(|a, b| a.start.cmp(&b.start));
-            for pair in spans.windows(2) {
-                let overlaps = pair[0].end.as_ref().is_none_or(|end| *end > pair[1].start);
-                if overlaps {
-                    self.broken = Some(format!(
-                        "step {}: member {id} serves overlapping replicas {} (generation {}) and {} (generation {})",
-                        self.step, pair[0].id, pair[0].generation, pair[1].id, pair[1].generation
-                    ));
-                    return;
-                }
-            }
-        }
+        let step = self.step;
+        self.notes.push_back(format!("{step}: {what}"));
     }
 
     fn judge(self, seed: u64) -> Outcome {
@@ -621,42 +644,10 @@ impl Sim {
             invariant: self.broken.map_or(Ok(()), Err),
             splits: self.splits,
             merges: self.merges,
+            moves: self.moves,
             history_hash,
             steps: self.step,
         }
-    }
-}
-
-/// A descriptor in a few words, for failures.
-fn describe_range(range: &RangeDescriptor) -> String {
-    let text = |key: &[u8]| String::from_utf8_lossy(key).into_owned();
-    format!(
-        "{}@{} [{:?}, {:?})",
-        range.id,
-        range.generation,
-        text(&range.start),
-        range.end.as_deref().map(text)
-    )
-}
-
-/// A command in a few words, for failures.
-fn describe(command: &RangeCommand) -> String {
-    match command {
-        RangeCommand::Split { left, right } => {
-            format!(
-                "split into {} and {}",
-                describe_range(left),
-                describe_range(right)
-            )
-        }
-        RangeCommand::Merge { merged, right } => format!(
-            "merge into {} of {}",
-            describe_range(merged),
-            describe_range(right.machine.state().descriptor())
-        ),
-        RangeCommand::SetDescriptor(range) => format!("descriptor {}", describe_range(range)),
-        RangeCommand::Freeze { generation, into } => format!("freeze at {generation} into {into}"),
-        other => format!("{other:?}").chars().take(60).collect(),
     }
 }
 

@@ -85,18 +85,27 @@ fn next_id(topology: &mut pb::Topology) -> RangeId {
 
 /// Replaces the stored ranges of `bucket` by `map`'s, keeping the order (bucket, start).
 fn store(topology: &mut pb::Topology, bucket: &str, map: &RangeMap) {
-    // A merged range keeps the generation of the right neighbour it took while it stays at
-    // the merge's generation (what the pure map does not hold).
-    let merged: std::collections::HashMap<(u64, u64), u64> = topology
+    // A merged range keeps the generation of the right neighbour it took while it keeps the
+    // merge's span (what the pure map does not hold): a leader finishing the merge fetches
+    // the neighbour frozen at that generation, and a replica change committed before the
+    // group applied the merge must not lose it.
+    type Span = (u64, Vec<u8>, Option<Vec<u8>>);
+    let merged: std::collections::HashMap<Span, u64> = topology
         .ranges
         .iter()
         .filter(|r| r.bucket == bucket && r.merged_right_generation != 0)
-        .map(|r| ((r.id, r.generation), r.merged_right_generation))
+        .map(|r| {
+            (
+                (r.id, r.start.clone(), r.end.clone()),
+                r.merged_right_generation,
+            )
+        })
         .collect();
     topology.ranges.retain(|r| r.bucket != bucket);
     topology.ranges.extend(map.iter().map(|range| {
         let mut pb = descriptor_to_pb(bucket, range);
-        pb.merged_right_generation = merged.get(&(pb.id, pb.generation)).copied().unwrap_or(0);
+        let span = (pb.id, pb.start.clone(), pb.end.clone());
+        pb.merged_right_generation = merged.get(&span).copied().unwrap_or(0);
         pb
     }));
     topology

@@ -328,6 +328,24 @@ fn a_consensus_bucket_starts_as_one_range_and_changes_by_generation() {
         .map(|r| (r.bucket.as_str(), r.id))
         .collect();
     assert_eq!(stored, vec![("orders", 1), ("users", 2)]);
+    // The merged range names the right neighbour's generation (what a leader finishing the
+    // merge fetches), and keeps naming it through a replica change committed before its group
+    // applied the merge (found by the range simulation: otherwise the merge could never
+    // finish).
+    let named = |topology: &pb::Topology| {
+        topology
+            .ranges
+            .iter()
+            .find(|r| r.bucket == "orders" && r.id == 1)
+            .map(|r| r.merged_right_generation)
+    };
+    assert_eq!(named(&topology), Some(5));
+    let learner = apply_range_change(
+        &mut topology,
+        &range_change("orders", 1, 6, Change::AddLearner(4)),
+    );
+    assert_eq!(learner.refusal, "");
+    assert_eq!(named(&topology), Some(5));
 
     let unknown = apply_range_change(
         &mut topology,

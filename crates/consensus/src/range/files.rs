@@ -104,14 +104,16 @@ impl RangeFiles {
         &self.store
     }
 
-    /// Commits an applied batch: unsynced (the ranges' logs replay it), but synced when the
-    /// last synced commit is `RANGE_DATA_SYNC_INTERVAL` old, so a restart replays at most
-    /// about that much of the logs whatever the data's size.
-    pub(crate) fn commit(&self, tx: RangeWrite) -> io::Result<()> {
+    /// Commits an applied batch: unsynced (the ranges' logs replay it), but synced when
+    /// `durable_now` says so (a descriptor change) or the last synced commit is
+    /// `RANGE_DATA_SYNC_INTERVAL` old, so a restart replays at most about that much of the
+    /// logs whatever the data's size.
+    pub(crate) fn commit(&self, tx: RangeWrite, durable_now: bool) -> io::Result<()> {
         let now = std::time::Instant::now();
         let durable = {
             let mut synced = self.synced.lock().expect("sync time poisoned");
-            let due = now.duration_since(*synced) >= base::limits::RANGE_DATA_SYNC_INTERVAL;
+            let due = durable_now
+                || now.duration_since(*synced) >= base::limits::RANGE_DATA_SYNC_INTERVAL;
             if due {
                 *synced = now;
             }

@@ -308,6 +308,7 @@ impl RangeStateMachine {
             }
             Some(_) => {}
         }
+        let structural = entries.iter().any(changes_descriptor);
         let mut replies = Vec::with_capacity(entries.len());
         {
             let mut data = tx.data(&inner.bucket).map_err(io_error)?;
@@ -338,7 +339,10 @@ impl RangeStateMachine {
             }
         }
         self.write_record(&mut inner, &tx)?;
-        self.shared.files.commit(tx)?;
+        // A descriptor change (split, merge, freeze, replica change or release) is synced as
+        // it applies: a power cut must not take a range back across one, since a replica of a
+        // range the metadata no longer has is not started again to replay it from its log.
+        self.shared.files.commit(tx, structural)?;
         Ok(replies)
     }
 
@@ -704,3 +708,17 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+/// Whether `entry` changes the replica's descriptor or freeze (what is synced as it applies).
+fn changes_descriptor(entry: &Entry) -> bool {
+    use pb::range_command::Op;
+    matches!(
+        &entry.payload,
+        EntryPayload::Normal(Request(pb::Command {
+            op: Some(pb::command::Op::Range(pb::RangeCommand {
+                op: Some(Op::Split(_) | Op::Merge(_) | Op::Freeze(_) | Op::SetDescriptor(_)),
+                ..
+            })),
+        }))
+    )
+}

@@ -321,3 +321,30 @@ fn a_snapshot_s_head_names_its_range_without_its_versions() {
         codec::decode(&snapshot.encode_to_vec(), "range snapshot").expect("head");
     assert_eq!(head.descriptor, snapshot.descriptor);
 }
+
+#[test]
+fn descriptor_changes_are_synced_as_they_apply_and_writes_are_not() {
+    // Goal: a power cut never takes a replica back across a split, merge, freeze or replica
+    // change (a replica of a range gone from the metadata is not started to replay its log).
+    // Method: the rule that picks the batches committed durably.
+    use pb::range_command::Op;
+    assert!(!changes_descriptor(&put(1, b"k")));
+    assert!(!changes_descriptor(&entry(
+        2,
+        Op::Close(pb::Timestamp {
+            micros: 5,
+            logical: 0
+        })
+    )));
+    for op in [
+        Op::Freeze(pb::RangeFreeze {
+            generation: 1,
+            into: 2,
+        }),
+        Op::SetDescriptor(descriptor(1, 2, b"", None)),
+        Op::Split(pb::RangeSplit::default()),
+        Op::Merge(pb::RangeMerge::default()),
+    ] {
+        assert!(changes_descriptor(&entry(3, op.clone())), "{op:?}");
+    }
+}

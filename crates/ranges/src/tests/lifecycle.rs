@@ -92,3 +92,33 @@ fn only_a_committed_membership_without_this_member_proves_the_removal() {
     );
     assert!(!removal_seen(true, &[NodeId(1), NodeId(3)], me));
 }
+
+#[test]
+fn a_new_replica_waits_for_a_local_replica_that_holds_or_may_grow_into_its_span() {
+    use crate::descriptor::{RangeDescriptor, RangeId};
+    let range = |id: u64, start: &str, end: Option<&str>| RangeDescriptor {
+        id: RangeId(id),
+        start: start.as_bytes().to_vec(),
+        end: end.map(|e| e.as_bytes().to_vec()),
+        replicas: Vec::new(),
+        generation: 1,
+        sticky: false,
+    };
+    let new = range(9, "m", Some("t"));
+    // Still holds the start: its split has not applied here.
+    assert!(stands_in_way(&range(1, "a", Some("z")), false, false, &new));
+    // Left of the span and behind: a merge in its log may reach into it.
+    assert!(stands_in_way(&range(2, "c", Some("f")), true, false, &new));
+    // ... unless frozen (it only waits to be retired) or caught up (its span is final).
+    assert!(!stands_in_way(&range(2, "c", Some("f")), true, true, &new));
+    assert!(!stands_in_way(
+        &range(2, "c", Some("f")),
+        false,
+        false,
+        &new
+    ));
+    // Right of the span: merges grow rightwards, never into it.
+    assert!(!stands_in_way(&range(3, "t", None), true, false, &new));
+    // The range itself never stands in its own way.
+    assert!(!stands_in_way(&range(9, "a", None), true, false, &new));
+}

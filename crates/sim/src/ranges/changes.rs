@@ -38,14 +38,10 @@ impl Sim {
             return;
         }
         let new_id = RangeId(self.next_range);
-        if self
-            .meta
-            .split(range.id, range.generation, &at, new_id)
-            .is_ok()
-        {
+        if let Ok((_, right)) = self.meta.split(range.id, range.generation, &at, new_id) {
             self.next_range += 1;
             self.splits += 1;
-            self.groups.insert(new_id, Group::default());
+            self.groups.insert(new_id, Group::of(&right));
         }
     }
 
@@ -60,7 +56,9 @@ impl Sim {
         }
         let at = self.rng.range(0, ranges.len() as u64 - 1) as usize;
         let (left, right) = (ranges[at].clone(), ranges[at + 1].clone());
-        if !self.serving(&left) || !self.serving(&right) {
+        // Neighbours on different members are aligned first (the real driver's
+        // `ranges::align_step`); the simulation merges aligned ones only.
+        if !left.same_replicas(&right) || !self.serving(&left) || !self.serving(&right) {
             return;
         }
         let (run, step) = MergeRun::start(&left, &right, MERGE_VERSIONS_MAX);
@@ -105,7 +103,7 @@ impl Sim {
                 if let Some(merged) = &merged {
                     self.merges += 1;
                     self.merged_right
-                        .insert(left, (merged.generation, right_generation));
+                        .insert(left, (merged.end.clone(), right_generation));
                 }
                 merging.merged = merged.clone();
                 MergeEvent::Committed(merged.is_some())
