@@ -13,3 +13,21 @@ pub mod ranges;
 mod rng;
 
 pub use rng::SimRng;
+
+/// A checker's verdict in words, each anomaly on its own line (for a failing seed's summary).
+pub fn verdict_text(verdict: &check::Verdict) -> String {
+    match verdict {
+        check::Verdict::Valid => "valid".to_owned(),
+        check::Verdict::Unknown(why) => format!("unknown: {why}"),
+        check::Verdict::Invalid(anomalies) => {
+            let each: Vec<String> = anomalies.iter().map(|a| a.explanation.clone()).collect();
+            format!("invalid:\n  {}", each.join("\n  "))
+        }
+    }
+}
+
+/// How many seeds a simulation suite runs: `SIM_SEEDS` from the test's environment (read by
+/// the tests, never by a run), else `default`.
+pub fn seed_count(from_env: Option<String>, default: u64) -> u64 {
+    from_env.and_then(|s| s.parse().ok()).unwrap_or(default)
+}

@@ -105,14 +105,7 @@ impl Outcome {
 
     /// The verdict and the convergence in a few lines.
     pub fn summary(&self) -> String {
-        let verdict = match &self.report.verdict {
-            check::Verdict::Valid => "valid".to_owned(),
-            check::Verdict::Unknown(why) => format!("unknown: {why}"),
-            check::Verdict::Invalid(anomalies) => {
-                let each: Vec<String> = anomalies.iter().map(|a| a.explanation.clone()).collect();
-                format!("invalid:\n  {}", each.join("\n  "))
-            }
-        };
+        let verdict = crate::verdict_text(&self.report.verdict);
         let converged = match &self.converged {
             Ok(()) => "converged".to_owned(),
             Err(why) => format!("did not converge: {why}"),

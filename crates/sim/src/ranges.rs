@@ -123,14 +123,7 @@ impl Outcome {
     }
 
     pub fn summary(&self) -> String {
-        let verdict = match &self.report.verdict {
-            check::Verdict::Valid => "valid".to_owned(),
-            check::Verdict::Unknown(why) => format!("unknown: {why}"),
-            check::Verdict::Invalid(anomalies) => {
-                let each: Vec<String> = anomalies.iter().map(|a| a.explanation.clone()).collect();
-                format!("invalid:\n  {}", each.join("\n  "))
-            }
-        };
+        let verdict = crate::verdict_text(&self.report.verdict);
         let invariant = match &self.invariant {
             Ok(()) => "invariants held".to_owned(),
             Err(why) => format!("broken: {why}"),

@@ -13,10 +13,7 @@ const SEEDS_DEFAULT: u64 = 1_000;
 const PARTS: u64 = 4;
 
 fn seed_count() -> u64 {
-    std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS_DEFAULT)
+    sim::seed_count(std::env::var("SIM_SEEDS").ok(), SEEDS_DEFAULT)
 }
 
 fn replay_command(seed: u64) -> String {

@@ -13,10 +13,7 @@ const PARTS: u64 = 4;
 const CANARY_SEEDS: u64 = 100;
 
 fn seed_count() -> u64 {
-    std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS_DEFAULT)
+    sim::seed_count(std::env::var("SIM_SEEDS").ok(), SEEDS_DEFAULT)
 }
 
 fn replay_command(seed: u64) -> String {

@@ -38,19 +38,22 @@ fn value_of(stored: Option<&[u8]>) -> Value {
 impl Sim {
     /// Starts a linearizable read of register `k` (the final reads).
     pub(super) fn start_register_read(&mut self, client: usize, k: u64) {
-        let key = register_key(k);
+        self.start_get(client, register_key(k), false);
+    }
+
+    /// Starts a read of `key`: linearizable, or a follower read allowing `STALENESS_MS`.
+    fn start_get(&mut self, client: usize, key: Vec<u8>, follower: bool) {
         let name = String::from_utf8_lossy(&key).into_owned();
-        self.record(
-            client,
-            EventType::Invoke,
-            "read",
-            Some(&name),
-            Value::Null,
-            None,
-        );
+        let (f, input) = if follower {
+            let input = json!({ "staleness_ms": STALENESS_MS });
+            (check::staleness::FOLLOWER_READ, input)
+        } else {
+            ("read", Value::Null)
+        };
+        self.record(client, EventType::Invoke, f, Some(&name), input, None);
         self.clients[client].op = Op::Get {
             key,
-            follower: false,
+            follower,
             attempts: 0,
         };
     }
@@ -58,32 +61,11 @@ impl Sim {
     /// Starts a write, a linearizable read or a follower read of a random register.
     pub(super) fn start_register_op(&mut self, client: usize) {
         let key = register_key(self.rng.range(0, REGISTERS));
-        let name = String::from_utf8_lossy(&key).into_owned();
         let roll = self.rng.range(0, 100);
-        if roll < 15 {
-            let input = json!({ "staleness_ms": STALENESS_MS });
-            let f = check::staleness::FOLLOWER_READ;
-            self.record(client, EventType::Invoke, f, Some(&name), input, None);
-            self.clients[client].op = Op::Get {
-                key,
-                follower: true,
-                attempts: 0,
-            };
-        } else if roll < 40 {
-            self.record(
-                client,
-                EventType::Invoke,
-                "read",
-                Some(&name),
-                Value::Null,
-                None,
-            );
-            self.clients[client].op = Op::Get {
-                key,
-                follower: false,
-                attempts: 0,
-            };
+        if roll < 40 {
+            self.start_get(client, key, roll < 15);
         } else {
+            let name = String::from_utf8_lossy(&key).into_owned();
             let value = self.rng.range(0, VALUES);
             self.record(
                 client,
