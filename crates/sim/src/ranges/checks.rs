@@ -80,14 +80,24 @@ impl Sim {
         let mut out = Vec::new();
         for range in self.meta.iter() {
             let group = &self.groups[&range.id];
+            let settled = group.leader.is_some()
+                && self
+                    .members
+                    .values()
+                    .filter_map(|m| m.replicas.get(&range.id))
+                    .all(|r| r.state().descriptor().generation == range.generation);
+            if settled {
+                continue;
+            }
             let holders: Vec<String> = self
                 .members
                 .iter()
                 .filter_map(|(id, m)| {
                     let down = if m.up { "" } else { " down" };
-                    m.replicas
-                        .get(&range.id)
-                        .map(|r| format!("{id}@{}{down}", r.state().descriptor().generation))
+                    m.replicas.get(&range.id).map(|r| {
+                        let held = r.state().descriptor();
+                        format!("{id}@{} applied {}{down}", held.generation, r.applied())
+                    })
                 })
                 .collect();
             let pending: Vec<String> = self
