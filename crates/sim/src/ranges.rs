@@ -108,6 +108,9 @@ pub struct Outcome {
     pub splits: u64,
     pub merges: u64,
     pub moves: u64,
+    /// Snapshots installed (new replicas, and replicas whose own log ended before the purged
+    /// log).
+    pub snapshots: u64,
     /// A hash of the history: the same seed gives the same run.
     pub history_hash: u64,
     pub steps: u64,
@@ -130,8 +133,14 @@ impl Outcome {
         };
         format!(
             "seed {}: {verdict} ({} ops checked, {} steps, {} splits, {} merges, {} replica \
-             changes); {invariant}",
-            self.seed, self.report.ops_checked, self.steps, self.splits, self.merges, self.moves
+             changes, {} snapshots); {invariant}",
+            self.seed,
+            self.report.ops_checked,
+            self.steps,
+            self.splits,
+            self.merges,
+            self.moves,
+            self.snapshots
         )
     }
 }
@@ -157,6 +166,9 @@ struct Group {
     leader: Option<NodeId>,
     voters: BTreeSet<NodeId>,
     learners: BTreeSet<NodeId>,
+    /// The log up to here is purged (behind a snapshot): a replica whose own log does not
+    /// reach it needs a snapshot.
+    purged: u64,
     /// Merged away: the group runs no more.
     gone: bool,
 }
@@ -201,6 +213,11 @@ pub(crate) struct Sim {
     moves: u64,
     final_read_done: bool,
     broken: Option<String>,
+    /// How far each replica's own log of its group reaches (appended and fsync'd there: a
+    /// crash keeps it).
+    received: BTreeMap<(NodeId, RangeId), u64>,
+    /// Snapshots installed on replicas whose own log did not reach the purged log.
+    snapshots: u64,
     /// The latest replica lifecycle events, shown with a broken invariant.
     notes: std::collections::VecDeque<String>,
 }
@@ -279,6 +296,8 @@ impl Sim {
             moves: 0,
             final_read_done: false,
             broken: None,
+            received: BTreeMap::new(),
+            snapshots: 0,
             notes: std::collections::VecDeque::new(),
             rng,
         }
@@ -313,10 +332,11 @@ impl Sim {
             85..=87 if !self.healing() => self.split_somewhere(),
             88..=89 if !self.healing() => self.start_merge(),
             90 if !self.healing() => self.start_move(),
-            91..=92 => {
+            91 => {
                 let member = NodeId(self.rng.range(1, MEMBERS + 1));
                 self.reconcile(member);
             }
+            92 => self.purge_somewhere(),
             93..=95 if !self.healing() => self.crash_or_restart(),
             _ => {
                 let member = NodeId(self.rng.range(1, MEMBERS + 1));
@@ -395,13 +415,22 @@ impl Sim {
     /// A new leader for `id`: one of the up members holding a replica of it (a Raft election
     /// picks a member with the whole committed log; every replica can apply it).
     fn elect_group(&mut self, id: RangeId) {
-        let Some(voters) = self.groups.get(&id).map(|g| g.voters.clone()) else {
+        let Some((voters, log_len)) = self
+            .groups
+            .get(&id)
+            .map(|g| (g.voters.clone(), g.log.len() as u64))
+        else {
             return;
         };
         let candidates: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|(member, m)| m.up && voters.contains(member) && m.replicas.contains_key(&id))
+            .filter(|(member, m)| {
+                // Raft elects a voter whose log holds every committed entry.
+                m.up && voters.contains(member)
+                    && m.replicas.contains_key(&id)
+                    && self.received.get(&(**member, id)).copied().unwrap_or(0) >= log_len
+            })
             .map(|(member, _)| *member)
             .collect();
         let leader = (!candidates.is_empty()).then(|| *self.rng.pick(&candidates));
@@ -410,12 +439,51 @@ impl Sim {
         }
     }
 
+    /// A leader whose group has a replica on a member that is down purges its log behind a
+    /// snapshot, up to what every up replica's own log holds (the real
+    /// `ranges::snapshot_action`, which never purges past another follower's match): the down
+    /// one will need a snapshot if its log ends before.
+    fn purge_somewhere(&mut self) {
+        let ids: Vec<RangeId> = self.meta.iter().map(|r| r.id).collect();
+        let id = *self.rng.pick(&ids);
+        let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
+            return;
+        };
+        if !self.members[&leader].up || !self.catch_up(leader, id, None) {
+            return;
+        }
+        let holders: Vec<(NodeId, bool)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.replicas.contains_key(&id))
+            .map(|(member, m)| (*member, m.up))
+            .collect();
+        if holders.iter().all(|(_, up)| *up) {
+            return;
+        }
+        let snapshot = self.members[&leader].replicas[&id].applied();
+        let upto = holders
+            .iter()
+            .filter(|(member, up)| *up && *member != leader)
+            .map(|(member, _)| self.received.get(&(*member, id)).copied().unwrap_or(0))
+            .min()
+            .map_or(snapshot, |least| least.min(snapshot));
+        // The snapshot is durable on the leader (the real `build_snapshot` syncs first).
+        self.members.get_mut(&leader).expect("leader").sync();
+        let group = self.groups.get_mut(&id).expect("group");
+        group.purged = group.purged.max(upto);
+    }
+
     /// Whether a majority of `id`'s voters is up, so its entries commit.
     fn quorum_up(&self, id: RangeId) -> bool {
         let Some(group) = self.groups.get(&id) else {
             return false;
         };
-        let up = group.voters.iter().filter(|v| self.members[v].up).count();
+        let up = group
+            .voters
+            .iter()
+            .filter(|v| self.members[v].up && self.members[v].replicas.contains_key(&id))
+            .count();
         up * 2 > group.voters.len()
     }
 
@@ -428,7 +496,18 @@ impl Sim {
         }
         let group = self.groups.get_mut(&id).expect("checked");
         group.log.push(command);
-        Some(group.log.len() as u64)
+        let index = group.log.len() as u64;
+        // Appended on every up replica of the group (a majority of voters, checked above).
+        let holders: Vec<NodeId> = group
+            .voters
+            .union(&group.learners)
+            .copied()
+            .filter(|m| self.members[m].up && self.members[m].replicas.contains_key(&id))
+            .collect();
+        for member in holders {
+            self.received.insert((member, id), index);
+        }
+        Some(index)
     }
 
     /// Applies `id`'s log on `member`'s replica up to `upto` (or its end); false when the
@@ -438,8 +517,20 @@ impl Sim {
             let Some(replica) = self.members[&member].replicas.get(&id) else {
                 return false;
             };
-            let log = &self.groups[&id].log;
+            let group = &self.groups[&id];
+            let log = &group.log;
             let next = replica.applied() + 1;
+            let own = self.received.get(&(member, id)).copied().unwrap_or(0);
+            if next > own && next <= log.len() as u64 {
+                if next <= group.purged {
+                    // Its own log ends before the purged log begins: only a snapshot helps.
+                    return false;
+                }
+                // The leader sends what its log lacks.
+                let end = log.len() as u64;
+                self.received.insert((member, id), end);
+                continue;
+            }
             if next > upto.unwrap_or(log.len() as u64).min(log.len() as u64) {
                 return true;
             }
@@ -490,6 +581,7 @@ impl Sim {
             // The frozen right replica here is retired once this member's merged one applied
             // the merge.
             m.replicas.remove(&gone);
+            self.received.remove(&(member, gone));
         }
         if is_change {
             let now = m
@@ -638,6 +730,7 @@ impl Sim {
             splits: self.splits,
             merges: self.merges,
             moves: self.moves,
+            snapshots: self.snapshots,
             history_hash,
             steps: self.step,
         }

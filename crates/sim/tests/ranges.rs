@@ -33,7 +33,7 @@ fn settings(seed: u64, canary: Option<Canary>) -> Settings {
 
 fn check_part(part: u64) {
     let count = seed_count();
-    let (mut checked, mut splits, mut merges) = (0, 0, 0);
+    let (mut checked, mut splits, mut merges, mut snapshots) = (0, 0, 0, 0);
     for seed in (0..count).filter(|s| s % PARTS == part) {
         let outcome = run(settings(seed, None));
         assert!(
@@ -45,12 +45,13 @@ fn check_part(part: u64) {
         checked += outcome.report.ops_checked;
         splits += outcome.splits;
         merges += outcome.merges;
+        snapshots += outcome.snapshots;
     }
     // The seeds exercise what they are for, not only allow it.
     assert!(checked > 0 || count == 0, "the seeds checked no operation");
     assert!(
-        (splits > 0 && merges > 0) || count < 20,
-        "{splits} splits and {merges} merges in {count} seeds"
+        (splits > 0 && merges > 0 && snapshots > 0) || count < 20,
+        "{splits} splits, {merges} merges and {snapshots} snapshots in {count} seeds"
     );
 }
 

@@ -167,6 +167,8 @@ impl Sim {
             };
             if ranges::keep_replica(running) == ranges::Keep::Retire {
                 self.note(format!("{member} retires {id}"));
+                // Its log goes with it.
+                self.received.remove(&(member, id));
                 let m = self.members.get_mut(&member).expect("member");
                 m.replicas.remove(&id);
                 m.durable.remove(&id);
@@ -183,6 +185,21 @@ impl Sim {
             .collect();
         for id in listed {
             self.start_from_snapshot(member, id);
+        }
+        // Replicas whose own log ends before their group's purged log catch up by a snapshot.
+        let behind: Vec<RangeId> = self.members[&member]
+            .replicas
+            .iter()
+            .filter(|(id, r)| {
+                let own = self.received.get(&(member, **id)).copied().unwrap_or(0);
+                self.groups
+                    .get(id)
+                    .is_some_and(|g| !g.gone && r.applied().max(own) < g.purged)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in behind {
+            self.install_snapshot(member, id);
         }
     }
 
@@ -206,15 +223,20 @@ impl Sim {
         {
             return;
         }
+        self.install_snapshot(member, id);
+    }
+
+    /// `member`'s replica of `id` takes its leader's state (a snapshot), unless another
+    /// replica here still holds part of its span (the real `vet_snapshot`, over every record
+    /// not gone: that one must apply its split or merge, or be retired, first).
+    pub(super) fn install_snapshot(&mut self, member: NodeId, id: RangeId) {
         let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
             return;
         };
-        if !self.members[&leader].up || !self.catch_up(leader, id, None) {
+        if leader == member || !self.members[&leader].up || !self.catch_up(leader, id, None) {
             return;
         }
         let snapshot = self.members[&leader].replicas[&id].clone();
-        // Refused while another live replica here still holds part of its span (the real
-        // `vet_snapshot`): that one must apply its split or merge, or be retired, first.
         let span = snapshot.state().descriptor().clone();
         let overlaps = self.members[&member].replicas.values().any(|r| {
             let held = r.state().descriptor();
@@ -234,6 +256,8 @@ impl Sim {
             "{member} installs {} beside {there:?}",
             super::describe_range(&span)
         ));
+        self.received.insert((member, id), snapshot.applied());
+        self.snapshots += 1;
         let m = self.members.get_mut(&member).expect("member");
         m.replicas.insert(id, snapshot);
         // An installed snapshot is synced in one transaction (the real install's rule).
