@@ -111,7 +111,7 @@ impl RangeNode {
             .collect();
         for (id, descriptor) in &mine {
             if self.groups.get(*id).is_none() {
-                self.try_start(descriptor).await;
+                self.try_start(descriptor, topology).await;
             }
         }
         for id in self.groups.ids() {
@@ -142,7 +142,11 @@ impl RangeNode {
 
     /// Starts this member's replica of `descriptor`'s range, unless its state is still to
     /// come from a split this member has not applied.
-    pub(crate) async fn try_start(&self, descriptor: &raftpb::RangeDescriptor) {
+    pub(crate) async fn try_start(
+        &self,
+        descriptor: &raftpb::RangeDescriptor,
+        topology: &raftpb::Topology,
+    ) {
         let range = RangeId(descriptor.id);
         if let Err(error) = self.clear_retired(range).await {
             tracing::error!(range = range.0, %error, "clear a retired range's log");
@@ -166,7 +170,7 @@ impl RangeNode {
         let initialize = match ranges::start_replica(
             has_state,
             descriptor.generation,
-            self.local_parent(descriptor).is_some(),
+            self.local_parent(descriptor, topology).is_some(),
         ) {
             // The split that makes this range has not applied here yet: its seed will come.
             ranges::Start::Wait => return,
@@ -225,8 +229,11 @@ impl RangeNode {
     /// A local group of the same bucket that stands in the way of `descriptor`'s replica
     /// here (`ranges::stands_in_way`): it still holds the start (its split has not applied
     /// here), or it is behind the metadata and its merges may still grow it into the span.
-    fn local_parent(&self, descriptor: &raftpb::RangeDescriptor) -> Option<RangeGroup> {
-        let topology = self.replica.topology();
+    fn local_parent(
+        &self,
+        descriptor: &raftpb::RangeDescriptor,
+        topology: &raftpb::Topology,
+    ) -> Option<RangeGroup> {
         let span = topology::descriptor_from_pb(descriptor);
         self.groups.all().into_iter().find(|group| {
             let held = group.descriptor();

@@ -133,6 +133,18 @@ impl RangeNode {
         out
     }
 
+    /// Stops timing a freeze of the range `id` (its merge committed or was released); no
+    /// record is made for a range that has none, so an unfrozen range costs one lookup.
+    fn forget_freeze(&self, id: u64) {
+        let mut led = self.led.lock().expect("led ranges poisoned");
+        if let Some(record) = led.get_mut(&id) {
+            record.freeze = ranges::FreezeWatch::default();
+            if record.idle() {
+                led.remove(&id);
+            }
+        }
+    }
+
     /// The consensus-bucket side of the member `replica` runs, its groups' logs on `writer`.
     /// Call `start` to run its groups.
     pub fn new(

@@ -52,7 +52,7 @@ impl RangeNode {
             };
             if !leader.frozen {
                 // A freeze that ended (committed or released) is timed no more.
-                self.with_led(id, |led| led.freeze = ranges::FreezeWatch::default());
+                self.forget_freeze(id);
             }
             for duty in ranges::leader_duties(periods, pass, leader) {
                 if !self.run_duty(duty, &group, meta, &held, view).await || duty.ends_pass() {
@@ -214,7 +214,7 @@ impl RangeNode {
                         // Its seed is saved: start the right half here now, as its first
                         // leader, rather than at the next pass.
                         if self.groups.get(right.id).is_none() {
-                            self.try_start(right).await;
+                            self.try_start(right, topology).await;
                         }
                     }
                     Err(error) => tracing::debug!(range = meta.id, %error, "split not applied yet"),

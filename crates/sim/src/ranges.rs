@@ -446,12 +446,9 @@ impl Sim {
     fn purge_somewhere(&mut self) {
         let ids: Vec<RangeId> = self.meta.iter().map(|r| r.id).collect();
         let id = *self.rng.pick(&ids);
-        let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
+        let Some(leader) = self.caught_up_leader(id) else {
             return;
         };
-        if !self.members[&leader].up || !self.catch_up(leader, id, None) {
-            return;
-        }
         let holders: Vec<(NodeId, bool)> = self
             .members
             .iter()
@@ -472,6 +469,12 @@ impl Sim {
         self.members.get_mut(&leader).expect("leader").sync();
         let group = self.groups.get_mut(&id).expect("group");
         group.purged = group.purged.max(upto);
+    }
+
+    /// The leader of `id`, if its member is up, once its replica applied the whole log.
+    fn caught_up_leader(&mut self, id: RangeId) -> Option<NodeId> {
+        let leader = self.groups.get(&id).and_then(|g| g.leader)?;
+        (self.members[&leader].up && self.catch_up(leader, id, None)).then_some(leader)
     }
 
     /// Whether a majority of `id`'s voters is up, so its entries commit.
@@ -621,12 +624,9 @@ impl Sim {
     fn leader_duty(&mut self) {
         let ids: Vec<RangeId> = self.meta.iter().map(|r| r.id).collect();
         let id = *self.rng.pick(&ids);
-        let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
+        let Some(leader) = self.caught_up_leader(id) else {
             return;
         };
-        if !self.members[&leader].up || !self.catch_up(leader, id, None) {
-            return;
-        }
         let held = self.members[&leader].replicas[&id]
             .state()
             .descriptor()

@@ -139,12 +139,9 @@ impl Sim {
 
     /// Whether `range`'s group has a leader that applied the metadata's generation of it.
     fn serving(&mut self, range: &RangeDescriptor) -> bool {
-        let Some(leader) = self.groups.get(&range.id).and_then(|g| g.leader) else {
+        let Some(leader) = self.caught_up_leader(range.id) else {
             return false;
         };
-        if !self.members[&leader].up || !self.catch_up(leader, range.id, None) {
-            return false;
-        }
         self.members[&leader].replicas[&range.id]
             .state()
             .descriptor()
@@ -154,12 +151,9 @@ impl Sim {
 
     /// Proposes `command` in `id`'s group through its leader and applies it there: its fate.
     fn command(&mut self, id: RangeId, command: RangeCommand) -> CommandFate {
-        let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
+        let Some(leader) = self.caught_up_leader(id) else {
             return CommandFate::NotApplied;
         };
-        if !self.members[&leader].up || !self.catch_up(leader, id, None) {
-            return CommandFate::NotApplied;
-        }
         let Some(index) = self.propose(id, leader, command) else {
             // Without a quorum the proposal may still commit once one is back.
             return CommandFate::Unknown;

@@ -282,6 +282,27 @@ impl Sim {
         }
     }
 
+    /// Proposes a write on `key`'s range through its leader: done once applied there.
+    pub(super) fn write(
+        &mut self,
+        client: usize,
+        key: &[u8],
+        command: RangeCommand,
+    ) -> Attempt<()> {
+        self.attempt(client, key, |sim, leader, id| {
+            let Some(index) = sim.propose(id, leader, command) else {
+                // No quorum: the proposal times out, and may still commit later.
+                return Attempt::Unknown;
+            };
+            sim.catch_up(leader, id, Some(index));
+            let applied = sim.members[&leader].replicas.get(&id).map(|r| r.applied());
+            if applied != Some(index) {
+                return Attempt::Unknown;
+            }
+            Attempt::Done(())
+        })
+    }
+
     /// One attempt on `key`: routed by the client's cache to the range's leader, which serves
     /// it with `serve` once it applied its whole log and holds the key; refusals before that
     /// teach the cache.

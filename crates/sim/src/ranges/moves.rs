@@ -230,12 +230,12 @@ impl Sim {
     /// replica here still holds part of its span (the real `vet_snapshot`, over every record
     /// not gone: that one must apply its split or merge, or be retired, first).
     pub(super) fn install_snapshot(&mut self, member: NodeId, id: RangeId) {
-        let Some(leader) = self.groups.get(&id).and_then(|g| g.leader) else {
-            return;
-        };
-        if leader == member || !self.members[&leader].up || !self.catch_up(leader, id, None) {
+        if self.groups.get(&id).and_then(|g| g.leader) == Some(member) {
             return;
         }
+        let Some(leader) = self.caught_up_leader(id) else {
+            return;
+        };
         let snapshot = self.members[&leader].replicas[&id].clone();
         let span = snapshot.state().descriptor().clone();
         let overlaps = self.members[&member].replicas.values().any(|r| {

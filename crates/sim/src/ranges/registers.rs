@@ -216,25 +216,4 @@ impl Sim {
         let found = replica.get(key, at).ok()?;
         Some(value_of(found.and_then(|v| v.value).as_deref()))
     }
-
-    /// Proposes a write on `key`'s range through its leader: done once applied there.
-    pub(super) fn write(
-        &mut self,
-        client: usize,
-        key: &[u8],
-        command: RangeCommand,
-    ) -> Attempt<()> {
-        self.attempt(client, key, |sim, leader, id| {
-            let Some(index) = sim.propose(id, leader, command) else {
-                // No quorum: the proposal times out, and may still commit later.
-                return Attempt::Unknown;
-            };
-            sim.catch_up(leader, id, Some(index));
-            let applied = sim.members[&leader].replicas.get(&id).map(|r| r.applied());
-            if applied != Some(index) {
-                return Attempt::Unknown;
-            }
-            Attempt::Done(())
-        })
-    }
 }
