@@ -214,7 +214,7 @@ impl RangeNode {
                         // Its seed is saved: start the right half here now, as its first
                         // leader, rather than at the next pass.
                         if self.groups.get(right.id).is_none() {
-                            self.try_start(right, topology).await;
+                            self.try_start(right).await;
                         }
                     }
                     Err(error) => tracing::debug!(range = meta.id, %error, "split not applied yet"),
