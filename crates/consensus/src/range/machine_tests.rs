@@ -323,9 +323,9 @@ fn a_snapshot_s_head_names_its_range_without_its_versions() {
 }
 
 #[test]
-fn descriptor_changes_are_synced_as_they_apply_and_writes_are_not() {
-    // Goal: a power cut never takes a replica back across a split, merge, freeze or replica
-    // change (a replica of a range gone from the metadata is not started to replay its log).
+fn freezes_and_merges_are_synced_as_they_apply_and_writes_are_not() {
+    // Goal: a power cut never takes a replica back across a freeze or merge (a replica of a
+    // range gone from the metadata is not started to replay its log).
     // Method: the rule that picks the batches committed durably.
     use pb::range_command::Op;
     assert!(!changes_descriptor(&put(1, b"k")));
@@ -341,10 +341,18 @@ fn descriptor_changes_are_synced_as_they_apply_and_writes_are_not() {
             generation: 1,
             into: 2,
         }),
-        Op::SetDescriptor(descriptor(1, 2, b"", None)),
-        Op::Split(pb::RangeSplit::default()),
         Op::Merge(pb::RangeMerge::default()),
     ] {
         assert!(changes_descriptor(&entry(3, op.clone())), "{op:?}");
     }
+    // A replica change replays from a running range's log; a split is synced by the group
+    // before the right half's log exists.
+    assert!(!changes_descriptor(&entry(
+        4,
+        Op::SetDescriptor(descriptor(1, 2, b"", None))
+    )));
+    assert!(!changes_descriptor(&entry(
+        5,
+        Op::Split(pb::RangeSplit::default())
+    )));
 }
