@@ -557,10 +557,7 @@ impl Sim {
         };
         let is_change = matches!(
             command,
-            RangeCommand::Split { .. }
-                | RangeCommand::Merge { .. }
-                | RangeCommand::Freeze { .. }
-                | RangeCommand::SetDescriptor(_)
+            RangeCommand::Split { .. } | RangeCommand::Merge { .. } | RangeCommand::Freeze { .. }
         );
         let what = describe(&command);
         let m = self.members.get_mut(&member).expect("member");
