@@ -259,6 +259,24 @@ async fn await_metric(port: u16, name: &str, done: impl Fn(i64) -> bool) -> i64 
     }
 }
 
+/// Polls until member `i`'s applied metadata holds `bucket` (`bucket show` reads the member's
+/// own copy). A restarted member learns how far the log is committed from the leader, so a
+/// test that then leaves it alone must wait for this first.
+async fn await_bucket_known(cluster: &Cluster, i: usize, bucket: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (ok, text) = quorate(&cluster.endpoint(i), &["bucket", "show", bucket]);
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {i} never knew {bucket}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn hints_reach_a_replica_that_was_down_and_a_full_hint_bound_fails_no_write() {
     // Goal: hinted handoff. Method: SIGKILL m3; write 5 keys at w=quorum through m1 (m1
@@ -292,14 +310,10 @@ async fn hints_reach_a_replica_that_was_down_and_a_full_hint_bound_fails_no_writ
     await_metric(metrics, "quorate_quorum_hint_bytes", |bytes| bytes == 0).await;
     assert!(metric(metrics, "quorate_quorum_hints_delivered") >= 5);
     assert_eq!(metric(metrics, "quorate_quorum_read_repairs"), 0);
-    // m3 must have applied the bucket's definition (it was down when it was created) before
-    // it is left alone: hints need no definition, reads do.
+    // m3 must have applied the bucket's definition before it is left alone: hints need no
+    // definition, reads do.
+    await_bucket_known(&cluster, 2, "h").await;
     let m3 = cluster.endpoint(2);
-    let deadline = Instant::now() + DEADLINE;
-    while !quorate(&m3, &["bucket", "show", "h"]).0 {
-        assert!(Instant::now() < deadline, "m3 never learned bucket h");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     cluster.kill(0);
     cluster.kill(1);
     for i in 0..5 {
@@ -358,6 +372,7 @@ async fn a_sloppy_quorum_writes_through_a_fallback_and_hands_the_write_back() {
         .expect("a fallback among m1..m3");
     let metrics = cluster.members[fallback].metrics;
     await_metric(metrics, "quorate_quorum_hints_delivered", |n| n >= 1).await;
+    await_bucket_known(&cluster, 3, "sloppy").await;
     for i in 0..3 {
         cluster.kill(i);
     }
